@@ -1,0 +1,83 @@
+"""The nascloud wire protocol, sans-IO: bytes in, events out (see SPEC.md).
+
+This package imports no trio, socket, time or random. The Trio binding lives beside it in
+`protocol.tunnel`, which importing `protocol` does not load.
+"""
+
+from ._auth import auth_payload, public_key_bytes
+from ._connection import (
+    SUPPORTED_VERSIONS,
+    Connection,
+    ConnectionState,
+    Credentials,
+    Role,
+    Settings,
+)
+from ._errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
+from ._events import (
+    AuthenticationRequested,
+    ConnectionClosed,
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    HandshakeComplete,
+    MessageReceived,
+    PingAcknowledged,
+    PingReceived,
+    StreamEnded,
+    StreamOpened,
+    StreamReset,
+    WindowUpdated,
+)
+from ._frames import HEADER_BYTES, Flag, FrameType
+from ._messages import (
+    Ack,
+    AppMessage,
+    AuthKind,
+    DdnsUpdate,
+    Error,
+    InstallRegister,
+    Register,
+)
+from ._names import validate_label
+from ._streams import StreamState
+
+__all__ = [
+    "HEADER_BYTES",
+    "SUPPORTED_VERSIONS",
+    "Ack",
+    "AppMessage",
+    "AuthKind",
+    "AuthenticationRequested",
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionState",
+    "ConnectionTerminated",
+    "Credentials",
+    "DataReceived",
+    "DdnsUpdate",
+    "Error",
+    "ErrorCode",
+    "Event",
+    "Flag",
+    "FrameType",
+    "HandshakeComplete",
+    "InstallRegister",
+    "LocalProtocolError",
+    "MessageReceived",
+    "PingAcknowledged",
+    "PingReceived",
+    "ProtocolError",
+    "Register",
+    "RemoteProtocolError",
+    "Role",
+    "Settings",
+    "StreamEnded",
+    "StreamOpened",
+    "StreamReset",
+    "StreamState",
+    "WindowUpdated",
+    "auth_payload",
+    "public_key_bytes",
+    "validate_label",
+]

@@ -1,0 +1,860 @@
+"""The sans-IO connection: bytes in, events out; method calls in, bytes out.
+
+Keeps the handshake and connection state machines, every stream's state, and both levels of
+flow control. It must not know sockets, trio, clocks or randomness: the server's nonce comes in
+through the constructor, and keepalive timing belongs to the caller (SPEC.md 3, 7, 8, 9).
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ._auth import auth_payload, public_key_bytes, sign_auth, verify_auth
+from ._errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from ._events import (
+    AuthenticationRequested,
+    ConnectionClosed,
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    HandshakeComplete,
+    MessageReceived,
+    PingAcknowledged,
+    PingReceived,
+    StreamEnded,
+    StreamOpened,
+    StreamReset,
+    WindowUpdated,
+)
+from ._frames import (
+    HANDSHAKE_MAX_FRAME_BYTES,
+    HEADER,
+    HEADER_BYTES,
+    MAX_CONTROL_BODY_BYTES,
+    Flag,
+    FrameType,
+    encode_frame,
+)
+from ._messages import (
+    MAX_STREAM_ID,
+    MAX_WINDOW,
+    NONCE_BYTES,
+    AppMessage,
+    Auth,
+    AuthKind,
+    AuthOk,
+    Body,
+    GoAway,
+    Hello,
+    Open,
+    Ping,
+    Reset,
+    WindowUpdate,
+    decode_body,
+    encode_body,
+)
+from ._names import validate_label
+from ._streams import Stream, StreamInput, StreamState, next_state
+
+__all__ = [
+    "SUPPORTED_VERSIONS",
+    "Connection",
+    "ConnectionState",
+    "Credentials",
+    "Role",
+    "Settings",
+]
+
+SUPPORTED_VERSIONS: Final = (1,)
+#: Unanswered PINGs allowed between two `data_to_send` calls before the peer counts as flooding.
+MAX_PENDING_PING_ACKS: Final = 32
+
+
+class Role(enum.Enum):
+    CLIENT = "client"  # the agent, or relayd when it connects to ddnsd
+    SERVER = "server"  # relayd for agents, ddnsd for relayd
+
+
+class ConnectionState(enum.Enum):
+    AWAIT_HELLO = "await HELLO"
+    AWAIT_AUTH = "await AUTH"  # server
+    AUTH_PENDING = "authentication pending"  # server, waiting for the application's verdict
+    AWAIT_AUTH_OK = "await AUTH_OK"  # client
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+_C = ConnectionState
+_F = FrameType
+#: Which frames each role accepts in each state (SPEC.md 9). Anything else is PROTOCOL_ERROR.
+_ALLOWED: Final[dict[tuple[Role, ConnectionState], frozenset[FrameType]]] = {
+    (Role.CLIENT, _C.AWAIT_HELLO): frozenset({_F.HELLO, _F.GOAWAY}),
+    (Role.CLIENT, _C.AWAIT_AUTH_OK): frozenset({_F.AUTH_OK, _F.GOAWAY}),
+    (Role.SERVER, _C.AWAIT_HELLO): frozenset({_F.HELLO, _F.GOAWAY}),
+    (Role.SERVER, _C.AWAIT_AUTH): frozenset({_F.AUTH, _F.GOAWAY}),
+    (Role.SERVER, _C.AUTH_PENDING): frozenset({_F.GOAWAY}),
+    (Role.CLIENT, _C.OPEN): frozenset(
+        {_F.DATA, _F.OPEN, _F.RESET, _F.WINDOW, _F.PING, _F.GOAWAY, _F.MESSAGE}
+    ),
+    (Role.SERVER, _C.OPEN): frozenset(
+        {_F.DATA, _F.OPEN, _F.RESET, _F.WINDOW, _F.PING, _F.GOAWAY, _F.MESSAGE}
+    ),
+}
+_DATA: Final = int(FrameType.DATA)
+_END_STREAM: Final = int(Flag.END_STREAM)
+_pack_header = HEADER.pack
+_unpack_header = HEADER.unpack_from
+_OPEN: Final = ConnectionState.OPEN
+# Sending is allowed in these stream states without a change of state (SPEC.md 7).
+_SENDING_OPEN: Final = StreamState.OPEN
+_SENDING_HCR: Final = StreamState.HALF_CLOSED_REMOTE
+
+
+def _encode_window(stream_id: int, increment: int) -> bytes:
+    return encode_frame(FrameType.WINDOW, 0, stream_id, encode_body(WindowUpdate(increment)))
+
+
+_STREAM_FRAMES: Final = frozenset({_F.DATA, _F.OPEN, _F.RESET})
+_EITHER_FRAMES: Final = frozenset({_F.WINDOW})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Our receive-side limits and offers, sent in HELLO (SPEC.md 3.1)."""
+
+    max_frame_bytes: int = 256 * 1024
+    stream_window_bytes: int = 1024 * 1024
+    connection_window_bytes: int = 16 * 1024 * 1024
+    max_streams: int = 256
+    capabilities: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        # Building the HELLO once validates every limit with the wire rules.
+        self.hello((1,))
+
+    def hello(self, versions: tuple[int, ...], name: str = "", nonce: bytes = b"") -> Hello:
+        return Hello(
+            versions=versions,
+            capabilities=tuple(sorted(self.capabilities)),
+            max_frame_bytes=self.max_frame_bytes,
+            stream_window_bytes=self.stream_window_bytes,
+            connection_window_bytes=self.connection_window_bytes,
+            max_streams=self.max_streams,
+            name=name,
+            nonce=nonce,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a client proves: its kind, its name and the Ed25519 key registered for it."""
+
+    kind: str
+    name: str
+    private_key: Ed25519PrivateKey
+
+    def __post_init__(self) -> None:
+        if self.kind not in AuthKind.ALL:
+            raise LocalProtocolError(f"unknown credential kind {self.kind!r}")
+        try:
+            validate_label(self.name, "client name")
+        except ValueError as exc:
+            raise LocalProtocolError(str(exc)) from None
+
+
+class Connection:
+    """One end of a nascloud protocol connection.
+
+    Client: ``Connection(Role.CLIENT, credentials=..., server_name=...)`` queues HELLO at once.
+    Server: ``Connection(Role.SERVER, server_name=..., nonce=os.urandom(32))``.
+    Feed received bytes to `receive_data` (``b""`` at EOF), send what `data_to_send` returns.
+    """
+
+    def __init__(
+        self,
+        role: Role,
+        *,
+        server_name: str,
+        credentials: Credentials | None = None,
+        nonce: bytes | None = None,
+        settings: Settings | None = None,
+        accepted_kinds: frozenset[str] = AuthKind.ALL,
+    ) -> None:
+        if not server_name or len(server_name) > 253:
+            raise LocalProtocolError("server_name must be 1 to 253 characters")
+        if role is Role.CLIENT and credentials is None:
+            raise LocalProtocolError("a client connection needs credentials")
+        if role is Role.SERVER and (not isinstance(nonce, bytes) or len(nonce) != NONCE_BYTES):
+            raise LocalProtocolError(f"a server connection needs a fresh {NONCE_BYTES}-byte nonce")
+        self.role = role
+        self.server_name = server_name
+        self.settings = settings or Settings()
+        self.state = ConnectionState.AWAIT_HELLO
+        self.version = 0
+        self.capabilities: frozenset[str] = frozenset()
+        self.peer_name = ""
+        self.peer_kind = ""
+        self._credentials = credentials
+        self._nonce = nonce or b""
+        self._accepted_kinds = accepted_kinds
+        self._pending_auth: Auth | None = None
+
+        # Outbound: a list of byte strings, joined once by data_to_send.
+        self._out: list[bytes] = []
+        self._pending_ping_acks = 0
+
+        # Inbound parser state: a partial header, or a header whose body is incomplete.
+        self._header_buf = bytearray()
+        self._frame: tuple[int, int, int, int] | None = None
+        self._chunks: list[bytes | memoryview] = []
+        self._have = 0
+        self._receive_limit = HANDSHAKE_MAX_FRAME_BYTES
+
+        # Peer limits, known once its HELLO arrives.
+        self._peer = Hello(versions=(1,))
+        self._send_frame_limit = HANDSHAKE_MAX_FRAME_BYTES
+
+        # Streams and flow control (SPEC.md 7, 8).
+        self.streams: dict[int, Stream] = {}
+        self._next_stream_id = 1 if role is Role.CLIENT else 2
+        self._highest_peer_stream = 0  # highest id the peer opened, accepted or refused
+        self._last_processed_stream = 0  # highest peer stream we accepted; GOAWAY carries it
+        self._peer_streams_open = 0
+        self.connection_send_window = 0
+        self.connection_receive_window = self.settings.connection_window_bytes
+        self._connection_unacknowledged = 0
+        self._connection_pending_credit = 0
+        self._connection_credit_threshold = self.settings.connection_window_bytes // 2
+        self._stream_credit_threshold = self.settings.stream_window_bytes // 2
+        self.goaway_sent = False
+        self.goaway_received = False
+        self._goaway_last_stream = MAX_STREAM_ID
+
+        self._handlers: dict[int, Callable[[int, int, bytes, list[Event]], None]] = {
+            FrameType.HELLO: self._on_hello,
+            FrameType.AUTH: self._on_auth,
+            FrameType.AUTH_OK: self._on_auth_ok,
+            FrameType.OPEN: self._on_open,
+            FrameType.RESET: self._on_reset,
+            FrameType.WINDOW: self._on_window,
+            FrameType.PING: self._on_ping,
+            FrameType.GOAWAY: self._on_goaway,
+            FrameType.MESSAGE: self._on_message,
+        }
+        if role is Role.CLIENT:
+            self._queue(FrameType.HELLO, 0, 0, self.settings.hello(SUPPORTED_VERSIONS))
+
+    # -- output ----------------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Everything queued for the peer since the last call, as one byte string."""
+        out = self._out
+        self._pending_ping_acks = 0
+        if not out:
+            return b""
+        self._out = []
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def _queue(self, frame_type: int, flags: int, stream_id: int, body: Body) -> None:
+        self._out.append(encode_frame(frame_type, flags, stream_id, encode_body(body)))
+
+    # -- handshake (server side decisions) ---------------------------------------------------
+
+    def accept_authentication(self, registered_key: bytes) -> HandshakeComplete:
+        """Server: check the pending AUTH against the key registered for its name.
+
+        On success AUTH_OK is queued and the connection is open. On failure GOAWAY is queued
+        and RemoteProtocolError(AUTHENTICATION_FAILED) is raised.
+        """
+        auth = self._pending_auth
+        if self.state is not ConnectionState.AUTH_PENDING or auth is None:
+            raise LocalProtocolError(f"no authentication is pending (state: {self.state.value})")
+        payload = auth_payload(
+            self.version, auth.kind, self.server_name, auth.name, self._nonce, auth.public_key
+        )
+        # The nonce is single-use: a second verification on this connection cannot succeed.
+        self._nonce = b""
+        if not (
+            hmac.compare_digest(registered_key, auth.public_key)
+            and verify_auth(auth.public_key, auth.signature, payload)
+        ):
+            self.reject_authentication()
+            raise RemoteProtocolError("authentication failed", ErrorCode.AUTHENTICATION_FAILED)
+        self._pending_auth = None
+        self.peer_name, self.peer_kind = auth.name, auth.kind
+        self._queue(FrameType.AUTH_OK, 0, 0, AuthOk(name=auth.name))
+        self._open()
+        return HandshakeComplete(self.version, self.capabilities, auth.kind, auth.name)
+
+    def reject_authentication(self) -> None:
+        """Server: refuse the pending AUTH. The peer learns nothing about why."""
+        if self.state is not ConnectionState.AUTH_PENDING:
+            raise LocalProtocolError(f"no authentication is pending (state: {self.state.value})")
+        self._pending_auth = None
+        self._terminate(ErrorCode.AUTHENTICATION_FAILED, "authentication failed")
+
+    def _open(self) -> None:
+        self.state = ConnectionState.OPEN
+        self.connection_send_window = self._peer.connection_window_bytes
+        self._send_frame_limit = self._peer.max_frame_bytes
+        self._receive_limit = self.settings.max_frame_bytes
+
+    # -- streams (local actions) -------------------------------------------------------------
+
+    def open_stream(
+        self, service: str, client_address: str | None = None, client_port: int = 0
+    ) -> int:
+        """Open a stream to the peer's `service`; returns its id."""
+        self._require_open()
+        if self.goaway_sent or self.goaway_received:
+            raise LocalProtocolError("the connection is going away; no new streams")
+        if len(self.streams) - self._peer_streams_open >= self._peer.max_streams:
+            raise LocalProtocolError(
+                f"the peer allows {self._peer.max_streams} concurrent streams",
+                ErrorCode.REFUSED_STREAM,
+            )
+        stream_id = self._next_stream_id
+        if stream_id > MAX_STREAM_ID:
+            raise LocalProtocolError("stream ids are exhausted; open a new connection")
+        body = Open(service=service, client_address=client_address, client_port=client_port)
+        self._next_stream_id += 2
+        self.streams[stream_id] = Stream(
+            stream_id, self._peer.stream_window_bytes, self.settings.stream_window_bytes
+        )
+        self._queue(FrameType.OPEN, 0, stream_id, body)
+        return stream_id
+
+    def local_flow_control_window(self, stream_id: int) -> int:
+        """How many bytes `send_data` accepts for this stream right now."""
+        stream = self._local_stream(stream_id)
+        return max(0, min(stream.send_window, self.connection_send_window))
+
+    def send_data(self, stream_id: int, data: bytes, *, end_stream: bool = False) -> None:
+        """Queue `data` on a stream, split into frames of the peer's maximum size.
+
+        The data must fit the flow-control window (`local_flow_control_window`). A bytes
+        object is queued as it is and copied once, by `data_to_send`.
+        """
+        stream = self.streams.get(stream_id)
+        if stream is None or self.state is not ConnectionState.OPEN:
+            stream = self._local_stream(stream_id)  # raises the right error
+        if stream.state is not _SENDING_OPEN and stream.state is not _SENDING_HCR:
+            self._transition(stream, StreamInput.SEND_DATA)  # raises
+        size = len(data)
+        if size > stream.send_window or size > self.connection_send_window:
+            raise LocalProtocolError(
+                f"{size} bytes exceed the flow-control window "
+                f"({min(stream.send_window, self.connection_send_window)})",
+                ErrorCode.FLOW_CONTROL_ERROR,
+            )
+        if type(data) is not bytes:
+            data = bytes(data)  # a caller may reuse its buffer once we return
+        stream.send_window -= size
+        self.connection_send_window -= size
+        limit = self._send_frame_limit
+        out = self._out
+        if size <= limit:
+            out.append(_pack_header(_DATA, _END_STREAM if end_stream else 0, stream_id, size))
+            if size:
+                out.append(data)
+        else:
+            view = memoryview(data)
+            for start in range(0, size, limit):
+                chunk = view[start : start + limit]
+                flags = _END_STREAM if end_stream and start + limit >= size else 0
+                out.append(_pack_header(_DATA, flags, stream_id, len(chunk)))
+                out.append(bytes(chunk))
+        if end_stream:
+            self._transition(stream, StreamInput.SEND_END)
+
+    def end_stream(self, stream_id: int) -> None:
+        """Send END_STREAM: we will send no more data on this stream."""
+        stream = self._local_stream(stream_id)
+        self._transition(stream, StreamInput.SEND_END)
+        self._out.append(HEADER.pack(FrameType.DATA, Flag.END_STREAM, stream_id, 0))
+
+    def reset_stream(self, stream_id: int, error_code: int = ErrorCode.CANCEL) -> None:
+        """Abandon a stream in both directions. Resetting a closed stream does nothing."""
+        self._require_open()
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            return
+        self._transition(stream, StreamInput.SEND_RESET)
+        self._queue(FrameType.RESET, 0, stream_id, Reset(error_code=error_code))
+
+    def acknowledge_received_data(self, stream_id: int, length: int) -> None:
+        """The application consumed `length` bytes of the stream: give the credit back.
+
+        Call it for every DataReceived, also for data that is discarded. WINDOW frames go out
+        once half a window has been given back (as h2 does), so a reader that consumes a byte
+        at a time does not cause a frame per byte.
+        """
+        if length < 0 or length > self._connection_unacknowledged:
+            raise LocalProtocolError(
+                f"acknowledged {length} bytes, but only {self._connection_unacknowledged} "
+                "are unacknowledged"
+            )
+        self._connection_unacknowledged -= length
+        credit = self._connection_pending_credit + length
+        if credit >= self._connection_credit_threshold:
+            self._connection_pending_credit = 0
+            self.connection_receive_window += credit
+            self._out.append(_encode_window(0, credit))
+        else:
+            self._connection_pending_credit = credit
+        stream = self.streams.get(stream_id)
+        # Once the peer has ended the stream its credit is moot; only the connection's counts.
+        if stream is None or stream.state is StreamState.HALF_CLOSED_REMOTE:
+            return
+        length = min(length, stream.unacknowledged)
+        stream.unacknowledged -= length
+        credit = stream.pending_credit + length
+        if credit >= self._stream_credit_threshold:
+            stream.pending_credit = 0
+            stream.receive_window += credit
+            self._out.append(_encode_window(stream_id, credit))
+        else:
+            stream.pending_credit = credit
+
+    # -- connection-level local actions --------------------------------------------------------
+
+    def ping(self, opaque: bytes) -> None:
+        """Send PING with 8 opaque bytes; PingAcknowledged comes back with them."""
+        self._require_open()
+        self._queue(FrameType.PING, 0, 0, Ping(opaque=opaque))
+
+    def send_message(self, message: AppMessage) -> None:
+        """Send an application message (SPEC.md 5)."""
+        self._require_open()
+        self._queue(FrameType.MESSAGE, 0, 0, message)
+
+    def close(self, error_code: int = ErrorCode.NO_ERROR, message: str = "") -> None:
+        """Send GOAWAY. With NO_ERROR, streams already open may finish (graceful drain);
+        with any other code the connection is closed at once."""
+        if self.state is ConnectionState.CLOSED:
+            return
+        if error_code != ErrorCode.NO_ERROR or self.state is not ConnectionState.OPEN:
+            self._terminate(error_code, message)
+            return
+        if not self.goaway_sent:
+            self.goaway_sent = True
+            self._queue(
+                FrameType.GOAWAY,
+                0,
+                0,
+                GoAway(
+                    last_stream_id=self._last_processed_stream,
+                    error_code=error_code,
+                    message=message,
+                ),
+            )
+
+    @property
+    def open_stream_count(self) -> int:
+        return len(self.streams)
+
+    def _terminate(self, error_code: int, message: str) -> None:
+        """Queue a final GOAWAY and close; nothing else is sent or accepted afterwards."""
+        if self.state is ConnectionState.CLOSED:
+            return
+        self.goaway_sent = True
+        self._queue(
+            FrameType.GOAWAY,
+            0,
+            0,
+            GoAway(
+                last_stream_id=self._last_processed_stream,
+                error_code=error_code,
+                message=message[:256],
+            ),
+        )
+        self.state = ConnectionState.CLOSED
+        self.streams.clear()
+
+    def _require_open(self) -> None:
+        if self.state is not ConnectionState.OPEN:
+            raise LocalProtocolError(f"the connection is not open (state: {self.state.value})")
+
+    def _local_stream(self, stream_id: int) -> Stream:
+        self._require_open()
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            raise LocalProtocolError(f"stream {stream_id} is not open", ErrorCode.STREAM_CLOSED)
+        return stream
+
+    def _transition(self, stream: Stream, event: StreamInput) -> None:
+        new = next_state(stream.state, event)
+        if new is None:
+            message = f"cannot {event.value} on stream {stream.stream_id} ({stream.state.value})"
+            if event.name.startswith("SEND"):
+                raise LocalProtocolError(message, ErrorCode.STREAM_CLOSED)
+            raise RemoteProtocolError(message, ErrorCode.STREAM_CLOSED)
+        stream.state = new
+        if new is StreamState.CLOSED:
+            self._forget(stream.stream_id)
+
+    def _forget(self, stream_id: int) -> None:
+        if self.streams.pop(stream_id, None) is not None and (
+            stream_id % 2 != self._next_stream_id % 2
+        ):
+            self._peer_streams_open -= 1
+
+    # -- input -------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
+        """Parse bytes from the peer; ``b""`` means the transport reached EOF.
+
+        Returns the events in order. Raises RemoteProtocolError (with GOAWAY queued) if the
+        peer broke the protocol; any other exception is a bug.
+        """
+        if self.state is ConnectionState.CLOSED and not data:
+            return [ConnectionClosed()]
+        if self.state is ConnectionState.CLOSED:
+            raise LocalProtocolError("receive_data on a closed connection")
+        events: list[Event] = []
+        try:
+            if not data:
+                if self._header_buf or self._frame is not None:
+                    raise RemoteProtocolError("connection closed in the middle of a frame")
+                self.state = ConnectionState.CLOSED
+                self.streams.clear()
+                events.append(ConnectionClosed())
+            else:
+                self._parse(data if type(data) is bytes else bytes(data), events)
+        except RemoteProtocolError as exc:
+            self._terminate(exc.error_code, str(exc))
+            raise
+        return events
+
+    def _parse(self, data: bytes, events: list[Event]) -> None:
+        size = len(data)
+        pos = 0
+        if not self._header_buf and self._frame is None and self.state is _OPEN:
+            pos = self._parse_data_frames(data, events)
+        while pos < size and self.state is not ConnectionState.CLOSED:
+            frame = self._frame
+            if frame is not None:
+                # Collect the rest of a body that began in an earlier read; one join copies it.
+                need = frame[3] - self._have
+                take = min(need, size - pos)
+                self._chunks.append(memoryview(data)[pos : pos + take])
+                self._have += take
+                pos += take
+                if take < need:
+                    return
+                body = b"".join(self._chunks)
+                self._frame = None
+                self._chunks = []
+                self._have = 0
+                self._dispatch(frame[0], frame[1], frame[2], body, events)
+                continue
+            if self._header_buf or size - pos < HEADER_BYTES:
+                take = min(HEADER_BYTES - len(self._header_buf), size - pos)
+                self._header_buf += data[pos : pos + take]
+                pos += take
+                if len(self._header_buf) < HEADER_BYTES:
+                    return
+                frame_type, flags, stream_id, length = HEADER.unpack(self._header_buf)
+                self._header_buf.clear()
+            else:
+                frame_type, flags, stream_id, length = HEADER.unpack_from(data, pos)
+                pos += HEADER_BYTES
+            if length > self._receive_limit or frame_type != _DATA or stream_id == 0:
+                self._check_header(frame_type, stream_id, length)
+            if size - pos >= length:
+                body = data[pos : pos + length]
+                pos += length
+                if frame_type == _DATA and self.state is ConnectionState.OPEN:
+                    self._on_data(flags, stream_id, body, events)
+                else:
+                    self._dispatch(frame_type, flags, stream_id, body, events)
+            else:
+                self._frame = (frame_type, flags, stream_id, length)
+                if pos < size:
+                    self._chunks.append(memoryview(data)[pos:])
+                    self._have = size - pos
+                return
+
+    def _parse_data_frames(self, data: bytes, events: list[Event]) -> int:
+        """The hot path: whole DATA frames on streams in good standing, inlined.
+
+        Returns where it stopped; `_parse` handles everything else, with every check.
+        """
+        size = len(data)
+        pos = 0
+        unpack = _unpack_header
+        streams = self.streams
+        limit = self._receive_limit
+        append = events.append
+        while size - pos >= HEADER_BYTES:
+            frame_type, flags, stream_id, length = unpack(data, pos)
+            end = pos + HEADER_BYTES + length
+            if frame_type != _DATA or length > limit or end > size or flags & ~_END_STREAM:
+                break
+            stream = streams.get(stream_id)
+            if (
+                stream is None
+                or length > stream.receive_window
+                or length > self.connection_receive_window
+                or stream.state is StreamState.HALF_CLOSED_REMOTE
+            ):
+                break
+            if length:
+                body = data[pos + HEADER_BYTES : end]
+                self.connection_receive_window -= length
+                stream.receive_window -= length
+                stream.unacknowledged += length
+                self._connection_unacknowledged += length
+                append(DataReceived(stream_id, body, length))
+            if flags:
+                self._transition(stream, StreamInput.RECV_END)
+                append(StreamEnded(stream_id))
+            pos = end
+        return pos
+
+    def _check_header(self, frame_type: int, stream_id: int, length: int) -> None:
+        """Everything knowable from the header alone, checked before the body is buffered."""
+        if length > self._receive_limit:
+            raise RemoteProtocolError(
+                f"frame of {length} bytes exceeds the limit of {self._receive_limit}",
+                ErrorCode.FRAME_SIZE_ERROR,
+            )
+        if frame_type == _DATA:
+            if stream_id == 0:
+                raise RemoteProtocolError("DATA on stream 0")
+            return
+        if frame_type > FrameType.MESSAGE:
+            raise RemoteProtocolError(f"unknown frame type {frame_type:#x}")
+        if length > MAX_CONTROL_BODY_BYTES:
+            raise RemoteProtocolError(
+                f"control frame of {length} bytes exceeds {MAX_CONTROL_BODY_BYTES}",
+                ErrorCode.FRAME_SIZE_ERROR,
+            )
+        if frame_type in _STREAM_FRAMES:
+            if stream_id == 0:
+                raise RemoteProtocolError(f"{FrameType(frame_type).name} on stream 0")
+        elif frame_type not in _EITHER_FRAMES and stream_id != 0:
+            raise RemoteProtocolError(f"{FrameType(frame_type).name} on stream {stream_id}")
+
+    def _dispatch(
+        self, frame_type: int, flags: int, stream_id: int, body: bytes, events: list[Event]
+    ) -> None:
+        if frame_type == _DATA and self.state is ConnectionState.OPEN:
+            self._on_data(flags, stream_id, body, events)
+            return
+        if frame_type not in _ALLOWED[(self.role, self.state)]:
+            raise RemoteProtocolError(
+                f"unexpected {FrameType(frame_type).name} frame in state {self.state.value}"
+            )
+        self._handlers[frame_type](flags, stream_id, body, events)
+
+    # -- frame handlers ----------------------------------------------------------------------
+
+    def _on_data(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
+        length = len(body)
+        if length > self.connection_receive_window:
+            raise RemoteProtocolError(
+                "DATA exceeds the connection flow-control window", ErrorCode.FLOW_CONTROL_ERROR
+            )
+        self.connection_receive_window -= length
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            self._check_known_stream(stream_id)
+            # A stream we reset may still receive frames in flight: drop them, but give the
+            # connection credit back, since no application will ever consume them.
+            if length:
+                self._connection_unacknowledged += length
+                self.acknowledge_received_data(stream_id, length)
+            return
+        if stream.state is StreamState.HALF_CLOSED_REMOTE:
+            self._transition(stream, StreamInput.RECV_DATA)  # raises STREAM_CLOSED
+        if length:
+            if length > stream.receive_window:
+                raise RemoteProtocolError(
+                    f"DATA exceeds the flow-control window of stream {stream_id}",
+                    ErrorCode.FLOW_CONTROL_ERROR,
+                )
+            stream.receive_window -= length
+            stream.unacknowledged += length
+            self._connection_unacknowledged += length
+            events.append(DataReceived(stream_id, body, length))
+        if flags & _END_STREAM:
+            self._transition(stream, StreamInput.RECV_END)
+            events.append(StreamEnded(stream_id))
+
+    def _check_known_stream(self, stream_id: int) -> None:
+        """A frame for a stream that is not open: fine if the stream existed once."""
+        ours = stream_id % 2 == self._next_stream_id % 2
+        if (ours and stream_id >= self._next_stream_id) or (
+            not ours and stream_id > self._highest_peer_stream
+        ):
+            raise RemoteProtocolError(f"frame for stream {stream_id}, which was never opened")
+
+    def _on_hello(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
+        hello = decode_body(Hello, body)
+        if self.role is Role.SERVER:
+            common = set(hello.versions) & set(SUPPORTED_VERSIONS)
+            if not common:
+                raise RemoteProtocolError(
+                    f"no common protocol version (offered {list(hello.versions)}, "
+                    f"supported {list(SUPPORTED_VERSIONS)})",
+                    ErrorCode.UNSUPPORTED_VERSION,
+                )
+            self.version = max(common)
+            self._peer = hello
+            self.capabilities = frozenset(hello.capabilities) & self.settings.capabilities
+            reply = self.settings.hello((self.version,), self.server_name, self._nonce)
+            self._queue(FrameType.HELLO, 0, 0, reply)
+            self.state = ConnectionState.AWAIT_AUTH
+            return
+        if len(hello.versions) != 1 or hello.versions[0] not in SUPPORTED_VERSIONS:
+            raise RemoteProtocolError(
+                f"server chose version(s) {list(hello.versions)}, which we did not offer",
+                ErrorCode.UNSUPPORTED_VERSION,
+            )
+        if len(hello.nonce) != NONCE_BYTES:
+            raise RemoteProtocolError("server HELLO carries no nonce")
+        if hello.name != self.server_name:
+            raise RemoteProtocolError(
+                f"server calls itself {hello.name[:64]!r}, expected {self.server_name!r}",
+                ErrorCode.AUTHENTICATION_FAILED,
+            )
+        credentials = self._credentials
+        assert credentials is not None
+        self.version = hello.versions[0]
+        self._peer = hello
+        self.capabilities = frozenset(hello.capabilities) & self.settings.capabilities
+        public_key = public_key_bytes(credentials.private_key)
+        payload = auth_payload(
+            self.version,
+            credentials.kind,
+            self.server_name,
+            credentials.name,
+            hello.nonce,
+            public_key,
+        )
+        auth = Auth(
+            kind=credentials.kind,
+            name=credentials.name,
+            public_key=public_key,
+            signature=sign_auth(credentials.private_key, payload),
+        )
+        self._queue(FrameType.AUTH, 0, 0, auth)
+        self.state = ConnectionState.AWAIT_AUTH_OK
+
+    def _on_auth(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
+        auth = decode_body(Auth, body)
+        if auth.kind not in self._accepted_kinds:
+            self._terminate(ErrorCode.AUTHENTICATION_FAILED, "authentication failed")
+            raise RemoteProtocolError(
+                f"{auth.kind} clients are not accepted here", ErrorCode.AUTHENTICATION_FAILED
+            )
+        self._pending_auth = auth
+        self.state = ConnectionState.AUTH_PENDING
+        events.append(AuthenticationRequested(auth.kind, auth.name, auth.public_key))
+
+    def _on_auth_ok(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
+        ok = decode_body(AuthOk, body)
+        credentials = self._credentials
+        assert credentials is not None
+        if ok.name != credentials.name:
+            raise RemoteProtocolError(f"server authenticated {ok.name!r}, not {credentials.name!r}")
+        self.peer_name, self.peer_kind = self.server_name, "server"
+        self._open()
+        events.append(
+            HandshakeComplete(self.version, self.capabilities, credentials.kind, self.server_name)
+        )
+
+    def _on_open(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
+        request = decode_body(Open, body)
+        if stream_id % 2 == self._next_stream_id % 2:
+            raise RemoteProtocolError(f"peer opened stream {stream_id}, which has our parity")
+        if stream_id <= self._highest_peer_stream:
+            raise RemoteProtocolError(
+                f"stream {stream_id} opened after stream {self._highest_peer_stream}"
+            )
+        self._highest_peer_stream = stream_id
+        if self.goaway_sent or self._peer_streams_open >= self.settings.max_streams:
+            # Refused, not processed: frames already in flight for it are dropped quietly.
+            self._queue(FrameType.RESET, 0, stream_id, Reset(ErrorCode.REFUSED_STREAM))
+            return
+        self._last_processed_stream = stream_id
+        self._peer_streams_open += 1
+        self.streams[stream_id] = Stream(
+            stream_id, self._peer.stream_window_bytes, self.settings.stream_window_bytes
+        )
+        events.append(
+            StreamOpened(stream_id, request.service, request.client_address, request.client_port)
+        )
+
+    def _on_reset(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
+        reset = decode_body(Reset, body)
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            self._check_known_stream(stream_id)
+            return
+        self._transition(stream, StreamInput.RECV_RESET)
+        events.append(StreamReset(stream_id, reset.error_code))
+
+    def _on_window(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
+        increment = decode_body(WindowUpdate, body).increment
+        if stream_id == 0:
+            if self.connection_send_window + increment > MAX_WINDOW:
+                raise RemoteProtocolError(
+                    "connection window exceeds 2^31-1", ErrorCode.FLOW_CONTROL_ERROR
+                )
+            self.connection_send_window += increment
+            events.append(WindowUpdated(0, increment))
+            return
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            self._check_known_stream(stream_id)
+            return
+        if stream.send_window + increment > MAX_WINDOW:
+            raise RemoteProtocolError(
+                f"window of stream {stream_id} exceeds 2^31-1", ErrorCode.FLOW_CONTROL_ERROR
+            )
+        stream.send_window += increment
+        events.append(WindowUpdated(stream_id, increment))
+
+    def _on_ping(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
+        ping = decode_body(Ping, body)
+        if flags & Flag.ACK:
+            events.append(PingAcknowledged(ping.opaque))
+            return
+        self._pending_ping_acks += 1
+        if self._pending_ping_acks > MAX_PENDING_PING_ACKS:
+            raise RemoteProtocolError("PING flood", ErrorCode.RATE_LIMITED)
+        self._queue(FrameType.PING, Flag.ACK, 0, ping)
+        events.append(PingReceived(ping.opaque))
+
+    def _on_goaway(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
+        goaway = decode_body(GoAway, body)
+        self.goaway_received = True
+        self._goaway_last_stream = min(self._goaway_last_stream, goaway.last_stream_id)
+        if goaway.error_code != ErrorCode.NO_ERROR or self.state is not ConnectionState.OPEN:
+            self.state = ConnectionState.CLOSED
+            self.streams.clear()
+        else:
+            # Streams we opened that the peer never processed will not be: refuse them here.
+            ours = [
+                sid
+                for sid in self.streams
+                if sid % 2 == self._next_stream_id % 2 and sid > goaway.last_stream_id
+            ]
+            for sid in ours:
+                self._forget(sid)
+                events.append(StreamReset(sid, ErrorCode.REFUSED_STREAM, remote=False))
+        events.append(
+            ConnectionTerminated(goaway.error_code, goaway.last_stream_id, goaway.message)
+        )
+
+    def _on_message(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
+        message: AppMessage = decode_body(None, body)
+        events.append(MessageReceived(message))

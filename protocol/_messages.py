@@ -1,0 +1,455 @@
+"""Bodies of the control frames and the application messages, with their msgpack codec.
+
+Every body is a frozen dataclass validated on creation; a bad value raises LocalProtocolError.
+`decode_body` turns wire bytes into one of them and raises only RemoteProtocolError.
+Knows nothing of connection state, sockets or time (SPEC.md sections 4 and 5).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final, TypeAlias, TypeVar
+
+import msgpack
+
+from ._errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from ._names import validate_label
+
+__all__ = [
+    "Ack",
+    "AppMessage",
+    "Auth",
+    "AuthKind",
+    "AuthOk",
+    "DdnsUpdate",
+    "Error",
+    "GoAway",
+    "Hello",
+    "InstallRegister",
+    "Open",
+    "Ping",
+    "Register",
+    "Reset",
+    "WindowUpdate",
+]
+
+#: Largest flow-control window and stream id (31 bits, as in HTTP/2).
+MAX_WINDOW: Final = 2**31 - 1
+MAX_STREAM_ID: Final = 2**31 - 1
+NONCE_BYTES: Final = 32
+PUBLIC_KEY_BYTES: Final = 32
+SIGNATURE_BYTES: Final = 64
+MAX_TEXT: Final = 256
+MAX_ADDRESSES: Final = 16
+MAX_RECORD_VALUES: Final = 16
+MAX_TXT_BYTES: Final = 255
+MAX_CAPABILITIES: Final = 32
+ACME_PREFIX: Final = "_acme-challenge."
+
+
+class AuthKind:
+    """Who is authenticating (SPEC.md section 3.2)."""
+
+    DEVICE: Final = "device"
+    SERVICE: Final = "service"
+    INSTALL: Final = "install"
+    ALL: Final = frozenset({DEVICE, SERVICE, INSTALL})
+
+
+def _fail(message: str) -> LocalProtocolError:
+    return LocalProtocolError(message, ErrorCode.INVALID_REQUEST)
+
+
+def _check_int(value: int, name: str, low: int, high: int) -> None:
+    # bool is an int to Python, never to us; IntEnum members (ErrorCode) are fine.
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise _fail(f"{name} must be an integer in [{low}, {high}], got {value!r}")
+
+
+def _check_text(value: str, name: str, max_len: int = MAX_TEXT, empty: bool = True) -> None:
+    if not isinstance(value, str) or len(value) > max_len or (not empty and not value):
+        raise _fail(f"{name} must be a string of at most {max_len} characters, got {value!r}")
+
+
+def _check_bytes(value: bytes, name: str, length: int) -> None:
+    if not isinstance(value, bytes) or len(value) != length:
+        raise _fail(f"{name} must be {length} bytes")
+
+
+def _check_label(value: str, name: str) -> None:
+    try:
+        validate_label(value, name)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _check_address(value: str, name: str, version: int | None = None) -> None:
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        raise _fail(f"{name} must be an IP address, got {value!r}") from None
+    if version is not None and address.version != version:
+        raise _fail(f"{name} must be an IPv{version} address, got {value!r}")
+    if str(address) != value:
+        raise _fail(f"{name} must be in canonical form ({address}), got {value!r}")
+
+
+def _check_addresses(values: tuple[str, ...], name: str) -> None:
+    if not isinstance(values, tuple) or len(values) > MAX_ADDRESSES:
+        raise _fail(f"{name} must be a tuple of at most {MAX_ADDRESSES} addresses")
+    for value in values:
+        _check_address(value, name)
+
+
+# -- frame bodies ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """HELLO: versions, capabilities and the receive limits of its sender (SPEC.md 3.1).
+
+    The client offers `versions`; the server answers with the one it chose, its `name` and a
+    fresh `nonce` for the client to sign.
+    """
+
+    versions: tuple[int, ...]
+    capabilities: tuple[str, ...] = ()
+    max_frame_bytes: int = 256 * 1024
+    stream_window_bytes: int = 1024 * 1024
+    connection_window_bytes: int = 16 * 1024 * 1024
+    max_streams: int = 256
+    name: str = ""
+    nonce: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.versions, tuple) or not 1 <= len(self.versions) <= 8:
+            raise _fail("versions must be a tuple of 1 to 8 integers")
+        for version in self.versions:
+            _check_int(version, "version", 1, 255)
+        if not isinstance(self.capabilities, tuple) or len(self.capabilities) > MAX_CAPABILITIES:
+            raise _fail(f"capabilities must be a tuple of at most {MAX_CAPABILITIES} strings")
+        for capability in self.capabilities:
+            _check_text(capability, "capability", 32, empty=False)
+        _check_int(self.max_frame_bytes, "max_frame_bytes", 16 * 1024, 16 * 1024 * 1024 - 1)
+        _check_int(self.stream_window_bytes, "stream_window_bytes", 1, MAX_WINDOW)
+        _check_int(self.connection_window_bytes, "connection_window_bytes", 1, MAX_WINDOW)
+        _check_int(self.max_streams, "max_streams", 0, 2**20)
+        _check_text(self.name, "name", 253)
+        if not isinstance(self.nonce, bytes) or len(self.nonce) not in (0, NONCE_BYTES):
+            raise _fail(f"nonce must be empty or {NONCE_BYTES} bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """AUTH: the client's name and its Ed25519 signature over the handshake (SPEC.md 3.2)."""
+
+    kind: str
+    name: str
+    public_key: bytes
+    signature: bytes
+
+    def __post_init__(self) -> None:
+        if self.kind not in AuthKind.ALL:
+            raise _fail(f"kind must be one of {sorted(AuthKind.ALL)}, got {self.kind!r}")
+        _check_label(self.name, "name")
+        _check_bytes(self.public_key, "public_key", PUBLIC_KEY_BYTES)
+        _check_bytes(self.signature, "signature", SIGNATURE_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthOk:
+    """AUTH_OK: the server accepted the client; `name` is the principal it authenticated."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        _check_label(self.name, "name")
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    """OPEN: a new stream to `service`, with the browser's address when the opener knows it."""
+
+    service: str
+    client_address: str | None = None
+    client_port: int = 0
+
+    def __post_init__(self) -> None:
+        _check_label(self.service, "service")
+        if self.client_address is not None:
+            _check_address(self.client_address, "client_address")
+        _check_int(self.client_port, "client_port", 0, 65535)
+
+
+@dataclass(frozen=True, slots=True)
+class Reset:
+    """RESET: the stream is abandoned, with a reason."""
+
+    error_code: int
+
+    def __post_init__(self) -> None:
+        _check_int(self.error_code, "error_code", 0, 2**16 - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowUpdate:
+    """WINDOW: `increment` more bytes of credit, for a stream or (stream 0) the connection."""
+
+    increment: int
+
+    def __post_init__(self) -> None:
+        _check_int(self.increment, "increment", 1, MAX_WINDOW)
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    """PING: 8 opaque bytes that the peer echoes with the ACK flag set."""
+
+    opaque: bytes
+
+    def __post_init__(self) -> None:
+        _check_bytes(self.opaque, "opaque", 8)
+
+
+@dataclass(frozen=True, slots=True)
+class GoAway:
+    """GOAWAY: no new streams; streams up to `last_stream_id` opened by the peer still finish."""
+
+    last_stream_id: int
+    error_code: int = ErrorCode.NO_ERROR
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        _check_int(self.last_stream_id, "last_stream_id", 0, MAX_STREAM_ID)
+        _check_int(self.error_code, "error_code", 0, 2**16 - 1)
+        _check_text(self.message, "message")
+
+
+# -- application messages (MESSAGE frames, SPEC.md section 5) ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Register:
+    """The device is up: the LAN addresses it knows and the services it exposes."""
+
+    TYPE: ClassVar[str] = "register"
+    lan_addresses: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_addresses(self.lan_addresses, "lan_addresses")
+        if not isinstance(self.services, tuple) or len(self.services) > 32:
+            raise _fail("services must be a tuple of at most 32 names")
+        for service in self.services:
+            _check_label(service, "service")
+
+
+_RRTYPES: Final = frozenset({"A", "AAAA", "TXT"})
+
+
+@dataclass(frozen=True, slots=True)
+class DdnsUpdate:
+    """Replace one RRset of a device's names; empty `values` deletes it.
+
+    `name` is the device name or ``_acme-challenge.<device>`` (TXT only): a device can never
+    name another device's records. `observed_address` is what the relay saw the device connect
+    from, added by the relay when it forwards the update.
+    """
+
+    TYPE: ClassVar[str] = "ddns"
+    request_id: int
+    device: str
+    name: str
+    rrtype: str
+    values: tuple[str, ...]
+    ttl_s: int = 60
+    observed_address: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_int(self.request_id, "request_id", 0, 2**32 - 1)
+        _check_label(self.device, "device")
+        if self.rrtype not in _RRTYPES:
+            raise _fail(f"rrtype must be one of {sorted(_RRTYPES)}, got {self.rrtype!r}")
+        if self.name != self.device:
+            if self.name != ACME_PREFIX + self.device:
+                raise _fail(
+                    f"name must be {self.device!r} or {ACME_PREFIX + self.device!r}, "
+                    f"got {self.name!r}"
+                )
+            if self.rrtype != "TXT":
+                raise _fail(f"only TXT records may be set at {ACME_PREFIX}<device>")
+        if not isinstance(self.values, tuple) or len(self.values) > MAX_RECORD_VALUES:
+            raise _fail(f"values must be a tuple of at most {MAX_RECORD_VALUES} strings")
+        for value in self.values:
+            if self.rrtype == "TXT":
+                if not isinstance(value, str) or len(value.encode()) > MAX_TXT_BYTES:
+                    raise _fail(f"TXT values must be strings of at most {MAX_TXT_BYTES} bytes")
+            else:
+                _check_address(value, "value", 4 if self.rrtype == "A" else 6)
+        _check_int(self.ttl_s, "ttl_s", 0, 86400)
+        if self.observed_address is not None:
+            _check_address(self.observed_address, "observed_address")
+
+
+@dataclass(frozen=True, slots=True)
+class InstallRegister:
+    """An uninitialised NAS asks to be found by its cloud key (install mode only)."""
+
+    TYPE: ClassVar[str] = "install"
+    request_id: int
+    cloud_key: str
+    lan_addresses: tuple[str, ...]
+    setup_port: int
+
+    def __post_init__(self) -> None:
+        _check_int(self.request_id, "request_id", 0, 2**32 - 1)
+        _check_text(self.cloud_key, "cloud_key", 64, empty=False)
+        _check_addresses(self.lan_addresses, "lan_addresses")
+        _check_int(self.setup_port, "setup_port", 1, 65535)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The request `request_id` succeeded."""
+
+    TYPE: ClassVar[str] = "ack"
+    request_id: int
+
+    def __post_init__(self) -> None:
+        _check_int(self.request_id, "request_id", 0, 2**32 - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    """The request `request_id` failed (or, with no id, something the peer did)."""
+
+    TYPE: ClassVar[str] = "error"
+    error_code: int
+    message: str = ""
+    request_id: int | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        _check_int(self.error_code, "error_code", 0, 2**16 - 1)
+        _check_text(self.message, "message")
+        if self.request_id is not None:
+            _check_int(self.request_id, "request_id", 0, 2**32 - 1)
+
+
+AppMessage: TypeAlias = Register | DdnsUpdate | InstallRegister | Ack | Error
+Body: TypeAlias = Hello | Auth | AuthOk | Open | Reset | WindowUpdate | Ping | GoAway | AppMessage
+
+# -- codec: one table of (class, wire key, attribute, decoder) -------------------------------
+
+_Decoder = Callable[[Any], Any]
+
+
+def _tuple(value: Any) -> Any:
+    # msgpack arrays arrive as lists; the dataclasses validate the elements.
+    if not isinstance(value, list):
+        raise _fail("expected an array")
+    return tuple(value)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+# Per class: wire key -> (attribute, decoder). Short keys keep control frames small (SPEC.md 4).
+_FIELDS: Final[dict[type[Any], dict[str, tuple[str, _Decoder]]]] = {
+    Hello: {
+        "v": ("versions", _tuple),
+        "c": ("capabilities", _tuple),
+        "f": ("max_frame_bytes", _same),
+        "w": ("stream_window_bytes", _same),
+        "W": ("connection_window_bytes", _same),
+        "s": ("max_streams", _same),
+        "n": ("name", _same),
+        "r": ("nonce", _same),
+    },
+    Auth: {
+        "k": ("kind", _same),
+        "n": ("name", _same),
+        "p": ("public_key", _same),
+        "g": ("signature", _same),
+    },
+    AuthOk: {"n": ("name", _same)},
+    Open: {"s": ("service", _same), "a": ("client_address", _same), "p": ("client_port", _same)},
+    Reset: {"c": ("error_code", _same)},
+    WindowUpdate: {"n": ("increment", _same)},
+    Ping: {"o": ("opaque", _same)},
+    GoAway: {"l": ("last_stream_id", _same), "c": ("error_code", _same), "m": ("message", _same)},
+    Register: {"l": ("lan_addresses", _tuple), "s": ("services", _tuple)},
+    DdnsUpdate: {
+        "i": ("request_id", _same),
+        "d": ("device", _same),
+        "n": ("name", _same),
+        "r": ("rrtype", _same),
+        "v": ("values", _tuple),
+        "ttl": ("ttl_s", _same),
+        "o": ("observed_address", _same),
+    },
+    InstallRegister: {
+        "i": ("request_id", _same),
+        "k": ("cloud_key", _same),
+        "l": ("lan_addresses", _tuple),
+        "p": ("setup_port", _same),
+    },
+    Ack: {"i": ("request_id", _same)},
+    Error: {"c": ("error_code", _same), "m": ("message", _same), "i": ("request_id", _same)},
+}
+_APP_TYPES: Final[dict[str, type[Any]]] = {
+    cls.TYPE: cls for cls in (Register, DdnsUpdate, InstallRegister, Ack, Error)
+}
+_ATTRS: Final = {
+    cls: [(key, attr) for key, (attr, _) in fields.items()] for cls, fields in _FIELDS.items()
+}
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+def encode_body(body: Body) -> bytes:
+    """msgpack-encode a body; optional fields left at None are omitted."""
+    wire: dict[str, Any] = {}
+    if isinstance(body, Register | DdnsUpdate | InstallRegister | Ack | Error):
+        wire["t"] = body.TYPE
+    for key, attr in _ATTRS[type(body)]:
+        value = getattr(body, attr)
+        if isinstance(value, tuple):
+            wire[key] = list(value)
+        elif isinstance(value, int):
+            wire[key] = int(value)  # an IntEnum goes on the wire as its number
+        elif value is not None:
+            wire[key] = value
+    return _packer.pack(wire)
+
+
+_T = TypeVar("_T")
+
+
+def decode_body(cls: type[_T] | None, data: bytes) -> _T:
+    """Decode a control body of class `cls` (None: an application message, by its "t" key).
+
+    Unknown keys are ignored so that later versions can add fields (SPEC.md 4).
+    """
+    try:
+        wire = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True)
+    except Exception as exc:  # msgpack raises several unrelated types for malformed input
+        raise RemoteProtocolError(f"malformed control body: {type(exc).__name__}") from None
+    if not isinstance(wire, dict):
+        raise RemoteProtocolError("control body is not a map")
+    if cls is None:
+        kind = wire.get("t")
+        found = _APP_TYPES.get(kind) if isinstance(kind, str) else None
+        if found is None:
+            raise RemoteProtocolError(f"unknown message type {str(kind)[:32]!r}")
+        cls = found
+    assert cls is not None
+    kwargs: dict[str, Any] = {}
+    try:
+        for key, (attr, decode) in _FIELDS[cls].items():
+            if key in wire:
+                kwargs[attr] = decode(wire[key])
+        return cls(**kwargs)
+    except (LocalProtocolError, TypeError) as exc:
+        raise RemoteProtocolError(f"invalid {cls.__name__}: {exc}") from None

@@ -1,0 +1,655 @@
+"""The Trio binding: a protocol `Connection` over a Trio stream, shared by relayd and the agent.
+
+One reader task feeds the connection, one writer task is the only caller of the transport's
+`send_all`; every tunnel stream is a `trio.abc.HalfCloseableStream`. Backpressure comes from
+flow-control credit only, so a stream whose reader stalls never stalls the others. Knows
+nothing of relayd, the agent, TLS or the registry.
+"""
+
+from __future__ import annotations
+
+import operator
+import struct
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Final
+
+import trio
+from trio.lowlevel import ParkingLot, checkpoint
+
+from ._connection import Connection, ConnectionState
+from ._errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from ._events import (
+    AuthenticationRequested,
+    ConnectionClosed,
+    ConnectionTerminated,
+    DataReceived,
+    Event,
+    HandshakeComplete,
+    MessageReceived,
+    PingAcknowledged,
+    StreamEnded,
+    StreamOpened,
+    StreamReset,
+    WindowUpdated,
+)
+from ._messages import AppMessage
+
+__all__ = ["Authenticator", "Tunnel", "TunnelStream", "open_tunnel"]
+
+#: Server side: given who the client claims to be, return the public key registered for it,
+#: or None if there is none (the client is then refused without learning why).
+Authenticator = Callable[[AuthenticationRequested], Awaitable[bytes | None]]
+
+DEFAULT_RECEIVE_BYTES: Final = 256 * 1024
+_TRANSPORT_ERRORS: Final = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+_PING: Final = struct.Struct("!Q")
+
+
+class TunnelStream(trio.abc.HalfCloseableStream):
+    """One multiplexed stream of a tunnel.
+
+    `receive_some` gives credit back as the application consumes data; `send_all` waits for
+    credit from the peer. A reset by the peer makes both directions raise BrokenResourceError
+    (after data already received has been read, unless the peer had ended cleanly).
+    """
+
+    def __init__(
+        self,
+        tunnel: Tunnel,
+        stream_id: int,
+        service: str,
+        client_address: str | None = None,
+        client_port: int = 0,
+    ) -> None:
+        self.stream_id = stream_id
+        self.service = service
+        self.client_address = client_address
+        self.client_port = client_port
+        #: Wire error code of the reset that ended this stream, if one did.
+        self.reset_code: int | None = None
+        self._tunnel = tunnel
+        self._buffer: deque[bytes] = deque()
+        self._buffered = 0
+        self._eof = False  # the peer ended its side
+        self._broken = False  # reset, or the tunnel is gone
+        self._closed = False  # we called aclose
+        self._send_ended = False  # we sent END_STREAM
+        self._receive_busy = False
+        self._send_busy = False
+        self._receive_lot = ParkingLot()
+        self._send_lot = ParkingLot()
+
+    @property
+    def bytes_buffered(self) -> int:
+        """Bytes received and not yet read by the application."""
+        return self._buffered
+
+    # -- receiving -----------------------------------------------------------------------
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if max_bytes is not None:
+            max_bytes = operator.index(max_bytes)
+            if max_bytes < 1:
+                raise ValueError("max_bytes must be >= 1")
+        if self._receive_busy:
+            raise trio.BusyResourceError("another task is already receiving on this stream")
+        self._receive_busy = True
+        try:
+            await checkpoint()
+            while True:
+                if self._closed:
+                    raise trio.ClosedResourceError("this stream was closed")
+                if self._buffer:
+                    break
+                if self._eof:
+                    return b""
+                if self._broken:
+                    raise trio.BrokenResourceError(self._broken_reason())
+                await self._receive_lot.park()
+            chunk = self._buffer.popleft()
+            if max_bytes is not None and len(chunk) > max_bytes:
+                self._buffer.appendleft(chunk[max_bytes:])
+                chunk = chunk[:max_bytes]
+            self._buffered -= len(chunk)
+            self._tunnel._acknowledge(self.stream_id, len(chunk))
+            return chunk
+        finally:
+            self._receive_busy = False
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._send_busy:
+            raise trio.BusyResourceError("another task is already sending on this stream")
+        self._send_busy = True
+        try:
+            await checkpoint()
+            self._check_sendable()
+            view = memoryview(data).cast("B") if not isinstance(data, bytes) else None
+            size = len(data)
+            sent = 0
+            conn = self._tunnel.conn
+            while sent < size:
+                window = conn.local_flow_control_window(self.stream_id)
+                if window == 0:
+                    await self._send_lot.park()
+                    self._check_sendable()
+                    continue
+                end = min(size, sent + window)
+                if view is None and sent == 0 and end == size:
+                    chunk = data  # the common case: one bytes object, queued without a copy
+                else:
+                    chunk = bytes((view if view is not None else memoryview(data))[sent:end])
+                conn.send_data(self.stream_id, bytes(chunk) if type(chunk) is not bytes else chunk)
+                sent = end
+                self._tunnel._wake_writer()
+        finally:
+            self._send_busy = False
+
+    async def wait_send_all_might_not_block(self) -> None:
+        if self._send_busy:
+            raise trio.BusyResourceError("another task is already sending on this stream")
+        self._send_busy = True
+        try:
+            await checkpoint()
+            self._check_sendable()
+            while self._tunnel.conn.local_flow_control_window(self.stream_id) == 0:
+                await self._send_lot.park()
+                if self._closed:
+                    raise trio.ClosedResourceError("this stream was closed")
+                if self._broken:
+                    return
+        finally:
+            self._send_busy = False
+
+    async def send_eof(self) -> None:
+        if self._send_busy:
+            raise trio.BusyResourceError("another task is sending on this stream")
+        await checkpoint()
+        if self._closed:
+            raise trio.ClosedResourceError("this stream was closed")
+        if self._send_ended:
+            return
+        if self._broken:
+            raise trio.BrokenResourceError(self._broken_reason())
+        self._send_ended = True
+        self._tunnel.conn.end_stream(self.stream_id)
+        self._tunnel._wake_writer()
+        self._tunnel._forget_if_done(self)
+
+    async def aclose(self) -> None:
+        """Close both directions: END_STREAM if we had not sent it, and RESET(CANCEL) if the
+        peer is still sending. Data not yet read is discarded (its credit goes back)."""
+        if not self._closed:
+            self._closed = True
+            tunnel = self._tunnel
+            if not self._broken and tunnel.conn.state is ConnectionState.OPEN:
+                if self.stream_id in tunnel.conn.streams:
+                    if not self._send_ended:
+                        self._send_ended = True
+                        tunnel.conn.end_stream(self.stream_id)
+                    if not self._eof:
+                        tunnel.conn.reset_stream(self.stream_id, ErrorCode.CANCEL)
+                tunnel._wake_writer()
+            if self._buffered:
+                tunnel._acknowledge(self.stream_id, self._buffered)
+            self._buffer.clear()
+            self._buffered = 0
+            tunnel._forget(self.stream_id)
+            self._receive_lot.unpark_all()
+            self._send_lot.unpark_all()
+        await checkpoint()
+
+    def _check_sendable(self) -> None:
+        if self._closed or self._send_ended:
+            raise trio.ClosedResourceError("this stream was closed for sending")
+        if self._broken:
+            raise trio.BrokenResourceError(self._broken_reason())
+
+    def _broken_reason(self) -> str:
+        if self.reset_code is not None:
+            return f"stream reset by peer ({ErrorCode.describe(self.reset_code)})"
+        return "the tunnel is closed"
+
+    # -- called by the tunnel's reader -----------------------------------------------------
+
+    def _deliver(self, data: bytes) -> None:
+        self._buffer.append(data)
+        self._buffered += len(data)
+        self._receive_lot.unpark_all()
+
+    def _end(self) -> None:
+        self._eof = True
+        self._receive_lot.unpark_all()
+
+    def _break(self, reset_code: int | None) -> None:
+        self._broken = True
+        self.reset_code = reset_code
+        self._receive_lot.unpark_all()
+        self._send_lot.unpark_all()
+
+
+class Tunnel:
+    """A live, authenticated protocol connection over a Trio stream. Use `open_tunnel`."""
+
+    def __init__(
+        self,
+        transport: trio.abc.Stream,
+        conn: Connection,
+        *,
+        receive_bytes: int = DEFAULT_RECEIVE_BYTES,
+        keepalive_interval_s: float | None = None,
+        keepalive_timeout_s: float | None = None,
+        accept_backlog: int = 64,
+        message_backlog: int = 64,
+    ) -> None:
+        self.transport = transport
+        self.conn = conn
+        self.handshake: HandshakeComplete | None = None
+        #: Why the tunnel ended, once it has.
+        self.error: BaseException | None = None
+        self.goaway: ConnectionTerminated | None = None
+        self.bytes_received = 0
+        self._receive_bytes = receive_bytes
+        self._keepalive_interval_s = keepalive_interval_s
+        self._keepalive_timeout_s = keepalive_timeout_s
+        self._streams: dict[int, TunnelStream] = {}
+        self._accept_send, self._accept_receive = trio.open_memory_channel[TunnelStream](
+            accept_backlog
+        )
+        self._message_send, self._message_receive = trio.open_memory_channel[AppMessage](
+            message_backlog
+        )
+        self._writer_lot = ParkingLot()
+        self._writer_idle = False
+        self._writer_done = trio.Event()
+        self._closing = False
+        self._finished = trio.Event()
+        self._streams_changed = ParkingLot()
+        self._pings: dict[int, trio.Event] = {}
+        self._ping_counter = 0
+        self._last_receive = 0.0
+        # Cancelled when the tunnel ends; the writer is outside it so that it can still flush.
+        self._reader_scope = trio.CancelScope()
+        self._pending_events: list[Event] = []
+
+    @property
+    def closed(self) -> bool:
+        return self._finished.is_set()
+
+    # -- the application's API -------------------------------------------------------------
+
+    async def open_stream(
+        self, service: str, client_address: str | None = None, client_port: int = 0
+    ) -> TunnelStream:
+        """Open a stream to the peer's `service`."""
+        await checkpoint()
+        self._check_usable()
+        stream_id = self.conn.open_stream(service, client_address, client_port)
+        stream = TunnelStream(self, stream_id, service, client_address, client_port)
+        self._streams[stream_id] = stream
+        self._wake_writer()
+        return stream
+
+    async def accept_stream(self) -> TunnelStream:
+        """The next stream the peer opens. Raises BrokenResourceError once the tunnel ends
+        or the peer sent GOAWAY."""
+        try:
+            return await self._accept_receive.receive()
+        except trio.EndOfChannel:
+            raise trio.BrokenResourceError(self._end_reason()) from None
+
+    async def send_message(self, message: AppMessage) -> None:
+        await checkpoint()
+        self._check_usable()
+        self.conn.send_message(message)
+        self._wake_writer()
+
+    async def receive_message(self) -> AppMessage:
+        """The next application message; BrokenResourceError once the tunnel ends."""
+        try:
+            return await self._message_receive.receive()
+        except trio.EndOfChannel:
+            raise trio.BrokenResourceError(self._end_reason()) from None
+
+    async def ping(self) -> float:
+        """Round-trip time of a PING, in seconds of trio's clock."""
+        self._check_usable()
+        self._ping_counter += 1
+        token = self._ping_counter
+        done = self._pings[token] = trio.Event()
+        started = trio.current_time()
+        self.conn.ping(_PING.pack(token))
+        self._wake_writer()
+        try:
+            await done.wait()
+        finally:
+            self._pings.pop(token, None)
+        self._check_usable()
+        return trio.current_time() - started
+
+    async def drain(self, timeout_s: float) -> None:
+        """Graceful stop: GOAWAY, let open streams finish for up to `timeout_s`, then close."""
+        if self.conn.state is ConnectionState.OPEN:
+            self.conn.close()
+            self._wake_writer()
+            with trio.move_on_after(timeout_s):
+                while self._streams and not self.closed:
+                    await self._streams_changed.park()
+        await self.aclose()
+
+    async def aclose(self, error_code: int = ErrorCode.NO_ERROR, message: str = "") -> None:
+        """Close now: GOAWAY (best effort, for up to a second), then the transport."""
+        if not self._closing:
+            self._closing = True
+            if self.conn.state is ConnectionState.OPEN:
+                self.conn.close(error_code, message)
+            self._wake_writer()
+            with trio.move_on_after(1.0) as scope:
+                scope.shield = True
+                await self._writer_done.wait()
+            await trio.aclose_forcefully(self.transport)
+            self._finish(None)
+        await checkpoint()
+
+    async def wait_closed(self) -> None:
+        await self._finished.wait()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self.closed or self._closing or self.conn.state is not ConnectionState.OPEN:
+            raise trio.BrokenResourceError(self._end_reason())
+
+    def _end_reason(self) -> str:
+        if self.goaway is not None:
+            return f"peer sent GOAWAY ({ErrorCode.describe(self.goaway.error_code)})"
+        if self.error is not None:
+            return f"tunnel closed: {self.error}"
+        return "tunnel closed"
+
+    def _wake_writer(self) -> None:
+        if self._writer_idle:
+            self._writer_idle = False
+            self._writer_lot.unpark_all()
+
+    def _acknowledge(self, stream_id: int, length: int) -> None:
+        if self.conn.state is ConnectionState.OPEN:
+            self.conn.acknowledge_received_data(stream_id, length)
+            self._wake_writer()
+
+    def _forget(self, stream_id: int) -> None:
+        if self._streams.pop(stream_id, None) is not None:
+            self._streams_changed.unpark_all()
+
+    def _forget_if_done(self, stream: TunnelStream) -> None:
+        # Judged by the stream's own flags: by the time events are dispatched, the connection
+        # may already have processed frames (a RESET) that the stream still has to see.
+        if stream._send_ended and stream._eof:
+            self._forget(stream.stream_id)
+
+    def _finish(self, error: BaseException | None) -> None:
+        """The tunnel is over: every waiter wakes up to a broken stream or channel."""
+        if self._finished.is_set():
+            return
+        if error is not None and self.error is None:
+            self.error = error
+        for stream in list(self._streams.values()):
+            stream._break(None)
+        self._streams.clear()
+        self._streams_changed.unpark_all()
+        self._accept_send.close()
+        self._message_send.close()
+        for waiter in self._pings.values():
+            waiter.set()
+        self._closing = True
+        self._wake_writer()
+        self._finished.set()
+        self._reader_scope.cancel()
+
+    async def _handshake(self, authenticate: Authenticator | None) -> HandshakeComplete:
+        """Run the handshake inline, before the reader and writer exist."""
+        conn = self.conn
+        try:
+            while True:
+                out = conn.data_to_send()
+                if out:
+                    await self.transport.send_all(out)
+                if self.handshake is not None:
+                    return self.handshake
+                data = await self.transport.receive_some(self._receive_bytes)
+                events = conn.receive_data(data)
+                for index, event in enumerate(events):
+                    if isinstance(event, AuthenticationRequested):
+                        key = await authenticate(event) if authenticate is not None else None
+                        if key is None:
+                            conn.reject_authentication()
+                            await self.transport.send_all(conn.data_to_send())
+                            raise RemoteProtocolError(
+                                "authentication failed", ErrorCode.AUTHENTICATION_FAILED
+                            )
+                        self.handshake = conn.accept_authentication(key)
+                    elif isinstance(event, HandshakeComplete):
+                        self.handshake = event
+                        # Frames that followed AUTH_OK in the same read belong to the tunnel.
+                        self._pending_events = events[index + 1 :]
+                        break
+                    elif isinstance(event, ConnectionTerminated):
+                        raise RemoteProtocolError(
+                            f"peer refused the handshake: {ErrorCode.describe(event.error_code)}",
+                            event.error_code,
+                        )
+                    elif isinstance(event, ConnectionClosed):
+                        raise RemoteProtocolError("peer closed the connection during handshake")
+        except RemoteProtocolError:
+            out = conn.data_to_send()
+            if out:
+                with trio.move_on_after(1.0), _ignoring_transport_errors():
+                    await self.transport.send_all(out)
+            await trio.aclose_forcefully(self.transport)
+            raise
+        except BaseException:
+            await trio.aclose_forcefully(self.transport)
+            raise
+
+    async def _run_background(self) -> None:
+        """The reader, and the keepalive if configured, until the tunnel ends."""
+        with self._reader_scope:
+            async with trio.open_nursery() as nursery:
+                if self._keepalive_interval_s is not None:
+                    nursery.start_soon(self._run_keepalive)
+                await self._run_reader()
+                nursery.cancel_scope.cancel()
+
+    async def _run_closer(self) -> None:
+        """Once the tunnel ends, for whatever reason, let the writer flush, then close."""
+        await self._finished.wait()
+        with trio.move_on_after(1.0):
+            await self._writer_done.wait()
+        await trio.aclose_forcefully(self.transport)
+
+    async def _run_reader(self) -> None:
+        conn = self.conn
+        self._last_receive = trio.current_time()
+        if self._pending_events:
+            self._dispatch(self._pending_events)
+            self._pending_events = []
+        try:
+            while conn.state is not ConnectionState.CLOSED:
+                data = await self.transport.receive_some(self._receive_bytes)
+                self._last_receive = trio.current_time()
+                self.bytes_received += len(data)
+                events = conn.receive_data(data)
+                self._dispatch(events)
+                if not data:
+                    break
+        except RemoteProtocolError as exc:
+            # GOAWAY with the reason is queued; give the writer a moment to send it.
+            self._closing = True
+            self._wake_writer()
+            with trio.move_on_after(1.0):
+                await self._writer_done.wait()
+            self._finish(exc)
+            return
+        except _TRANSPORT_ERRORS as exc:
+            self._finish(exc)
+            return
+        self._finish(ConnectionResetError("peer closed the tunnel"))
+
+    def _dispatch(self, events: list[Event]) -> None:
+        streams = self._streams
+        for event in events:
+            kind = type(event)
+            if kind is DataReceived:
+                assert isinstance(event, DataReceived)
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream._deliver(event.data)
+                else:
+                    self._acknowledge(event.stream_id, event.flow_controlled_length)
+            elif kind is WindowUpdated:
+                assert isinstance(event, WindowUpdated)
+                if event.stream_id == 0:
+                    for stream in streams.values():
+                        stream._send_lot.unpark_all()
+                elif (stream := streams.get(event.stream_id)) is not None:
+                    stream._send_lot.unpark_all()
+            elif kind is StreamEnded:
+                assert isinstance(event, StreamEnded)
+                if (stream := streams.get(event.stream_id)) is not None:
+                    stream._end()
+                    self._forget_if_done(stream)
+            elif kind is StreamReset:
+                assert isinstance(event, StreamReset)
+                if (stream := streams.get(event.stream_id)) is not None:
+                    stream._break(event.error_code)
+                    self._forget(event.stream_id)
+            elif kind is StreamOpened:
+                assert isinstance(event, StreamOpened)
+                self._on_stream_opened(event)
+            elif kind is MessageReceived:
+                assert isinstance(event, MessageReceived)
+                try:
+                    self._message_send.send_nowait(event.message)
+                except trio.WouldBlock:
+                    # The application is not keeping up with control messages: a peer that
+                    # floods them loses its tunnel rather than our memory.
+                    self.conn.close(ErrorCode.RATE_LIMITED, "too many unanswered messages")
+                    self._finish(RemoteProtocolError("message flood", ErrorCode.RATE_LIMITED))
+            elif kind is PingAcknowledged:
+                assert isinstance(event, PingAcknowledged)
+                if len(event.opaque) == _PING.size:
+                    waiter = self._pings.get(_PING.unpack(event.opaque)[0])
+                    if waiter is not None:
+                        waiter.set()
+            elif kind is ConnectionTerminated:
+                assert isinstance(event, ConnectionTerminated)
+                self.goaway = event
+                self._accept_send.close()
+                if self.conn.state is ConnectionState.CLOSED:
+                    self._finish(RemoteProtocolError(self._end_reason(), event.error_code))
+        self._wake_writer()
+
+    def _on_stream_opened(self, event: StreamOpened) -> None:
+        stream = TunnelStream(
+            self, event.stream_id, event.service, event.client_address, event.client_port
+        )
+        self._streams[event.stream_id] = stream
+        try:
+            self._accept_send.send_nowait(stream)
+        except (trio.WouldBlock, trio.ClosedResourceError):
+            # Nobody is accepting this fast: refuse the stream, keep the tunnel.
+            self._forget(event.stream_id)
+            self.conn.reset_stream(event.stream_id, ErrorCode.REFUSED_STREAM)
+
+    async def _run_writer(self) -> None:
+        conn = self.conn
+        try:
+            while True:
+                out = conn.data_to_send()
+                if out:
+                    await self.transport.send_all(out)
+                    continue
+                if self._closing:
+                    break
+                self._writer_idle = True
+                await self._writer_lot.park()
+        except _TRANSPORT_ERRORS as exc:
+            self._finish(exc)
+        finally:
+            self._writer_done.set()
+
+    async def _run_keepalive(self) -> None:
+        """PING when the line is idle; declare the peer dead if nothing arrives in time."""
+        interval = self._keepalive_interval_s
+        timeout = self._keepalive_timeout_s
+        assert interval is not None and timeout is not None
+        while not self.closed:
+            await trio.sleep(interval)
+            idle = trio.current_time() - self._last_receive
+            if idle >= timeout:
+                self.conn.close(ErrorCode.TIMEOUT, "keepalive timeout")
+                self._wake_writer()
+                self._finish(TimeoutError(f"no traffic from the peer for {idle:.1f} s"))
+                return
+            if idle >= interval and self.conn.state is ConnectionState.OPEN:
+                self._ping_counter += 1
+                self.conn.ping(_PING.pack(self._ping_counter))
+                self._wake_writer()
+
+
+class _ignoring_transport_errors:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> bool:
+        return isinstance(value, _TRANSPORT_ERRORS)
+
+
+@asynccontextmanager
+async def open_tunnel(
+    transport: trio.abc.Stream,
+    conn: Connection,
+    *,
+    authenticate: Authenticator | None = None,
+    handshake_timeout_s: float = 10.0,
+    keepalive_interval_s: float | None = None,
+    keepalive_timeout_s: float | None = None,
+    receive_bytes: int = DEFAULT_RECEIVE_BYTES,
+    accept_backlog: int = 64,
+) -> AsyncIterator[Tunnel]:
+    """Handshake over `transport`, then run the tunnel for the body of the ``async with``.
+
+    A server passes `authenticate`. Handshake failures raise RemoteProtocolError (the peer's
+    fault or a refusal) or trio.TooSlowError, with the transport closed. On exit the tunnel is
+    closed with GOAWAY.
+    """
+    if (keepalive_interval_s is None) != (keepalive_timeout_s is None):
+        raise LocalProtocolError(
+            "set both keepalive_interval_s and keepalive_timeout_s, or neither"
+        )
+    tunnel = Tunnel(
+        transport,
+        conn,
+        receive_bytes=receive_bytes,
+        keepalive_interval_s=keepalive_interval_s,
+        keepalive_timeout_s=keepalive_timeout_s,
+        accept_backlog=accept_backlog,
+    )
+    try:
+        with trio.fail_after(handshake_timeout_s):
+            await tunnel._handshake(authenticate)
+    except trio.TooSlowError:
+        await trio.aclose_forcefully(transport)
+        raise
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(tunnel._run_background)
+        nursery.start_soon(tunnel._run_writer)
+        nursery.start_soon(tunnel._run_closer)
+        try:
+            yield tunnel
+        finally:
+            with trio.CancelScope(shield=True):
+                await tunnel.aclose()
