@@ -565,8 +565,7 @@ class Connection:
             else:
                 frame_type, flags, stream_id, length = HEADER.unpack_from(data, pos)
                 pos += HEADER_BYTES
-            if length > self._receive_limit or frame_type != _DATA or stream_id == 0:
-                self._check_header(frame_type, stream_id, length)
+            self._check_header(frame_type, stream_id, length)
             if size - pos >= length:
                 body = data[pos : pos + length]
                 pos += length
@@ -625,6 +624,8 @@ class Connection:
                 f"frame of {length} bytes exceeds the limit of {self._receive_limit}",
                 ErrorCode.FRAME_SIZE_ERROR,
             )
+        if stream_id > MAX_STREAM_ID:
+            raise RemoteProtocolError(f"stream id {stream_id} uses the reserved high bit")
         if frame_type == _DATA:
             if stream_id == 0:
                 raise RemoteProtocolError("DATA on stream 0")

@@ -108,15 +108,32 @@ class TunnelStream(trio.abc.HalfCloseableStream):
                 if self._broken:
                     raise trio.BrokenResourceError(self._broken_reason())
                 await self._receive_lot.park()
-            chunk = self._buffer.popleft()
-            if max_bytes is not None and len(chunk) > max_bytes:
-                self._buffer.appendleft(chunk[max_bytes:])
-                chunk = chunk[:max_bytes]
+            chunk = self._take(self._buffered if max_bytes is None else max_bytes)
             self._buffered -= len(chunk)
             self._tunnel._acknowledge(self.stream_id, len(chunk))
             return chunk
         finally:
             self._receive_busy = False
+
+    def _take(self, limit: int) -> bytes:
+        """Up to `limit` buffered bytes; a lone chunk that fits is returned without a copy."""
+        buffer = self._buffer
+        first = buffer.popleft()
+        if len(first) >= limit or not buffer:
+            if len(first) > limit:
+                buffer.appendleft(first[limit:])
+                return first[:limit]
+            return first
+        parts = [first]
+        size = len(first)
+        while buffer and size < limit:
+            part = buffer.popleft()
+            if size + len(part) > limit:
+                buffer.appendleft(part[limit - size :])
+                part = part[: limit - size]
+            parts.append(part)
+            size += len(part)
+        return b"".join(parts)
 
     # -- sending -------------------------------------------------------------------------
 
@@ -287,6 +304,8 @@ class Tunnel:
         """Open a stream to the peer's `service`."""
         await checkpoint()
         self._check_usable()
+        if self.conn.goaway_sent or self.conn.goaway_received:
+            raise trio.BrokenResourceError("the tunnel is draining; no new streams")
         stream_id = self.conn.open_stream(service, client_address, client_port)
         stream = TunnelStream(self, stream_id, service, client_address, client_port)
         self._streams[stream_id] = stream

@@ -32,9 +32,7 @@ def client(
     return conn, key
 
 
-def server(
-    nonce: bytes = NONCE, settings: protocol.Settings | None = None
-) -> protocol.Connection:
+def server(nonce: bytes = NONCE, settings: protocol.Settings | None = None) -> protocol.Connection:
     return protocol.Connection(
         protocol.Role.SERVER, server_name=SERVER_NAME, nonce=nonce, settings=settings
     )
@@ -71,6 +69,7 @@ async def tunnel_pair(
     make_transports: TransportPair = trio.testing.memory_stream_pair,
     client_settings: protocol.Settings | None = None,
     server_settings: protocol.Settings | None = None,
+    keepalive_s: tuple[float, float] | None = None,
 ) -> AsyncIterator[tuple[Tunnel, Tunnel]]:
     """Two tunnels joined by an in-memory transport, both running until the block exits."""
     a, b = make_transports()
@@ -86,7 +85,14 @@ async def tunnel_pair(
 
     async def run(side: str, transport: trio.abc.Stream, conn: protocol.Connection) -> None:
         auth = authenticate if side == "server" else None
-        async with open_tunnel(transport, conn, authenticate=auth) as tunnel:
+        interval, timeout = keepalive_s or (None, None)
+        async with open_tunnel(
+            transport,
+            conn,
+            authenticate=auth,
+            keepalive_interval_s=interval,
+            keepalive_timeout_s=timeout,
+        ) as tunnel:
             tunnels[side] = tunnel
             if len(tunnels) == 2:
                 ready.set()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 import trio
 import trio.testing
@@ -36,3 +34,178 @@ async def test_check_half_closeable_stream() -> None:
             return mine, theirs
 
         await trio.testing.check_half_closeable_stream(stream_maker, clogged_stream_maker)
+
+
+async def test_stalled_stream_does_not_stall_another_on_a_lockstep_transport() -> None:
+    # lockstep: every send_all on the transport waits for the peer's receive_some, so any
+    # head-of-line blocking in the binding would show up as a hang here.
+    settings = protocol.Settings(stream_window_bytes=64 * 1024)
+    async with tunnel_pair(
+        trio.testing.lockstep_stream_pair, client_settings=settings, server_settings=settings
+    ) as (client, server):
+        stalled_out, _stalled_in = await _stream_pair(client, server)  # never read
+        live_out, live_in = await _stream_pair(client, server)
+        stalled_sent = 0
+
+        async def flood() -> None:
+            nonlocal stalled_sent
+            while True:
+                await stalled_out.send_all(b"s" * 4096)
+                stalled_sent += 4096
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(flood)
+                for round_trip in range(200):
+                    message = b"ping %d" % round_trip * 100
+                    await live_out.send_all(message)
+                    got = b""
+                    while len(got) < len(message):
+                        got += await live_in.receive_some()
+                    assert got == message
+                nursery.cancel_scope.cancel()
+        # The stalled stream filled its window and no more: credit, not buffering, stopped it.
+        assert stalled_sent == 64 * 1024
+
+
+async def test_reader_that_stops_reading_bounds_buffered_bytes() -> None:
+    settings = protocol.Settings(stream_window_bytes=32 * 1024)
+    async with tunnel_pair(client_settings=settings, server_settings=settings) as (
+        client,
+        server,
+    ):
+        out, into = await _stream_pair(client, server)
+        with trio.move_on_after(1) as scope:
+            while True:
+                await out.send_all(b"z" * 1000)
+        assert scope.cancelled_caught
+        await trio.testing.wait_all_tasks_blocked()
+        assert into.bytes_buffered <= 32 * 1024
+        # Reading gives the credit back and the sender resumes.
+        await into.receive_some(32 * 1024)
+        with trio.fail_after(1):
+            await out.send_all(b"more")
+
+
+async def test_messages_both_ways_and_ping() -> None:
+    async with tunnel_pair() as (client, server):
+        await client.send_message(protocol.Register(lan_addresses=("192.168.1.20",)))
+        assert await server.receive_message() == protocol.Register(lan_addresses=("192.168.1.20",))
+        await server.send_message(protocol.Ack(request_id=7))
+        assert await client.receive_message() == protocol.Ack(request_id=7)
+        assert await client.ping() >= 0
+        assert await server.ping() >= 0
+
+
+async def test_wrong_key_fails_on_both_sides() -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from protocol.tunnel import open_tunnel
+
+    from .pairs import client as make_client
+    from .pairs import server as make_server
+
+    a, b = trio.testing.memory_stream_pair()
+    conn_c, _key = make_client()
+    conn_s = make_server()
+    other = protocol.public_key_bytes(Ed25519PrivateKey.generate())
+
+    async def authenticate(request: protocol.AuthenticationRequested) -> bytes:
+        return other
+
+    errors: dict[str, protocol.RemoteProtocolError] = {}
+
+    async def side(name: str, transport: trio.abc.Stream, conn: protocol.Connection) -> None:
+        auth = authenticate if name == "server" else None
+        with pytest.raises(protocol.RemoteProtocolError) as info:
+            async with open_tunnel(transport, conn, authenticate=auth):
+                pass  # pragma: no cover - the handshake must fail
+        errors[name] = info.value
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(side, "client", a, conn_c)
+            nursery.start_soon(side, "server", b, conn_s)
+    assert errors["client"].error_code == protocol.ErrorCode.AUTHENTICATION_FAILED
+    assert errors["server"].error_code == protocol.ErrorCode.AUTHENTICATION_FAILED
+
+
+async def test_keepalive_declares_a_silent_peer_dead(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from protocol.tunnel import open_tunnel
+
+    from .pairs import client as make_client
+    from .pairs import server as make_server
+
+    a, b = trio.testing.memory_stream_pair()
+    conn_c, key = make_client()
+    conn_s = make_server()
+
+    async def silent_server() -> None:
+        # Completes the handshake, then never answers again: a half-open connection.
+        while conn_s.state is not protocol.ConnectionState.OPEN:
+            for event in conn_s.receive_data(await b.receive_some()):
+                if isinstance(event, protocol.AuthenticationRequested):
+                    conn_s.accept_authentication(protocol.public_key_bytes(key))
+            await b.send_all(conn_s.data_to_send())
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(silent_server)
+        started = trio.current_time()
+        async with open_tunnel(
+            a, conn_c, keepalive_interval_s=15, keepalive_timeout_s=45
+        ) as tunnel:
+            await tunnel.wait_closed()
+        assert isinstance(tunnel.error, TimeoutError)
+        assert 45 <= trio.current_time() - started <= 61
+        nursery.cancel_scope.cancel()
+
+
+async def test_keepalive_keeps_a_quiet_but_live_tunnel(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with tunnel_pair(keepalive_s=(15, 45)) as (client, server):
+        # Ten minutes without a byte of application traffic: PINGs keep both ends alive.
+        await trio.sleep(600)
+        assert not client.closed and not server.closed
+        assert client.bytes_received > 0 and server.bytes_received > 0
+
+
+async def test_drain_lets_open_streams_finish_and_refuses_new_ones() -> None:
+    async with tunnel_pair() as (client, server):
+        out, into = await server.open_stream("web"), None
+        into = await client.accept_stream()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.drain, 5)
+            await trio.testing.wait_all_tasks_blocked()
+            with pytest.raises(trio.BrokenResourceError):
+                await server.open_stream("web")
+            # The stream that was open still works in both directions until it ends.
+            await out.send_all(b"last words")
+            assert await into.receive_some() == b"last words"
+            await into.send_all(b"reply")
+            assert await out.receive_some() == b"reply"
+            await out.send_eof()
+            await into.send_eof()
+            assert await into.receive_some() == b""
+            assert await out.receive_some() == b""
+        assert server.closed
+
+
+async def test_peer_that_sends_garbage_loses_its_tunnel_only() -> None:
+    async with tunnel_pair() as (client, server):
+        stream = await client.open_stream("web")
+        accepted = await server.accept_stream()
+        # Bypass the client's connection: write a frame with an unknown type onto the wire.
+        await client.transport.send_all(b"\xee" + b"\x00" * 9)
+        with trio.fail_after(5):
+            await server.wait_closed()
+        assert isinstance(server.error, protocol.RemoteProtocolError)
+        with pytest.raises(trio.BrokenResourceError):
+            await accepted.receive_some()
+        with trio.fail_after(5):
+            await client.wait_closed()
+        with pytest.raises(trio.BrokenResourceError):
+            await stream.send_all(b"x")
