@@ -1,0 +1,23 @@
+"""Typed TOML configuration for every daemon: frozen dataclasses, every problem reported at once.
+
+`load(RelaydConfig, path)` returns the config or raises ConfigError whose lines read
+``file: [table].key: problem``.
+"""
+
+from ._cli import daemon_main, package_version
+from ._load import ConfigError, HostPort, load, loads
+from .agent import AgentConfig
+from .ddnsd import DdnsdConfig
+from .relayd import RelaydConfig
+
+__all__ = [
+    "AgentConfig",
+    "ConfigError",
+    "DdnsdConfig",
+    "HostPort",
+    "RelaydConfig",
+    "daemon_main",
+    "load",
+    "loads",
+    "package_version",
+]

@@ -1,0 +1,67 @@
+"""The command line every daemon shares: --config, --check-config, --version, --help."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TypeVar
+
+from ._load import ConfigError, load
+
+__all__ = ["daemon_main", "package_version"]
+
+_T = TypeVar("_T")
+
+
+def package_version() -> str:
+    try:
+        return version("nascloud")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
+def daemon_main(
+    prog: str,
+    model: type[_T],
+    default_config: Path,
+    description: str,
+    argv: Sequence[str] | None,
+    serve: Callable[[_T], int] | None,
+) -> int:
+    """Parse arguments, load and check the config, then hand it to `serve`.
+
+    Exit codes: 0 success, 1 invalid configuration, 2 usage error or nothing to serve.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=default_config,
+        help=f"configuration file (default: {default_config})",
+    )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the configuration, print every problem, and exit 0 (valid) or 1",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    args = parser.parse_args(argv)
+    try:
+        config = load(model, args.config)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        print(f"{prog}: {len(exc.problems)} problem(s) in {args.config}", file=sys.stderr)
+        return 1
+    if args.check_config:
+        print(f"{prog}: {args.config} is valid")
+        return 0
+    if serve is None:
+        print(
+            f"{prog}: this build can only check its configuration (--check-config)", file=sys.stderr
+        )
+        return 2
+    return serve(config)

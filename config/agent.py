@@ -1,0 +1,71 @@
+"""nascloud-agent's configuration model (see examples/nascloud-agent.toml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._checks import between, dns_name, label, option, readable_file, writable_dir
+from ._load import HostPort
+
+__all__ = ["AgentConfig", "AgentSection", "InstallSection", "ReconnectSection", "RelayLink"]
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSection:
+    # Absent while the NAS is not initialised: the agent then runs in install mode.
+    device_name: str | None = option(None, check=label)
+    key_file: Path = option(Path("/var/lib/nascloud-agent/device.key"))
+    state_dir: Path = option(Path("/var/lib/nascloud-agent"), check=writable_dir)
+
+
+@dataclass(frozen=True, slots=True)
+class RelayLink:
+    addresses: tuple[HostPort, ...] = option(required=True)
+    server_name: str = option(required=True, check=dns_name)
+    ca_file: Path | None = option(None, check=readable_file)
+    pinned_sha256: str | None = option(
+        None,
+        check=lambda v: (
+            None
+            if len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+            else "must be 64 lower-case hex digits (SHA-256 of the relay certificate)"
+        ),
+    )
+    keepalive_interval_s: float = option(15.0, check=between(1, 3600, "s"))
+    keepalive_timeout_s: float = option(45.0, check=between(2, 7200, "s"))
+
+    def __post_init__(self) -> None:
+        if self.ca_file is None and self.pinned_sha256 is None:
+            raise ValueError(
+                "[relay] needs ca_file or pinned_sha256: the agent must know which relay to trust"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectSection:
+    initial_delay_s: float = option(1.0, check=between(0.01, 60, "s"))
+    max_delay_s: float = option(60.0, check=between(0.1, 3600, "s"))
+
+
+@dataclass(frozen=True, slots=True)
+class InstallSection:
+    cloud_key_file: Path = option(Path("/var/lib/nascloud-agent/cloud.key"))
+    setup_port: int = option(443, check=between(1, 65535))
+    lifetime_s: float = option(86400.0, check=between(1, 86400, "s"))
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    relay: RelayLink
+    agent: AgentSection = field(default_factory=AgentSection)
+    # service name -> local "host:port"; a stream for any other name is refused.
+    services: dict[str, HostPort] = field(default_factory=dict)
+    reconnect: ReconnectSection = field(default_factory=ReconnectSection)
+    install: InstallSection = field(default_factory=InstallSection)
+
+    def __post_init__(self) -> None:
+        for name in self.services:
+            problem = label(name)
+            if problem:
+                raise ValueError(f"[services].{name}: {problem}")

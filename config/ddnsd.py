@@ -1,0 +1,114 @@
+"""ddnsd's configuration model (see examples/ddnsd.toml for every key with its meaning)."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._checks import between, dns_name, label, option, readable_file, writable_dir
+from ._load import HostPort
+
+__all__ = [
+    "DdnsdConfig",
+    "DdnsdSection",
+    "DnsSection",
+    "DynDns2Section",
+    "ProtocolSection",
+    "RrlSection",
+    "TransferSection",
+    "ZoneSection",
+]
+
+
+def _addresses(values: tuple[str, ...]) -> str | None:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            return f"{value!r} is not an IP address or network"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class DdnsdSection:
+    state_dir: Path = option(Path("/var/lib/nascloud/ddnsd"), check=writable_dir)
+    registry: Path = option(Path("/var/lib/nascloud/registry.sqlite3"))
+    metrics_listen: HostPort | None = None
+    workers: int = option(1, check=between(1, 256))
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneSection:
+    name: str = option(required=True, check=dns_name)
+    primary_ns: str = option(required=True, check=dns_name)
+    hostmaster: str = option(required=True, check=dns_name)
+    nameservers: tuple[str, ...] = ()
+    link_zone: str | None = option(None, check=dns_name)
+    relay_addresses: tuple[str, ...] = option((), check=_addresses)
+    default_ttl_s: int = option(60, check=between(0, 86400, "s"))
+    refresh_s: int = option(3600, check=between(60, 2419200, "s"))
+    retry_s: int = option(600, check=between(60, 2419200, "s"))
+    expire_s: int = option(1209600, check=between(3600, 31536000, "s"))
+    negative_ttl_s: int = option(60, check=between(0, 86400, "s"))
+
+
+@dataclass(frozen=True, slots=True)
+class DnsSection:
+    listen: tuple[HostPort, ...] = option(required=True)
+    edns_buffer_bytes: int = option(1232, check=between(512, 4096, "bytes"))
+    tcp_idle_timeout_s: float = option(10.0, check=between(0.5, 300, "s"))
+    max_tcp_clients: int = option(1000, check=between(1, 1_000_000))
+
+
+@dataclass(frozen=True, slots=True)
+class RrlSection:
+    responses_per_second: int = option(200, check=between(0, 1_000_000))
+    slip: int = option(2, check=between(0, 10))
+    ipv4_prefix: int = option(24, check=between(8, 32))
+    ipv6_prefix: int = option(56, check=between(16, 128))
+
+
+@dataclass(frozen=True, slots=True)
+class DynDns2Section:
+    listen: HostPort | None = None
+    updates_per_host_per_minute: int = option(10, check=between(1, 10000))
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolSection:
+    """Updates from relayd over the nascloud protocol."""
+
+    listen: HostPort | None = None
+    server_name: str = option("ddnsd.invalid", check=dns_name)
+    cert_file: Path | None = option(None, check=readable_file)
+    key_file: Path | None = option(None, check=readable_file)
+    # service name -> base64 of its raw Ed25519 public key
+    services: dict[str, str] = option({})
+
+    def __post_init__(self) -> None:
+        if self.listen is not None and (self.cert_file is None or self.key_file is None):
+            raise ValueError("[protocol].listen needs [protocol].cert_file and key_file")
+        for name in self.services:
+            problem = label(name)
+            if problem:
+                raise ValueError(f"[protocol.services].{name}: {problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class TransferSection:
+    allow: tuple[str, ...] = option((), check=_addresses)
+    notify: tuple[HostPort, ...] = ()
+    tsig_key_name: str | None = option(None, check=dns_name)
+    tsig_secret_file: Path | None = option(None, check=readable_file)
+
+
+@dataclass(frozen=True, slots=True)
+class DdnsdConfig:
+    zone: ZoneSection
+    dns: DnsSection
+    ddnsd: DdnsdSection = field(default_factory=DdnsdSection)
+    rrl: RrlSection = field(default_factory=RrlSection)
+    dyndns2: DynDns2Section = field(default_factory=DynDns2Section)
+    protocol: ProtocolSection = field(default_factory=ProtocolSection)
+    transfer: TransferSection = field(default_factory=TransferSection)

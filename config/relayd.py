@@ -1,0 +1,95 @@
+"""relayd's configuration model (see examples/relayd.toml for every key with its meaning)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._checks import between, dns_name, label, option, readable_file, writable_dir
+from ._load import HostPort
+
+__all__ = [
+    "ApiSection",
+    "DdnsdLink",
+    "IngressSection",
+    "LimitsSection",
+    "RelaySection",
+    "RelaydConfig",
+    "TunnelSection",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySection:
+    name: str = option(required=True, check=dns_name)  # signed by agents: must match theirs
+    state_dir: Path = option(Path("/var/lib/nascloud/relayd"), check=writable_dir)
+    registry: Path = option(Path("/var/lib/nascloud/registry.sqlite3"))
+    metrics_listen: HostPort | None = None
+    log_level: str = option(
+        "info",
+        check=lambda v: (
+            None
+            if v in {"debug", "info", "warning", "error"}
+            else "must be one of debug, info, warning, error"
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelSection:
+    listen: HostPort = option(required=True)
+    cert_file: Path = option(required=True, check=readable_file)
+    key_file: Path = option(required=True, check=readable_file)
+    keepalive_interval_s: float = option(15.0, check=between(1, 3600, "s"))
+    keepalive_timeout_s: float = option(45.0, check=between(2, 7200, "s"))
+
+
+@dataclass(frozen=True, slots=True)
+class IngressSection:
+    link_zone: str = option(required=True, check=dns_name)
+    https_listen: HostPort | None = None
+    http_listen: HostPort | None = None
+    proxy_protocol: bool = False  # default for devices that did not choose
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSection:
+    listen: HostPort | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSection:
+    handshake_timeout_s: float = option(10.0, check=between(0.1, 300, "s"))
+    idle_timeout_s: float = option(300.0, check=between(1, 86400, "s"))
+    max_streams_per_tunnel: int = option(256, check=between(1, 65536))
+    max_tunnels_per_address: int = option(64, check=between(1, 1_000_000))
+    max_client_hello_bytes: int = option(16384, check=between(512, 65536, "bytes"))
+    max_http_head_bytes: int = option(16384, check=between(1024, 1_048_576, "bytes"))
+    drain_timeout_s: float = option(30.0, check=between(0, 3600, "s"))
+
+
+@dataclass(frozen=True, slots=True)
+class DdnsdLink:
+    """How relayd reaches ddnsd to forward DDNS changes."""
+
+    address: HostPort = option(required=True)
+    server_name: str = option(required=True, check=dns_name)
+    key_file: Path = option(required=True, check=readable_file)
+    service_name: str = option("relayd", check=label)
+    ca_file: Path | None = option(None, check=readable_file)
+
+
+@dataclass(frozen=True, slots=True)
+class RelaydConfig:
+    relay: RelaySection
+    tunnel: TunnelSection
+    ingress: IngressSection
+    api: ApiSection = field(default_factory=ApiSection)
+    limits: LimitsSection = field(default_factory=LimitsSection)
+    ddnsd: DdnsdLink | None = None
+
+    def __post_init__(self) -> None:
+        if self.tunnel.keepalive_timeout_s <= self.tunnel.keepalive_interval_s:
+            raise ValueError(
+                "[tunnel].keepalive_timeout_s must be longer than [tunnel].keepalive_interval_s"
+            )

@@ -1,0 +1,21 @@
+"""Command line entry point of `ddnsd`."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from config import DdnsdConfig, daemon_main
+
+DESCRIPTION = "The nascloud DNS server: authoritative for the device zone, updated by DynDNS2, RFC 2136 and the relay."
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return daemon_main(
+        "ddnsd", DdnsdConfig, Path("/etc/nascloud/ddnsd.toml"), DESCRIPTION, argv, serve=None
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
