@@ -8,7 +8,10 @@ from pathlib import Path
 
 from config import DdnsdConfig, daemon_main
 
-DESCRIPTION = "The nascloud DNS server: authoritative for the device zone, updated by DynDNS2, RFC 2136 and the relay."
+DESCRIPTION = (
+    "The nascloud DNS server: authoritative for the device zone, "
+    "updated by DynDNS2, RFC 2136 and the relay."
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
