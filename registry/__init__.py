@@ -1,0 +1,41 @@
+"""Persistent state: accounts, devices, access lists, tokens, install registrations.
+
+`Registry` is the async API the daemons use; `Backend` is the storage interface, with SQLite
+(WAL, secure_delete, migrations) as the embedded default.
+"""
+
+from ._backend import Backend
+from ._models import (
+    AccessMode,
+    Account,
+    Conflict,
+    Device,
+    InstallRegistration,
+    InvalidValue,
+    NotFound,
+    RegistryError,
+    Token,
+    TokenKind,
+)
+from ._registry import Registry, hash_secret, normalize_cloud_key
+from ._schema import MIGRATIONS
+from ._sqlite import SQLiteBackend
+
+__all__ = [
+    "MIGRATIONS",
+    "AccessMode",
+    "Account",
+    "Backend",
+    "Conflict",
+    "Device",
+    "InstallRegistration",
+    "InvalidValue",
+    "NotFound",
+    "Registry",
+    "RegistryError",
+    "SQLiteBackend",
+    "Token",
+    "TokenKind",
+    "hash_secret",
+    "normalize_cloud_key",
+]

@@ -1,0 +1,96 @@
+"""The registry's records and errors: what is stored, never how.
+
+Records are frozen dataclasses; times are Unix seconds as floats. Knows no SQL and no Trio.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+__all__ = [
+    "AccessMode",
+    "Account",
+    "Conflict",
+    "Device",
+    "InstallRegistration",
+    "InvalidValue",
+    "NotFound",
+    "RegistryError",
+    "Token",
+    "TokenKind",
+]
+
+
+class RegistryError(Exception):
+    """Root of the registry's errors."""
+
+
+class NotFound(RegistryError):
+    """No such account, device, token or install registration."""
+
+
+class Conflict(RegistryError):
+    """The name or key is already taken."""
+
+
+class InvalidValue(RegistryError, ValueError):
+    """A value the registry will not store; the message says why."""
+
+
+class AccessMode(enum.Enum):
+    """Who may look a device up and reach it through the relay (privacy rule 7)."""
+
+    PUBLIC = "public"  # any authenticated account
+    PRIVATE = "private"  # the owner only
+    CUSTOM = "custom"  # the owner and the listed accounts
+
+
+class TokenKind(enum.Enum):
+    API = "api"  # an account's bearer token for the lookup API
+    DYNDNS2 = "dyndns2"  # a device's password for /nic/update
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    account_id: str
+    email: str
+    display_name: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    name: str
+    owner_id: str
+    public_key: bytes
+    access_mode: AccessMode
+    access_list: tuple[str, ...]
+    created_at: float
+    last_seen_at: float | None
+
+    def may_be_used_by(self, account_id: str) -> bool:
+        """Privacy rule 7: may this account look the device up and reach it?"""
+        if account_id == self.owner_id or self.access_mode is AccessMode.PUBLIC:
+            return True
+        return self.access_mode is AccessMode.CUSTOM and account_id in self.access_list
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    token_id: str
+    kind: TokenKind
+    account_id: str | None
+    device_name: str | None
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class InstallRegistration:
+    install_id: str
+    public_key: bytes
+    lan_addresses: tuple[str, ...]
+    setup_port: int
+    source_address: str
+    created_at: float
+    expires_at: float

@@ -1,0 +1,275 @@
+"""The registry as the daemons use it: async, validating, generating ids and secrets.
+
+Blocking backend calls run in a worker thread, one at a time (sqlite3 connections are not
+shared between threads concurrently). Secrets are returned once and stored only as hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import trio
+
+from protocol import validate_label
+
+from ._backend import Backend
+from ._models import (
+    AccessMode,
+    Account,
+    Device,
+    InstallRegistration,
+    InvalidValue,
+    NotFound,
+    Token,
+    TokenKind,
+)
+from ._sqlite import SQLiteBackend
+
+__all__ = ["Registry", "hash_secret", "normalize_cloud_key"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+#: 256 bits of randomness per token: far beyond the 128 the design asks for.
+TOKEN_BYTES = 32
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,253}\.[^@\s.]{1,63}")
+
+
+def hash_secret(secret: str) -> bytes:
+    """Tokens are random, so one fast hash suffices: no dictionary to defend against."""
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def normalize_cloud_key(cloud_key: str) -> str:
+    """Cloud keys are typed by people: ignore case, spaces and dashes."""
+    key = re.sub(r"[\s-]", "", cloud_key).upper()
+    if not re.fullmatch(r"[A-Z0-9]{8,64}", key):
+        raise InvalidValue("a cloud key is 8 to 64 letters and digits (dashes are ignored)")
+    return key
+
+
+def _check_email(email: str) -> str:
+    if not isinstance(email, str) or len(email) > 254 or not _EMAIL.fullmatch(email):
+        raise InvalidValue(f"{email!r} is not an e-mail address")
+    return email
+
+
+def _check_display_name(name: str) -> str:
+    if not isinstance(name, str) or not 1 <= len(name) <= 100:
+        raise InvalidValue("a display name is 1 to 100 characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise InvalidValue("a display name may not contain control characters")
+    return name
+
+
+def _check_device_name(name: str) -> str:
+    try:
+        return validate_label(name, "device name")
+    except ValueError as exc:
+        raise InvalidValue(str(exc)) from None
+
+
+def _check_public_key(key: bytes) -> bytes:
+    if not isinstance(key, bytes) or len(key) != 32:
+        raise InvalidValue("a public key is 32 bytes of raw Ed25519")
+    return key
+
+
+class Registry:
+    """Accounts, devices, access lists, tokens and install registrations."""
+
+    def __init__(self, backend: Backend, *, clock: Callable[[], float] = time.time) -> None:
+        self.backend = backend
+        self._clock = clock
+        self._limiter = trio.CapacityLimiter(1)
+
+    @classmethod
+    def open_sqlite(cls, path: Path | str, *, clock: Callable[[], float] = time.time) -> Registry:
+        """Open (creating and migrating if needed) a SQLite registry; blocking, for start-up."""
+        return cls(SQLiteBackend(path), clock=clock)
+
+    async def aclose(self) -> None:
+        await self._run(self.backend.close)
+
+    async def _run(self, fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return await trio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._limiter)
+
+    # -- accounts ----------------------------------------------------------------------------
+
+    async def create_account(self, email: str, display_name: str) -> Account:
+        account = Account(
+            "acc_" + secrets.token_hex(8),
+            _check_email(email),
+            _check_display_name(display_name),
+            self._clock(),
+        )
+        await self._run(self.backend.insert_account, account)
+        return account
+
+    async def get_account(self, account_id: str) -> Account:
+        account = await self._run(self.backend.get_account, account_id)
+        if account is None:
+            raise NotFound(f"no account {account_id!r}")
+        return account
+
+    async def list_accounts(self) -> list[Account]:
+        return await self._run(self.backend.list_accounts)
+
+    async def correct_account(
+        self, account_id: str, *, email: str | None = None, display_name: str | None = None
+    ) -> Account:
+        """Rectify the profile fields we keep."""
+        current = await self.get_account(account_id)
+        new_email = _check_email(email) if email is not None else current.email
+        new_name = (
+            _check_display_name(display_name) if display_name is not None else current.display_name
+        )
+        if not await self._run(self.backend.update_account, account_id, new_email, new_name):
+            raise NotFound(f"no account {account_id!r}")
+        return await self.get_account(account_id)
+
+    async def delete_account(self, account_id: str) -> list[str]:
+        """Delete the account, its devices and everything hanging off them; returns the
+        names of the deleted devices so callers can close tunnels and drop DNS records."""
+        await self.get_account(account_id)
+        return await self._run(self.backend.delete_account, account_id)
+
+    # -- devices -------------------------------------------------------------------------------
+
+    async def enrol_device(
+        self,
+        owner_id: str,
+        name: str,
+        public_key: bytes,
+        access_mode: AccessMode = AccessMode.PRIVATE,
+    ) -> Device:
+        await self.get_account(owner_id)
+        device = Device(
+            _check_device_name(name),
+            owner_id,
+            _check_public_key(public_key),
+            access_mode,
+            (),
+            self._clock(),
+            None,
+        )
+        await self._run(self.backend.insert_device, device)
+        return device
+
+    async def get_device(self, name: str) -> Device | None:
+        return await self._run(self.backend.get_device, name)
+
+    async def list_devices(self, owner_id: str | None = None) -> list[Device]:
+        return await self._run(self.backend.list_devices, owner_id)
+
+    async def set_access(
+        self, name: str, mode: AccessMode, account_ids: tuple[str, ...] = ()
+    ) -> Device:
+        if mode is not AccessMode.CUSTOM and account_ids:
+            raise InvalidValue(f"an access list only applies to the {AccessMode.CUSTOM.value} mode")
+        for account_id in account_ids:
+            await self.get_account(account_id)
+        if not await self._run(
+            self.backend.set_access, name, mode, tuple(sorted(set(account_ids)))
+        ):
+            raise NotFound(f"no device {name!r}")
+        device = await self.get_device(name)
+        assert device is not None
+        return device
+
+    async def device_seen(self, name: str) -> None:
+        await self._run(self.backend.touch_device, name, self._clock())
+
+    async def delete_device(self, name: str) -> bool:
+        """Unregister a device: its tokens and access list go with it (privacy rule 5)."""
+        return await self._run(self.backend.delete_device, name)
+
+    # -- tokens ----------------------------------------------------------------------------------
+
+    async def create_token(
+        self, kind: TokenKind, *, account_id: str | None = None, device_name: str | None = None
+    ) -> tuple[Token, str]:
+        """A new token and its secret. The secret is not stored and cannot be shown again."""
+        if kind is TokenKind.API:
+            if account_id is None or device_name is not None:
+                raise InvalidValue("an API token belongs to an account")
+            await self.get_account(account_id)
+        else:
+            if device_name is None or account_id is not None:
+                raise InvalidValue("a DynDNS2 token belongs to a device")
+            if await self.get_device(device_name) is None:
+                raise NotFound(f"no device {device_name!r}")
+        secret = secrets.token_urlsafe(TOKEN_BYTES)
+        token = Token("tok_" + secrets.token_hex(8), kind, account_id, device_name, self._clock())
+        await self._run(self.backend.insert_token, token, hash_secret(secret))
+        return token, secret
+
+    async def verify_token(self, kind: TokenKind, secret: str) -> Token | None:
+        if not isinstance(secret, str) or not 16 <= len(secret) <= 256:
+            return None
+        return await self._run(self.backend.find_token, kind, hash_secret(secret))
+
+    async def list_tokens(
+        self, *, account_id: str | None = None, device_name: str | None = None
+    ) -> list[Token]:
+        return await self._run(self.backend.list_tokens, account_id, device_name)
+
+    async def revoke_token(self, token_id: str) -> bool:
+        return await self._run(self.backend.delete_token, token_id)
+
+    # -- install registrations ------------------------------------------------------------------
+
+    async def register_install(
+        self,
+        cloud_key: str,
+        public_key: bytes,
+        lan_addresses: tuple[str, ...],
+        setup_port: int,
+        source_address: str,
+        lifetime_s: float,
+    ) -> InstallRegistration:
+        """Record an uninitialised NAS for at most `lifetime_s` (privacy rule 4)."""
+        key = normalize_cloud_key(cloud_key)
+        for address in (*lan_addresses, source_address):
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise InvalidValue(f"{address!r} is not an IP address") from None
+        if not 1 <= setup_port <= 65535:
+            raise InvalidValue(f"port {setup_port} is out of range")
+        if not 0 < lifetime_s <= 86400:
+            raise InvalidValue("an install registration lives at most 24 hours")
+        now = self._clock()
+        registration = InstallRegistration(
+            secrets.token_hex(16),
+            _check_public_key(public_key),
+            tuple(lan_addresses),
+            setup_port,
+            source_address,
+            now,
+            now + lifetime_s,
+        )
+        await self._run(self.backend.insert_install, registration, hash_secret(key))
+        return registration
+
+    async def find_install(self, cloud_key: str) -> InstallRegistration | None:
+        """The live registration for this key. The lookup goes by the key's hash, so its
+        time does not depend on how close a wrong key was."""
+        try:
+            key = normalize_cloud_key(cloud_key)
+        except InvalidValue:
+            return None
+        return await self._run(self.backend.find_install, hash_secret(key), self._clock())
+
+    async def delete_install(self, install_id: str) -> bool:
+        return await self._run(self.backend.delete_install, install_id)
+
+    async def purge_expired_installs(self) -> int:
+        return await self._run(self.backend.delete_installs_expired, self._clock())

@@ -1,0 +1,60 @@
+"""The registry's schema as an ordered list of migrations, shared by every backend.
+
+Append, never edit: a deployed database has run the earlier steps. Portable SQL only
+(INTEGER, REAL, TEXT, BLOB; the PostgreSQL backend maps BLOB to BYTEA and REAL to DOUBLE).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["MIGRATIONS"]
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    # 1: accounts, devices, access lists, tokens, install registrations.
+    (
+        """CREATE TABLE accounts (
+            account_id TEXT PRIMARY KEY,
+            email TEXT NOT NULL,
+            display_name TEXT NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE devices (
+            name TEXT PRIMARY KEY,
+            owner_id TEXT NOT NULL REFERENCES accounts(account_id) ON DELETE CASCADE,
+            public_key BLOB NOT NULL,
+            access_mode TEXT NOT NULL CHECK (access_mode IN ('public', 'private', 'custom')),
+            created_at REAL NOT NULL,
+            last_seen_at REAL
+        )""",
+        "CREATE INDEX devices_by_owner ON devices(owner_id)",
+        """CREATE TABLE device_access (
+            device_name TEXT NOT NULL REFERENCES devices(name) ON DELETE CASCADE,
+            account_id TEXT NOT NULL REFERENCES accounts(account_id) ON DELETE CASCADE,
+            PRIMARY KEY (device_name, account_id)
+        )""",
+        "CREATE INDEX device_access_by_account ON device_access(account_id)",
+        """CREATE TABLE tokens (
+            token_id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('api', 'dyndns2')),
+            secret_hash BLOB NOT NULL UNIQUE,
+            account_id TEXT REFERENCES accounts(account_id) ON DELETE CASCADE,
+            device_name TEXT REFERENCES devices(name) ON DELETE CASCADE,
+            created_at REAL NOT NULL,
+            CHECK ((account_id IS NULL) <> (device_name IS NULL))
+        )""",
+        "CREATE INDEX tokens_by_account ON tokens(account_id)",
+        "CREATE INDEX tokens_by_device ON tokens(device_name)",
+        """CREATE TABLE install_registrations (
+            install_id TEXT PRIMARY KEY,
+            key_hash BLOB NOT NULL UNIQUE,
+            public_key BLOB NOT NULL UNIQUE,
+            lan_addresses TEXT NOT NULL,
+            setup_port INTEGER NOT NULL,
+            source_address TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        )""",
+        "CREATE INDEX install_registrations_by_expiry ON install_registrations(expires_at)",
+    ),
+)

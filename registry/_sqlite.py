@@ -1,0 +1,296 @@
+"""The embedded backend: one SQLite file in WAL mode with secure_delete, migrated on open.
+
+Blocking; used from one worker thread at a time through `Registry`. secure_delete makes
+SQLite overwrite deleted rows, so erased data does not linger in the file (privacy rule 5).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ._models import (
+    AccessMode,
+    Account,
+    Conflict,
+    Device,
+    InstallRegistration,
+    Token,
+    TokenKind,
+)
+from ._schema import MIGRATIONS
+
+__all__ = ["SQLiteBackend"]
+
+
+class SQLiteBackend:
+    def __init__(self, path: Path | str) -> None:
+        self.path = path
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE) in _transaction.
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA foreign_keys = ON")
+        self._db.execute("PRAGMA secure_delete = ON")
+        self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = FULL")
+        self._db.execute("PRAGMA busy_timeout = 5000")
+        self._migrate()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._transaction() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            row = db.execute("SELECT version FROM schema_version").fetchone()
+            current = row[0] if row else 0
+            if row is None:
+                db.execute("INSERT INTO schema_version VALUES (0)")
+            if current > len(MIGRATIONS):
+                raise RuntimeError(
+                    f"{self.path} has schema version {current}, newer than this software "
+                    f"({len(MIGRATIONS)}); upgrade nascloud"
+                )
+            for version, statements in enumerate(MIGRATIONS[current:], start=current + 1):
+                for statement in statements:
+                    db.execute(statement)
+                db.execute("UPDATE schema_version SET version = ?", (version,))
+
+    def schema_version(self) -> int:
+        return int(self._db.execute("SELECT version FROM schema_version").fetchone()[0])
+
+    # -- accounts ----------------------------------------------------------------------------
+
+    def insert_account(self, account: Account) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO accounts VALUES (?, ?, ?, ?)",
+                (account.account_id, account.email, account.display_name, account.created_at),
+            )
+
+    def get_account(self, account_id: str) -> Account | None:
+        row = self._db.execute(
+            "SELECT * FROM accounts WHERE account_id = ?", (account_id,)
+        ).fetchone()
+        return Account(*row) if row else None
+
+    def list_accounts(self) -> list[Account]:
+        rows = self._db.execute("SELECT * FROM accounts ORDER BY created_at, account_id")
+        return [Account(*row) for row in rows]
+
+    def update_account(self, account_id: str, email: str, display_name: str) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE accounts SET email = ?, display_name = ? WHERE account_id = ?",
+                (email, display_name, account_id),
+            )
+            return cursor.rowcount == 1
+
+    def delete_account(self, account_id: str) -> list[str]:
+        with self._transaction() as db:
+            names = [
+                row[0]
+                for row in db.execute(
+                    "SELECT name FROM devices WHERE owner_id = ? ORDER BY name", (account_id,)
+                )
+            ]
+            # Foreign keys cascade to devices, their access lists and every token.
+            db.execute("DELETE FROM accounts WHERE account_id = ?", (account_id,))
+        self._erase_history()
+        return names
+
+    # -- devices -------------------------------------------------------------------------------
+
+    def insert_device(self, device: Device) -> None:
+        try:
+            with self._transaction() as db:
+                db.execute(
+                    "INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        device.name,
+                        device.owner_id,
+                        device.public_key,
+                        device.access_mode.value,
+                        device.created_at,
+                        device.last_seen_at,
+                    ),
+                )
+                self._write_access_list(db, device.name, device.access_list)
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
+                raise Conflict(f"the name {device.name!r} is taken") from None
+            raise
+
+    @staticmethod
+    def _write_access_list(db: sqlite3.Connection, name: str, accounts: tuple[str, ...]) -> None:
+        db.execute("DELETE FROM device_access WHERE device_name = ?", (name,))
+        db.executemany(
+            "INSERT INTO device_access VALUES (?, ?)", [(name, account) for account in accounts]
+        )
+
+    def _device(self, row: Any) -> Device:
+        name, owner_id, public_key, mode, created_at, last_seen_at = row
+        access = tuple(
+            r[0]
+            for r in self._db.execute(
+                "SELECT account_id FROM device_access WHERE device_name = ? ORDER BY account_id",
+                (name,),
+            )
+        )
+        return Device(
+            name, owner_id, bytes(public_key), AccessMode(mode), access, created_at, last_seen_at
+        )
+
+    def get_device(self, name: str) -> Device | None:
+        row = self._db.execute("SELECT * FROM devices WHERE name = ?", (name,)).fetchone()
+        return self._device(row) if row else None
+
+    def list_devices(self, owner_id: str | None) -> list[Device]:
+        if owner_id is None:
+            rows = self._db.execute("SELECT * FROM devices ORDER BY name").fetchall()
+        else:
+            rows = self._db.execute(
+                "SELECT * FROM devices WHERE owner_id = ? ORDER BY name", (owner_id,)
+            ).fetchall()
+        return [self._device(row) for row in rows]
+
+    def set_access(self, name: str, mode: AccessMode, account_ids: tuple[str, ...]) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE devices SET access_mode = ? WHERE name = ?", (mode.value, name)
+            )
+            if cursor.rowcount != 1:
+                return False
+            self._write_access_list(db, name, account_ids)
+            return True
+
+    def touch_device(self, name: str, seen_at: float) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE devices SET last_seen_at = ? WHERE name = ?", (seen_at, name)
+            )
+            return cursor.rowcount == 1
+
+    def delete_device(self, name: str) -> bool:
+        with self._transaction() as db:
+            deleted = db.execute("DELETE FROM devices WHERE name = ?", (name,)).rowcount == 1
+        self._erase_history()
+        return deleted
+
+    def _erase_history(self) -> None:
+        """secure_delete zeroes deleted rows in the pages it writes, but in WAL mode the old
+        page images remain in the write-ahead log until a checkpoint; truncate it so erased
+        data is gone from every file at once."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # -- tokens ----------------------------------------------------------------------------------
+
+    def insert_token(self, token: Token, secret_hash: bytes) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    token.token_id,
+                    token.kind.value,
+                    secret_hash,
+                    token.account_id,
+                    token.device_name,
+                    token.created_at,
+                ),
+            )
+
+    @staticmethod
+    def _token(row: Any) -> Token:
+        token_id, kind, account_id, device_name, created_at = row
+        return Token(token_id, TokenKind(kind), account_id, device_name, created_at)
+
+    def find_token(self, kind: TokenKind, secret_hash: bytes) -> Token | None:
+        row = self._db.execute(
+            "SELECT token_id, kind, account_id, device_name, created_at FROM tokens "
+            "WHERE secret_hash = ? AND kind = ?",
+            (secret_hash, kind.value),
+        ).fetchone()
+        return self._token(row) if row else None
+
+    def list_tokens(self, account_id: str | None, device_name: str | None) -> list[Token]:
+        rows = self._db.execute(
+            "SELECT token_id, kind, account_id, device_name, created_at FROM tokens "
+            "WHERE account_id IS ? AND device_name IS ? ORDER BY created_at, token_id",
+            (account_id, device_name),
+        )
+        return [self._token(row) for row in rows]
+
+    def delete_token(self, token_id: str) -> bool:
+        with self._transaction() as db:
+            return db.execute("DELETE FROM tokens WHERE token_id = ?", (token_id,)).rowcount == 1
+
+    # -- install registrations ------------------------------------------------------------------
+
+    def insert_install(self, registration: InstallRegistration, key_hash: bytes) -> None:
+        try:
+            with self._transaction() as db:
+                db.execute(
+                    "INSERT INTO install_registrations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        registration.install_id,
+                        key_hash,
+                        registration.public_key,
+                        json.dumps(list(registration.lan_addresses)),
+                        registration.setup_port,
+                        registration.source_address,
+                        registration.created_at,
+                        registration.expires_at,
+                    ),
+                )
+        except sqlite3.IntegrityError:
+            raise Conflict("this cloud key or install key is registered already") from None
+
+    def find_install(self, key_hash: bytes, now: float) -> InstallRegistration | None:
+        row = self._db.execute(
+            "SELECT install_id, public_key, lan_addresses, setup_port, source_address, "
+            "created_at, expires_at FROM install_registrations "
+            "WHERE key_hash = ? AND expires_at > ?",
+            (key_hash, now),
+        ).fetchone()
+        if row is None:
+            return None
+        install_id, public_key, lan, port, source, created_at, expires_at = row
+        return InstallRegistration(
+            install_id,
+            bytes(public_key),
+            tuple(json.loads(lan)),
+            port,
+            source,
+            created_at,
+            expires_at,
+        )
+
+    def delete_install(self, install_id: str) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM install_registrations WHERE install_id = ?", (install_id,)
+            )
+        self._erase_history()
+        return cursor.rowcount == 1
+
+    def delete_installs_expired(self, now: float) -> int:
+        with self._transaction() as db:
+            cursor = db.execute("DELETE FROM install_registrations WHERE expires_at <= ?", (now,))
+        if cursor.rowcount:
+            self._erase_history()
+        return cursor.rowcount

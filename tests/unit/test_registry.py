@@ -1,0 +1,244 @@
+"""The registry over a real SQLite file: every operation, the rules it enforces, and that
+erased data leaves no bytes behind."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from registry import (
+    MIGRATIONS,
+    AccessMode,
+    Conflict,
+    InvalidValue,
+    NotFound,
+    Registry,
+    SQLiteBackend,
+    TokenKind,
+    normalize_cloud_key,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def registry(tmp_path: Path, clock: Clock) -> AsyncIterator[Registry]:
+    opened = Registry.open_sqlite(tmp_path / "registry.sqlite3", clock=clock)
+    yield opened
+    await opened.aclose()
+
+
+KEY_A = bytes(range(32))
+KEY_B = bytes(range(1, 33))
+
+
+def _file_bytes(tmp_path: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in tmp_path.glob("registry.sqlite3*"))
+
+
+async def test_schema_and_pragmas(tmp_path: Path) -> None:
+    backend = SQLiteBackend(tmp_path / "registry.sqlite3")
+    assert backend.schema_version() == len(MIGRATIONS)
+    db = backend._db
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA secure_delete").fetchone()[0] == 1
+    assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    backend.close()
+    # Re-opening migrates nothing twice.
+    again = SQLiteBackend(tmp_path / "registry.sqlite3")
+    assert again.schema_version() == len(MIGRATIONS)
+    again.close()
+
+
+async def test_a_database_from_newer_software_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "registry.sqlite3"
+    SQLiteBackend(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE schema_version SET version = 999")
+    with pytest.raises(RuntimeError, match="newer than this software"):
+        SQLiteBackend(path)
+
+
+async def test_accounts(registry: Registry, clock: Clock) -> None:
+    alice = await registry.create_account("alice@example.org", "Alice")
+    assert alice.account_id.startswith("acc_") and alice.created_at == clock.now
+    assert await registry.get_account(alice.account_id) == alice
+    corrected = await registry.correct_account(alice.account_id, display_name="Alice B.")
+    assert corrected.display_name == "Alice B." and corrected.email == alice.email
+    assert await registry.list_accounts() == [corrected]
+    with pytest.raises(NotFound):
+        await registry.get_account("acc_missing")
+    with pytest.raises(InvalidValue, match="not an e-mail address"):
+        await registry.create_account("not-an-email", "X")
+    with pytest.raises(InvalidValue, match="control characters"):
+        await registry.create_account("x@example.org", "bad\x00name")
+
+
+async def test_devices_names_and_conflicts(registry: Registry) -> None:
+    alice = await registry.create_account("alice@example.org", "Alice")
+    device = await registry.enrol_device(alice.account_id, "nas1", KEY_A)
+    assert device.access_mode is AccessMode.PRIVATE and device.last_seen_at is None
+    assert await registry.get_device("nas1") == device
+    with pytest.raises(Conflict, match="'nas1' is taken"):
+        await registry.enrol_device(alice.account_id, "nas1", KEY_B)
+    for bad, words in [
+        ("NAS1", "must be lower-case"),
+        ("-nas", "hyphen"),
+        ("a" * 64, "at most 63"),
+        ("nas_1", "only a-z"),
+    ]:
+        with pytest.raises(InvalidValue, match=words):
+            await registry.enrol_device(alice.account_id, bad, KEY_B)
+    with pytest.raises(InvalidValue, match="32 bytes"):
+        await registry.enrol_device(alice.account_id, "nas2", b"short")
+    with pytest.raises(NotFound):
+        await registry.enrol_device("acc_missing", "nas3", KEY_B)
+    await registry.device_seen("nas1")
+    seen = await registry.get_device("nas1")
+    assert seen is not None and seen.last_seen_at is not None
+
+
+async def test_access_modes_decide_who_may_use_a_device(registry: Registry) -> None:
+    owner = await registry.create_account("o@example.org", "Owner")
+    friend = await registry.create_account("f@example.org", "Friend")
+    stranger = await registry.create_account("s@example.org", "Stranger")
+    await registry.enrol_device(owner.account_id, "nas1", KEY_A)
+
+    async def allowed() -> list[bool]:
+        device = await registry.get_device("nas1")
+        assert device is not None
+        return [device.may_be_used_by(a.account_id) for a in (owner, friend, stranger)]
+
+    assert await allowed() == [True, False, False]
+    await registry.set_access("nas1", AccessMode.CUSTOM, (friend.account_id,))
+    assert await allowed() == [True, True, False]
+    await registry.set_access("nas1", AccessMode.PUBLIC)
+    assert await allowed() == [True, True, True]
+    with pytest.raises(InvalidValue):
+        await registry.set_access("nas1", AccessMode.PRIVATE, (friend.account_id,))
+    with pytest.raises(NotFound):
+        await registry.set_access("nas1", AccessMode.CUSTOM, ("acc_missing",))
+    # Deleting the friend's account removes it from every access list.
+    await registry.set_access("nas1", AccessMode.CUSTOM, (friend.account_id,))
+    await registry.delete_account(friend.account_id)
+    device = await registry.get_device("nas1")
+    assert device is not None and device.access_list == ()
+
+
+async def test_tokens_are_random_hashed_and_scoped(registry: Registry, tmp_path: Path) -> None:
+    alice = await registry.create_account("alice@example.org", "Alice")
+    await registry.enrol_device(alice.account_id, "nas1", KEY_A)
+    api, api_secret = await registry.create_token(TokenKind.API, account_id=alice.account_id)
+    ddns, ddns_secret = await registry.create_token(TokenKind.DYNDNS2, device_name="nas1")
+    assert len(api_secret) >= 22  # 128 bits in URL-safe base64; ours carry 256
+    assert api_secret != ddns_secret
+    assert await registry.verify_token(TokenKind.API, api_secret) == api
+    assert await registry.verify_token(TokenKind.DYNDNS2, ddns_secret) == ddns
+    # A token works only for its kind, and a near miss is nothing.
+    assert await registry.verify_token(TokenKind.DYNDNS2, api_secret) is None
+    assert await registry.verify_token(TokenKind.API, api_secret[:-1] + "x") is None
+    assert await registry.verify_token(TokenKind.API, "") is None
+    # The secret itself is never written to disk.
+    assert api_secret.encode() not in _file_bytes(tmp_path)
+    assert await registry.list_tokens(device_name="nas1") == [ddns]
+    assert await registry.revoke_token(api.token_id)
+    assert await registry.verify_token(TokenKind.API, api_secret) is None
+    with pytest.raises(InvalidValue):
+        await registry.create_token(TokenKind.API, device_name="nas1")
+    with pytest.raises(NotFound):
+        await registry.create_token(TokenKind.DYNDNS2, device_name="nas9")
+
+
+async def test_deleting_a_device_takes_its_tokens_and_leaves_no_bytes(
+    registry: Registry, tmp_path: Path
+) -> None:
+    alice = await registry.create_account("alice@example.org", "Alice")
+    marker_key = b"\xa5" * 16 + b"ERASE-ME-KEY-123"
+    await registry.enrol_device(alice.account_id, "erasable-device-name", marker_key)
+    _, secret = await registry.create_token(TokenKind.DYNDNS2, device_name="erasable-device-name")
+    assert marker_key in _file_bytes(tmp_path) or b"erasable-device-name" in _file_bytes(tmp_path)
+    assert await registry.delete_device("erasable-device-name")
+    assert await registry.get_device("erasable-device-name") is None
+    assert await registry.verify_token(TokenKind.DYNDNS2, secret) is None
+    remaining = _file_bytes(tmp_path)
+    assert marker_key not in remaining
+    assert b"erasable-device-name" not in remaining
+    assert not await registry.delete_device("erasable-device-name")
+
+
+async def test_deleting_an_account_deletes_its_devices(registry: Registry) -> None:
+    alice = await registry.create_account("alice@example.org", "Alice")
+    bob = await registry.create_account("bob@example.org", "Bob")
+    await registry.enrol_device(alice.account_id, "nas1", KEY_A)
+    await registry.enrol_device(alice.account_id, "nas2", KEY_B)
+    await registry.enrol_device(bob.account_id, "bobnas", bytes(32))
+    _, secret = await registry.create_token(TokenKind.API, account_id=alice.account_id)
+    assert await registry.delete_account(alice.account_id) == ["nas1", "nas2"]
+    assert [d.name for d in await registry.list_devices()] == ["bobnas"]
+    assert await registry.verify_token(TokenKind.API, secret) is None
+    with pytest.raises(NotFound):
+        await registry.delete_account(alice.account_id)
+
+
+async def test_install_registrations_expire(
+    registry: Registry, clock: Clock, tmp_path: Path
+) -> None:
+    registration = await registry.register_install(
+        "k7qd-xm2p-9hta", KEY_A, ("192.168.1.30",), 8080, "198.51.100.7", lifetime_s=86400
+    )
+    assert registration.expires_at == clock.now + 86400
+    found = await registry.find_install("K7QD XM2P 9HTA")  # as a person might type it
+    assert found == registration
+    assert await registry.find_install("K7QD-XM2P-9HTB") is None
+    assert await registry.find_install("short") is None
+    assert b"K7QDXM2P9HTA" not in _file_bytes(tmp_path)  # stored as a hash only
+    with pytest.raises(Conflict):
+        await registry.register_install(
+            "K7QDXM2P9HTA", KEY_B, (), 8080, "198.51.100.7", lifetime_s=60
+        )
+    with pytest.raises(InvalidValue, match="24 hours"):
+        await registry.register_install("ABCDEFGH12", KEY_B, (), 80, "198.51.100.7", 86401)
+    clock.now += 86400
+    assert await registry.find_install("K7QD-XM2P-9HTA") is None  # expired: invisible at once
+    assert await registry.purge_expired_installs() == 1
+    assert KEY_A not in _file_bytes(tmp_path)
+
+
+def test_cloud_key_normalization() -> None:
+    assert normalize_cloud_key(" ab12-cd34 ef ") == "AB12CD34EF"
+    with pytest.raises(InvalidValue):
+        normalize_cloud_key("ab-12")
+    with pytest.raises(InvalidValue):
+        normalize_cloud_key("abcd/efgh")
+
+
+async def test_blocking_calls_run_off_the_trio_thread(registry: Registry) -> None:
+    seen: list[int] = []
+    original = registry.backend.list_accounts
+
+    def spy() -> list:  # type: ignore[type-arg]
+        seen.append(threading.get_ident())
+        return original()
+
+    registry.backend.list_accounts = spy  # type: ignore[method-assign]
+    async with trio.open_nursery() as nursery:
+        for _ in range(4):
+            nursery.start_soon(registry.list_accounts)
+    assert len(seen) == 4
+    assert threading.get_ident() not in seen
