@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-# Debian packages the test suite uses; installed with apt-get only when missing.
-DEB_PACKAGES := openssl
+# Debian packages the test suite uses (real peers: dig, ddclient, nsupdate, ...), installed
+# with apt-get only when missing. The foundation needs none yet.
+DEB_PACKAGES :=
 STATE_DIR ?= ./var
 
 .PHONY: test run lint typecheck unit deps bench clean
@@ -17,7 +18,7 @@ test: $(STAMP) deps lint typecheck
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $@
 
 deps:

@@ -196,6 +196,7 @@ class Connection:
         self.server_name = server_name
         self.settings = settings or Settings()
         self.state = ConnectionState.AWAIT_HELLO
+        self._allowed = _ALLOWED[(role, self.state)]
         self.version = 0
         self.capabilities: frozenset[str] = frozenset()
         self.peer_name = ""
@@ -300,7 +301,7 @@ class Connection:
         self._terminate(ErrorCode.AUTHENTICATION_FAILED, "authentication failed")
 
     def _open(self) -> None:
-        self.state = ConnectionState.OPEN
+        self._enter(ConnectionState.OPEN)
         self.connection_send_window = self._peer.connection_window_bytes
         self._send_frame_limit = self._peer.max_frame_bytes
         self._receive_limit = self.settings.max_frame_bytes
@@ -474,8 +475,12 @@ class Connection:
                 message=message[:256],
             ),
         )
-        self.state = ConnectionState.CLOSED
+        self._enter(ConnectionState.CLOSED)
         self.streams.clear()
+
+    def _enter(self, state: ConnectionState) -> None:
+        self.state = state
+        self._allowed = _ALLOWED.get((self.role, state), frozenset())
 
     def _require_open(self) -> None:
         if self.state is not ConnectionState.OPEN:
@@ -522,7 +527,7 @@ class Connection:
             if not data:
                 if self._header_buf or self._frame is not None:
                     raise RemoteProtocolError("connection closed in the middle of a frame")
-                self.state = ConnectionState.CLOSED
+                self._enter(ConnectionState.CLOSED)
                 self.streams.clear()
                 events.append(ConnectionClosed())
             else:
@@ -649,7 +654,7 @@ class Connection:
         if frame_type == _DATA and self.state is ConnectionState.OPEN:
             self._on_data(flags, stream_id, body, events)
             return
-        if frame_type not in _ALLOWED[(self.role, self.state)]:
+        if frame_type not in self._allowed:
             raise RemoteProtocolError(
                 f"unexpected {FrameType(frame_type).name} frame in state {self.state.value}"
             )
@@ -712,7 +717,7 @@ class Connection:
             self.capabilities = frozenset(hello.capabilities) & self.settings.capabilities
             reply = self.settings.hello((self.version,), self.server_name, self._nonce)
             self._queue(FrameType.HELLO, 0, 0, reply)
-            self.state = ConnectionState.AWAIT_AUTH
+            self._enter(ConnectionState.AWAIT_AUTH)
             return
         if len(hello.versions) != 1 or hello.versions[0] not in SUPPORTED_VERSIONS:
             raise RemoteProtocolError(
@@ -747,7 +752,7 @@ class Connection:
             signature=sign_auth(credentials.private_key, payload),
         )
         self._queue(FrameType.AUTH, 0, 0, auth)
-        self.state = ConnectionState.AWAIT_AUTH_OK
+        self._enter(ConnectionState.AWAIT_AUTH_OK)
 
     def _on_auth(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
         auth = decode_body(Auth, body)
@@ -757,7 +762,7 @@ class Connection:
                 f"{auth.kind} clients are not accepted here", ErrorCode.AUTHENTICATION_FAILED
             )
         self._pending_auth = auth
-        self.state = ConnectionState.AUTH_PENDING
+        self._enter(ConnectionState.AUTH_PENDING)
         events.append(AuthenticationRequested(auth.kind, auth.name, auth.public_key))
 
     def _on_auth_ok(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
@@ -840,7 +845,7 @@ class Connection:
         self.goaway_received = True
         self._goaway_last_stream = min(self._goaway_last_stream, goaway.last_stream_id)
         if goaway.error_code != ErrorCode.NO_ERROR or self.state is not ConnectionState.OPEN:
-            self.state = ConnectionState.CLOSED
+            self._enter(ConnectionState.CLOSED)
             self.streams.clear()
         else:
             # Streams we opened that the peer never processed will not be: refuse them here.

@@ -17,6 +17,8 @@ def validate_label(name: object, what: str = "name") -> str:
 
     Raises ValueError with a message that says what is wrong and how to fix it.
     """
+    if type(name) is str and _LABEL.fullmatch(name):
+        return name
     if not isinstance(name, str):
         raise ValueError(f"{what} must be a string, got {type(name).__name__}")
     if not name:

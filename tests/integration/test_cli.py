@@ -52,3 +52,11 @@ def test_check_config_on_a_missing_file_says_so(script: str, tmp_path: Path) -> 
     result = run(script, "--check-config", "--config", str(tmp_path / "none.toml"))
     assert result.returncode == 1
     assert "cannot read: No such file or directory" in result.stderr
+
+
+def test_nascloud_run_prepares_the_state_directory(tmp_path: Path) -> None:
+    state = tmp_path / "var"
+    result = run("nascloud", "run", "--state-dir", str(state))
+    assert result.returncode == 0, result.stderr
+    assert (state / "registry.sqlite3").is_file()
+    assert "schema version 1" in result.stdout

@@ -27,7 +27,7 @@ def test_examples_are_valid_once_their_files_exist(name: str, tmp_path: Path) ->
         if "." in local.name:
             local.write_text("placeholder")
         text = text.replace(f'"{absolute}"', f'"{local}"')
-    loaded = loads(MODELS[name], text, name, tmp_path)
+    loaded: object = loads(MODELS[name], text, name, tmp_path)
     assert isinstance(loaded, MODELS[name])
 
 
