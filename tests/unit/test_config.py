@@ -17,6 +17,13 @@ MODELS: dict[str, type] = {
 }
 
 
+def problems(model: type, text: str, source: str, base_dir: Path | None = None) -> list[str]:
+    """The problems `loads` reports for `text`; it must report some."""
+    with pytest.raises(ConfigError) as info:
+        loads(model, text, source, base_dir)
+    return info.value.problems
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_examples_are_valid_once_their_files_exist(name: str, tmp_path: Path) -> None:
     # The examples name files under /etc; point them at real files in a temporary tree.
@@ -110,101 +117,91 @@ def test_valid_relayd_config_resolves_relative_paths(tmp_path: Path) -> None:
 def test_cross_field_rules_name_both_keys(tmp_path: Path) -> None:
     for name in ("relay.crt", "relay.key"):
         (tmp_path / name).write_text("x")
-    with pytest.raises(ConfigError) as info:
-        loads(
-            RelaydConfig,
-            """
-            [relay]
-            name = "relay.test"
-            state_dir = "."
-            [tunnel]
-            listen = "127.0.0.1:1"
-            cert_file = "relay.crt"
-            key_file = "relay.key"
-            keepalive_interval_s = 60
-            keepalive_timeout_s = 30
-            [ingress]
-            link_zone = "link.test"
-            """,
-            "relayd.toml",
-            tmp_path,
-        )
-    assert info.value.problems == [
+    assert problems(
+        RelaydConfig,
+        """
+        [relay]
+        name = "relay.test"
+        state_dir = "."
+        [tunnel]
+        listen = "127.0.0.1:1"
+        cert_file = "relay.crt"
+        key_file = "relay.key"
+        keepalive_interval_s = 60
+        keepalive_timeout_s = 30
+        [ingress]
+        link_zone = "link.test"
+        """,
+        "relayd.toml",
+        tmp_path,
+    ) == [
         "relayd.toml: (top level): [tunnel].keepalive_timeout_s must be longer than "
         "[tunnel].keepalive_interval_s"
     ]
 
 
 def test_agent_needs_a_way_to_trust_the_relay_and_valid_service_names() -> None:
-    with pytest.raises(ConfigError) as info:
-        loads(
-            AgentConfig,
-            """
-            [relay]
-            addresses = ["relay.test:7443", 5]
-            server_name = "relay.test"
-            [services]
-            web = "127.0.0.1:443"
-            Admin = "127.0.0.1:8080"
-            """,
-            "agent.toml",
-        )
-    assert info.value.problems == [
+    assert problems(
+        AgentConfig,
+        """
+        [relay]
+        addresses = ["relay.test:7443", 5]
+        server_name = "relay.test"
+        [services]
+        web = "127.0.0.1:443"
+        Admin = "127.0.0.1:8080"
+        """,
+        "agent.toml",
+    ) == [
         'agent.toml: [relay].addresses[1]: expected "host:port", got an integer 5',
     ]
-    with pytest.raises(ConfigError) as info:
-        loads(
-            AgentConfig,
-            """
-            [relay]
-            addresses = ["relay.test:7443"]
-            server_name = "relay.test"
-            """,
-            "agent.toml",
-        )
-    assert info.value.problems == [
+    assert problems(
+        AgentConfig,
+        """
+        [relay]
+        addresses = ["relay.test:7443"]
+        server_name = "relay.test"
+        """,
+        "agent.toml",
+    ) == [
         "agent.toml: [relay]: [relay] needs ca_file or pinned_sha256: the agent must know "
         "which relay to trust"
     ]
 
 
 def test_agent_service_names_are_labels() -> None:
-    with pytest.raises(ConfigError) as info:
-        loads(
-            AgentConfig,
-            """
-            [relay]
-            addresses = ["relay.test:7443"]
-            server_name = "relay.test"
-            pinned_sha256 = "%s"
-            [services]
-            Admin = "127.0.0.1:8080"
-            """
-            % ("ab" * 32),
-            "agent.toml",
-        )
-    assert info.value.problems == [
+    assert problems(
+        AgentConfig,
+        """
+        [relay]
+        addresses = ["relay.test:7443"]
+        server_name = "relay.test"
+        pinned_sha256 = "%s"
+        [services]
+        Admin = "127.0.0.1:8080"
+        """
+        % ("ab" * 32),
+        "agent.toml",
+    ) == [
         "agent.toml: (top level): [services].Admin: the name 'Admin' must be lower-case "
         "(try 'admin')"
     ]
 
 
 def test_ddnsd_listen_list_and_networks() -> None:
-    with pytest.raises(ConfigError) as info:
-        loads(
-            DdnsdConfig,
-            """
-            [zone]
-            name = "dyn.test"
-            primary_ns = "ns1.test"
-            hostmaster = "hostmaster.test"
-            relay_addresses = ["203.0.113.1", "not-an-ip"]
-            [dns]
-            listen = "127.0.0.1:53"
-            """,
-            "ddnsd.toml",
-        )
-    assert info.value.problems == [
+    assert problems(
+        DdnsdConfig,
+        """
+        [zone]
+        name = "dyn.test"
+        primary_ns = "ns1.test"
+        hostmaster = "hostmaster.test"
+        relay_addresses = ["203.0.113.1", "not-an-ip"]
+        [dns]
+        listen = "127.0.0.1:53"
+        """,
+        "ddnsd.toml",
+    ) == [
         "ddnsd.toml: [zone].relay_addresses: 'not-an-ip' is not an IP address or network",
         "ddnsd.toml: [dns].listen: expected an array, got a string '127.0.0.1:53'",
     ]
