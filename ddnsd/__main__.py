@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+import trio
 
 from config import DdnsdConfig, daemon_main
 
@@ -14,9 +17,18 @@ DESCRIPTION = (
 )
 
 
+def serve(config: DdnsdConfig) -> int:
+    from ._daemon import main_async
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout
+    )
+    return trio.run(main_async, config)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     return daemon_main(
-        "ddnsd", DdnsdConfig, Path("/etc/nascloud/ddnsd.toml"), DESCRIPTION, argv, serve=None
+        "ddnsd", DdnsdConfig, Path("/etc/nascloud/ddnsd.toml"), DESCRIPTION, argv, serve
     )
 
 

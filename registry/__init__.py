@@ -10,12 +10,14 @@ from ._models import (
     Account,
     Conflict,
     Device,
+    DnsRRset,
     InstallRegistration,
     InvalidValue,
     NotFound,
     RegistryError,
     Token,
     TokenKind,
+    TsigKey,
 )
 from ._registry import Registry, hash_secret, normalize_cloud_key
 from ._schema import MIGRATIONS
@@ -28,6 +30,7 @@ __all__ = [
     "Backend",
     "Conflict",
     "Device",
+    "DnsRRset",
     "InstallRegistration",
     "InvalidValue",
     "NotFound",
@@ -36,6 +39,7 @@ __all__ = [
     "SQLiteBackend",
     "Token",
     "TokenKind",
+    "TsigKey",
     "hash_secret",
     "normalize_cloud_key",
 ]

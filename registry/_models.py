@@ -13,12 +13,14 @@ __all__ = [
     "Account",
     "Conflict",
     "Device",
+    "DnsRRset",
     "InstallRegistration",
     "InvalidValue",
     "NotFound",
     "RegistryError",
     "Token",
     "TokenKind",
+    "TsigKey",
 ]
 
 
@@ -94,3 +96,24 @@ class InstallRegistration:
     source_address: str
     created_at: float
     expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DnsRRset:
+    """One RRset of a device's names, as ddnsd stores it; no values means deleted."""
+
+    owner: str  # relative to the device zone: "<device>" or "_acme-challenge.<device>"
+    rrtype: str
+    device_name: str
+    ttl: int
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TsigKey:
+    """A device's key for RFC 2136 updates. The secret must be kept: HMAC needs it."""
+
+    key_name: str
+    device_name: str
+    algorithm: str
+    secret: bytes

@@ -24,11 +24,13 @@ from ._models import (
     AccessMode,
     Account,
     Device,
+    DnsRRset,
     InstallRegistration,
     InvalidValue,
     NotFound,
     Token,
     TokenKind,
+    TsigKey,
 )
 from ._sqlite import SQLiteBackend
 
@@ -166,6 +168,9 @@ class Registry:
     async def get_device(self, name: str) -> Device | None:
         return await self._run(self.backend.get_device, name)
 
+    async def device_names(self) -> list[str]:
+        return await self._run(self.backend.device_names)
+
     async def list_devices(self, owner_id: str | None = None) -> list[Device]:
         return await self._run(self.backend.list_devices, owner_id)
 
@@ -273,3 +278,31 @@ class Registry:
 
     async def purge_expired_installs(self) -> int:
         return await self._run(self.backend.delete_installs_expired, self._clock())
+
+    # -- DNS data (ddnsd) ------------------------------------------------------------------------
+
+    async def load_dns(self) -> tuple[list[DnsRRset], dict[str, int]]:
+        return await self._run(self.backend.load_dns)
+
+    async def commit_dns(self, rrsets: list[DnsRRset], serials: dict[str, int]) -> None:
+        await self._run(self.backend.commit_dns, rrsets, serials)
+
+    async def create_tsig_key(
+        self, device_name: str, key_name: str, algorithm: str = "hmac-sha256"
+    ) -> TsigKey:
+        """A new RFC 2136 key for a device, restricted by ddnsd to the device's own names."""
+        if await self.get_device(device_name) is None:
+            raise NotFound(f"no device {device_name!r}")
+        if algorithm not in {"hmac-sha256", "hmac-sha512"}:
+            raise InvalidValue("TSIG algorithm must be hmac-sha256 or hmac-sha512")
+        name = key_name.lower().rstrip(".")
+        if not name or len(name) > 253:
+            raise InvalidValue("a TSIG key name is a DNS name of 1 to 253 characters")
+        for label in name.split("."):
+            _check_device_name(label)
+        key = TsigKey(name, device_name, algorithm, secrets.token_bytes(32))
+        await self._run(self.backend.insert_tsig_key, key)
+        return key
+
+    async def find_tsig_key(self, key_name: str) -> TsigKey | None:
+        return await self._run(self.backend.find_tsig_key, key_name.lower().rstrip("."))

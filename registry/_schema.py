@@ -57,4 +57,27 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )""",
         "CREATE INDEX install_registrations_by_expiry ON install_registrations(expires_at)",
     ),
+    # 2: DNS data owned by ddnsd: RRsets under device names, zone serials, TSIG keys.
+    (
+        """CREATE TABLE dns_rrsets (
+            owner TEXT NOT NULL,
+            rrtype TEXT NOT NULL CHECK (rrtype IN ('A', 'AAAA', 'TXT')),
+            device_name TEXT NOT NULL REFERENCES devices(name) ON DELETE CASCADE,
+            ttl INTEGER NOT NULL,
+            rdata TEXT NOT NULL,
+            PRIMARY KEY (owner, rrtype)
+        )""",
+        "CREATE INDEX dns_rrsets_by_device ON dns_rrsets(device_name)",
+        """CREATE TABLE dns_serials (
+            zone TEXT PRIMARY KEY,
+            serial INTEGER NOT NULL
+        )""",
+        """CREATE TABLE tsig_keys (
+            key_name TEXT PRIMARY KEY,
+            device_name TEXT NOT NULL REFERENCES devices(name) ON DELETE CASCADE,
+            algorithm TEXT NOT NULL,
+            secret BLOB NOT NULL
+        )""",
+        "CREATE INDEX tsig_keys_by_device ON tsig_keys(device_name)",
+    ),
 )

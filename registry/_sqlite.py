@@ -18,9 +18,11 @@ from ._models import (
     Account,
     Conflict,
     Device,
+    DnsRRset,
     InstallRegistration,
     Token,
     TokenKind,
+    TsigKey,
 )
 from ._schema import MIGRATIONS
 
@@ -160,6 +162,9 @@ class SQLiteBackend:
         row = self._db.execute("SELECT * FROM devices WHERE name = ?", (name,)).fetchone()
         return self._device(row) if row else None
 
+    def device_names(self) -> list[str]:
+        return [row[0] for row in self._db.execute("SELECT name FROM devices ORDER BY name")]
+
     def list_devices(self, owner_id: str | None) -> list[Device]:
         if owner_id is None:
             rows = self._db.execute("SELECT * FROM devices ORDER BY name").fetchall()
@@ -294,3 +299,67 @@ class SQLiteBackend:
         if cursor.rowcount:
             self._erase_history()
         return cursor.rowcount
+
+    # -- DNS data ------------------------------------------------------------------------------
+
+    def load_dns(self) -> tuple[list[DnsRRset], dict[str, int]]:
+        rrsets = [
+            DnsRRset(owner, rrtype, device, ttl, tuple(json.loads(rdata)))
+            for owner, rrtype, device, ttl, rdata in self._db.execute(
+                "SELECT owner, rrtype, device_name, ttl, rdata FROM dns_rrsets ORDER BY owner"
+            )
+        ]
+        serials = dict(self._db.execute("SELECT zone, serial FROM dns_serials").fetchall())
+        return rrsets, serials
+
+    def commit_dns(self, rrsets: list[DnsRRset], serials: dict[str, int]) -> None:
+        with self._transaction() as db:
+            for rrset in rrsets:
+                if rrset.values:
+                    db.execute(
+                        "INSERT INTO dns_rrsets SELECT ?, ?, name, ?, ? FROM devices "
+                        "WHERE name = ? ON CONFLICT (owner, rrtype) DO UPDATE SET "
+                        "ttl = excluded.ttl, rdata = excluded.rdata",
+                        (
+                            rrset.owner,
+                            rrset.rrtype,
+                            rrset.ttl,
+                            json.dumps(list(rrset.values)),
+                            rrset.device_name,
+                        ),
+                    )
+                else:
+                    db.execute(
+                        "DELETE FROM dns_rrsets WHERE owner = ? AND rrtype = ?",
+                        (rrset.owner, rrset.rrtype),
+                    )
+            db.executemany(
+                "INSERT INTO dns_serials VALUES (?, ?) "
+                "ON CONFLICT (zone) DO UPDATE SET serial = excluded.serial",
+                list(serials.items()),
+            )
+
+    def insert_tsig_key(self, key: TsigKey) -> None:
+        try:
+            with self._transaction() as db:
+                db.execute(
+                    "INSERT INTO tsig_keys VALUES (?, ?, ?, ?)",
+                    (key.key_name, key.device_name, key.algorithm, key.secret),
+                )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"the key name {key.key_name!r} is taken") from None
+
+    def find_tsig_key(self, key_name: str) -> TsigKey | None:
+        row = self._db.execute(
+            "SELECT key_name, device_name, algorithm, secret FROM tsig_keys WHERE key_name = ?",
+            (key_name,),
+        ).fetchone()
+        return TsigKey(row[0], row[1], row[2], bytes(row[3])) if row else None
+
+    def list_tsig_keys(self, device_name: str) -> list[TsigKey]:
+        rows = self._db.execute(
+            "SELECT key_name, device_name, algorithm, secret FROM tsig_keys "
+            "WHERE device_name = ? ORDER BY key_name",
+            (device_name,),
+        )
+        return [TsigKey(r[0], r[1], r[2], bytes(r[3])) for r in rows]

@@ -1,0 +1,249 @@
+"""Answers to DNS queries, from memory, with a cache of finished responses in wire format.
+
+The fast path never parses a message: it walks the question's labels, builds a cache key
+from the lower-cased name, type, class, RD/CD bits, EDNS size and DO bit and the transport,
+and splices the query's own ID and question bytes into the cached response, so that the
+question's letter case is echoed exactly (0x20). Everything else takes the slow path, which
+parses with dnslib and applies every rule (RFC 1034, 2308, 6891, 8482, 8906). Sans-IO.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+from dnslib import EDNS0, QTYPE, RCODE, RR, DNSHeader, DNSQuestion, DNSRecord
+from dnslib.dns import RD
+
+from ._zone import Zone, ZoneSet
+
+__all__ = ["Responder", "header_only_reply"]
+
+OPCODE_QUERY: Final = 0
+CLASS_IN: Final = 1
+CLASS_ANY: Final = 255
+TYPE_ANY: Final = QTYPE.ANY
+TYPE_SOA: Final = QTYPE.SOA
+TYPE_NS: Final = QTYPE.NS
+TYPE_OPT: Final = QTYPE.OPT
+TYPE_HINFO: Final = 13
+TRANSFER_TYPES: Final = frozenset({QTYPE.AXFR, QTYPE.IXFR})
+BADVERS: Final = 16
+#: RFC 8482 section 4.2: the answer to ANY is one synthesized HINFO.
+_RFC8482 = RD(b"\x07RFC8482\x00")
+_EDNS_HEAD: Final = b"\x00\x00\x29"  # root owner name, type OPT
+
+
+def header_only_reply(query: bytes, rcode: int) -> bytes | None:
+    """A reply with no sections, for a query whose header is all we could read."""
+    if len(query) < 12 or query[2] & 0x80:
+        return None
+    flags = 0x80 | (query[2] & 0x79)  # QR, the query's opcode and RD
+    return query[:2] + bytes([flags, rcode & 0x0F]) + b"\x00" * 8
+
+
+class Responder:
+    """Builds responses for the zones of a ZoneSet and caches them."""
+
+    def __init__(
+        self,
+        zones: ZoneSet,
+        *,
+        edns_buffer_bytes: int = 1232,
+        cache_entries: int = 200_000,
+    ) -> None:
+        self.zones = zones
+        self.edns_buffer_bytes = edns_buffer_bytes
+        self.cache_entries = cache_entries
+        self._cache: dict[bytes, bytes] = {}
+        self._keys_by_name: dict[str, set[bytes]] = {}
+        self._keys_by_zone_serial: dict[str, set[bytes]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    # -- the fast path ---------------------------------------------------------------------
+
+    def respond(self, query: bytes, tcp: bool = False) -> bytes | None:
+        """The response to `query`, or None if it deserves silence."""
+        if type(query) is not bytes:
+            query = bytes(query)
+        found = self._key(query, tcp)
+        key = None
+        if found is not None:
+            key, end = found
+            cached = self._cache.get(key)
+            if cached is not None:
+                self.hits += 1
+                return query[:2] + cached[2:12] + query[12:end] + cached[end:]
+        self.misses += 1
+        response, cache_name, zone = self._build(query, tcp)
+        if key is not None and response is not None and cache_name is not None:
+            self._store(key, response, cache_name, zone)
+        return response
+
+    @staticmethod
+    def _key(query: bytes, tcp: bool) -> tuple[bytes, int] | None:
+        """The cache key of a plain query and where its question ends, or None for anything
+        else (the slow path decides)."""
+        size = len(query)
+        if size < 17 or query[2] & 0xF8 or query[4:10] != b"\x00\x01\x00\x00\x00\x00":
+            return None  # a response, another opcode, or not exactly one question
+        arcount = query[10:12]
+        pos = 12
+        while True:
+            length = query[pos]
+            if length == 0:
+                break
+            if length > 63:
+                return None  # compression or an invalid label in the question
+            pos += length + 1
+            if pos >= size:
+                return None
+        qend = pos + 5
+        if qend > size:
+            return None
+        if arcount == b"\x00\x00":
+            if qend != size:
+                return None
+            edns = b"-"
+        elif arcount == b"\x00\x01":
+            opt = query[qend:]
+            if (
+                len(opt) < 11
+                or opt[:3] != _EDNS_HEAD
+                or opt[6] != 0  # EDNS version other than 0: BADVERS on the slow path
+                or len(opt) != 11 + int.from_bytes(opt[9:11], "big")
+            ):
+                return None
+            # Options (cookies, NSID, ...) are ignored, as RFC 6891 lets a server do.
+            edns = opt[3:5] + bytes([opt[7] & 0x80])
+        else:
+            return None
+        flags = bytes([query[2] & 0x01, query[3] & 0x10, 1 if tcp else 0])
+        return query[12:pos].lower() + query[pos:qend] + flags + edns, qend
+
+    def _store(self, key: bytes, response: bytes, name: str, zone: Zone | None) -> None:
+        if len(self._cache) >= self.cache_entries:
+            self.clear()
+        self._cache[key] = response
+        self._keys_by_name.setdefault(name, set()).add(key)
+        if zone is not None:
+            self._keys_by_zone_serial.setdefault(zone.origin, set()).add(key)
+
+    def clear(self) -> None:
+        self._cache.clear()
+        self._keys_by_name.clear()
+        self._keys_by_zone_serial.clear()
+
+    def invalidate(self, names: Iterable[str], zones: Iterable[Zone] = ()) -> None:
+        """Forget cached answers for these names (and everything under them), and every
+        answer that carries the SOA of these zones (their serial changed)."""
+        for name in names:
+            name = name.lower()
+            suffix = "." + name
+            for cached_name in [n for n in self._keys_by_name if n == name or n.endswith(suffix)]:
+                for key in self._keys_by_name.pop(cached_name):
+                    self._cache.pop(key, None)
+        for zone in zones:
+            for key in self._keys_by_zone_serial.pop(zone.origin, ()):
+                self._cache.pop(key, None)
+
+    # -- the slow path ---------------------------------------------------------------------
+
+    def _build(self, query: bytes, tcp: bool) -> tuple[bytes | None, str | None, Zone | None]:
+        """(response, name to cache it under or None, zone whose serial it shows or None)."""
+        if len(query) < 12 or query[2] & 0x80:
+            return None, None, None  # not even a header, or a response: silence
+        try:
+            request = DNSRecord.parse(query)
+        except Exception:  # dnslib raises many types on malformed input; all mean FORMERR
+            return header_only_reply(query, RCODE.FORMERR), None, None
+        header = request.header
+        if header.opcode != OPCODE_QUERY:
+            return header_only_reply(query, RCODE.NOTIMP), None, None
+        opts = [rr for rr in request.ar if rr.rtype == TYPE_OPT]
+        if len(request.questions) != 1 or len(opts) > 1 or request.rr or request.auth:
+            return header_only_reply(query, RCODE.FORMERR), None, None
+        edns = opts[0] if opts else None
+        question = request.questions[0]
+        reply = DNSRecord(
+            DNSHeader(id=header.id, qr=1, aa=1, ra=0, rd=header.rd, opcode=OPCODE_QUERY),
+            q=DNSQuestion(question.qname, question.qtype, question.qclass),
+        )
+        reply.header.bitmap = (reply.header.bitmap & ~0x0010) | (header.bitmap & 0x0010)  # CD
+        if edns is not None:
+            version = (edns.ttl >> 16) & 0xFF
+            do = bool(edns.ttl & 0x8000)
+            reply.add_ar(EDNS0(udp_len=self.edns_buffer_bytes, flags="do" if do else "", version=0))
+            if version != 0:
+                reply.header.aa = 0
+                reply.ar[0].ttl |= (BADVERS >> 4) << 24  # the extended rcode's upper bits
+                return reply.pack(), None, None
+        name = str(question.qname).lower().rstrip(".")
+        if question.qclass not in (CLASS_IN, CLASS_ANY):
+            reply.header.aa = 0
+            reply.header.rcode = RCODE.REFUSED
+            return reply.pack(), None, None
+        found = self.zones.find(name)
+        if found is None:
+            reply.header.aa = 0
+            reply.header.rcode = RCODE.REFUSED
+            return reply.pack(), None, None
+        zone, relative = found
+        if question.qtype in TRANSFER_TYPES:
+            # Transfers run over TCP in their own handler; here they are not implemented.
+            reply.header.rcode = RCODE.NOTIMP
+            return reply.pack(), None, None
+        serial_zone = self._fill(reply, zone, relative, question)
+        return self._fit(reply, edns, tcp), name, serial_zone
+
+    def _fill(
+        self, reply: DNSRecord, zone: Zone, relative: str, question: DNSQuestion
+    ) -> Zone | None:
+        """Put the answer in `reply`; return the zone if the answer shows its SOA."""
+        qtype = question.qtype
+        owner = question.qname
+        if relative == "":
+            if qtype == TYPE_SOA:
+                reply.add_answer(zone.soa_rr(owner))
+                return zone
+            if qtype == TYPE_NS:
+                for rr in zone.ns_rrs():
+                    rr.rname = owner
+                    reply.add_answer(rr)
+                return None
+            if qtype == TYPE_ANY:
+                reply.add_answer(RR(owner, TYPE_HINFO, rdata=_RFC8482, ttl=zone.apex_ttl))
+                return None
+        lookup = zone.lookup(relative)
+        if not lookup.exists:
+            reply.header.rcode = RCODE.NXDOMAIN
+            reply.add_auth(zone.soa_rr())
+            return zone
+        if qtype == TYPE_ANY:
+            reply.add_answer(RR(owner, TYPE_HINFO, rdata=_RFC8482, ttl=zone.soa.minimum))
+            return None
+        rrset = lookup.rrsets.get(qtype)
+        if rrset is None:
+            reply.add_auth(zone.soa_rr())  # NODATA (RFC 2308): NOERROR, SOA in authority
+            return zone
+        for rdata in rrset.rdata:
+            reply.add_answer(RR(owner, qtype, rdata=rdata, ttl=rrset.ttl))
+        return None
+
+    def _fit(self, reply: DNSRecord, edns: RR | None, tcp: bool) -> bytes:
+        """Pack, truncating for UDP: TC set, the question (and OPT) kept, records dropped."""
+        packed: bytes = reply.pack()
+        if tcp:
+            return packed
+        limit = 512
+        if edns is not None:
+            limit = max(512, min(edns.rclass, self.edns_buffer_bytes))
+        if len(packed) <= limit:
+            return packed
+        reply.rr = []
+        reply.auth = []
+        reply.ar = [rr for rr in reply.ar if rr.rtype == TYPE_OPT]
+        reply.header.tc = 1
+        truncated: bytes = reply.pack()
+        return truncated

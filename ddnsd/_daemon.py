@@ -1,0 +1,184 @@
+"""ddnsd as a process: binds the listeners of its config, loads the zone, serves until stopped.
+
+After binding it writes `<state_dir>/listening.json` with every bound address (ports given as
+0 in the config are resolved there), so tests and `nascloud run` can find it.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from config import DdnsdConfig, HostPort
+from registry import Registry
+
+from ._answer import Responder
+from ._dyndns2 import DynDns2
+from ._http import HttpServer
+from ._rrl import RateLimiter
+from ._server import DnsServer
+from ._store import ZoneStore
+from ._zone import SoaFields, Zone, ZoneSet
+
+__all__ = ["Ddnsd", "main_async", "serve"]
+
+log = logging.getLogger("ddnsd")
+DEVICE_SYNC_INTERVAL_S = 2.0
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def bind_dns_pair(address: HostPort) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a TCP socket on the same address and port (port 0: the same free port)."""
+    for _ in range(20):
+        udp = socket.socket(_family(address.host), socket.SOCK_DGRAM)
+        udp.bind((address.host, address.port))
+        port = udp.getsockname()[1]
+        tcp = socket.socket(_family(address.host), socket.SOCK_STREAM)
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            tcp.bind((address.host, port))
+        except OSError as exc:
+            udp.close()
+            tcp.close()
+            if address.port == 0 and exc.errno == errno.EADDRINUSE:
+                continue  # the free UDP port is taken for TCP: draw another
+            raise
+        tcp.listen(1024)
+        return udp, tcp
+    raise OSError(errno.EADDRINUSE, f"no free port pair for {address}")
+
+
+def build_zones(config: DdnsdConfig) -> ZoneSet:
+    zone = config.zone
+    soa = SoaFields(
+        zone.primary_ns,
+        zone.hostmaster,
+        zone.refresh_s,
+        zone.retry_s,
+        zone.expire_s,
+        zone.negative_ttl_s,
+    )
+    nameservers = zone.nameservers or (zone.primary_ns,)
+    device_zone = Zone(zone.name, soa, nameservers)
+    link_zone = Zone(zone.link_zone, soa, nameservers) if zone.link_zone else None
+    return ZoneSet(device_zone, link_zone, zone.relay_addresses, zone.default_ttl_s)
+
+
+@dataclass
+class Ddnsd:
+    """The running parts, for the entry point and for tests that run ddnsd in-process."""
+
+    config: DdnsdConfig
+    registry: Registry
+    zones: ZoneSet
+    responder: Responder
+    store: ZoneStore
+    dns: DnsServer
+    listening: dict[str, list[str]] = field(default_factory=dict)
+    dyndns2: DynDns2 | None = None
+
+
+async def serve(
+    config: DdnsdConfig, *, task_status: trio.TaskStatus[Ddnsd] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Run ddnsd until cancelled; `task_status.started` gets the running parts once bound."""
+    state_dir = config.ddnsd.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    registry = Registry.open_sqlite(config.ddnsd.registry)
+    zones = build_zones(config)
+    responder = Responder(zones, edns_buffer_bytes=config.dns.edns_buffer_bytes)
+    store = ZoneStore(registry, zones, responder)
+    await store.load()
+    rrl = config.rrl
+    dns = DnsServer(
+        responder,
+        RateLimiter(rrl.responses_per_second, rrl.slip, rrl.ipv4_prefix, rrl.ipv6_prefix),
+        max_tcp_clients=config.dns.max_tcp_clients,
+        tcp_idle_timeout_s=config.dns.tcp_idle_timeout_s,
+    )
+    daemon = Ddnsd(config, registry, zones, responder, store, dns)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.run)
+            for address in config.dns.listen:
+                udp, tcp = bind_dns_pair(address)
+                port = udp.getsockname()[1]
+                shown = str(HostPort(address.host, port))
+                daemon.listening.setdefault("dns", []).append(shown)
+                await nursery.start(dns.serve_udp, udp)
+                listener = trio.SocketListener(trio.socket.from_stdlib_socket(tcp))
+                await nursery.start(dns.serve_tcp, listener)
+            if config.dyndns2.listen is not None:
+                dyndns2 = DynDns2(
+                    registry,
+                    store,
+                    updates_per_host_per_minute=config.dyndns2.updates_per_host_per_minute,
+                    default_ttl_s=config.zone.default_ttl_s,
+                )
+                daemon.dyndns2 = dyndns2
+                http = HttpServer(dyndns2.handle, server_name="ddnsd")
+                listeners = await nursery.start(
+                    http.serve, await _tcp_listener(config.dyndns2.listen)
+                )
+                daemon.listening["dyndns2"] = [_bound(listeners[0])]
+            nursery.start_soon(_sync_devices, store)
+            _write_listening(state_dir, daemon.listening)
+            log.info(
+                "serving %s (serial %d) on %s",
+                zones.device_zone.origin,
+                zones.device_zone.serial,
+                ", ".join(daemon.listening["dns"]),
+            )
+            task_status.started(daemon)
+    finally:
+        with trio.CancelScope(shield=True):
+            await registry.aclose()
+
+
+async def _tcp_listener(address: HostPort) -> trio.SocketListener:
+    listeners = await trio.open_tcp_listeners(address.port, host=address.host)
+    return listeners[0]
+
+
+def _bound(listener: trio.SocketListener) -> str:
+    host, port = listener.socket.getsockname()[:2]
+    return str(HostPort(host, port))
+
+
+async def _sync_devices(store: ZoneStore) -> None:
+    while True:
+        await trio.sleep(DEVICE_SYNC_INTERVAL_S)
+        try:
+            await store.sync_devices()
+        except Exception:
+            log.exception("reading the device list from the registry failed; will retry")
+
+
+def _write_listening(state_dir: Path, listening: dict[str, list[str]]) -> None:
+    path = state_dir / "listening.json"
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(listening, indent=2, sort_keys=True) + "\n")
+    os.replace(temporary, path)
+
+
+async def main_async(config: DdnsdConfig) -> int:
+    """Serve until SIGTERM or SIGINT."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve, config)
+            async for signum in signals:
+                log.info("stopping on %s", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
+    return 0

@@ -1,0 +1,188 @@
+"""The DynDNS2 update API (`/nic/update`) as ddclient, inadyn and routers speak it.
+
+Basic auth: the device's FQDN and its DynDNS2 token. Replies are what those clients parse:
+one `good <ip>` or `nochg <ip>` line per host, or one error word. Error bodies never contain
+"good", "nochg" or "OK" (inadyn matches substrings), and throttling answers `abuse` with 200,
+never 429 (inadyn exits on 429). A and AAAA are updated independently.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import logging
+import time
+from collections.abc import Callable
+from typing import Final
+from urllib.parse import parse_qsl, urlsplit
+
+from registry import Registry, TokenKind, hash_secret
+
+from ._http import HttpRequest, HttpResponse
+from ._store import ZoneStore
+from ._zone import Change
+
+__all__ = ["DynDns2"]
+
+log = logging.getLogger("ddnsd.dyndns2")
+
+MAX_HOSTS: Final = 20
+IPV6_KEYS: Final = ("myipv6", "myip6", "ipv6")
+CHALLENGE: Final = [("WWW-Authenticate", 'Basic realm="nascloud DynDNS2", charset="UTF-8"')]
+TOKEN_CACHE_S: Final = 10.0  # a revoked token may work this long at most
+
+
+def _text(status: int, body: str, headers: list[tuple[str, str]] | None = None) -> HttpResponse:
+    return HttpResponse(status, (body + "\n").encode(), headers=headers or [])
+
+
+class DynDns2:
+    def __init__(
+        self,
+        registry: Registry,
+        store: ZoneStore,
+        *,
+        updates_per_host_per_minute: int = 10,
+        default_ttl_s: int = 60,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.zone = store.zones.device_zone.origin
+        self.updates_per_minute = updates_per_host_per_minute
+        self.default_ttl_s = default_ttl_s
+        self._clock = clock
+        self._recent: dict[str, list[float]] = {}  # device -> times of its recent requests
+        self._tokens: dict[bytes, tuple[str | None, float]] = {}  # hash -> (device, until)
+        self.counts: dict[str, int] = {}
+
+    def _count(self, outcome: str) -> None:
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+
+    async def handle(self, request: HttpRequest) -> HttpResponse:
+        response = await self._handle(request)
+        first = response.body.split(b" ", 1)[0].split(b"\n", 1)[0].decode()
+        self._count(first)
+        return response
+
+    async def _handle(self, request: HttpRequest) -> HttpResponse:
+        if request.method not in ("GET", "POST"):
+            return _text(405, "method not allowed", [("Allow", "GET, POST")])
+        url = urlsplit(request.target)
+        if not url.path.endswith("/update"):
+            return _text(404, "not found")
+        params = dict(parse_qsl(url.query, keep_blank_values=True))
+        if request.method == "POST" and request.body:
+            params.update(parse_qsl(request.body.decode("latin-1"), keep_blank_values=True))
+        device = await self._authenticate(request.headers.get("authorization", ""))
+        if device is None:
+            return _text(401, "badauth", CHALLENGE)
+        if not self._allowed(device):
+            return _text(200, "abuse")
+        hostnames = [h.strip().lower().rstrip(".") for h in params.get("hostname", "").split(",")]
+        hostnames = [h for h in hostnames if h]
+        if not hostnames:
+            return _text(200, "notfqdn")
+        if len(hostnames) > MAX_HOSTS:
+            return _text(200, "numhost")
+        if any("." not in h for h in hostnames):
+            return _text(200, "notfqdn")
+        own = f"{device}.{self.zone}"
+        if any(h != own for h in hostnames):
+            return _text(200, "nohost")
+        addresses = self._addresses(params, request.client)
+        if addresses is None:
+            return _text(200, "dnserr")
+        offline = params.get("offline", "").upper() in ("YES", "1", "TRUE")
+        changes = self._changes(device, addresses, offline)
+        if not await self.store.knows_device(device):
+            return _text(200, "nohost")
+        try:
+            result = await self.store.update(device, changes)
+        except Exception:
+            log.exception("storing a DynDNS2 update failed")
+            return _text(200, "911")
+        word = "good" if result.changed else "nochg"
+        shown = ",".join(str(a) for a in addresses)
+        return _text(200, "\n".join(f"{word} {shown}" for _ in hostnames))
+
+    async def _authenticate(self, header: str) -> str | None:
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        username, sep, secret = decoded.partition(":")
+        if not sep:
+            return None
+        now = self._clock()
+        digest = hash_secret(secret)  # the cache holds no secrets, only their hashes
+        cached = self._tokens.get(digest)
+        if cached is not None and cached[1] > now:
+            device = cached[0]
+        else:
+            token = await self.registry.verify_token(TokenKind.DYNDNS2, secret)
+            device = token.device_name if token is not None else None
+            if len(self._tokens) > 100_000:
+                self._tokens.clear()
+            self._tokens[digest] = (device, now + TOKEN_CACHE_S)
+        if device is None:
+            return None
+        # The username is the device's FQDN (the bare device name is accepted too).
+        user = username.strip().lower().rstrip(".")
+        if user not in (device, f"{device}.{self.zone}"):
+            return None
+        return device
+
+    def _allowed(self, device: str) -> bool:
+        now = self._clock()
+        recent = [t for t in self._recent.get(device, ()) if now - t < 60.0]
+        if len(recent) >= self.updates_per_minute:
+            self._recent[device] = recent
+            return False
+        recent.append(now)
+        self._recent[device] = recent
+        if len(self._recent) > 100_000:
+            self._recent = {d: r for d, r in self._recent.items() if now - r[-1] < 60.0}
+        return True
+
+    @staticmethod
+    def _addresses(
+        params: dict[str, str], client: str
+    ) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address] | None:
+        values = [v.strip() for v in params.get("myip", "").split(",") if v.strip()]
+        for key in IPV6_KEYS:
+            values += [v.strip() for v in params.get(key, "").split(",") if v.strip()]
+        if not values:
+            values = [client.split("%", 1)[0]]
+        found: dict[int, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
+        for value in values:
+            try:
+                address = ipaddress.ip_address(value)
+            except ValueError:
+                return None
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+                address = address.ipv4_mapped
+            found.setdefault(address.version, address)
+        return [found[v] for v in sorted(found)]
+
+    def _changes(
+        self,
+        device: str,
+        addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
+        offline: bool,
+    ) -> list[Change]:
+        if offline:
+            # Parked: no address at all until the next update.
+            return [
+                Change(device, "A", self.default_ttl_s, ()),
+                Change(device, "AAAA", self.default_ttl_s, ()),
+            ]
+        # Only the families given are touched: a v4-only update keeps the AAAA.
+        return [
+            Change(device, "A" if a.version == 4 else "AAAA", self.default_ttl_s, (str(a),))
+            for a in addresses
+        ]

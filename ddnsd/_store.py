@@ -1,0 +1,182 @@
+"""Durable zone updates with group commit: an update is acknowledged once the batch holding
+it is on disk, and is in every answer from that moment.
+
+Updates queue while the previous batch is being written; the committer then writes them all
+in one transaction (one fsync), applies them to memory, drops the cached answers they change
+and wakes every waiter. Knows nothing of how updates arrive (DynDNS2, RFC 2136, protocol).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import trio
+
+from registry import DnsRRset, Registry
+
+from ._answer import Responder
+from ._zone import Change, ZoneSet, serial_after
+
+__all__ = ["UpdateResult", "ZoneStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateResult:
+    changed: bool
+    serial: int
+
+
+class _Waiter:
+    __slots__ = ("done", "error", "serial")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.error: BaseException | None = None
+        self.serial = 0
+
+
+class ZoneStore:
+    def __init__(
+        self,
+        registry: Registry,
+        zones: ZoneSet,
+        responder: Responder,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.registry = registry
+        self.zones = zones
+        self.responder = responder
+        self._on_change = on_change
+        self._queue: list[tuple[str, list[Change], _Waiter]] = []
+        self._wake = trio.Event()
+        # The newest value of every RRset that is queued or being written, so that "no
+        # change" is judged against what will be, not what was.
+        self._pending: dict[tuple[str, str], tuple[tuple[str, ...], int]] = {}
+        self.batches = 0
+        self.updates = 0
+
+    async def load(self) -> None:
+        """Fill the zones from the registry: devices, their RRsets, the last serials."""
+        for name in await self.registry.device_names():
+            self.zones.add_device(name)
+        rrsets, serials = await self.registry.load_dns()
+        changes = [Change(r.owner, r.rrtype, r.ttl, r.values) for r in rrsets]
+        zone = self.zones.device_zone
+        stored = serials.get(zone.origin, zone.serial)
+        self.zones.apply(changes, serial=max(stored, zone.serial))
+        zone.journal.clear()  # history before this process is not known: IXFR falls back
+        link = self.zones.link_zone
+        if link is not None:
+            link.serial = max(serials.get(link.origin, link.serial), link.serial)
+            link.journal.clear()
+        self.responder.clear()
+
+    async def sync_devices(self) -> list[str]:
+        """Follow enrolments and deletions made by other processes; returns changed names."""
+        names = set(await self.registry.device_names())
+        changed: list[str] = []
+        for name in names - self.zones.devices:
+            changed += self.zones.add_device(name)
+        for name in self.zones.devices - names:
+            changed += self.zones.remove_device(name)
+        if changed:
+            await self._changed_outside_batches(changed)
+        return changed
+
+    def _serials(self) -> dict[str, int]:
+        return {zone.origin: zone.serial for zone in self.zones.zones}
+
+    async def _changed_outside_batches(self, names: list[str]) -> None:
+        # Device enrolments and deletions step the serials too; keep them on disk so that
+        # they never go backwards across a restart (secondaries would stop following).
+        self.responder.invalidate(names, self.zones.zones)
+        with trio.CancelScope(shield=True):
+            await self.registry.commit_dns([], self._serials())
+        self._on_change()
+
+    async def knows_device(self, name: str) -> bool:
+        if name in self.zones.devices:
+            return True
+        if await self.registry.get_device(name) is None:
+            return False
+        await self._changed_outside_batches(self.zones.add_device(name))
+        return True
+
+    def unchanged(self, changes: list[Change]) -> bool:
+        for change in changes:
+            pending = self._pending.get((change.owner, change.rrtype))
+            current = (
+                pending
+                if pending is not None
+                else (
+                    self.zones.current(change.owner, change.rrtype),
+                    change.ttl,
+                )
+            )
+            if current[0] != tuple(dict.fromkeys(change.values)):
+                return False
+        return True
+
+    async def update(self, device: str, changes: list[Change]) -> UpdateResult:
+        """Apply `changes` to `device`'s names durably. Callers check rights first."""
+        if self.unchanged(changes):
+            await trio.lowlevel.checkpoint()
+            return UpdateResult(False, self.zones.device_zone.serial)
+        waiter = _Waiter()
+        for change in changes:
+            self._pending[(change.owner, change.rrtype)] = (
+                tuple(dict.fromkeys(change.values)),
+                change.ttl,
+            )
+        self._queue.append((device, changes, waiter))
+        self._wake.set()
+        await waiter.done.wait()
+        if waiter.error is not None:
+            raise waiter.error
+        return UpdateResult(True, waiter.serial)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            batch, self._queue = self._queue, []
+            if batch:
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[str, list[Change], _Waiter]]) -> None:
+        zone = self.zones.device_zone
+        serial = serial_after(zone.serial)
+        latest: dict[tuple[str, str], tuple[str, Change]] = {}
+        for device, changes, _ in batch:
+            for change in changes:
+                latest[(change.owner, change.rrtype)] = (device, change)
+        rrsets = [
+            DnsRRset(c.owner, c.rrtype, device, c.ttl, tuple(dict.fromkeys(c.values)))
+            for device, c in latest.values()
+        ]
+        try:
+            with trio.CancelScope(shield=True):  # a half-finished batch would lose updates
+                await self.registry.commit_dns(rrsets, {**self._serials(), zone.origin: serial})
+        except Exception as exc:
+            for _, _, waiter in batch:
+                waiter.error = exc
+                waiter.done.set()
+            self._forget_pending(latest)
+            return
+        _, names = self.zones.apply([c for _, c in latest.values()], serial=serial)
+        self.responder.invalidate(names, [zone])
+        self._forget_pending(latest)
+        self.batches += 1
+        self.updates += len(batch)
+        for _, _, waiter in batch:
+            waiter.serial = serial
+            waiter.done.set()
+        self._on_change()
+
+    def _forget_pending(self, written: dict[tuple[str, str], tuple[str, Change]]) -> None:
+        for key, (_, change) in written.items():
+            pending = self._pending.get(key)
+            if pending is not None and pending[0] == tuple(dict.fromkeys(change.values)):
+                del self._pending[key]
