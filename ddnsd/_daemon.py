@@ -23,9 +23,11 @@ from registry import Registry
 from ._answer import Responder
 from ._dyndns2 import DynDns2
 from ._http import HttpServer
+from ._rfc2136 import UpdateHandler
 from ._rrl import RateLimiter
 from ._server import DnsServer
 from ._store import ZoneStore
+from ._xfr import Notifier, Transfers, load_key
 from ._zone import SoaFields, Zone, ZoneSet
 
 __all__ = ["Ddnsd", "main_async", "serve"]
@@ -85,6 +87,9 @@ class Ddnsd:
     responder: Responder
     store: ZoneStore
     dns: DnsServer
+    updates: UpdateHandler
+    transfers: Transfers
+    notifier: Notifier
     listening: dict[str, list[str]] = field(default_factory=dict)
     dyndns2: DynDns2 | None = None
 
@@ -98,19 +103,27 @@ async def serve(
     registry = Registry.open_sqlite(config.ddnsd.registry)
     zones = build_zones(config)
     responder = Responder(zones, edns_buffer_bytes=config.dns.edns_buffer_bytes)
-    store = ZoneStore(registry, zones, responder)
+    transfer = config.transfer
+    transfer_key = load_key(transfer.tsig_key_name, transfer.tsig_secret_file)
+    notifier = Notifier(zones, transfer.notify, transfer_key)
+    store = ZoneStore(registry, zones, responder, on_change=notifier.changed)
     await store.load()
     rrl = config.rrl
+    updates = UpdateHandler(registry, store)
+    transfers = Transfers(zones, transfer.allow, transfer_key)
     dns = DnsServer(
         responder,
         RateLimiter(rrl.responses_per_second, rrl.slip, rrl.ipv4_prefix, rrl.ipv6_prefix),
+        updates=updates.handle,
+        transfers=transfers.handle,
         max_tcp_clients=config.dns.max_tcp_clients,
         tcp_idle_timeout_s=config.dns.tcp_idle_timeout_s,
     )
-    daemon = Ddnsd(config, registry, zones, responder, store, dns)
+    daemon = Ddnsd(config, registry, zones, responder, store, dns, updates, transfers, notifier)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(store.run)
+            await nursery.start(notifier.run)
             for address in config.dns.listen:
                 udp, tcp = bind_dns_pair(address)
                 port = udp.getsockname()[1]

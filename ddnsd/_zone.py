@@ -325,6 +325,8 @@ class ZoneSet:
             removed += out
             added += into
             changed.append(zone.absolute(change.owner))
+            if not zone.nodes.get(change.owner) and change.owner not in self.devices:
+                zone.drop_node(change.owner)  # an emptied _acme-challenge name is gone
         return zone.bump(removed, added, serial), changed
 
     def current(self, owner: str, rrtype: str) -> tuple[str, ...]:

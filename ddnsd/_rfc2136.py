@@ -1,0 +1,227 @@
+"""RFC 2136 UPDATE signed with TSIG (RFC 8945), for nsupdate and ACME DNS-01 clients.
+
+TSIG parsing and signing are dnspython's. Each device has its own keys, and a key may change
+only its device's names, as BIND's `update-policy self` allows: A, AAAA and TXT at
+`<device>.<zone>`, and TXT at `_acme-challenge.<device>.<zone>`. Unsigned updates are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+import dns.tsig
+import dns.update
+
+from registry import Registry
+
+from ._answer import header_only_reply
+from ._store import ZoneStore
+from ._zone import Change, ZoneSet
+
+__all__ = ["UpdateHandler"]
+
+log = logging.getLogger("ddnsd.update")
+
+_TYPES: Final = {dns.rdatatype.A: "A", dns.rdatatype.AAAA: "AAAA", dns.rdatatype.TXT: "TXT"}
+_ALGORITHMS: Final = {
+    "hmac-sha256": dns.tsig.HMAC_SHA256,
+    "hmac-sha512": dns.tsig.HMAC_SHA512,
+}
+ACME: Final = "_acme-challenge."
+
+
+class _Refusal(Exception):
+    def __init__(self, rcode: dns.rcode.Rcode, why: str) -> None:
+        super().__init__(why)
+        self.rcode = rcode
+
+
+def _value(rdata: object) -> str:
+    if hasattr(rdata, "strings"):
+        text = b"".join(rdata.strings)
+        if len(text) > 255:
+            raise _Refusal(dns.rcode.REFUSED, "TXT values are at most 255 bytes")
+        return text.decode("utf-8", "replace")
+    return str(rdata)
+
+
+class UpdateHandler:
+    def __init__(self, registry: Registry, store: ZoneStore) -> None:
+        self.registry = registry
+        self.store = store
+        self.zone = dns.name.from_text(store.zones.device_zone.origin)
+        self._keys: dict[dns.name.Name, tuple[dns.tsig.Key, str]] = {}  # key -> (key, device)
+        self.counts: dict[str, int] = {}
+
+    async def handle(self, message: bytes, client: str, tcp: bool) -> list[bytes]:
+        try:
+            unverified = dns.message.from_wire(message, keyring=False)
+        except Exception:  # dnspython raises many types on malformed input
+            return self._header_only(message, dns.rcode.FORMERR)
+        if not isinstance(unverified, dns.update.UpdateMessage):
+            return self._header_only(message, dns.rcode.FORMERR)
+        if not unverified.had_tsig:
+            self._count("refused-unsigned")
+            return [self._reply(unverified, dns.rcode.REFUSED)]
+        found = await self._key(unverified.keyname)
+        if found is None:
+            log.warning("UPDATE with an unknown TSIG key")
+            self._count("badkey")
+            return [self._reply(unverified, dns.rcode.NOTAUTH)]
+        key, device = found
+        try:
+            update = dns.message.from_wire(message, keyring={key.name: key})
+        except dns.tsig.BadTime:
+            log.warning("UPDATE for %s outside the TSIG time window", device)
+            self._count("badtime")
+            return [self._reply(unverified, dns.rcode.NOTAUTH)]
+        except (dns.tsig.BadSignature, dns.message.UnknownTSIGKey, dns.tsig.PeerError):
+            log.warning("UPDATE for %s with a bad TSIG signature", device)
+            self._count("badsig")
+            return [self._reply(unverified, dns.rcode.NOTAUTH)]
+        except dns.exception.DNSException:
+            return self._header_only(message, dns.rcode.FORMERR)
+        assert isinstance(update, dns.update.UpdateMessage)
+        try:
+            changes = self._plan(update, device)
+            if changes:
+                await self.store.update(device, changes)
+        except _Refusal as refusal:
+            log.info("UPDATE for %s refused: %s", device, refusal)
+            self._count(dns.rcode.to_text(refusal.rcode).lower())
+            return [self._reply(update, refusal.rcode)]
+        except Exception:
+            log.exception("storing an UPDATE failed")
+            return [self._reply(update, dns.rcode.SERVFAIL)]
+        self._count("noerror")
+        return [self._reply(update, dns.rcode.NOERROR)]
+
+    def _count(self, outcome: str) -> None:
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+
+    async def _key(self, name: dns.name.Name | None) -> tuple[dns.tsig.Key, str] | None:
+        if name is None:
+            return None
+        cached = self._keys.get(name)
+        if cached is not None:
+            return cached
+        stored = await self.registry.find_tsig_key(name.to_text(omit_final_dot=True))
+        if stored is None or stored.algorithm not in _ALGORITHMS:
+            return None
+        found = (
+            dns.tsig.Key(name, stored.secret, _ALGORITHMS[stored.algorithm]),
+            stored.device_name,
+        )
+        if len(self._keys) > 10_000:
+            self._keys.clear()
+        self._keys[name] = found
+        return found
+
+    def forget_device(self, device: str) -> None:
+        """Drop cached keys of a deleted device at once."""
+        for name in [n for n, (_, d) in self._keys.items() if d == device]:
+            del self._keys[name]
+
+    def _reply(self, request: dns.message.Message, rcode: dns.rcode.Rcode) -> bytes:
+        response = dns.message.make_response(request)
+        response.set_rcode(rcode)
+        wire: bytes = response.to_wire()
+        return wire
+
+    @staticmethod
+    def _header_only(message: bytes, rcode: dns.rcode.Rcode) -> list[bytes]:
+        reply = header_only_reply(message, rcode)
+        return [reply] if reply is not None else []
+
+    def _relative(self, name: dns.name.Name) -> str:
+        if not name.is_subdomain(self.zone):
+            raise _Refusal(dns.rcode.NOTZONE, f"{name} is outside the zone")
+        return name.relativize(self.zone).to_text().lower() if name != self.zone else ""
+
+    def _check_rights(self, owner: str, rrtype: int, device: str) -> None:
+        if owner == device and rrtype in (*_TYPES, dns.rdatatype.ANY):
+            return
+        if owner == ACME + device and rrtype in (dns.rdatatype.TXT, dns.rdatatype.ANY):
+            return
+        raise _Refusal(dns.rcode.REFUSED, f"key of {device} may not change {owner} type {rrtype}")
+
+    def _plan(self, update: dns.update.UpdateMessage, device: str) -> list[Change]:
+        """Check the zone, prerequisites and rights; return the RRsets that change."""
+        if len(update.zone) != 1 or update.zone[0].rdtype != dns.rdatatype.SOA:
+            raise _Refusal(dns.rcode.FORMERR, "the zone section must hold one SOA question")
+        if update.zone[0].name != self.zone:
+            raise _Refusal(dns.rcode.NOTAUTH, f"not authoritative for {update.zone[0].name}")
+        zones = self.store.zones
+        for prerequisite in update.prerequisite:
+            self._check_prerequisite(prerequisite, zones)
+        state: dict[tuple[str, str], tuple[list[str], int]] = {}
+
+        def rrset(owner: str, kind: str, ttl: int) -> list[str]:
+            key = (owner, kind)
+            if key not in state:
+                state[key] = (list(zones.current(owner, kind)), ttl)
+            return state[key][0]
+
+        for rr in update.update:
+            owner = self._relative(rr.name)
+            self._check_rights(owner, rr.rdtype, device)
+            if rr.deleting is None:  # add to the RRset
+                kind = _TYPES[rr.rdtype]
+                values = rrset(owner, kind, rr.ttl)
+                state[(owner, kind)] = (values, rr.ttl)
+                for rdata in rr:
+                    value = _value(rdata)
+                    if value not in values:
+                        values.append(value)
+            elif rr.deleting == dns.rdataclass.ANY:  # delete an RRset, or all of them
+                kinds = (
+                    list(_TYPES.values()) if rr.rdtype == dns.rdatatype.ANY else [_TYPES[rr.rdtype]]
+                )
+                for kind in kinds:
+                    if owner == ACME + device and kind != "TXT":
+                        continue
+                    rrset(owner, kind, 60).clear()
+            elif rr.deleting == dns.rdataclass.NONE:  # delete single RRs
+                values = rrset(owner, _TYPES[rr.rdtype], 60)
+                for rdata in rr:
+                    value = _value(rdata)
+                    if value in values:
+                        values.remove(value)
+            else:
+                raise _Refusal(dns.rcode.FORMERR, "bad class in the update section")
+        return [
+            Change(owner, kind, ttl, tuple(values))
+            for (owner, kind), (values, ttl) in state.items()
+            if tuple(values) != zones.current(owner, kind)
+        ]
+
+    def _check_prerequisite(self, rr: dns.rrset.RRset, zones: ZoneSet) -> None:
+        owner = self._relative(rr.name)
+        node = zones.device_zone.lookup(owner)
+        types = {t for t, r in node.rrsets.items() if r.values}
+        if rr.deleting == dns.rdataclass.ANY:
+            if rr.rdtype == dns.rdatatype.ANY:
+                if not node.exists:
+                    raise _Refusal(dns.rcode.NXDOMAIN, f"{owner} is not in use")
+            elif int(rr.rdtype) not in types:
+                raise _Refusal(dns.rcode.NXRRSET, f"{owner} has no such RRset")
+        elif rr.deleting == dns.rdataclass.NONE:
+            if rr.rdtype == dns.rdatatype.ANY:
+                if node.exists and types:
+                    raise _Refusal(dns.rcode.YXDOMAIN, f"{owner} is in use")
+            elif int(rr.rdtype) in types:
+                raise _Refusal(dns.rcode.YXRRSET, f"{owner} has that RRset")
+        else:
+            kind = _TYPES.get(rr.rdtype)
+            wanted = sorted(_value(r) for r in rr)
+            if kind is None or sorted(zones.current(owner, kind)) != wanted:
+                raise _Refusal(dns.rcode.NXRRSET, f"{owner} does not hold exactly those values")

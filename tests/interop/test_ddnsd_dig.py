@@ -1,0 +1,179 @@
+"""ddnsd's authoritative behaviour as dig sees it, one rule per test."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import subprocess
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.ddnsd_harness import Ddnsd
+
+from .conftest import require
+
+
+def dig(daemon: Ddnsd, *args: str) -> dict[str, Any]:
+    """Run dig against ddnsd and return the response message as dig's YAML describes it."""
+    require("dig")
+    out = subprocess.run(
+        ["dig", "+yaml", "+tries=1", "+timeout=3", "@127.0.0.1", "-p", str(daemon.dns_port), *args],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=True,
+    ).stdout
+    docs = yaml.safe_load(out)
+    messages = [d["message"] for d in docs if d.get("type") == "MESSAGE"]
+    assert messages, out
+    data: dict[str, Any] = messages[-1]["response_message_data"]
+    return data
+
+
+def update(daemon: Ddnsd, device: str, query: str) -> str:
+    require("curl")
+    return subprocess.run(
+        [
+            "curl",
+            "-s",
+            "-u",
+            f"{device}.dyn.test:{daemon.tokens[device]}",
+            f"http://{daemon.dyndns2}/nic/update?hostname={device}.dyn.test&{query}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=True,
+    ).stdout.strip()
+
+
+def test_apex_soa_and_ns_are_authoritative_without_recursion(ddnsd: Ddnsd) -> None:
+    soa = dig(ddnsd, "dyn.test", "SOA")
+    assert soa["status"] == "NOERROR"
+    assert soa["flags"].split() == ["qr", "aa", "rd"]  # AA set, RA clear, RD echoed
+    [record] = soa["ANSWER_SECTION"]
+    assert record.startswith("dyn.test. 60 IN SOA ns1.dyn.test. hostmaster.dyn.test. ")
+    ns = dig(ddnsd, "dyn.test", "NS", "+norecurse")
+    assert ns["flags"].split() == ["qr", "aa"]
+    assert sorted(ns["ANSWER_SECTION"]) == [
+        "dyn.test. 3600 IN NS ns1.dyn.test.",
+        "dyn.test. 3600 IN NS ns2.dyn.test.",
+    ]
+
+
+def test_device_records_nxdomain_and_nodata(ddnsd: Ddnsd) -> None:
+    assert update(ddnsd, "nas1", "myip=198.51.100.4") == "good 198.51.100.4"
+    answer = dig(ddnsd, "nas1.dyn.test", "A")
+    assert answer["ANSWER_SECTION"] == ["nas1.dyn.test. 60 IN A 198.51.100.4"]
+    nodata = dig(ddnsd, "nas1.dyn.test", "AAAA")
+    assert nodata["status"] == "NOERROR" and "ANSWER_SECTION" not in nodata
+    [soa] = nodata["AUTHORITY_SECTION"]
+    assert soa.startswith("dyn.test. 60 IN SOA ")
+    # A device with no records yet still exists: NODATA, not NXDOMAIN.
+    assert dig(ddnsd, "nas2.dyn.test", "A")["status"] == "NOERROR"
+    missing = dig(ddnsd, "nosuchdevice.dyn.test", "A")
+    assert missing["status"] == "NXDOMAIN"
+    assert missing["AUTHORITY_SECTION"][0].startswith("dyn.test. 60 IN SOA ")
+    assert "aa" in missing["flags"].split()
+
+
+def test_names_outside_our_zones_are_refused(ddnsd: Ddnsd) -> None:
+    refused = dig(ddnsd, "example.com", "A")
+    assert refused["status"] == "REFUSED"
+    assert "aa" not in refused["flags"].split()
+
+
+def test_question_case_is_echoed_exactly(ddnsd: Ddnsd) -> None:
+    update(ddnsd, "nas1", "myip=198.51.100.4")
+    for name in ("NaS1.DyN.TeSt", "nas1.dyn.test", "NAS1.DYN.TEST", "nAs1.dYn.tEsT"):
+        message = dig(ddnsd, name, "A")
+        assert message["QUESTION_SECTION"] == [f"{name}. IN A"]
+        assert message["ANSWER_SECTION"] == [f"{name}. 60 IN A 198.51.100.4"]
+
+
+def test_link_zone_points_every_device_name_at_the_relay(ddnsd: Ddnsd) -> None:
+    assert dig(ddnsd, "nas1.link.test", "A")["ANSWER_SECTION"] == [
+        "nas1.link.test. 60 IN A 127.0.0.1"
+    ]
+    assert dig(ddnsd, "nas1.link.test", "AAAA")["ANSWER_SECTION"] == [
+        "nas1.link.test. 60 IN AAAA ::1"
+    ]
+    deep = dig(ddnsd, "files.web.nas1.link.test", "A")
+    assert deep["ANSWER_SECTION"] == ["files.web.nas1.link.test. 60 IN A 127.0.0.1"]
+    assert dig(ddnsd, "nosuch.link.test", "A")["status"] == "NXDOMAIN"
+    assert dig(ddnsd, "link.test", "SOA")["status"] == "NOERROR"
+
+
+def test_any_gets_a_minimal_answer(ddnsd: Ddnsd) -> None:
+    update(ddnsd, "nas1", "myip=198.51.100.4")
+    update(ddnsd, "nas1", "myip=2001:db8::4")
+    message = dig(ddnsd, "nas1.dyn.test", "ANY")
+    [record] = message["ANSWER_SECTION"]
+    assert " IN HINFO " in record and "RFC8482" in record
+
+
+def test_edns_buffer_and_badvers(ddnsd: Ddnsd) -> None:
+    message = dig(ddnsd, "dyn.test", "SOA", "+bufsize=4096")
+    assert message["OPT_PSEUDOSECTION"]["EDNS"]["udp"] == 1232
+    badvers = dig(ddnsd, "dyn.test", "SOA", "+edns=1", "+noednsnegotiation")
+    assert badvers["status"] == "BADVERS"
+
+
+def test_truncation_sets_tc_keeps_the_question_and_tcp_has_it_all(ddnsd: Ddnsd) -> None:
+    require("nsupdate")
+    records = "\n".join(
+        f'update add _acme-challenge.nas1.dyn.test 60 TXT "{i:03d}{"x" * 200}"' for i in range(12)
+    )
+    nsupdate(ddnsd, "nas1", records)
+    udp = dig(ddnsd, "_acme-challenge.nas1.dyn.test", "TXT", "+ignore", "+bufsize=512")
+    assert "tc" in udp["flags"].split()
+    assert udp["QUESTION_SECTION"] == ["_acme-challenge.nas1.dyn.test. IN TXT"]
+    assert "ANSWER_SECTION" not in udp
+    tcp = dig(ddnsd, "_acme-challenge.nas1.dyn.test", "TXT", "+tcp")
+    assert len(tcp["ANSWER_SECTION"]) == 12
+    # dig retries over TCP by itself when it sees TC.
+    fallback = dig(ddnsd, "_acme-challenge.nas1.dyn.test", "TXT", "+bufsize=512")
+    assert len(fallback["ANSWER_SECTION"]) == 12
+
+
+def nsupdate(daemon: Ddnsd, device: str, commands: str) -> subprocess.CompletedProcess[str]:
+    script = f"server 127.0.0.1 {daemon.dns_port}\nzone dyn.test\n{commands}\nsend\n"
+    return subprocess.run(
+        ["nsupdate", "-t", "5", "-y", daemon.tsig[device]],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_many_queries_on_one_tcp_connection(ddnsd: Ddnsd) -> None:
+    # RFC 7766: pipelined queries on one connection, answered in turn.
+    import dns.message
+
+    with socket.create_connection(("127.0.0.1", ddnsd.dns_port), timeout=5) as sock:
+        queries = [dns.message.make_query(name, "SOA") for name in ("dyn.test", "link.test")] * 3
+        wire = b"".join(struct.pack("!H", len(w)) + w for w in (q.to_wire() for q in queries))
+        sock.sendall(wire)
+        for query in queries:
+            size = struct.unpack("!H", _read(sock, 2))[0]
+            response = dns.message.from_wire(_read(sock, size))
+            assert response.id == query.id
+            assert response.answer[0].name == query.question[0].name
+
+
+def _read(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        assert chunk, "connection closed early"
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("transport", ["+notcp", "+tcp"])
+def test_unknown_opcode_is_notimp(ddnsd: Ddnsd, transport: str) -> None:
+    message = dig(ddnsd, "dyn.test", "SOA", "+opcode=2", transport)
+    assert message["status"] == "NOTIMP"
