@@ -145,16 +145,23 @@ def stop(daemon: Ddnsd, sig: int = signal.SIGTERM) -> None:
             daemon.process.wait()
 
 
-def prepare(directory: Path, devices: tuple[str, ...] = ("nas1", "nas2"), **config: object) -> None:
+def prepare(
+    directory: Path,
+    devices: tuple[str, ...] = ("nas1", "nas2"),
+    extra: str = "",
+    rrl_rate: int = 0,
+) -> None:
     (directory / "state").mkdir(parents=True, exist_ok=True)
     tokens, tsig = make_registry(directory / "state" / "registry.sqlite3", devices)
     (directory / "secrets.json").write_text(json.dumps({"tokens": tokens, "tsig": tsig}))
-    write_config(directory, **config)  # type: ignore[arg-type]
+    write_config(directory, extra, rrl_rate)
 
 
 @contextmanager
-def running_ddnsd(directory: Path, **config: object) -> Iterator[Ddnsd]:
-    prepare(directory, **config)
+def running_ddnsd(
+    directory: Path, devices: tuple[str, ...] = ("nas1", "nas2"), extra: str = "", rrl_rate: int = 0
+) -> Iterator[Ddnsd]:
+    prepare(directory, devices, extra, rrl_rate)
     daemon = start(directory)
     try:
         yield daemon
