@@ -221,8 +221,8 @@ class Notifier:
 
     async def _send_once(self, sock: trio.socket.SocketType, zone: Zone, serial: int) -> bool:
         message = dns.message.make_query(zone.origin, dns.rdatatype.SOA)
+        message.flags = dns.flags.AA  # before the opcode, which lives in the same field
         message.set_opcode(dns.opcode.NOTIFY)
-        message.flags = dns.flags.AA
         message.answer.append(_soa(zone, serial))
         if self.key is not None:
             message.use_tsig({self.key.name: self.key}, keyname=self.key.name)
@@ -239,7 +239,7 @@ class Notifier:
                 except OSError:
                     await trio.sleep(NOTIFY_RETRY_S)  # ICMP port unreachable: wait it out
                     return False
-                if reply[:2] == wire[:2] and reply[2] & 0x80:
+                if reply[:2] == wire[:2] and reply[2] & 0x80 and reply[2] & 0x78 == 0x20:
                     self.acknowledged += 1
                     return True
         return False

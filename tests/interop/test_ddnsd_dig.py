@@ -139,7 +139,9 @@ def test_truncation_sets_tc_keeps_the_question_and_tcp_has_it_all(ddnsd: Ddnsd) 
 
 
 def nsupdate(daemon: Ddnsd, device: str, commands: str) -> subprocess.CompletedProcess[str]:
-    script = f"server 127.0.0.1 {daemon.dns_port}\nzone dyn.test\n{commands}\nsend\n"
+    script = (
+        f"check-names off\nserver 127.0.0.1 {daemon.dns_port}\nzone dyn.test\n{commands}\nsend\n"
+    )
     return subprocess.run(
         ["nsupdate", "-t", "5", "-y", daemon.tsig[device]],
         input=script,
