@@ -5,9 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-# Debian packages the test suite uses (real peers: dig, ddclient, nsupdate, ...), installed
-# with apt-get only when missing. The foundation needs none yet.
-DEB_PACKAGES :=
+# Debian packages the test suite and benchmarks use as real peers, installed with apt-get
+# only when missing: dig and nsupdate, kdig, ddclient, inadyn, NSD and Knot, dnsperf, curl.
+DEB_PACKAGES := bind9-dnsutils knot-dnsutils ddclient inadyn nsd knot dnsperf curl
 STATE_DIR ?= ./var
 
 .PHONY: test run lint typecheck unit deps bench clean
@@ -28,7 +28,8 @@ deps:
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold $$missing; \
 	fi
 
 lint: $(STAMP)

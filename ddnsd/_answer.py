@@ -68,7 +68,6 @@ class Responder:
         if type(query) is not bytes:
             query = bytes(query)
         found = self._key(query, tcp)
-        key = None
         if found is not None:
             key, end = found
             cached = self._cache.get(key)
@@ -76,10 +75,18 @@ class Responder:
                 self.hits += 1
                 return query[:2] + cached[2:12] + query[12:end] + cached[end:]
         self.misses += 1
-        response, cache_name, zone = self._build(query, tcp)
-        if key is not None and response is not None and cache_name is not None:
+        if found is None:
+            return self._build(query, tcp)[0]
+        # Build from the lower-cased question, so that what is cached does not depend on the
+        # letter case of whichever query came first; then splice this query's question in.
+        key, end = found
+        lowered = query[:12] + query[12:end].lower() + query[end:]
+        response, cache_name, zone = self._build(lowered, tcp)
+        if response is None:
+            return None
+        if cache_name is not None:
             self._store(key, response, cache_name, zone)
-        return response
+        return query[:2] + response[2:12] + query[12:end] + response[end:]
 
     @staticmethod
     def _key(query: bytes, tcp: bool) -> tuple[bytes, int] | None:
@@ -178,22 +185,22 @@ class Responder:
             if version != 0:
                 reply.header.aa = 0
                 reply.ar[0].ttl |= (BADVERS >> 4) << 24  # the extended rcode's upper bits
-                return reply.pack(), None, None
+                return bytes(reply.pack()), None, None
         name = str(question.qname).lower().rstrip(".")
         if question.qclass not in (CLASS_IN, CLASS_ANY):
             reply.header.aa = 0
             reply.header.rcode = RCODE.REFUSED
-            return reply.pack(), None, None
+            return bytes(reply.pack()), None, None
         found = self.zones.find(name)
         if found is None:
             reply.header.aa = 0
             reply.header.rcode = RCODE.REFUSED
-            return reply.pack(), None, None
+            return bytes(reply.pack()), None, None
         zone, relative = found
         if question.qtype in TRANSFER_TYPES:
             # Transfers run over TCP in their own handler; here they are not implemented.
             reply.header.rcode = RCODE.NOTIMP
-            return reply.pack(), None, None
+            return bytes(reply.pack()), None, None
         serial_zone = self._fill(reply, zone, relative, question)
         return self._fit(reply, edns, tcp), name, serial_zone
 
@@ -233,7 +240,7 @@ class Responder:
 
     def _fit(self, reply: DNSRecord, edns: RR | None, tcp: bool) -> bytes:
         """Pack, truncating for UDP: TC set, the question (and OPT) kept, records dropped."""
-        packed: bytes = reply.pack()
+        packed: bytes = bytes(reply.pack())
         if tcp:
             return packed
         limit = 512
@@ -245,5 +252,5 @@ class Responder:
         reply.auth = []
         reply.ar = [rr for rr in reply.ar if rr.rtype == TYPE_OPT]
         reply.header.tc = 1
-        truncated: bytes = reply.pack()
+        truncated: bytes = bytes(reply.pack())
         return truncated
