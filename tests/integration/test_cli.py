@@ -59,4 +59,6 @@ def test_nascloud_run_prepares_the_state_directory(tmp_path: Path) -> None:
     result = run("nascloud", "run", "--state-dir", str(state))
     assert result.returncode == 0, result.stderr
     assert (state / "registry.sqlite3").is_file()
-    assert "schema version 1" in result.stdout
+    from registry import MIGRATIONS
+
+    assert f"schema version {len(MIGRATIONS)}" in result.stdout
