@@ -6,8 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Debian packages the test suite and benchmarks use as real peers, installed with apt-get
-# only when missing: dig and nsupdate, kdig, ddclient, inadyn, NSD and Knot, dnsperf, curl.
-DEB_PACKAGES := bind9-dnsutils knot-dnsutils ddclient inadyn nsd knot dnsperf curl
+# only when missing: dig and nsupdate, kdig, ddclient, inadyn, NSD and Knot, dnsperf, wrk, curl.
+DEB_PACKAGES := bind9-dnsutils knot-dnsutils ddclient inadyn nsd knot dnsperf wrk curl
 STATE_DIR ?= ./var
 
 .PHONY: test run lint typecheck unit deps bench clean

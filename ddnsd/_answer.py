@@ -56,6 +56,10 @@ class Responder:
         self.edns_buffer_bytes = edns_buffer_bytes
         self.cache_entries = cache_entries
         self._cache: dict[bytes, bytes] = {}
+        # Exact query bytes (without the ID) -> response without the ID, and which exact
+        # entries each normalised key produced, so both forget together.
+        self._exact: dict[bytes, bytes] = {}
+        self._exact_by_key: dict[bytes, list[bytes]] = {}
         self._keys_by_name: dict[str, set[bytes]] = {}
         self._keys_by_zone_serial: dict[str, set[bytes]] = {}
         self.hits = 0
@@ -67,13 +71,22 @@ class Responder:
         """The response to `query`, or None if it deserves silence."""
         if type(query) is not bytes:
             query = bytes(query)
+        # The quickest hit: these exact bytes (but the ID) were answered before. Cookies or
+        # randomised letter case make every query new; those go on to the normalised key.
+        exact = query[2:] + (b"T" if tcp else b"U")
+        hit = self._exact.get(exact)
+        if hit is not None:
+            self.hits += 1
+            return query[:2] + hit
         found = self._key(query, tcp)
         if found is not None:
             key, end = found
             cached = self._cache.get(key)
             if cached is not None:
                 self.hits += 1
-                return query[:2] + cached[2:12] + query[12:end] + cached[end:]
+                response = query[:2] + cached[2:12] + query[12:end] + cached[end:]
+                self._remember_exact(exact, response, key)
+                return response
         self.misses += 1
         if found is None:
             return self._build(query, tcp)[0]
@@ -81,12 +94,14 @@ class Responder:
         # letter case of whichever query came first; then splice this query's question in.
         key, end = found
         lowered = query[:12] + query[12:end].lower() + query[end:]
-        response, cache_name, zone = self._build(lowered, tcp)
-        if response is None:
+        template, cache_name, zone = self._build(lowered, tcp)
+        if template is None:
             return None
+        response = query[:2] + template[2:12] + query[12:end] + template[end:]
         if cache_name is not None:
-            self._store(key, response, cache_name, zone)
-        return query[:2] + response[2:12] + query[12:end] + response[end:]
+            self._store(key, template, cache_name, zone)
+            self._remember_exact(exact, response, key)
+        return response
 
     @staticmethod
     def _key(query: bytes, tcp: bool) -> tuple[bytes, int] | None:
@@ -129,6 +144,13 @@ class Responder:
         flags = bytes([query[2] & 0x01, query[3] & 0x10, 1 if tcp else 0])
         return query[12:pos].lower() + query[pos:qend] + flags + edns, qend
 
+    def _remember_exact(self, exact: bytes, response: bytes, key: bytes) -> None:
+        if len(self._exact) >= self.cache_entries:
+            self._exact.clear()
+            self._exact_by_key.clear()
+        self._exact[exact] = response[2:]
+        self._exact_by_key.setdefault(key, []).append(exact)
+
     def _store(self, key: bytes, response: bytes, name: str, zone: Zone | None) -> None:
         if len(self._cache) >= self.cache_entries:
             self.clear()
@@ -139,6 +161,8 @@ class Responder:
 
     def clear(self) -> None:
         self._cache.clear()
+        self._exact.clear()
+        self._exact_by_key.clear()
         self._keys_by_name.clear()
         self._keys_by_zone_serial.clear()
 
@@ -150,10 +174,15 @@ class Responder:
             suffix = "." + name
             for cached_name in [n for n in self._keys_by_name if n == name or n.endswith(suffix)]:
                 for key in self._keys_by_name.pop(cached_name):
-                    self._cache.pop(key, None)
+                    self._forget(key)
         for zone in zones:
             for key in self._keys_by_zone_serial.pop(zone.origin, ()):
-                self._cache.pop(key, None)
+                self._forget(key)
+
+    def _forget(self, key: bytes) -> None:
+        self._cache.pop(key, None)
+        for exact in self._exact_by_key.pop(key, ()):
+            self._exact.pop(exact, None)
 
     # -- the slow path ---------------------------------------------------------------------
 

@@ -1,0 +1,265 @@
+"""Start the DNS servers the benchmarks compare, each pinned to one core, on loopback.
+
+Shared by bench/dns.py; every server gets the same zone of N names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+ZONE = "dyn.test"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 right now."""
+    while True:
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        port = udp.getsockname()[1]
+        tcp = socket.socket()
+        try:
+            tcp.bind(("127.0.0.1", port))
+            return int(port)
+        except OSError:
+            continue
+        finally:
+            udp.close()
+            tcp.close()
+
+
+def address_of(index: int) -> str:
+    return f"10.{index // 65536 % 256}.{index // 256 % 256}.{index % 256}"
+
+
+def names(count: int) -> list[str]:
+    return [f"dev{i:05d}" for i in range(count)]
+
+
+def write_zone_file(path: Path, count: int) -> None:
+    lines = [
+        f"$ORIGIN {ZONE}.",
+        "$TTL 60",
+        f"@ IN SOA ns1.{ZONE}. hostmaster.{ZONE}. 1 3600 600 1209600 60",
+        f"@ IN NS ns1.{ZONE}.",
+    ]
+    lines += [f"{name} IN A {address_of(i)}" for i, name in enumerate(names(count))]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def wait_for_dns(port: int, timeout_s: float = 30.0) -> None:
+    query = bytes.fromhex("abcd01000001000000000000") + b"\x03dyn\x04test\x00\x00\x06\x00\x01"
+    deadline = time.monotonic() + timeout_s
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.2)
+        while time.monotonic() < deadline:
+            sock.sendto(query, ("127.0.0.1", port))
+            try:
+                if sock.recv(4096)[:2] == b"\xab\xcd":
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+    raise RuntimeError(f"no DNS server answered on port {port}")
+
+
+@contextmanager
+def process(
+    command: list[str], core: int, log: Path, **kwargs: object
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["taskset", "-c", str(core), *command],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            **kwargs,  # type: ignore[call-overload]
+        )
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def nsd(workdir: Path, count: int, core: int) -> Iterator[int]:
+    port = free_port()
+    directory = workdir / "nsd"
+    directory.mkdir()
+    write_zone_file(directory / "zone", count)
+    (directory / "nsd.conf").write_text(
+        textwrap.dedent(f"""
+        server:
+            ip-address: 127.0.0.1
+            port: {port}
+            server-count: 1
+            username: ""
+            chroot: ""
+            zonesdir: "{directory}"
+            pidfile: "{directory}/nsd.pid"
+            xfrdfile: "{directory}/xfrd.state"
+            zonelistfile: "{directory}/zone.list"
+            database: ""
+            verbosity: 0
+        remote-control:
+            control-enable: no
+        zone:
+            name: "{ZONE}"
+            zonefile: "zone"
+    """)
+    )
+    with process(["nsd", "-d", "-c", str(directory / "nsd.conf")], core, directory / "log"):
+        wait_for_dns(port)
+        yield port
+
+
+@contextmanager
+def knot(workdir: Path, count: int, core: int) -> Iterator[int]:
+    port = free_port()
+    directory = workdir / "knot"
+    directory.mkdir()
+    write_zone_file(directory / "dyn.test.zone", count)
+    (directory / "knot.conf").write_text(
+        textwrap.dedent(f"""
+        server:
+            listen: 127.0.0.1@{port}
+            rundir: "{directory}"
+            udp-workers: 1
+            tcp-workers: 1
+            background-workers: 1
+        database:
+            storage: "{directory}"
+        template:
+          - id: default
+            storage: "{directory}"
+        zone:
+          - domain: {ZONE}
+            file: "dyn.test.zone"
+    """)
+    )
+    with process(["knotd", "-c", str(directory / "knot.conf")], core, directory / "log"):
+        wait_for_dns(port)
+        yield port
+
+
+DNSLIB_SERVER = """
+import sys, time
+from dnslib import RR, QTYPE, A, RCODE
+from dnslib.server import DNSServer, BaseResolver
+port, count = int(sys.argv[1]), int(sys.argv[2])
+records = {}
+for i in range(count):
+    records[f"dev{i:05d}.dyn.test."] = f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}"
+class Resolver(BaseResolver):
+    def resolve(self, request, handler):
+        reply = request.reply()
+        name = str(request.q.qname).lower()
+        if name == "dyn.test.":
+            soa = "dyn.test. 60 IN SOA ns1.dyn.test. h.dyn.test. 1 2 3 4 5"
+            reply.add_answer(*RR.fromZone(soa))
+        elif name in records and request.q.qtype == QTYPE.A:
+            reply.add_answer(RR(request.q.qname, QTYPE.A, rdata=A(records[name]), ttl=60))
+        elif name not in records:
+            reply.header.rcode = RCODE.NXDOMAIN
+        return reply
+server = DNSServer(Resolver(), port=port, address="127.0.0.1")
+server.start_thread()
+while True:
+    time.sleep(3600)
+"""
+
+
+@contextmanager
+def dnslib_server(workdir: Path, count: int, core: int) -> Iterator[int]:
+    port = free_port()
+    directory = workdir / "dnslib"
+    directory.mkdir()
+    with process(
+        [sys.executable, "-c", DNSLIB_SERVER, str(port), str(count)], core, directory / "log"
+    ):
+        wait_for_dns(port)
+        yield port
+
+
+def ddnsd_registry(path: Path, count: int) -> dict[str, str]:
+    """A registry with `count` devices, each with an A record and a DynDNS2 token; returns
+    device -> token secret. Written in one transaction: setup speed is not what is measured."""
+    from registry import SQLiteBackend, hash_secret
+
+    SQLiteBackend(path).close()  # creates and migrates
+    tokens = {name: f"bench-token-{name}-{os.urandom(8).hex()}" for name in names(count)}
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("INSERT INTO accounts VALUES ('acc_bench', 'bench@example.org', 'Bench', 0)")
+        db.executemany(
+            "INSERT INTO devices VALUES (?, 'acc_bench', ?, 'private', 0, NULL)",
+            [(name, os.urandom(32)) for name in tokens],
+        )
+        db.executemany(
+            "INSERT INTO tokens VALUES (?, 'dyndns2', ?, NULL, ?, 0)",
+            [(f"tok_{name}", hash_secret(secret), name) for name, secret in tokens.items()],
+        )
+        db.executemany(
+            "INSERT INTO dns_rrsets VALUES (?, 'A', ?, 60, ?)",
+            [(name, name, json.dumps([address_of(i)])) for i, name in enumerate(tokens)],
+        )
+    db.close()
+    return tokens
+
+
+@contextmanager
+def ddnsd(
+    workdir: Path, count: int, core: int, dyndns2: bool = False
+) -> Iterator[tuple[int, str, dict[str, str]]]:
+    """(DNS port, DynDNS2 host:port or "", tokens)."""
+    directory = workdir / "ddnsd"
+    directory.mkdir()
+    tokens = ddnsd_registry(directory / "registry.sqlite3", count)
+    port = free_port()
+    http = (
+        '[dyndns2]\nlisten = "127.0.0.1:0"\nupdates_per_host_per_minute = 10000\n'
+        if dyndns2
+        else ""
+    )
+    (directory / "ddnsd.toml").write_text(
+        textwrap.dedent(f"""
+        [ddnsd]
+        state_dir = "{directory}"
+        registry = "{directory}/registry.sqlite3"
+        [zone]
+        name = "{ZONE}"
+        primary_ns = "ns1.{ZONE}"
+        hostmaster = "hostmaster.{ZONE}"
+        [dns]
+        listen = ["127.0.0.1:{port}"]
+        [rrl]
+        responses_per_second = 0
+    """)
+        + http
+    )
+    with process(
+        [str(BIN / "ddnsd"), "--config", str(directory / "ddnsd.toml")], core, directory / "log"
+    ):
+        wait_for_dns(port)
+        listening = json.loads((directory / "listening.json").read_text())
+        yield port, (listening.get("dyndns2") or [""])[0], tokens
+
+
+def have(*programs: str) -> list[str]:
+    return [p for p in programs if shutil.which(p) is None]
