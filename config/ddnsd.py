@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,10 +91,19 @@ class ProtocolSection:
     def __post_init__(self) -> None:
         if self.listen is not None and (self.cert_file is None or self.key_file is None):
             raise ValueError("[protocol].listen needs [protocol].cert_file and key_file")
-        for name in self.services:
+        for name, key in self.services.items():
             problem = label(name)
             if problem:
                 raise ValueError(f"[protocol.services].{name}: {problem}")
+            try:
+                raw = base64.b64decode(key, validate=True)
+            except binascii.Error:
+                raw = b""
+            if len(raw) != 32:
+                raise ValueError(
+                    f"[protocol.services].{name}: expected the base64 of a raw 32-byte "
+                    "Ed25519 public key"
+                )
 
 
 @dataclass(frozen=True, slots=True)

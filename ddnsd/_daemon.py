@@ -6,12 +6,14 @@ After binding it writes `<state_dir>/listening.json` with every bound address (p
 
 from __future__ import annotations
 
+import base64
 import errno
 import json
 import logging
 import os
 import signal
 import socket
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from config import DdnsdConfig, HostPort
 from registry import Registry
 
 from ._answer import Responder
+from ._channel import ServiceChannel
 from ._dyndns2 import DynDns2
 from ._http import HttpServer
 from ._rfc2136 import UpdateHandler
@@ -92,6 +95,7 @@ class Ddnsd:
     notifier: Notifier
     listening: dict[str, list[str]] = field(default_factory=dict)
     dyndns2: DynDns2 | None = None
+    channel: ServiceChannel | None = None
 
 
 async def serve(
@@ -120,12 +124,14 @@ async def serve(
         tcp_idle_timeout_s=config.dns.tcp_idle_timeout_s,
     )
     daemon = Ddnsd(config, registry, zones, responder, store, dns, updates, transfers, notifier)
+    sockets: list[socket.socket] = []
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(store.run)
             await nursery.start(notifier.run)
             for address in config.dns.listen:
                 udp, tcp = bind_dns_pair(address)
+                sockets += [udp, tcp]
                 port = udp.getsockname()[1]
                 shown = str(HostPort(address.host, port))
                 daemon.listening.setdefault("dns", []).append(shown)
@@ -145,6 +151,18 @@ async def serve(
                     http.serve, await _tcp_listener(config.dyndns2.listen)
                 )
                 daemon.listening["dyndns2"] = [_bound(listeners[0])]
+            if config.protocol.listen is not None:
+                channel = ServiceChannel(
+                    store,
+                    config.protocol.server_name,
+                    {n: base64.b64decode(k) for n, k in config.protocol.services.items()},
+                    _server_tls(config),
+                )
+                daemon.channel = channel
+                listeners = await nursery.start(
+                    channel.serve, await _tcp_listener(config.protocol.listen)
+                )
+                daemon.listening["protocol"] = [_bound(listeners[0])]
             nursery.start_soon(_sync_devices, store)
             _write_listening(state_dir, daemon.listening)
             log.info(
@@ -155,8 +173,18 @@ async def serve(
             )
             task_status.started(daemon)
     finally:
+        for sock in sockets:
+            sock.close()
         with trio.CancelScope(shield=True):
             await registry.aclose()
+
+
+def _server_tls(config: DdnsdConfig) -> ssl.SSLContext:
+    cert, key = config.protocol.cert_file, config.protocol.key_file
+    assert cert is not None and key is not None  # the config requires them with listen
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 async def _tcp_listener(address: HostPort) -> trio.SocketListener:

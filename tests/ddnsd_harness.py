@@ -61,7 +61,9 @@ def make_registry(path: Path, devices: tuple[str, ...]) -> tuple[dict[str, str],
     return trio.run(fill)
 
 
-def write_config(directory: Path, extra: str = "", rrl_rate: int = 0) -> Path:
+def write_config(
+    directory: Path, extra: str = "", rrl_rate: int = 0, max_tcp_clients: int = 1000
+) -> Path:
     transfer_key = directory / "transfer.key"
     if not transfer_key.exists():
         transfer_key.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
@@ -83,6 +85,7 @@ relay_addresses = {json.dumps(list(RELAY_ADDRESSES))}
 [dns]
 listen = ["127.0.0.1:0"]
 tcp_idle_timeout_s = 2
+max_tcp_clients = {max_tcp_clients}
 
 [rrl]
 responses_per_second = {rrl_rate}
@@ -150,18 +153,23 @@ def prepare(
     devices: tuple[str, ...] = ("nas1", "nas2"),
     extra: str = "",
     rrl_rate: int = 0,
+    max_tcp_clients: int = 1000,
 ) -> None:
     (directory / "state").mkdir(parents=True, exist_ok=True)
     tokens, tsig = make_registry(directory / "state" / "registry.sqlite3", devices)
     (directory / "secrets.json").write_text(json.dumps({"tokens": tokens, "tsig": tsig}))
-    write_config(directory, extra, rrl_rate)
+    write_config(directory, extra, rrl_rate, max_tcp_clients)
 
 
 @contextmanager
 def running_ddnsd(
-    directory: Path, devices: tuple[str, ...] = ("nas1", "nas2"), extra: str = "", rrl_rate: int = 0
+    directory: Path,
+    devices: tuple[str, ...] = ("nas1", "nas2"),
+    extra: str = "",
+    rrl_rate: int = 0,
+    max_tcp_clients: int = 1000,
 ) -> Iterator[Ddnsd]:
-    prepare(directory, devices, extra, rrl_rate)
+    prepare(directory, devices, extra, rrl_rate, max_tcp_clients)
     daemon = start(directory)
     try:
         yield daemon

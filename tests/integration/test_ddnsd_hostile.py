@@ -1,0 +1,151 @@
+"""ddnsd under hostile clients: rate limiting per prefix, garbage, slow and oversized TCP,
+too many TCP clients, stale TSIG. Each one gets its answer or silence; others are served."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from unittest import mock
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.tsigkeyring
+import dns.update
+import pytest
+
+from tests.ddnsd_harness import Ddnsd, running_ddnsd
+
+
+@pytest.fixture
+def limited(tmp_path: Path) -> Iterator[Ddnsd]:
+    with running_ddnsd(tmp_path, rrl_rate=10) as daemon:
+        yield daemon
+
+
+@pytest.fixture
+def ddnsd(tmp_path: Path) -> Iterator[Ddnsd]:
+    with running_ddnsd(tmp_path) as daemon:
+        yield daemon
+
+
+def query_ok(daemon: Ddnsd, source: str = "127.0.0.1") -> bool:
+    query = dns.message.make_query("dyn.test", "SOA")
+    try:
+        response = dns.query.udp(query, "127.0.0.1", port=daemon.dns_port, timeout=2, source=source)
+    except dns.exception.Timeout:
+        return False
+    return response.rcode() == dns.rcode.NOERROR and bool(response.answer)
+
+
+def test_rate_limit_per_prefix_with_slip(limited: Ddnsd) -> None:
+    full = truncated = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(0.5)
+        query = dns.message.make_query("dyn.test", "SOA")
+        for i in range(100):
+            query.id = i
+            sock.sendto(query.to_wire(), ("127.0.0.1", limited.dns_port))
+        try:
+            while True:
+                response = dns.message.from_wire(sock.recv(4096))
+                if response.flags & dns.flags.TC:
+                    truncated += 1
+                else:
+                    full += 1
+        except TimeoutError:
+            pass
+    assert 10 <= full <= 15  # the bucket, plus what refilled during the burst
+    assert 30 <= truncated <= 50  # every second dropped answer slips out truncated
+    # Another /24 has its own bucket and is answered at once.
+    assert query_ok(limited, source="127.0.1.1")
+
+
+def test_garbage_datagrams_get_formerr_or_silence(ddnsd: Ddnsd) -> None:
+    good = dns.message.make_query("dyn.test", "SOA").to_wire()
+    packets = [
+        b"",
+        b"\x00",
+        b"\xff" * 11,
+        good[:12],  # a header claiming a question that is not there
+        good[:12] + b"\xc0\x0c\x00\x06\x00\x01",  # a compression pointer to itself
+        good[:12] + b"\x3f" + b"a" * 10,  # a label running past the end
+        bytes([good[0], good[1], 0x80]) + good[3:],  # a response, not a query
+        b"\x12\x34" + bytes(range(256)) * 4,
+    ]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.3)
+        for packet in packets:
+            sock.sendto(packet, ("127.0.0.1", ddnsd.dns_port))
+            try:
+                reply = sock.recv(4096)
+            except TimeoutError:
+                continue
+            assert reply[3] & 0x0F == dns.rcode.FORMERR, packet
+            assert reply[:2] == packet[:2]
+    assert query_ok(ddnsd)
+    assert ddnsd.process.poll() is None
+
+
+def test_slow_or_lying_tcp_clients_are_cut_off_and_others_served(ddnsd: Ddnsd) -> None:
+    huge = socket.create_connection(("127.0.0.1", ddnsd.dns_port))
+    huge.sendall(b"\xff\xff" + b"\x00" * 10)  # claims 65535 bytes, sends 10
+    slow = socket.create_connection(("127.0.0.1", ddnsd.dns_port))
+    query = dns.message.make_query("dyn.test", "SOA").to_wire()
+    message = struct.pack("!H", len(query)) + query
+    started = time.monotonic()
+    # The slow one trickles a byte every half second; the server keeps answering everyone
+    # else, and cuts it off once a message has taken longer than the 2 s idle timeout.
+    cut_off = False
+    for byte in message:
+        try:
+            slow.sendall(bytes([byte]))
+        except (BrokenPipeError, ConnectionResetError):
+            cut_off = True
+            break
+        assert query_ok(ddnsd)
+        time.sleep(0.5)
+    assert cut_off
+    assert 1.5 <= time.monotonic() - started < 6
+    huge.settimeout(5)
+    assert huge.recv(4096) == b""  # closed too: the 65535 bytes never came
+    huge.close()
+    slow.close()
+
+
+def test_tcp_client_cap(tmp_path: Path) -> None:
+    with running_ddnsd(tmp_path, max_tcp_clients=3) as daemon:
+        held = [socket.create_connection(("127.0.0.1", daemon.dns_port)) for _ in range(3)]
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", daemon.dns_port))
+        extra.settimeout(5)
+        assert extra.recv(10) == b""  # over the cap: closed at once
+        extra.close()
+        for sock in held:
+            sock.close()
+        time.sleep(0.3)
+        query = dns.message.make_query("dyn.test", "SOA")
+        assert dns.query.tcp(query, "127.0.0.1", port=daemon.dns_port, timeout=5).answer
+
+
+def test_tsig_outside_the_time_window_is_not_authorized(ddnsd: Ddnsd) -> None:
+    algorithm, name, secret = ddnsd.tsig["nas1"].split(":")
+    keyring = dns.tsigkeyring.from_text({name: (algorithm, secret)})
+    update = dns.update.UpdateMessage("dyn.test", keyring=keyring, keyname=name)
+    update.replace("nas1", 60, "A", "192.0.2.55")
+    with mock.patch("time.time", return_value=time.time() - 3600):
+        stale = update.to_wire()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        sock.sendto(stale, ("127.0.0.1", ddnsd.dns_port))
+        reply = sock.recv(4096)
+    assert reply[3] & 0x0F == dns.rcode.NOTAUTH
+    # The same update signed now is accepted.
+    response = dns.query.udp(update, "127.0.0.1", port=ddnsd.dns_port, timeout=5)
+    assert response.rcode() == dns.rcode.NOERROR
