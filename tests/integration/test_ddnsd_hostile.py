@@ -13,6 +13,7 @@ from unittest import mock
 import dns.exception
 import dns.flags
 import dns.message
+import dns.name
 import dns.query
 import dns.rcode
 import dns.tsigkeyring
@@ -137,7 +138,7 @@ def test_tcp_client_cap(tmp_path: Path) -> None:
 def test_tsig_outside_the_time_window_is_not_authorized(ddnsd: Ddnsd) -> None:
     algorithm, name, secret = ddnsd.tsig["nas1"].split(":")
     keyring = dns.tsigkeyring.from_text({name: (algorithm, secret)})
-    update = dns.update.UpdateMessage("dyn.test", keyring=keyring, keyname=name)
+    update = dns.update.UpdateMessage("dyn.test", keyring=keyring, keyname=dns.name.from_text(name))
     update.replace("nas1", 60, "A", "192.0.2.55")
     with mock.patch("time.time", return_value=time.time() - 3600):
         stale = update.to_wire()
