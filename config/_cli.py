@@ -29,9 +29,9 @@ def daemon_main(
     default_config: Path,
     description: str,
     argv: Sequence[str] | None,
-    serve: Callable[[_T], int] | None,
+    serve: Callable[[_T, Path], int] | None,
 ) -> int:
-    """Parse arguments, load and check the config, then hand it to `serve`.
+    """Parse arguments, load and check the config, then hand it and its path to `serve`.
 
     Exit codes: 0 success, 1 invalid configuration, 2 usage error or nothing to serve.
     """
@@ -64,4 +64,4 @@ def daemon_main(
             f"{prog}: this build can only check its configuration (--check-config)", file=sys.stderr
         )
         return 2
-    return serve(config)
+    return serve(config, args.config)

@@ -17,13 +17,13 @@ DESCRIPTION = (
 )
 
 
-def serve(config: DdnsdConfig) -> int:
+def serve(config: DdnsdConfig, path: Path) -> int:
     from ._daemon import main_async
 
     logging.basicConfig(
         level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout
     )
-    return trio.run(main_async, config)
+    return trio.run(main_async, config, path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

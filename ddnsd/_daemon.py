@@ -16,6 +16,7 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -29,7 +30,8 @@ from ._http import HttpServer
 from ._rfc2136 import UpdateHandler
 from ._rrl import RateLimiter
 from ._server import DnsServer
-from ._store import ZoneStore
+from ._store import ZoneStore, decode_changes
+from ._workers import WORKER_ENV, WorkerFeed, WorkerPool
 from ._xfr import Notifier, Transfers, load_key
 from ._zone import SoaFields, Zone, ZoneSet
 
@@ -43,14 +45,24 @@ def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def bind_dns_pair(address: HostPort) -> tuple[socket.socket, socket.socket]:
-    """A UDP and a TCP socket on the same address and port (port 0: the same free port)."""
+def bind_dns_pair(
+    address: HostPort, reuse_port: bool = False
+) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a TCP socket on the same address and port (port 0: the same free port).
+
+    With `reuse_port`, worker processes can bind the same pair and the kernel spreads
+    queries among them.
+    """
     for _ in range(20):
         udp = socket.socket(_family(address.host), socket.SOCK_DGRAM)
+        if reuse_port:
+            udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         udp.bind((address.host, address.port))
         port = udp.getsockname()[1]
         tcp = socket.socket(_family(address.host), socket.SOCK_STREAM)
         tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             tcp.bind((address.host, port))
         except OSError as exc:
@@ -96,12 +108,21 @@ class Ddnsd:
     listening: dict[str, list[str]] = field(default_factory=dict)
     dyndns2: DynDns2 | None = None
     channel: ServiceChannel | None = None
+    pool: WorkerPool | None = None
 
 
 async def serve(
-    config: DdnsdConfig, *, task_status: trio.TaskStatus[Ddnsd] = trio.TASK_STATUS_IGNORED
+    config: DdnsdConfig,
+    config_path: Path | None = None,
+    *,
+    task_status: trio.TaskStatus[Ddnsd] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run ddnsd until cancelled; `task_status.started` gets the running parts once bound."""
+    """Run ddnsd until cancelled; `task_status.started` gets the running parts once bound.
+
+    With `[ddnsd].workers` above 1 (and the config's path, which workers read), the extra
+    workers are started and waited for before `started`.
+    """
+    workers = config.ddnsd.workers if config_path is not None else 1
     state_dir = config.ddnsd.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
     registry = Registry.open_sqlite(config.ddnsd.registry)
@@ -130,7 +151,7 @@ async def serve(
             await nursery.start(store.run)
             await nursery.start(notifier.run)
             for address in config.dns.listen:
-                udp, tcp = bind_dns_pair(address)
+                udp, tcp = bind_dns_pair(address, reuse_port=workers > 1)
                 sockets += [udp, tcp]
                 port = udp.getsockname()[1]
                 shown = str(HostPort(address.host, port))
@@ -138,6 +159,19 @@ async def serve(
                 await nursery.start(dns.serve_udp, udp)
                 listener = trio.SocketListener(trio.socket.from_stdlib_socket(tcp))
                 await nursery.start(dns.serve_tcp, listener)
+            if workers > 1:
+                assert config_path is not None
+                pool = WorkerPool(
+                    state_dir / "workers.sock",
+                    workers,
+                    config_path,
+                    updates.handle,
+                    daemon.listening["dns"],
+                )
+                daemon.pool = pool
+                store.replicate = pool.replicate
+                await nursery.start(pool.run)
+                await pool.wait_for_workers()
             if config.dyndns2.listen is not None:
                 dyndns2 = DynDns2(
                     registry,
@@ -213,11 +247,97 @@ def _write_listening(state_dir: Path, listening: dict[str, list[str]]) -> None:
     os.replace(temporary, path)
 
 
-async def main_async(config: DdnsdConfig) -> int:
-    """Serve until SIGTERM or SIGINT."""
+async def serve_worker(
+    config: DdnsdConfig,
+    worker: dict[str, Any],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """A worker process: answers queries from its own copy, kept current by the main one."""
+    feed = WorkerFeed(await trio.open_unix_socket(worker["socket"]))
+    if await feed.receive() is None:  # "hello": the main process now sends us every change
+        return
+    registry = Registry.open_sqlite(config.ddnsd.registry)
+    zones = build_zones(config)
+    responder = Responder(zones, edns_buffer_bytes=config.dns.edns_buffer_bytes)
+    store = ZoneStore(registry, zones, responder)
+    await store.load()
+    await registry.aclose()
+    transfer = config.transfer
+    rrl = config.rrl
+    dns = DnsServer(
+        responder,
+        RateLimiter(rrl.responses_per_second, rrl.slip, rrl.ipv4_prefix, rrl.ipv6_prefix),
+        updates=feed.forward_update,
+        transfers=Transfers(
+            zones, transfer.allow, load_key(transfer.tsig_key_name, transfer.tsig_secret_file)
+        ).handle,
+        max_tcp_clients=config.dns.max_tcp_clients,
+        tcp_idle_timeout_s=config.dns.tcp_idle_timeout_s,
+    )
+    sockets: list[socket.socket] = []
+    try:
+        async with trio.open_nursery() as nursery:
+            for shown in worker["dns"]:
+                udp, tcp = bind_dns_pair(HostPort.parse(shown), reuse_port=True)
+                sockets += [udp, tcp]
+                await nursery.start(dns.serve_udp, udp)
+                listener = trio.SocketListener(trio.socket.from_stdlib_socket(tcp))
+                await nursery.start(dns.serve_tcp, listener)
+            await feed.send({"t": "ready"})
+            task_status.started()
+            while True:
+                message = await feed.receive()
+                if message is None:
+                    log.info("the main process is gone; worker %d stops", worker["index"])
+                    nursery.cancel_scope.cancel()
+                    return
+                _apply_from_main(message, store, responder)
+                if message.get("t") == "reply":
+                    feed.deliver_reply(message)
+                elif "id" in message:
+                    await feed.send({"t": "applied", "id": message["id"]})
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _apply_from_main(message: dict[str, Any], store: ZoneStore, responder: Responder) -> None:
+    zones = store.zones
+    kind = message.get("t")
+    if kind == "apply":
+        zone = zones.device_zone
+        serial = message["serial"]
+        # A batch already in the database when this worker loaded it is not applied twice.
+        if serial_newer(serial, zone.serial):
+            _, names = zones.apply(decode_changes(message["changes"]), serial=serial)
+            responder.invalidate(names, [zone])
+    elif kind == "devices":
+        wanted = set(message["devices"])
+        changed: list[str] = []
+        for name in wanted - zones.devices:
+            changed += zones.add_device(name)
+        for name in zones.devices - wanted:
+            changed += zones.remove_device(name)
+        for zone in zones.zones:
+            zone.serial = message["serials"].get(zone.origin, zone.serial)
+        responder.invalidate(changed, zones.zones)
+
+
+def serial_newer(serial: int, than: int) -> bool:
+    """RFC 1982 comparison of 32-bit serials."""
+    return serial != than and (serial - than) % 2**32 < 2**31
+
+
+async def main_async(config: DdnsdConfig, config_path: Path | None = None) -> int:
+    """Serve until SIGTERM or SIGINT (as a worker when started as one by the main process)."""
+    worker = os.environ.get(WORKER_ENV)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(serve, config)
+            if worker is not None:
+                await nursery.start(serve_worker, config, json.loads(worker))
+            else:
+                await nursery.start(serve, config, config_path)
             async for signum in signals:
                 log.info("stopping on %s", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()

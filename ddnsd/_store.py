@@ -8,8 +8,9 @@ and wakes every waiter. Knows nothing of how updates arrive (DynDNS2, RFC 2136, 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -17,6 +18,15 @@ from registry import DnsRRset, Registry
 
 from ._answer import Responder
 from ._zone import Change, ZoneSet, serial_after
+
+
+def encode_changes(changes: list[Change]) -> list[list[Any]]:
+    return [[c.owner, c.rrtype, c.ttl, list(c.values)] for c in changes]
+
+
+def decode_changes(raw: list[list[Any]]) -> list[Change]:
+    return [Change(owner, rrtype, ttl, tuple(values)) for owner, rrtype, ttl, values in raw]
+
 
 __all__ = ["UpdateResult", "ZoneStore"]
 
@@ -48,6 +58,8 @@ class ZoneStore:
         self.zones = zones
         self.responder = responder
         self._on_change = on_change
+        #: Set by the worker pool: send a change to every worker and wait until applied.
+        self.replicate: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self._queue: list[tuple[str, list[Change], _Waiter]] = []
         self._wake = trio.Event()
         # The newest value of every RRset that is queued or being written, so that "no
@@ -93,7 +105,12 @@ class ZoneStore:
         self.responder.invalidate(names, self.zones.zones)
         with trio.CancelScope(shield=True):
             await self.registry.commit_dns([], self._serials())
+            if self.replicate is not None:
+                await self.replicate(self.device_message())
         self._on_change()
+
+    def device_message(self) -> dict[str, Any]:
+        return {"t": "devices", "devices": sorted(self.zones.devices), "serials": self._serials()}
 
     async def knows_device(self, name: str) -> bool:
         if name in self.zones.devices:
@@ -165,8 +182,14 @@ class ZoneStore:
                 waiter.done.set()
             self._forget_pending(latest)
             return
-        _, names = self.zones.apply([c for _, c in latest.values()], serial=serial)
+        changes = [c for _, c in latest.values()]
+        _, names = self.zones.apply(changes, serial=serial)
         self.responder.invalidate(names, [zone])
+        if self.replicate is not None:
+            with trio.CancelScope(shield=True):
+                await self.replicate(
+                    {"t": "apply", "serial": serial, "changes": encode_changes(changes)}
+                )
         self._forget_pending(latest)
         self.batches += 1
         self.updates += len(batch)

@@ -62,7 +62,11 @@ def make_registry(path: Path, devices: tuple[str, ...]) -> tuple[dict[str, str],
 
 
 def write_config(
-    directory: Path, extra: str = "", rrl_rate: int = 0, max_tcp_clients: int = 1000
+    directory: Path,
+    extra: str = "",
+    rrl_rate: int = 0,
+    max_tcp_clients: int = 1000,
+    workers: int = 1,
 ) -> Path:
     transfer_key = directory / "transfer.key"
     if not transfer_key.exists():
@@ -73,6 +77,7 @@ def write_config(
 [ddnsd]
 state_dir = "state"
 registry = "state/registry.sqlite3"
+workers = {workers}
 
 [zone]
 name = "{ZONE}"
@@ -154,11 +159,12 @@ def prepare(
     extra: str = "",
     rrl_rate: int = 0,
     max_tcp_clients: int = 1000,
+    workers: int = 1,
 ) -> None:
     (directory / "state").mkdir(parents=True, exist_ok=True)
     tokens, tsig = make_registry(directory / "state" / "registry.sqlite3", devices)
     (directory / "secrets.json").write_text(json.dumps({"tokens": tokens, "tsig": tsig}))
-    write_config(directory, extra, rrl_rate, max_tcp_clients)
+    write_config(directory, extra, rrl_rate, max_tcp_clients, workers)
 
 
 @contextmanager
@@ -168,8 +174,9 @@ def running_ddnsd(
     extra: str = "",
     rrl_rate: int = 0,
     max_tcp_clients: int = 1000,
+    workers: int = 1,
 ) -> Iterator[Ddnsd]:
-    prepare(directory, devices, extra, rrl_rate, max_tcp_clients)
+    prepare(directory, devices, extra, rrl_rate, max_tcp_clients, workers)
     daemon = start(directory)
     try:
         yield daemon
