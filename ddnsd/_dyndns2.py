@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import logging
 import time
 from collections.abc import Callable
 from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 
+from protocol import canonical_address
 from registry import Registry, TokenKind, hash_secret
 
 from ._http import HttpRequest, HttpResponse
@@ -104,7 +104,7 @@ class DynDns2:
             log.exception("storing a DynDNS2 update failed")
             return _text(200, "911")
         word = "good" if result.changed else "nochg"
-        shown = ",".join(str(a) for a in addresses)
+        shown = ",".join(address for _, address in addresses)
         return _text(200, "\n".join(f"{word} {shown}" for _ in hostnames))
 
     async def _authenticate(self, header: str) -> str | None:
@@ -150,30 +150,24 @@ class DynDns2:
         return True
 
     @staticmethod
-    def _addresses(
-        params: dict[str, str], client: str
-    ) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address] | None:
+    def _addresses(params: dict[str, str], client: str) -> list[tuple[int, str]] | None:
+        """(version, canonical address) for each family given, IPv4 first; no address
+        given means the connection's own."""
         values = [v.strip() for v in params.get("myip", "").split(",") if v.strip()]
         for key in IPV6_KEYS:
             values += [v.strip() for v in params.get(key, "").split(",") if v.strip()]
         if not values:
             values = [client.split("%", 1)[0]]
-        found: dict[int, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
+        found: dict[int, str] = {}
         for value in values:
-            try:
-                address = ipaddress.ip_address(value)
-            except ValueError:
+            address = canonical_address(value)
+            if address is None:
                 return None
-            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-                address = address.ipv4_mapped
-            found.setdefault(address.version, address)
-        return [found[v] for v in sorted(found)]
+            found.setdefault(address[0], address[1])
+        return sorted(found.items())
 
     def _changes(
-        self,
-        device: str,
-        addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address],
-        offline: bool,
+        self, device: str, addresses: list[tuple[int, str]], offline: bool
     ) -> list[Change]:
         if offline:
             # Parked: no address at all until the next update.
@@ -183,6 +177,6 @@ class DynDns2:
             ]
         # Only the families given are touched: a v4-only update keeps the AAAA.
         return [
-            Change(device, "A" if a.version == 4 else "AAAA", self.default_ttl_s, (str(a),))
-            for a in addresses
+            Change(device, "A" if version == 4 else "AAAA", self.default_ttl_s, (address,))
+            for version, address in addresses
         ]

@@ -7,7 +7,6 @@ relay. Sans-IO: no sockets, no clock, no storage.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -15,6 +14,8 @@ from typing import Final
 
 from dnslib import AAAA, NS, QTYPE, RR, SOA, TXT, A, DNSLabel
 from dnslib.dns import RD
+
+from protocol import canonical_address
 
 __all__ = [
     "Change",
@@ -36,10 +37,11 @@ MAX_JOURNAL: Final = 1000  # batches kept for IXFR; older secondaries get AXFR
 
 
 def _rdata(rrtype: int, value: str) -> RD:
-    if rrtype == TYPE_A:
-        return A(str(ipaddress.IPv4Address(value)))
-    if rrtype == TYPE_AAAA:
-        return AAAA(str(ipaddress.IPv6Address(value)))
+    if rrtype in (TYPE_A, TYPE_AAAA):
+        found = canonical_address(value)
+        if found is None or found[0] != (4 if rrtype == TYPE_A else 6) or found[1] != value:
+            raise ValueError(f"{value!r} is not a canonical IPv{4 if rrtype == TYPE_A else 6}")
+        return A(value) if rrtype == TYPE_A else AAAA(value)
     if rrtype == TYPE_TXT:
         return TXT(value.encode())
     raise ValueError(f"unsupported record type {rrtype}")

@@ -39,7 +39,7 @@ from ._messages import (
     InstallRegister,
     Register,
 )
-from ._names import validate_label
+from ._names import canonical_address, validate_label
 from ._streams import StreamState
 
 __all__ = [
@@ -78,6 +78,7 @@ __all__ = [
     "StreamState",
     "WindowUpdated",
     "auth_payload",
+    "canonical_address",
     "public_key_bytes",
     "validate_label",
 ]

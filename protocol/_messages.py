@@ -7,8 +7,6 @@ Knows nothing of connection state, sockets or time (SPEC.md sections 4 and 5).
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Final, TypeAlias, TypeVar
@@ -16,7 +14,7 @@ from typing import Any, ClassVar, Final, TypeAlias, TypeVar
 import msgpack
 
 from ._errors import ErrorCode, LocalProtocolError, RemoteProtocolError
-from ._names import validate_label
+from ._names import canonical_address, validate_label
 
 __all__ = [
     "Ack",
@@ -88,22 +86,14 @@ def _check_label(value: str, name: str) -> None:
         raise _fail(str(exc)) from None
 
 
-_IPV4_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4 = re.compile(rf"(?:{_IPV4_OCTET}\.){{3}}{_IPV4_OCTET}")
-
-
 def _check_address(value: str, name: str, version: int | None = None) -> None:
-    # Canonical dotted quads are by far the most common: match them without ipaddress.
-    if version != 6 and type(value) is str and _IPV4.fullmatch(value):
-        return
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        raise _fail(f"{name} must be an IP address, got {value!r}") from None
-    if version is not None and address.version != version:
+    found = canonical_address(value)
+    if found is None:
+        raise _fail(f"{name} must be an IP address, got {value!r}")
+    if version is not None and found[0] != version:
         raise _fail(f"{name} must be an IPv{version} address, got {value!r}")
-    if str(address) != value:
-        raise _fail(f"{name} must be in canonical form ({address}), got {value!r}")
+    if found[1] != value:
+        raise _fail(f"{name} must be in canonical form ({found[1]}), got {value!r}")
 
 
 def _check_addresses(values: tuple[str, ...], name: str) -> None:

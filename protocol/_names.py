@@ -1,15 +1,38 @@
-"""Syntax of the names the protocol carries: device and service names are DNS labels.
+"""Syntax of the names and addresses the protocol carries: device and service names are DNS
+labels, addresses are IP addresses in canonical text form.
 
-One definition serves the wire codec, the registry and the daemons' configs.
+One definition serves the wire codec, the registry, ddnsd and the daemons' configs.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
-__all__ = ["validate_label"]
+__all__ = ["canonical_address", "validate_label"]
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_IPV4_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"(?:{_IPV4_OCTET}\.){{3}}{_IPV4_OCTET}")
+
+
+def canonical_address(value: object) -> tuple[int, str] | None:
+    """(IP version, canonical text) of an IP address, or None if `value` is not one.
+
+    IPv4-mapped IPv6 addresses are given as the IPv4 address they carry. Canonical dotted
+    quads, by far the most common input, are recognised without the ipaddress module.
+    """
+    if type(value) is not str:
+        return None
+    if _IPV4.fullmatch(value):
+        return 4, value
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.version, str(address)
 
 
 def validate_label(name: object, what: str = "name") -> str:
