@@ -77,7 +77,7 @@ def wait_for_dns(port: int, timeout_s: float = 30.0) -> None:
 
 @contextmanager
 def process(
-    command: list[str], core: int, log: Path, **kwargs: object
+    command: list[str], core: int | str, log: Path, **kwargs: object
 ) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -225,10 +225,10 @@ def ddnsd_registry(path: Path, count: int) -> dict[str, str]:
 
 @contextmanager
 def ddnsd(
-    workdir: Path, count: int, core: int, dyndns2: bool = False
+    workdir: Path, count: int, core: int | str, dyndns2: bool = False, workers: int = 1
 ) -> Iterator[tuple[int, str, dict[str, str]]]:
     """(DNS port, DynDNS2 host:port or "", tokens)."""
-    directory = workdir / "ddnsd"
+    directory = workdir / f"ddnsd-{workers}"
     directory.mkdir()
     tokens = ddnsd_registry(directory / "registry.sqlite3", count)
     port = free_port()
@@ -240,6 +240,7 @@ def ddnsd(
     (directory / "ddnsd.toml").write_text(
         textwrap.dedent(f"""
         [ddnsd]
+        workers = {workers}
         state_dir = "{directory}"
         registry = "{directory}/registry.sqlite3"
         [zone]
@@ -257,6 +258,11 @@ def ddnsd(
         [str(BIN / "ddnsd"), "--config", str(directory / "ddnsd.toml")], core, directory / "log"
     ):
         wait_for_dns(port)
+        deadline = time.monotonic() + 30
+        while not (directory / "listening.json").exists():  # written once workers are up
+            if time.monotonic() > deadline:
+                raise RuntimeError("ddnsd did not finish starting")
+            time.sleep(0.05)
         listening = json.loads((directory / "listening.json").read_text())
         yield port, (listening.get("dyndns2") or [""])[0], tokens
 

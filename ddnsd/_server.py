@@ -27,6 +27,8 @@ OPCODE_NOTIFY: Final = 4
 OPCODE_UPDATE: Final = 5
 TYPE_AXFR: Final = 252
 TYPE_IXFR: Final = 251
+RCODE_FORMERR: Final = 1
+LOG_PER_SECOND: Final = 10
 
 #: (message, client address, transport is TCP) -> replies to send, in order
 MessageHandler = Callable[[bytes, str, bool], Awaitable[list[bytes]]]
@@ -74,6 +76,24 @@ class DnsServer:
         self.tcp_clients = 0
         self.queries = 0
         self.dropped = 0
+        self.malformed = 0
+        self._log_window = 0.0
+        self._log_count = 0
+        self._log_suppressed = 0
+
+    def _note_malformed(self, address: str, now: float, outcome: str) -> None:
+        """One log line per malformed message, at most LOG_PER_SECOND a second in all, with
+        the client's address masked to its prefix (privacy rule 2)."""
+        self.malformed += 1
+        if now - self._log_window >= 1.0:
+            if self._log_suppressed:
+                log.warning("%d more malformed messages were not logged", self._log_suppressed)
+            self._log_window, self._log_count, self._log_suppressed = now, 0, 0
+        if self._log_count < LOG_PER_SECOND:
+            self._log_count += 1
+            log.warning("malformed message from %s: %s", self.rate_limiter.masked(address), outcome)
+        else:
+            self._log_suppressed += 1
 
     # -- UDP --------------------------------------------------------------------------------
 
@@ -103,7 +123,10 @@ class DnsServer:
                     response = respond(query)
                     if response is None:
                         self.dropped += 1
+                        self._note_malformed(address[0], now, "dropped")
                         continue
+                    if response[3] & 0x0F == RCODE_FORMERR:
+                        self._note_malformed(address[0], now, "FORMERR")
                     verdict = check(address[0], now)
                     if verdict is Verdict.DROP:
                         continue
@@ -208,4 +231,6 @@ class DnsServer:
             ):
                 return await self.transfers(message, peer, True)
         response = self.responder.respond(message, tcp=True)
+        if response is None or response[3] & 0x0F == RCODE_FORMERR:
+            self._note_malformed(peer, trio.current_time(), "FORMERR" if response else "dropped")
         return [response] if response is not None else []

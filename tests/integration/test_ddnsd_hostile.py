@@ -92,6 +92,9 @@ def test_garbage_datagrams_get_formerr_or_silence(ddnsd: Ddnsd) -> None:
             assert reply[:2] == packet[:2]
     assert query_ok(ddnsd)
     assert ddnsd.process.poll() is None
+    lines = [line for line in ddnsd.log().splitlines() if "malformed message" in line]
+    assert lines, ddnsd.log()
+    assert all("127.0.0.0/24" in line and "127.0.0.1" not in line for line in lines)
 
 
 def test_slow_or_lying_tcp_clients_are_cut_off_and_others_served(ddnsd: Ddnsd) -> None:
