@@ -9,6 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 # only when missing: dig and nsupdate, kdig, ddclient, inadyn, NSD and Knot, dnsperf, wrk, curl.
 DEB_PACKAGES := bind9-dnsutils knot-dnsutils ddclient inadyn nsd knot dnsperf wrk curl
 STATE_DIR ?= ./var
+BASE_PORT ?= 5300
 
 .PHONY: test run lint typecheck unit deps bench clean
 
@@ -42,11 +43,12 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
 
-bench: $(STAMP)
+bench: $(STAMP) deps
 	$(BIN)/python bench/protocol.py
+	$(BIN)/python bench/dns.py
 
 run: $(STAMP)
-	$(BIN)/nascloud run --state-dir $(STATE_DIR)
+	$(BIN)/nascloud run --state-dir $(STATE_DIR) --base-port $(BASE_PORT)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

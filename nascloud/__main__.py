@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from config import package_version
-from registry import SQLiteBackend
 
 DESCRIPTION = "Operate a nascloud installation: accounts, devices, tokens, access logs."
 
@@ -19,29 +18,29 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser(
         "run",
-        help="prepare and start the local development stack",
-        description="Prepare the state directory of a local stack and start what this build has.",
+        help="run the local stack in the foreground, on loopback",
+        description=(
+            "Start the local stack on loopback with a demo device, print what to try, "
+            "and write the endpoints to <state dir>/endpoints.json. Ctrl-C stops."
+        ),
     )
     run.add_argument("--state-dir", type=Path, default=Path("var"), help="default: ./var")
+    run.add_argument(
+        "--base-port",
+        type=int,
+        default=5300,
+        help="every port is derived from it: DNS on N, DynDNS2 on N+1 (default: 5300)",
+    )
     return parser
-
-
-def run(state_dir: Path) -> int:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    registry_path = state_dir / "registry.sqlite3"
-    backend = SQLiteBackend(registry_path)
-    version = backend.schema_version()
-    backend.close()
-    print(f"registry: {registry_path.resolve()} (schema version {version})")
-    print("No daemon in this build serves the network yet; nothing more to start.")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "run":
-        return run(args.state_dir)
+        from ._run import run_stack
+
+        return run_stack(args.state_dir, args.base_port)
     parser.print_help(sys.stderr)
     return 2
 

@@ -54,11 +54,55 @@ def test_check_config_on_a_missing_file_says_so(script: str, tmp_path: Path) -> 
     assert "cannot read: No such file or directory" in result.stderr
 
 
-def test_nascloud_run_prepares_the_state_directory(tmp_path: Path) -> None:
-    state = tmp_path / "var"
-    result = run("nascloud", "run", "--state-dir", str(state))
-    assert result.returncode == 0, result.stderr
-    assert (state / "registry.sqlite3").is_file()
-    from registry import MIGRATIONS
+def test_nascloud_run_serves_the_printed_commands(tmp_path: Path) -> None:
+    import json
+    import signal
+    import socket
+    import time
 
-    assert f"schema version {len(MIGRATIONS)}" in result.stdout
+    import dns.message
+    import dns.query
+
+    state = tmp_path / "var"
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    base_port = probe.getsockname()[1]
+    probe.close()
+    stack = subprocess.Popen(
+        [str(BIN / "nascloud"), "run", "--state-dir", str(state), "--base-port", str(base_port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (state / "endpoints.json").exists():
+            assert stack.poll() is None and time.monotonic() < deadline, "did not start"
+            time.sleep(0.1)
+        endpoints = json.loads((state / "endpoints.json").read_text())
+        assert endpoints["dns"] == {"host": "127.0.0.1", "port": base_port}
+        dyndns2 = endpoints["dyndns2"]
+        host = endpoints["demo_device"]["hostname"]
+        reply = subprocess.run(
+            [
+                "curl",
+                "-s",
+                "-u",
+                f"{dyndns2['username']}:{dyndns2['password']}",
+                f"{dyndns2['url']}?hostname={host}&myip=198.51.100.7",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        assert reply.strip() == "good 198.51.100.7"
+        response = dns.query.udp(
+            dns.message.make_query(host, "A"), "127.0.0.1", port=base_port, timeout=5
+        )
+        assert response.answer[0][0].address == "198.51.100.7"
+    finally:
+        stack.send_signal(signal.SIGINT)
+        output, _ = stack.communicate(timeout=30)
+    assert stack.returncode == 0, output
+    assert f"dig @127.0.0.1 -p {base_port} {host} A" in output
