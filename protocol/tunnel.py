@@ -36,7 +36,7 @@ from ._events import (
 )
 from ._messages import AppMessage
 
-__all__ = ["Authenticator", "Tunnel", "TunnelStream", "open_tunnel"]
+__all__ = ["Authenticator", "Tunnel", "TunnelStream", "join_streams", "open_tunnel"]
 
 #: Server side: given who the client claims to be, return the public key registered for it,
 #: or None if there is none (the client is then refused without learning why).
@@ -195,6 +195,16 @@ class TunnelStream(trio.abc.HalfCloseableStream):
         self._tunnel.conn.end_stream(self.stream_id)
         self._tunnel._wake_writer()
         self._tunnel._forget_if_done(self)
+
+    async def reset(self, error_code: int = ErrorCode.CANCEL) -> None:
+        """Abandon the stream in both directions with a reason the peer sees."""
+        if not self._closed and not self._broken:
+            tunnel = self._tunnel
+            if tunnel.conn.state is ConnectionState.OPEN and self.stream_id in tunnel.conn.streams:
+                tunnel.conn.reset_stream(self.stream_id, error_code)
+                tunnel._wake_writer()
+            self._broken = True
+        await self.aclose()
 
     async def aclose(self) -> None:
         """Close both directions: END_STREAM if we had not sent it, and RESET(CANCEL) if the
@@ -672,3 +682,44 @@ async def open_tunnel(
         finally:
             with trio.CancelScope(shield=True):
                 await tunnel.aclose()
+
+
+async def join_streams(
+    a: trio.abc.Stream, b: trio.abc.Stream, *, chunk_bytes: int = 256 * 1024
+) -> tuple[int, int]:
+    """Copy bytes both ways between two streams until both directions have ended.
+
+    An EOF in one direction is passed on as a half-close (send_eof) where the other stream
+    supports it, so protocols that finish sending before reading keep working. If either
+    stream breaks, both are closed. Returns the bytes copied from `a` to `b` and back.
+    """
+    counts = [0, 0]
+
+    async def copy(source: trio.abc.Stream, sink: trio.abc.Stream, index: int) -> None:
+        while True:
+            data = await source.receive_some(chunk_bytes)
+            if not data:
+                break
+            await sink.send_all(data)
+            counts[index] += len(data)
+        if isinstance(sink, trio.abc.HalfCloseableStream):
+            await sink.send_eof()
+        else:
+            await sink.aclose()
+
+    try:
+        async with trio.open_nursery() as nursery:
+
+            async def guarded(source: trio.abc.Stream, sink: trio.abc.Stream, index: int) -> None:
+                try:
+                    await copy(source, sink, index)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    nursery.cancel_scope.cancel()
+
+            nursery.start_soon(guarded, a, b, 0)
+            nursery.start_soon(guarded, b, a, 1)
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(a)
+            await trio.aclose_forcefully(b)
+    return counts[0], counts[1]

@@ -1,0 +1,155 @@
+"""The NAS side: one outbound TLS tunnel to the relay, local services behind it.
+
+Authenticates with the device key (made on first run, mode 0600), reconnects with exponential
+backoff and full jitter up to a cap, and for each stream the relay opens connects the local
+service the stream names, if it is listed, and copies both ways. Default deny: a stream for
+any other service is reset.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import ssl
+from pathlib import Path
+
+import trio
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+import protocol
+from config import AgentConfig, HostPort
+from protocol.tunnel import Tunnel, TunnelStream, join_streams, open_tunnel
+
+__all__ = ["Agent", "load_or_create_key", "main_async"]
+
+log = logging.getLogger("nascloud-agent")
+
+
+def load_or_create_key(path: Path) -> Ed25519PrivateKey:
+    """The device key: read it, or make one readable by this user only."""
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"{path} does not hold an Ed25519 key")
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as out:
+        out.write(pem)
+    return key
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, rng: random.Random | None = None) -> None:
+        if config.agent.device_name is None:
+            raise ValueError("install mode is not supported by this build: set device_name")
+        self.config = config
+        self.device = config.agent.device_name
+        self.key = load_or_create_key(config.agent.key_file)
+        self.rng = rng or random.SystemRandom()
+        self.tunnel: Tunnel | None = None
+        self.connected = trio.Event()
+        self.attempts = 0
+        self.streams_served = 0
+        self.streams_refused = 0
+
+    def _context(self) -> ssl.SSLContext:
+        relay = self.config.relay
+        if relay.ca_file is None:
+            raise ValueError("certificate pinning is not supported by this build: set ca_file")
+        return ssl.create_default_context(cafile=str(relay.ca_file))
+
+    def delay(self, failures: int) -> float:
+        """Exponential backoff with full jitter, capped (the AWS architecture blog's form)."""
+        reconnect = self.config.reconnect
+        ceiling = min(reconnect.max_delay_s, reconnect.initial_delay_s * 2 ** min(failures, 30))
+        return self.rng.uniform(0, ceiling)
+
+    async def run(self) -> None:
+        failures = 0
+        addresses = self.config.relay.addresses
+        while True:
+            address = addresses[failures % len(addresses)]
+            try:
+                await self._session(address)
+                failures = 0  # it was up: start the backoff afresh
+            except (OSError, trio.BrokenResourceError, trio.TooSlowError, ssl.SSLError) as exc:
+                log.warning("relay %s unreachable: %s", address, exc)
+            except protocol.RemoteProtocolError as exc:
+                log.warning("relay %s refused the tunnel: %s", address, exc)
+            failures += 1
+            self.attempts += 1
+            await trio.sleep(self.delay(failures))
+
+    async def _session(self, address: HostPort) -> None:
+        relay = self.config.relay
+        with trio.fail_after(30):
+            stream = await trio.open_tcp_stream(address.host, address.port)
+            tls = trio.SSLStream(stream, self._context(), server_hostname=relay.server_name)
+            await tls.do_handshake()
+        conn = protocol.Connection(
+            protocol.Role.CLIENT,
+            server_name=relay.server_name,
+            credentials=protocol.Credentials(protocol.AuthKind.DEVICE, self.device, self.key),
+        )
+        async with open_tunnel(
+            tls,
+            conn,
+            keepalive_interval_s=relay.keepalive_interval_s,
+            keepalive_timeout_s=relay.keepalive_timeout_s,
+        ) as tunnel:
+            self.tunnel = tunnel
+            self.connected.set()
+            log.info("tunnel up to %s as %s", address, self.device)
+            await tunnel.send_message(
+                protocol.Register(services=tuple(sorted(self.config.services)))
+            )
+            async with trio.open_nursery() as nursery:
+                while True:
+                    try:
+                        stream_in = await tunnel.accept_stream()
+                    except trio.BrokenResourceError:
+                        break
+                    nursery.start_soon(self._serve_stream, stream_in)
+                nursery.cancel_scope.cancel()
+        self.tunnel = None
+        self.connected = trio.Event()
+        log.info("tunnel to %s closed: %s", address, tunnel.error or "by the relay")
+
+    async def _serve_stream(self, stream: TunnelStream) -> None:
+        target = self.config.services.get(stream.service)
+        if target is None:
+            self.streams_refused += 1
+            await stream.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)
+            return
+        try:
+            local = await trio.open_tcp_stream(target.host, target.port)
+        except OSError:
+            self.streams_refused += 1
+            await stream.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)
+            return
+        self.streams_served += 1
+        await join_streams(stream, local)
+
+
+async def main_async(config: AgentConfig, config_path: Path | None = None) -> int:
+    agent = Agent(config)
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(agent.run)
+            async for signum in signals:
+                log.info("stopping on %s", signal.Signals(signum).name)
+                if agent.tunnel is not None:
+                    await agent.tunnel.aclose()
+                nursery.cancel_scope.cancel()
+                break
+    return 0

@@ -1,0 +1,331 @@
+"""relayd as a process: the agents' tunnel listener and the browsers' ingress.
+
+HTTPS is routed by the ClientHello's server name and passed through untouched: the NAS ends
+TLS, so the relay never holds plaintext. Plain HTTP is answered with a redirect to HTTPS.
+Only metadata is logged, with client addresses masked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import ssl
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h11
+import trio
+
+import protocol
+from config import HostPort, RelaydConfig
+from protocol.tunnel import Tunnel, join_streams, open_tunnel
+from registry import Registry
+
+from ._sni import NeedMore, ServerName, parse_client_hello
+
+__all__ = ["Relayd", "main_async", "serve"]
+
+log = logging.getLogger("relayd")
+
+
+def mask(address: str) -> str:
+    """An address as operational logs may show it (privacy rule 2)."""
+    if ":" in address:
+        groups = address.split(":")
+        return ":".join(groups[:3]) + "::/48"
+    parts = address.split(".")
+    return ".".join([*parts[:3], "0"]) if len(parts) == 4 else "?"
+
+
+@dataclass
+class Relayd:
+    config: RelaydConfig
+    registry: Registry
+    tunnels: dict[str, Tunnel] = field(default_factory=dict)
+    per_address: Counter[str] = field(default_factory=Counter)
+    listening: dict[str, list[str]] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)
+
+    # -- routing ---------------------------------------------------------------------------
+
+    def device_for(self, host: str) -> str | None:
+        """The device a host name under the link zone belongs to: `<device>.<zone>` and every
+        name below it."""
+        zone = self.config.ingress.link_zone
+        host = host.lower().rstrip(".")
+        if not host.endswith("." + zone):
+            return None
+        labels = host[: -len(zone) - 1].split(".")
+        return labels[-1] or None
+
+    # -- agents ----------------------------------------------------------------------------
+
+    async def _authenticate(self, request: protocol.AuthenticationRequested) -> bytes | None:
+        device = await self.registry.get_device(request.name)
+        return device.public_key if device is not None else None
+
+    async def agent_connection(self, stream: trio.SocketStream, context: ssl.SSLContext) -> None:
+        address = stream.socket.getpeername()[0]
+        limits = self.config.limits
+        if self.per_address[address] >= limits.max_tunnels_per_address:
+            self.counts["tunnel_refused_limit"] += 1
+            await trio.aclose_forcefully(stream)
+            return
+        self.per_address[address] += 1
+        tls = trio.SSLStream(stream, context, server_side=True)
+        conn = protocol.Connection(
+            protocol.Role.SERVER,
+            server_name=self.config.relay.name,
+            nonce=os.urandom(32),
+            settings=protocol.Settings(max_streams=limits.max_streams_per_tunnel),
+            accepted_kinds=frozenset({protocol.AuthKind.DEVICE}),
+        )
+        name = ""
+        try:
+            with trio.fail_after(limits.handshake_timeout_s):
+                await tls.do_handshake()
+            async with open_tunnel(
+                tls,
+                conn,
+                authenticate=self._authenticate,
+                handshake_timeout_s=limits.handshake_timeout_s,
+                keepalive_interval_s=self.config.tunnel.keepalive_interval_s,
+                keepalive_timeout_s=self.config.tunnel.keepalive_timeout_s,
+            ) as tunnel:
+                name = conn.peer_name
+                previous = self.tunnels.get(name)
+                self.tunnels[name] = tunnel
+                if previous is not None:
+                    # The same device again (it reconnected): the new tunnel wins.
+                    self.counts["tunnel_replaced"] += 1
+                    await previous.aclose(protocol.ErrorCode.CANCEL, "replaced by a new tunnel")
+                self.counts["tunnel_up"] += 1
+                log.info("tunnel up for %s from %s", name, mask(address))
+                await self.registry.device_seen(name)
+                await self._messages(tunnel)
+        except (protocol.RemoteProtocolError, trio.TooSlowError) as exc:
+            self.counts["tunnel_refused"] += 1
+            log.info("tunnel from %s refused: %s", mask(address), exc)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            self.per_address[address] -= 1
+            if not self.per_address[address]:
+                del self.per_address[address]
+            if name and self.tunnels.get(name) is not None and self.tunnels[name].closed:
+                del self.tunnels[name]
+            await trio.aclose_forcefully(tls)
+
+    async def _messages(self, tunnel: Tunnel) -> None:
+        while True:
+            try:
+                message = await tunnel.receive_message()
+            except trio.BrokenResourceError:
+                return
+            if isinstance(message, protocol.Register):
+                self.counts["register"] += 1  # presence: kept in memory with the tunnel
+            else:
+                request_id = getattr(message, "request_id", None)
+                await tunnel.send_message(
+                    protocol.Error(
+                        protocol.ErrorCode.INVALID_REQUEST, "not handled here", request_id
+                    )
+                )
+
+    # -- browsers --------------------------------------------------------------------------
+
+    async def https_connection(self, stream: trio.SocketStream) -> None:
+        client, port = stream.socket.getpeername()[:2]
+        limits = self.config.limits
+        data = b""
+        result: object = NeedMore()
+        try:
+            with trio.move_on_after(limits.handshake_timeout_s):
+                while isinstance(result, NeedMore):
+                    chunk = await stream.receive_some(limits.max_client_hello_bytes)
+                    if not chunk:
+                        break
+                    data += chunk
+                    result = parse_client_hello(data, limits.max_client_hello_bytes)
+            device = (
+                self.device_for(result.name)
+                if isinstance(result, ServerName) and result.name
+                else None
+            )
+            tunnel = self.tunnels.get(device) if device else None
+            if tunnel is None or tunnel.closed:
+                # Unknown name, no SNI, garbage or a device that is not connected: the same
+                # silent close for all, so nothing tells whether a device exists.
+                self.counts["https_refused"] += 1
+                return
+            try:
+                tunnel_stream = await tunnel.open_stream("web", client, port)
+            except (trio.BrokenResourceError, protocol.LocalProtocolError):
+                self.counts["https_refused"] += 1
+                return
+            await tunnel_stream.send_all(data)
+            self.counts["https_connections"] += 1
+            sent, received = await join_streams(stream, tunnel_stream)
+            log.info(
+                "https %s from %s: %d bytes in, %d out",
+                device,
+                mask(client),
+                sent + len(data),
+                received,
+            )
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def http_connection(self, stream: trio.SocketStream) -> None:
+        limits = self.config.limits
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_http_head_bytes)
+        try:
+            headers: list[tuple[str, str]] = []
+            status, body = 408, b"request timeout\n"
+            with trio.move_on_after(limits.handshake_timeout_s):
+                status, headers, body = await self._http_answer(stream, conn)
+            response = h11.Response(
+                status_code=status,
+                headers=[
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Content-Length", str(len(body))),
+                    ("Connection", "close"),
+                    *headers,
+                ],
+            )
+            out = conn.send(response) if conn.our_state in (h11.SEND_RESPONSE,) else None
+            if out is None:
+                out = _raw_response(status, body)
+            else:
+                out += conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
+            self.counts[f"http_{status}"] += 1
+            with trio.move_on_after(5):
+                await stream.send_all(out)
+        except (
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+            OSError,
+            h11.LocalProtocolError,
+        ):
+            pass
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _http_answer(
+        self, stream: trio.SocketStream, conn: h11.Connection
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                if exc.error_status_hint == 431 or "too long" in str(exc):
+                    return 431, [], b"request header fields too large\n"
+                return 400, [], b"bad request\n"
+            if event is h11.NEED_DATA:
+                data = await stream.receive_some(65536)
+                if not data:
+                    return 400, [], b"bad request\n"
+                conn.receive_data(data)
+                continue
+            if isinstance(event, h11.Request):
+                host = dict(event.headers).get(b"host", b"").decode("latin-1")
+                hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+                device = self.device_for(hostname)
+                if device is None:
+                    return 404, [], b"not found\n"
+                target = event.target.decode("latin-1")
+                https = self.config.ingress.https_listen
+                port = f":{https.port}" if https is not None and https.port != 443 else ""
+                location = f"https://{hostname}{port}{target}"
+                return 308, [("Location", location)], b"use https\n"
+            return 400, [], b"bad request\n"
+
+
+def _raw_response(status: int, body: bytes) -> bytes:
+    reasons = {
+        400: "Bad Request",
+        404: "Not Found",
+        408: "Request Timeout",
+        431: "Request Header Fields Too Large",
+    }
+    head = (
+        f"HTTP/1.1 {status} {reasons.get(status, '')}\r\nContent-Type: text/plain; charset=utf-8"
+        f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def _tls_server_context(config: RelaydConfig) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.tunnel.cert_file, config.tunnel.key_file)
+    return context
+
+
+async def _listener(address: HostPort) -> trio.SocketListener:
+    return (await trio.open_tcp_listeners(address.port, host=address.host))[0]
+
+
+def _bound(listener: trio.SocketListener) -> str:
+    host, port = listener.socket.getsockname()[:2]
+    return str(HostPort(host, port))
+
+
+async def serve(
+    config: RelaydConfig, *, task_status: trio.TaskStatus[Relayd] = trio.TASK_STATUS_IGNORED
+) -> None:
+    state_dir = config.relay.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    registry = Registry.open_sqlite(config.relay.registry)
+    relay = Relayd(config, registry)
+    context = _tls_server_context(config)
+    try:
+        async with trio.open_nursery() as nursery:
+            listeners = await nursery.start(
+                trio.serve_listeners,
+                lambda s: relay.agent_connection(s, context),
+                [await _listener(config.tunnel.listen)],
+            )
+            relay.listening["tunnel"] = [_bound(listeners[0])]
+            if config.ingress.https_listen is not None:
+                listeners = await nursery.start(
+                    trio.serve_listeners,
+                    relay.https_connection,
+                    [await _listener(config.ingress.https_listen)],
+                )
+                relay.listening["https"] = [_bound(listeners[0])]
+            if config.ingress.http_listen is not None:
+                listeners = await nursery.start(
+                    trio.serve_listeners,
+                    relay.http_connection,
+                    [await _listener(config.ingress.http_listen)],
+                )
+                relay.listening["http"] = [_bound(listeners[0])]
+            path = state_dir / "listening.json"
+            path.with_suffix(".tmp").write_text(json.dumps(relay.listening, indent=2) + "\n")
+            os.replace(path.with_suffix(".tmp"), path)
+            log.info("relay %s listening: %s", config.relay.name, relay.listening)
+            task_status.started(relay)
+    finally:
+        with trio.CancelScope(shield=True):
+            await registry.aclose()
+
+
+async def main_async(config: RelaydConfig, config_path: Path | None = None) -> int:
+    """Serve until SIGTERM or SIGINT; on the way out, tunnels get GOAWAY."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            relay: Relayd = await nursery.start(serve, config)
+            async for signum in signals:
+                log.info("stopping on %s", signal.Signals(signum).name)
+                with trio.move_on_after(config.limits.drain_timeout_s):
+                    async with trio.open_nursery() as drains:
+                        for tunnel in list(relay.tunnels.values()):
+                            drains.start_soon(tunnel.drain, config.limits.drain_timeout_s)
+                nursery.cancel_scope.cancel()
+                break
+    return 0

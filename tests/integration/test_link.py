@@ -1,0 +1,306 @@
+"""A NAS with no open port reached through relayd, end to end, with real processes: a test
+NAS web server (HTTPS with its own certificate), nascloud-agent, relayd, and curl."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import trio
+import trustme
+
+from nasagent._agent import load_or_create_key
+from protocol import public_key_bytes
+from registry import Registry
+
+BIN = Path(sys.executable).parent
+LINK_ZONE = "link.test"
+
+
+class NasHandler(BaseHTTPRequestHandler):
+    """The NAS's own web UI, as far as these tests need it."""
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/big/"):
+            size = int(self.path.split("/")[2])
+            self.send_response(200)
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            chunk = b"x" * 65536
+            left = size
+            while left:
+                self.wfile.write(chunk[: min(left, len(chunk))])
+                left -= min(left, len(chunk))
+            return
+        body = f"hello from the NAS, you asked for {self.path}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        digest = hashlib.sha256()
+        left = length
+        while left:
+            data = self.rfile.read(min(left, 1 << 20))
+            digest.update(data)
+            left -= len(data)
+        body = digest.hexdigest().encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@dataclass
+class Link:
+    directory: Path
+    ca: trustme.CA
+    relay: subprocess.Popen[bytes]
+    agent: subprocess.Popen[bytes]
+    https_port: int
+    http_port: int
+    tunnel_port: int
+
+    def curl(self, *args: str, host: str = f"nas1.{LINK_ZONE}") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "--max-time",
+                "60",
+                "--resolve",
+                f"{host}:{self.https_port}:127.0.0.1",
+                "--resolve",
+                f"{host}:{self.http_port}:127.0.0.1",
+                "--cacert",
+                str(self.directory / "ca.pem"),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+
+def _wait(predicate: object, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def _start_relay(directory: Path) -> tuple[subprocess.Popen[bytes], dict[str, list[str]]]:
+    listening = directory / "relay-state" / "listening.json"
+    listening.unlink(missing_ok=True)
+    with (directory / "relayd.log").open("ab") as log:  # the child keeps its own copy
+        process = subprocess.Popen(
+            [str(BIN / "relayd"), "--config", str(directory / "relayd.toml")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    _wait(lambda: listening.exists() or process.poll() is not None, 20, "relayd")
+    assert process.poll() is None, (directory / "relayd.log").read_text()
+    return process, json.loads(listening.read_text())
+
+
+@pytest.fixture
+def link(tmp_path: Path) -> Iterator[Link]:
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    relay_cert = ca.issue_cert("relay.test")
+    relay_cert.private_key_pem.write_to_path(str(tmp_path / "relay.key"))
+    relay_cert.cert_chain_pems[0].write_to_path(str(tmp_path / "relay.crt"))
+    nas_cert = ca.issue_cert(f"nas1.{LINK_ZONE}", f"*.nas1.{LINK_ZONE}")
+    nas_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    nas_cert.configure_cert(nas_context)
+    nas = ThreadingHTTPServer(("127.0.0.1", 0), NasHandler)
+    nas.socket = nas_context.wrap_socket(nas.socket, server_side=True)
+    threading.Thread(target=nas.serve_forever, daemon=True).start()
+
+    key = load_or_create_key(tmp_path / "agent" / "device.key")
+    assert oct((tmp_path / "agent" / "device.key").stat().st_mode & 0o777) == "0o600"
+
+    async def enrol() -> None:
+        registry = Registry.open_sqlite(tmp_path / "registry.sqlite3")
+        owner = await registry.create_account("owner@example.org", "Owner")
+        await registry.enrol_device(owner.account_id, "nas1", public_key_bytes(key))
+        await registry.aclose()
+
+    trio.run(enrol)
+    tunnel_port, https_port, http_port = _free_ports(3)
+    (tmp_path / "relayd.toml").write_text(
+        f"""
+[relay]
+name = "relay.test"
+state_dir = "relay-state"
+registry = "registry.sqlite3"
+[tunnel]
+listen = "127.0.0.1:{tunnel_port}"
+cert_file = "relay.crt"
+key_file = "relay.key"
+[ingress]
+link_zone = "{LINK_ZONE}"
+https_listen = "127.0.0.1:{https_port}"
+http_listen = "127.0.0.1:{http_port}"
+[limits]
+drain_timeout_s = 2
+"""
+    )
+    relay, listening = _start_relay(tmp_path)
+    ports = {k: int(v[0].rsplit(":", 1)[1]) for k, v in listening.items()}
+    (tmp_path / "agent.toml").write_text(
+        f"""
+[agent]
+device_name = "nas1"
+key_file = "agent/device.key"
+state_dir = "agent"
+[relay]
+addresses = ["127.0.0.1:{ports["tunnel"]}"]
+server_name = "relay.test"
+ca_file = "ca.pem"
+[services]
+web = "127.0.0.1:{nas.server_address[1]}"
+[reconnect]
+initial_delay_s = 0.1
+max_delay_s = 1
+"""
+    )
+    with (tmp_path / "agent.log").open("ab") as log:
+        agent = subprocess.Popen(
+            [str(BIN / "nascloud-agent"), "--config", str(tmp_path / "agent.toml")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    result = Link(tmp_path, ca, relay, agent, ports["https"], ports["http"], ports["tunnel"])
+    _wait(
+        lambda: result.curl(f"https://nas1.{LINK_ZONE}:{result.https_port}/").returncode == 0,
+        20,
+        "the tunnel",
+    )
+    try:
+        yield result
+    finally:
+        for process in (result.agent, result.relay):
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        nas.shutdown()
+        nas.server_close()
+
+
+def test_the_page_arrives_with_the_nas_certificate(link: Link) -> None:
+    done = link.curl("-v", f"https://nas1.{LINK_ZONE}:{link.https_port}/status?x=1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "hello from the NAS, you asked for /status?x=1\n"
+    assert f'subjectAltName: host "nas1.{LINK_ZONE}" matched' in done.stderr
+    # Names under the device's name reach it too.
+    deep = link.curl(
+        f"https://files.nas1.{LINK_ZONE}:{link.https_port}/", host=f"files.nas1.{LINK_ZONE}"
+    )
+    assert deep.returncode == 0 and deep.stdout.startswith("hello from the NAS"), deep.stderr
+
+
+def test_the_relay_never_sees_plaintext_or_keeps_a_canary(link: Link) -> None:
+    canary = "canary-" + os.urandom(8).hex()
+    done = link.curl(
+        "-H",
+        f"X-Secret: {canary}",
+        "--data",
+        canary,
+        f"https://nas1.{LINK_ZONE}:{link.https_port}/{canary}?q={canary}",
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == hashlib.sha256(canary.encode()).hexdigest()
+    link.relay.send_signal(signal.SIGTERM)
+    link.relay.wait(timeout=10)
+    for path in link.directory.rglob("*"):
+        if path.is_file() and "agent" not in path.name and path.name not in ("test_link.py",):
+            if path.name in ("agent.log",):
+                continue
+            assert canary.encode() not in path.read_bytes(), path
+
+
+def test_large_bodies_pass_both_ways(link: Link) -> None:
+    size = 100 * 1024 * 1024
+    down = link.curl(
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{size_download}",
+        f"https://nas1.{LINK_ZONE}:{link.https_port}/big/{size}",
+    )
+    assert down.returncode == 0 and int(down.stdout) == size, down.stderr
+    payload = link.directory / "upload.bin"
+    payload.write_bytes(os.urandom(8 * 1024 * 1024))
+    up = link.curl("--data-binary", f"@{payload}", f"https://nas1.{LINK_ZONE}:{link.https_port}/up")
+    assert up.stdout == hashlib.sha256(payload.read_bytes()).hexdigest(), up.stderr
+
+
+def test_unknown_names_and_missing_sni_get_a_silent_close(link: Link) -> None:
+    unknown = link.curl(f"https://nas9.{LINK_ZONE}:{link.https_port}/", host=f"nas9.{LINK_ZONE}")
+    assert unknown.returncode != 0
+    with socket.create_connection(("127.0.0.1", link.https_port), timeout=5) as sock:
+        context = ssl.create_default_context(cafile=str(link.directory / "ca.pem"))
+        context.check_hostname = False
+        with pytest.raises((ssl.SSLError, OSError)):
+            context.wrap_socket(sock)  # no server_hostname: no SNI
+    with socket.create_connection(("127.0.0.1", link.https_port), timeout=5) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: nas1.link.test\r\n\r\n")
+        assert sock.recv(100) == b""
+    # The relay keeps serving the real device.
+    assert link.curl(f"https://nas1.{LINK_ZONE}:{link.https_port}/").returncode == 0
+
+
+def test_plain_http_is_redirected_to_https(link: Link) -> None:
+    done = link.curl("-i", f"http://nas1.{LINK_ZONE}:{link.http_port}/settings?tab=2")
+    assert done.stdout.startswith("HTTP/1.1 308"), done.stdout
+    assert (
+        f"location: https://nas1.{LINK_ZONE}:{link.https_port}/settings?tab=2"
+        in done.stdout.lower()
+    )
+    unknown = link.curl("-i", f"http://other.example:{link.http_port}/", host="other.example")
+    assert unknown.stdout.startswith("HTTP/1.1 404"), unknown.stdout
+
+
+def test_the_agent_comes_back_after_relayd_restarts(link: Link) -> None:
+    link.relay.send_signal(signal.SIGKILL)
+    link.relay.wait()
+    assert link.curl(f"https://nas1.{LINK_ZONE}:{link.https_port}/").returncode != 0
+    link.relay, _ = _start_relay(link.directory)  # the same ports, from the same config
+    _wait(
+        lambda: link.curl(f"https://nas1.{LINK_ZONE}:{link.https_port}/").returncode == 0,
+        20,
+        "the agent to reconnect",
+    )
+    assert link.agent.poll() is None
