@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import trio
 import trustme
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from nasagent._agent import load_or_create_key
 from protocol import public_key_bytes
@@ -45,7 +46,8 @@ class NasHandler(BaseHTTPRequestHandler):
                 self.wfile.write(chunk[: min(left, len(chunk))])
                 left -= min(left, len(chunk))
             return
-        body = f"hello from the NAS, you asked for {self.path}\n".encode()
+        name = getattr(self.server, "nas_name", "the NAS")
+        body = f"hello from {name}, you asked for {self.path}\n".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -78,6 +80,8 @@ class Link:
     https_port: int
     http_port: int
     tunnel_port: int
+    other_agent: subprocess.Popen[bytes] | None = None
+    other_key: Ed25519PrivateKey | None = None
 
     def curl(self, *args: str, host: str = f"nas1.{LINK_ZONE}") -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -145,14 +149,24 @@ def link(tmp_path: Path) -> Iterator[Link]:
     nas = ThreadingHTTPServer(("127.0.0.1", 0), NasHandler)
     nas.socket = nas_context.wrap_socket(nas.socket, server_side=True)
     threading.Thread(target=nas.serve_forever, daemon=True).start()
+    # A second device, with its own NAS, to show the two never see each other's traffic.
+    other_cert = ca.issue_cert(f"nas2.{LINK_ZONE}")
+    other_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    other_cert.configure_cert(other_context)
+    other = ThreadingHTTPServer(("127.0.0.1", 0), NasHandler)
+    other.nas_name = "nas2"  # type: ignore[attr-defined]
+    other.socket = other_context.wrap_socket(other.socket, server_side=True)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
 
     key = load_or_create_key(tmp_path / "agent" / "device.key")
     assert oct((tmp_path / "agent" / "device.key").stat().st_mode & 0o777) == "0o600"
+    other_key = load_or_create_key(tmp_path / "agent2" / "device.key")
 
     async def enrol() -> None:
         registry = Registry.open_sqlite(tmp_path / "registry.sqlite3")
         owner = await registry.create_account("owner@example.org", "Owner")
         await registry.enrol_device(owner.account_id, "nas1", public_key_bytes(key))
+        await registry.enrol_device(owner.account_id, "nas2", public_key_bytes(other_key))
         await registry.aclose()
 
     trio.run(enrol)
@@ -173,6 +187,7 @@ https_listen = "127.0.0.1:{https_port}"
 http_listen = "127.0.0.1:{http_port}"
 [limits]
 drain_timeout_s = 2
+handshake_timeout_s = 2
 """
     )
     relay, listening = _start_relay(tmp_path)
@@ -194,13 +209,28 @@ initial_delay_s = 0.1
 max_delay_s = 1
 """
     )
-    with (tmp_path / "agent.log").open("ab") as log:
-        agent = subprocess.Popen(
-            [str(BIN / "nascloud-agent"), "--config", str(tmp_path / "agent.toml")],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    (tmp_path / "agent2.toml").write_text(
+        (tmp_path / "agent.toml")
+        .read_text()
+        .replace('device_name = "nas1"', 'device_name = "nas2"')
+        .replace("agent/device.key", "agent2/device.key")
+        .replace('state_dir = "agent"', 'state_dir = "agent2"')
+        .replace(f"127.0.0.1:{nas.server_address[1]}", f"127.0.0.1:{other.server_address[1]}")
+    )
+    agents = []
+    for name in ("agent", "agent2"):
+        with (tmp_path / f"{name}.log").open("ab") as log:
+            agents.append(
+                subprocess.Popen(
+                    [str(BIN / "nascloud-agent"), "--config", str(tmp_path / f"{name}.toml")],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+    agent = agents[0]
     result = Link(tmp_path, ca, relay, agent, ports["https"], ports["http"], ports["tunnel"])
+    result.other_agent = agents[1]
+    result.other_key = other_key
     _wait(
         lambda: result.curl(f"https://nas1.{LINK_ZONE}:{result.https_port}/").returncode == 0,
         20,
@@ -209,20 +239,29 @@ max_delay_s = 1
     try:
         yield result
     finally:
-        for process in (result.agent, result.relay):
+        for process in (result.agent, result.other_agent, result.relay):
             process.send_signal(signal.SIGTERM)
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
-        nas.shutdown()
-        nas.server_close()
+        for server in (nas, other):
+            server.shutdown()
+            server.server_close()
 
 
 def test_the_page_arrives_with_the_nas_certificate(link: Link) -> None:
     done = link.curl("-v", f"https://nas1.{LINK_ZONE}:{link.https_port}/status?x=1")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "hello from the NAS, you asked for /status?x=1\n"
+    # The second device answers for itself only.
+    _wait(
+        lambda: link.curl(
+            f"https://nas2.{LINK_ZONE}:{link.https_port}/", host=f"nas2.{LINK_ZONE}"
+        ).stdout.startswith("hello from nas2"),
+        20,
+        "the second device",
+    )
     assert f'subjectAltName: host "nas1.{LINK_ZONE}" matched' in done.stderr
     # Names under the device's name reach it too.
     deep = link.curl(
