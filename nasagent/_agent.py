@@ -9,43 +9,21 @@ any other service is reset.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import signal
 import ssl
 from pathlib import Path
 
 import trio
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
 from config import AgentConfig, HostPort
+from protocol.keys import load_or_create_key
 from protocol.tunnel import Tunnel, TunnelStream, join_streams, open_tunnel
 
-__all__ = ["Agent", "load_or_create_key", "main_async"]
+__all__ = ["Agent", "main_async"]
 
 log = logging.getLogger("nascloud-agent")
-
-
-def load_or_create_key(path: Path) -> Ed25519PrivateKey:
-    """The device key: read it, or make one readable by this user only."""
-    if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"{path} does not hold an Ed25519 key")
-        return key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as out:
-        out.write(pem)
-    return key
 
 
 class Agent:

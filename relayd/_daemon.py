@@ -21,9 +21,11 @@ import trio
 
 import protocol
 from config import HostPort, RelaydConfig
+from protocol.keys import load_key
 from protocol.tunnel import Tunnel, join_streams, open_tunnel
 from registry import Registry
 
+from ._ddns import DdnsLink
 from ._sni import NeedMore, ServerName, parse_client_hello
 
 __all__ = ["Relayd", "main_async", "serve"]
@@ -48,6 +50,7 @@ class Relayd:
     per_address: Counter[str] = field(default_factory=Counter)
     listening: dict[str, list[str]] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
+    ddns: DdnsLink | None = None
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -105,7 +108,7 @@ class Relayd:
                 self.counts["tunnel_up"] += 1
                 log.info("tunnel up for %s from %s", name, mask(address))
                 await self.registry.device_seen(name)
-                await self._messages(tunnel)
+                await self._messages(tunnel, name, address)
         except (protocol.RemoteProtocolError, trio.TooSlowError) as exc:
             self.counts["tunnel_refused"] += 1
             log.info("tunnel from %s refused: %s", mask(address), exc)
@@ -119,21 +122,46 @@ class Relayd:
                 del self.tunnels[name]
             await trio.aclose_forcefully(tls)
 
-    async def _messages(self, tunnel: Tunnel) -> None:
-        while True:
-            try:
-                message = await tunnel.receive_message()
-            except trio.BrokenResourceError:
-                return
-            if isinstance(message, protocol.Register):
-                self.counts["register"] += 1  # presence: kept in memory with the tunnel
-            else:
-                request_id = getattr(message, "request_id", None)
-                await tunnel.send_message(
-                    protocol.Error(
-                        protocol.ErrorCode.INVALID_REQUEST, "not handled here", request_id
+    async def _messages(self, tunnel: Tunnel, device: str, address: str) -> None:
+        async with trio.open_nursery() as nursery:
+            while True:
+                try:
+                    message = await tunnel.receive_message()
+                except trio.BrokenResourceError:
+                    nursery.cancel_scope.cancel()
+                    return
+                if isinstance(message, protocol.Register):
+                    self.counts["register"] += 1  # presence: kept in memory with the tunnel
+                elif isinstance(message, protocol.DdnsUpdate):
+                    nursery.start_soon(self._ddns_update, tunnel, device, address, message)
+                else:
+                    request_id = getattr(message, "request_id", None)
+                    await tunnel.send_message(
+                        protocol.Error(
+                            protocol.ErrorCode.INVALID_REQUEST, "not handled here", request_id
+                        )
                     )
-                )
+
+    async def _ddns_update(
+        self, tunnel: Tunnel, device: str, address: str, update: protocol.DdnsUpdate
+    ) -> None:
+        if update.device != device:
+            # A device may change its own names only: the relay vouches for nothing else.
+            self.counts["ddns_refused"] += 1
+            reply: protocol.AppMessage = protocol.Error(
+                protocol.ErrorCode.NOT_PERMITTED, "not your device", update.request_id
+            )
+        elif self.ddns is None:
+            reply = protocol.Error(
+                protocol.ErrorCode.SERVICE_UNAVAILABLE, "no DNS here", update.request_id
+            )
+        else:
+            reply = await self.ddns.forward(update, address)
+            self.counts["ddns_forwarded"] += 1
+        try:
+            await tunnel.send_message(reply)
+        except trio.BrokenResourceError:
+            pass
 
     # -- browsers --------------------------------------------------------------------------
 
@@ -283,8 +311,16 @@ async def serve(
     registry = Registry.open_sqlite(config.relay.registry)
     relay = Relayd(config, registry)
     context = _tls_server_context(config)
+    link = config.ddnsd
+    if link is not None:
+        client = ssl.create_default_context(cafile=str(link.ca_file) if link.ca_file else None)
+        relay.ddns = DdnsLink(
+            link.address, link.server_name, link.service_name, load_key(link.key_file), client
+        )
     try:
         async with trio.open_nursery() as nursery:
+            if relay.ddns is not None:
+                nursery.start_soon(relay.ddns.run)
             listeners = await nursery.start(
                 trio.serve_listeners,
                 lambda s: relay.agent_connection(s, context),

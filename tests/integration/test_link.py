@@ -23,8 +23,8 @@ import trio
 import trustme
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from nasagent._agent import load_or_create_key
 from protocol import public_key_bytes
+from protocol.keys import load_or_create_key
 from registry import Registry
 
 BIN = Path(sys.executable).parent

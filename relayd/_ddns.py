@@ -1,0 +1,133 @@
+"""relayd's link to ddnsd: one authenticated tunnel, kept up, that carries the DDNS updates
+agents send, each answered with the agent's own request id.
+
+The relay vouches for one thing only: that the device named in an update is the device whose
+tunnel it came from. It adds the address it saw the device connect from.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import ssl
+
+import trio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+import protocol
+from config import HostPort
+from protocol.tunnel import Tunnel, open_tunnel
+
+__all__ = ["DdnsLink"]
+
+log = logging.getLogger("relayd.ddns")
+REPLY_TIMEOUT_S = 10.0
+
+
+class DdnsLink:
+    def __init__(
+        self,
+        address: HostPort,
+        server_name: str,
+        service_name: str,
+        key: Ed25519PrivateKey,
+        context: ssl.SSLContext,
+    ) -> None:
+        self.address = address
+        self.server_name = server_name
+        self.service_name = service_name
+        self.key = key
+        self.context = context
+        self._tunnel: Tunnel | None = None
+        self._up = trio.Event()
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, tuple[trio.Event, list[protocol.AppMessage]]] = {}
+        self.forwarded = 0
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                await self._session()
+                failures = 0
+            except (OSError, ssl.SSLError, trio.BrokenResourceError, trio.TooSlowError) as exc:
+                log.warning("ddnsd unreachable: %s", exc)
+            except protocol.RemoteProtocolError as exc:
+                log.error("ddnsd refused this relay: %s", exc)
+            failures += 1
+            await trio.sleep(random.uniform(0, min(30.0, 0.2 * 2 ** min(failures, 10))))
+
+    async def _session(self) -> None:
+        with trio.fail_after(30):
+            stream = await trio.open_tcp_stream(self.address.host, self.address.port)
+            tls = trio.SSLStream(stream, self.context, server_hostname=self.server_name)
+            await tls.do_handshake()
+        conn = protocol.Connection(
+            protocol.Role.CLIENT,
+            server_name=self.server_name,
+            credentials=protocol.Credentials(
+                protocol.AuthKind.SERVICE, self.service_name, self.key
+            ),
+        )
+        async with open_tunnel(
+            tls, conn, keepalive_interval_s=15, keepalive_timeout_s=45
+        ) as tunnel:
+            self._tunnel = tunnel
+            self._up.set()
+            log.info("connected to ddnsd at %s", self.address)
+            try:
+                while True:
+                    reply = await tunnel.receive_message()
+                    waiting = self._waiting.get(getattr(reply, "request_id", None) or -1)
+                    if waiting is not None:
+                        waiting[1].append(reply)
+                        waiting[0].set()
+            except trio.BrokenResourceError:
+                pass
+            finally:
+                self._tunnel = None
+                self._up = trio.Event()
+                for event, _ in self._waiting.values():
+                    event.set()
+
+    async def forward(self, update: protocol.DdnsUpdate, observed: str) -> protocol.AppMessage:
+        """Send an agent's update on and return ddnsd's answer, under the agent's id."""
+        ours = next(self._ids) % 2**32
+        seen = protocol.canonical_address(observed)
+        done = trio.Event()
+        replies: list[protocol.AppMessage] = []
+        self._waiting[ours] = (done, replies)
+        try:
+            with trio.move_on_after(REPLY_TIMEOUT_S):
+                await self._up.wait()
+                tunnel = self._tunnel
+                if tunnel is not None:
+                    await tunnel.send_message(
+                        protocol.DdnsUpdate(
+                            ours,
+                            update.device,
+                            update.name,
+                            update.rrtype,
+                            update.values,
+                            update.ttl_s,
+                            seen[1] if seen is not None else None,
+                        )
+                    )
+                    await done.wait()
+        except trio.BrokenResourceError:
+            pass
+        finally:
+            self._waiting.pop(ours, None)
+        if not replies:
+            return protocol.Error(
+                protocol.ErrorCode.SERVICE_UNAVAILABLE,
+                "DNS updates are unavailable",
+                update.request_id,
+            )
+        self.forwarded += 1
+        reply = replies[0]
+        if isinstance(reply, protocol.Ack):
+            return protocol.Ack(update.request_id)
+        assert isinstance(reply, protocol.Error)
+        return protocol.Error(reply.error_code, reply.message, update.request_id)

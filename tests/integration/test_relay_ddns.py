@@ -1,0 +1,114 @@
+"""An agent's DDNS update travels agent -> relayd -> ddnsd and is answered, with the relay
+vouching only for the agent's own device."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import dns.message
+import trio
+import trustme
+
+import protocol
+from config import DdnsdConfig, RelaydConfig, loads
+from ddnsd._daemon import Ddnsd
+from ddnsd._daemon import serve as serve_ddnsd
+from protocol.keys import load_or_create_key, public_key_base64
+from protocol.tunnel import open_tunnel
+from registry import Registry
+from relayd._daemon import Relayd
+from relayd._daemon import serve as serve_relayd
+
+
+async def test_agent_update_is_forwarded_and_answered(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    for name in ("relay.test", "ddnsd.test"):
+        cert = ca.issue_cert(name)
+        cert.private_key_pem.write_to_path(str(tmp_path / f"{name}.key"))
+        cert.cert_chain_pems[0].write_to_path(str(tmp_path / f"{name}.crt"))
+    device_key = load_or_create_key(tmp_path / "device.key")
+    relay_key = load_or_create_key(tmp_path / "relay-service.key")
+    registry = Registry.open_sqlite(tmp_path / "registry.sqlite3")
+    owner = await registry.create_account("o@example.org", "Owner")
+    for name in ("nas1", "nas2"):
+        key = device_key if name == "nas1" else load_or_create_key(tmp_path / "other.key")
+        await registry.enrol_device(owner.account_id, name, protocol.public_key_bytes(key))
+    await registry.aclose()
+    ddnsd_config = loads(
+        DdnsdConfig,
+        f"""
+        [ddnsd]
+        state_dir = "ddnsd"
+        registry = "registry.sqlite3"
+        [zone]
+        name = "dyn.test"
+        primary_ns = "ns1.dyn.test"
+        hostmaster = "hostmaster.dyn.test"
+        [dns]
+        listen = ["127.0.0.1:0"]
+        [protocol]
+        listen = "127.0.0.1:0"
+        server_name = "ddnsd.test"
+        cert_file = "ddnsd.test.crt"
+        key_file = "ddnsd.test.key"
+        [protocol.services]
+        relayd = "{public_key_base64(relay_key)}"
+        """,
+        "ddnsd.toml",
+        tmp_path,
+    )
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            ddnsd: Ddnsd = await nursery.start(serve_ddnsd, ddnsd_config)
+            relay_config = loads(
+                RelaydConfig,
+                f"""
+                [relay]
+                name = "relay.test"
+                state_dir = "relay"
+                registry = "registry.sqlite3"
+                [tunnel]
+                listen = "127.0.0.1:0"
+                cert_file = "relay.test.crt"
+                key_file = "relay.test.key"
+                [ingress]
+                link_zone = "link.test"
+                [ddnsd]
+                address = "{ddnsd.listening["protocol"][0]}"
+                server_name = "ddnsd.test"
+                key_file = "relay-service.key"
+                ca_file = "ca.pem"
+                """,
+                "relayd.toml",
+                tmp_path,
+            )
+            relay: Relayd = await nursery.start(serve_relayd, relay_config)
+            host, port = relay.listening["tunnel"][0].rsplit(":", 1)
+            context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+            stream = trio.SSLStream(
+                await trio.open_tcp_stream(host, int(port)), context, server_hostname="relay.test"
+            )
+            conn = protocol.Connection(
+                protocol.Role.CLIENT,
+                server_name="relay.test",
+                credentials=protocol.Credentials(protocol.AuthKind.DEVICE, "nas1", device_key),
+            )
+            async with open_tunnel(stream, conn) as agent:
+                await agent.send_message(
+                    protocol.DdnsUpdate(41, "nas1", "nas1", "A", ("198.51.100.41",))
+                )
+                assert await agent.receive_message() == protocol.Ack(41)
+                query = dns.message.make_query("nas1.dyn.test", "A")
+                answer = dns.message.from_wire(ddnsd.responder.respond(query.to_wire()) or b"")
+                assert answer.answer[0][0].address == "198.51.100.41"
+                # Another device's name, through this device's tunnel: refused by the relay.
+                await agent.send_message(
+                    protocol.DdnsUpdate(42, "nas2", "nas2", "A", ("198.51.100.42",))
+                )
+                reply = await agent.receive_message()
+                assert isinstance(reply, protocol.Error) and reply.request_id == 42
+                assert reply.error_code == protocol.ErrorCode.NOT_PERMITTED
+                assert ddnsd.channel is not None and ddnsd.channel.updates == 1
+            nursery.cancel_scope.cancel()
