@@ -21,12 +21,12 @@ from typing import Any
 import trio
 
 from config import DdnsdConfig, HostPort
+from httpapi import HttpServer
 from registry import Registry
 
 from ._answer import Responder
 from ._channel import ServiceChannel
 from ._dyndns2 import DynDns2
-from ._http import HttpServer
 from ._rfc2136 import UpdateHandler
 from ._rrl import RateLimiter
 from ._server import DnsServer

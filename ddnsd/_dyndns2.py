@@ -16,10 +16,10 @@ from collections.abc import Callable
 from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 
+from httpapi import HttpRequest, HttpResponse
 from protocol import canonical_address
 from registry import Registry, TokenKind, hash_secret
 
-from ._http import HttpRequest, HttpResponse
 from ._store import ZoneStore
 from ._zone import Change
 

@@ -1,5 +1,5 @@
-"""A small HTTP/1.1 server for the DynDNS2 API: keep-alive, pipelining, bounded heads and
-bodies, per-request deadlines.
+"""A small HTTP/1.1 server for the daemons' own APIs: keep-alive, pipelining, bounded heads
+and bodies, per-request deadlines.
 
 Written here rather than on h11 because a measurement said so: h11 took about 117 µs per
 request/response cycle on the machines we benchmark on, a fifth of a whole DynDNS2 update,
@@ -23,7 +23,7 @@ import trio
 
 __all__ = ["HttpRequest", "HttpResponse", "HttpServer", "parse_head"]
 
-log = logging.getLogger("ddnsd.http")
+log = logging.getLogger("httpapi")
 
 _TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TARGET: Final = re.compile(rb"[\x21-\x7e]+")

@@ -1,0 +1,9 @@
+"""A small HTTP/1.1 server for the daemons' own APIs: DynDNS2, device lookup, metrics.
+
+Not for proxying browsers (relayd's ingress uses h11 for that): it serves short requests with
+bodies of known length, and answers anything else with a clear error.
+"""
+
+from ._server import HttpRequest, HttpResponse, HttpServer, parse_head
+
+__all__ = ["HttpRequest", "HttpResponse", "HttpServer", "parse_head"]
