@@ -21,11 +21,13 @@ import trio
 
 import protocol
 from config import HostPort, RelaydConfig
+from httpapi import HttpServer
 from protocol.keys import load_key
 from protocol.tunnel import Tunnel, join_streams, open_tunnel
 from registry import Registry
 
 from ._ddns import DdnsLink
+from ._lookup import LookupApi, Presence
 from ._sni import NeedMore, ServerName, parse_client_hello
 
 __all__ = ["Relayd", "main_async", "serve"]
@@ -51,6 +53,8 @@ class Relayd:
     listening: dict[str, list[str]] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
     ddns: DdnsLink | None = None
+    presence: Presence = field(default_factory=Presence)
+    https_port: int | None = None  # as bound: redirects and lookups point browsers here
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -106,6 +110,7 @@ class Relayd:
                     self.counts["tunnel_replaced"] += 1
                     await previous.aclose(protocol.ErrorCode.CANCEL, "replaced by a new tunnel")
                 self.counts["tunnel_up"] += 1
+                self.presence.connected(name, address)
                 log.info("tunnel up for %s from %s", name, mask(address))
                 await self.registry.device_seen(name)
                 await self._messages(tunnel, name, address)
@@ -120,6 +125,7 @@ class Relayd:
                 del self.per_address[address]
             if name and self.tunnels.get(name) is not None and self.tunnels[name].closed:
                 del self.tunnels[name]
+                self.presence.disconnected(name)
             await trio.aclose_forcefully(tls)
 
     async def _messages(self, tunnel: Tunnel, device: str, address: str) -> None:
@@ -131,7 +137,8 @@ class Relayd:
                     nursery.cancel_scope.cancel()
                     return
                 if isinstance(message, protocol.Register):
-                    self.counts["register"] += 1  # presence: kept in memory with the tunnel
+                    self.counts["register"] += 1
+                    self.presence.registered(device, message.lan_addresses)
                 elif isinstance(message, protocol.DdnsUpdate):
                     nursery.start_soon(self._ddns_update, tunnel, device, address, message)
                 else:
@@ -267,8 +274,7 @@ class Relayd:
                 if device is None:
                     return 404, [], b"not found\n"
                 target = event.target.decode("latin-1")
-                https = self.config.ingress.https_listen
-                port = f":{https.port}" if https is not None and https.port != 443 else ""
+                port = f":{self.https_port}" if self.https_port not in (None, 443) else ""
                 location = f"https://{hostname}{port}{target}"
                 return 308, [("Location", location)], b"use https\n"
             return 400, [], b"bad request\n"
@@ -334,6 +340,14 @@ async def serve(
                     [await _listener(config.ingress.https_listen)],
                 )
                 relay.listening["https"] = [_bound(listeners[0])]
+                relay.https_port = listeners[0].socket.getsockname()[1]
+            if config.api.listen is not None:
+                api = LookupApi(
+                    registry, relay.presence, config.ingress.link_zone, relay.https_port
+                )
+                server = HttpServer(api.handle, server_name="relayd")
+                listeners = await nursery.start(server.serve, await _listener(config.api.listen))
+                relay.listening["api"] = [_bound(listeners[0])]
             if config.ingress.http_listen is not None:
                 listeners = await nursery.start(
                     trio.serve_listeners,

@@ -1,0 +1,121 @@
+"""The lookup API: who may see a device's connection data, and what they see."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from pathlib import Path
+from typing import Any
+
+import trio
+import trustme
+
+import protocol
+from config import RelaydConfig, loads
+from protocol.keys import load_or_create_key
+from protocol.tunnel import open_tunnel
+from registry import AccessMode, Registry, TokenKind
+from relayd._daemon import Relayd, serve
+
+
+async def get(address: str, path: str, token: str | None) -> tuple[int, dict[str, Any]]:
+    host, port = address.rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    await stream.send_all(
+        f"GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n".encode()
+    )
+    data = b""
+    while chunk := await stream.receive_some():
+        data += chunk
+    await stream.aclose()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+async def test_access_modes_decide_who_sees_a_device(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    cert = ca.issue_cert("relay.test")
+    cert.private_key_pem.write_to_path(str(tmp_path / "relay.key"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "relay.crt"))
+    key = load_or_create_key(tmp_path / "device.key")
+    registry = Registry.open_sqlite(tmp_path / "registry.sqlite3")
+    owner = await registry.create_account("o@example.org", "Owner")
+    friend = await registry.create_account("f@example.org", "Friend")
+    stranger = await registry.create_account("s@example.org", "Stranger")
+    await registry.enrol_device(owner.account_id, "nas1", protocol.public_key_bytes(key))
+    tokens = {
+        who.account_id: (await registry.create_token(TokenKind.API, account_id=who.account_id))[1]
+        for who in (owner, friend, stranger)
+    }
+    config = loads(
+        RelaydConfig,
+        """
+        [relay]
+        name = "relay.test"
+        state_dir = "relay"
+        registry = "registry.sqlite3"
+        [tunnel]
+        listen = "127.0.0.1:0"
+        cert_file = "relay.crt"
+        key_file = "relay.key"
+        [ingress]
+        link_zone = "link.test"
+        https_listen = "127.0.0.1:0"
+        [api]
+        listen = "127.0.0.1:0"
+        """,
+        "relayd.toml",
+        tmp_path,
+    )
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            relay: Relayd = await nursery.start(serve, config)
+            api = relay.listening["api"][0]
+            https_port = relay.listening["https"][0].rsplit(":", 1)[1]
+
+            async def status(who: str, name: str = "nas1") -> int:
+                return (await get(api, f"/v1/devices/{name}", tokens[who]))[0]
+
+            # Private (the default): the owner only; others get what a missing device gets.
+            assert await status(owner.account_id) == 200
+            assert await status(friend.account_id) == 404
+            assert await status(owner.account_id, "nosuch") == 404
+            await registry.set_access("nas1", AccessMode.CUSTOM, (friend.account_id,))
+            assert await status(friend.account_id) == 200
+            assert await status(stranger.account_id) == 404
+            await registry.set_access("nas1", AccessMode.PUBLIC)
+            assert await status(stranger.account_id) == 200
+            assert (await get(api, "/v1/devices/nas1", None))[0] == 401
+            assert (await get(api, "/v1/devices/nas1", "not-a-token-at-all"))[0] == 401
+
+            code, body = await get(api, "/v1/devices/nas1", tokens[owner.account_id])
+            assert code == 200
+            assert body == {
+                "name": "nas1",
+                "relay_url": f"https://nas1.link.test:{https_port}/",
+                "online": False,
+                "lan_addresses": [],
+                "wan_address": None,
+            }
+            # Once the device's agent is connected and has registered, its addresses show.
+            host, port = relay.listening["tunnel"][0].rsplit(":", 1)
+            context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+            stream = trio.SSLStream(
+                await trio.open_tcp_stream(host, int(port)), context, server_hostname="relay.test"
+            )
+            conn = protocol.Connection(
+                protocol.Role.CLIENT,
+                server_name="relay.test",
+                credentials=protocol.Credentials(protocol.AuthKind.DEVICE, "nas1", key),
+            )
+            async with open_tunnel(stream, conn) as agent:
+                await agent.send_message(protocol.Register(lan_addresses=("192.168.1.20",)))
+                await agent.ping()  # the message has been handled once the ping comes back
+                _, body = await get(api, "/v1/devices/nas1", tokens[owner.account_id])
+                assert body["online"] is True
+                assert body["lan_addresses"] == ["192.168.1.20"]
+                assert body["wan_address"] == "127.0.0.1"
+            nursery.cancel_scope.cancel()
+    await registry.aclose()
