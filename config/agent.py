@@ -17,6 +17,8 @@ class AgentSection:
     device_name: str | None = option(None, check=label)
     key_file: Path = option(Path("/var/lib/nascloud-agent/device.key"))
     state_dir: Path = option(Path("/var/lib/nascloud-agent"), check=writable_dir)
+    # Send a PROXY protocol v2 header to local services, so they see the browser's address.
+    proxy_protocol: bool = False
 
 
 @dataclass(frozen=True, slots=True)

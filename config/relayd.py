@@ -49,7 +49,6 @@ class IngressSection:
     link_zone: str = option(required=True, check=dns_name)
     https_listen: HostPort | None = None
     http_listen: HostPort | None = None
-    proxy_protocol: bool = False  # default for devices that did not choose
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,8 @@ from config import AgentConfig, HostPort
 from protocol.keys import load_or_create_key
 from protocol.tunnel import Tunnel, TunnelStream, join_streams, open_tunnel
 
+from ._proxy import proxy_v2_header
+
 __all__ = ["Agent", "main_async"]
 
 log = logging.getLogger("nascloud-agent")
@@ -116,6 +118,17 @@ class Agent:
             await stream.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)
             return
         self.streams_served += 1
+        if self.config.agent.proxy_protocol and stream.client_address is not None:
+            try:
+                await local.send_all(
+                    proxy_v2_header(
+                        stream.client_address, stream.client_port, target.host, target.port
+                    )
+                )
+            except (OSError, trio.BrokenResourceError, ValueError):
+                await stream.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)
+                await local.aclose()
+                return
         await join_streams(stream, local)
 
 
