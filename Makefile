@@ -6,8 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 # Debian packages the test suite and benchmarks use as real peers, installed with apt-get
-# only when missing: dig and nsupdate, kdig, ddclient, inadyn, NSD and Knot, dnsperf, wrk, curl.
-DEB_PACKAGES := bind9-dnsutils knot-dnsutils ddclient inadyn nsd knot dnsperf wrk curl
+# only when missing: dig and nsupdate, kdig, ddclient, inadyn, NSD and Knot, dnsperf, wrk, curl,
+# and for the relay benchmark socat and OpenSSH (ssh -R to a private sshd).
+DEB_PACKAGES := bind9-dnsutils knot-dnsutils ddclient inadyn nsd knot dnsperf wrk curl \
+	socat openssh-client openssh-server
 STATE_DIR ?= ./var
 BASE_PORT ?= 5300
 
@@ -46,6 +48,7 @@ unit: $(STAMP)
 bench: $(STAMP) deps
 	$(BIN)/python bench/protocol.py
 	$(BIN)/python bench/dns.py
+	$(BIN)/python bench/relay.py
 
 run: $(STAMP)
 	$(BIN)/nascloud run --state-dir $(STATE_DIR) --base-port $(BASE_PORT)
