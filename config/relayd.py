@@ -42,6 +42,11 @@ class TunnelSection:
     key_file: Path = option(required=True, check=readable_file)
     keepalive_interval_s: float = option(15.0, check=between(1, 3600, "s"))
     keepalive_timeout_s: float = option(45.0, check=between(2, 7200, "s"))
+    # Where agents open data connections for passed-through HTTPS (spliced in the kernel).
+    # Absent: the tunnel's address with a port the system picks. "off" is not a value: set
+    # data_connections = false to carry everything in the tunnel.
+    data_listen: HostPort | None = None
+    data_connections: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ import trio
 import protocol
 from config import AgentConfig, HostPort
 from protocol.keys import load_or_create_key
+from protocol.splice import splice_sockets
 from protocol.tunnel import Tunnel, TunnelStream, join_streams, open_tunnel
 
 from ._proxy import proxy_v2_header
@@ -37,6 +38,7 @@ class Agent:
         self.key = load_or_create_key(config.agent.key_file)
         self.rng = rng or random.SystemRandom()
         self.tunnel: Tunnel | None = None
+        self.relay_host = ""
         self.connected = trio.Event()
         self.attempts = 0
         self.streams_served = 0
@@ -80,7 +82,9 @@ class Agent:
             protocol.Role.CLIENT,
             server_name=relay.server_name,
             credentials=protocol.Credentials(protocol.AuthKind.DEVICE, self.device, self.key),
+            settings=protocol.Settings(capabilities=frozenset({protocol.DATA_CONNECTIONS})),
         )
+        self.relay_host = address.host
         async with open_tunnel(
             tls,
             conn,
@@ -117,7 +121,6 @@ class Agent:
             self.streams_refused += 1
             await stream.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)
             return
-        self.streams_served += 1
         if self.config.agent.proxy_protocol and stream.client_address is not None:
             try:
                 await local.send_all(
@@ -129,7 +132,33 @@ class Agent:
                 await stream.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)
                 await local.aclose()
                 return
+        if stream.data_token is not None and stream.data_port is not None:
+            await self._data_connection(stream, local, stream.data_token, stream.data_port)
+            return
+        self.streams_served += 1
         await join_streams(stream, local)
+
+    async def _data_connection(
+        self, stream: TunnelStream, local: trio.SocketStream, token: bytes, port: int
+    ) -> None:
+        """The stream's bytes on a connection of their own to the relay (SPEC.md 7.3),
+        joined to the local service in the kernel."""
+        try:
+            with trio.fail_after(10):
+                data = await trio.open_tcp_stream(self.relay_host, port)
+                await data.send_all(token)
+        except (OSError, trio.TooSlowError, trio.BrokenResourceError):
+            self.streams_refused += 1
+            await stream.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)
+            await local.aclose()
+            return
+        self.streams_served += 1
+        try:
+            await stream.send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the relay may already have closed the stream: the data connection counts
+        await stream.aclose()
+        await splice_sockets(data.socket, local.socket)
 
 
 async def main_async(config: AgentConfig, config_path: Path | None = None) -> int:

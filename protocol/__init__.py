@@ -6,6 +6,7 @@ This package imports no trio, socket, time or random. The Trio binding lives bes
 
 from ._auth import auth_payload, public_key_bytes
 from ._connection import (
+    DATA_CONNECTIONS,
     SUPPORTED_VERSIONS,
     Connection,
     ConnectionState,
@@ -31,6 +32,7 @@ from ._events import (
 )
 from ._frames import HEADER_BYTES, Flag, FrameType
 from ._messages import (
+    DATA_TOKEN_BYTES,
     Ack,
     AppMessage,
     AuthKind,
@@ -43,6 +45,8 @@ from ._names import canonical_address, validate_label
 from ._streams import StreamState
 
 __all__ = [
+    "DATA_CONNECTIONS",
+    "DATA_TOKEN_BYTES",
     "HEADER_BYTES",
     "SUPPORTED_VERSIONS",
     "Ack",

@@ -63,6 +63,7 @@ from ._names import validate_label
 from ._streams import Stream, StreamInput, StreamState, next_state
 
 __all__ = [
+    "DATA_CONNECTIONS",
     "SUPPORTED_VERSIONS",
     "Connection",
     "ConnectionState",
@@ -72,6 +73,8 @@ __all__ = [
 ]
 
 SUPPORTED_VERSIONS: Final = (1,)
+#: Capability: streams may carry their bytes on data connections (SPEC.md 7.3).
+DATA_CONNECTIONS: Final = "data-connections"
 #: Unanswered PINGs allowed between two `data_to_send` calls before the peer counts as flooding.
 MAX_PENDING_PING_ACKS: Final = 32
 
@@ -309,7 +312,12 @@ class Connection:
     # -- streams (local actions) -------------------------------------------------------------
 
     def open_stream(
-        self, service: str, client_address: str | None = None, client_port: int = 0
+        self,
+        service: str,
+        client_address: str | None = None,
+        client_port: int = 0,
+        data_token: bytes | None = None,
+        data_port: int | None = None,
     ) -> int:
         """Open a stream to the peer's `service`; returns its id."""
         self._require_open()
@@ -323,7 +331,9 @@ class Connection:
         stream_id = self._next_stream_id
         if stream_id > MAX_STREAM_ID:
             raise LocalProtocolError("stream ids are exhausted; open a new connection")
-        body = Open(service=service, client_address=client_address, client_port=client_port)
+        if data_token is not None and DATA_CONNECTIONS not in self.capabilities:
+            raise LocalProtocolError("the peer did not offer data connections")
+        body = Open(service, client_address, client_port, data_token, data_port)
         self._next_stream_id += 2
         self.streams[stream_id] = Stream(
             stream_id, self._peer.stream_window_bytes, self.settings.stream_window_bytes
@@ -796,7 +806,14 @@ class Connection:
             stream_id, self._peer.stream_window_bytes, self.settings.stream_window_bytes
         )
         events.append(
-            StreamOpened(stream_id, request.service, request.client_address, request.client_port)
+            StreamOpened(
+                stream_id,
+                request.service,
+                request.client_address,
+                request.client_port,
+                request.data_token,
+                request.data_port,
+            )
         )
 
     def _on_reset(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:

@@ -55,10 +55,15 @@ class HandshakeComplete(Event):
 
 @dataclass(frozen=True, slots=True)
 class StreamOpened(Event):
+    """The peer opened a stream. With a data token, its bytes come on a data connection
+    (SPEC.md 7.3) to `data_port`."""
+
     stream_id: int
     service: str
     client_address: str | None
     client_port: int
+    data_token: bytes | None = None
+    data_port: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

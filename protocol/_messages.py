@@ -40,6 +40,7 @@ MAX_STREAM_ID: Final = 2**31 - 1
 NONCE_BYTES: Final = 32
 PUBLIC_KEY_BYTES: Final = 32
 SIGNATURE_BYTES: Final = 64
+DATA_TOKEN_BYTES: Final = 16
 MAX_TEXT: Final = 256
 MAX_ADDRESSES: Final = 16
 MAX_RECORD_VALUES: Final = 16
@@ -170,17 +171,28 @@ class AuthOk:
 
 @dataclass(frozen=True, slots=True)
 class Open:
-    """OPEN: a new stream to `service`, with the browser's address when the opener knows it."""
+    """OPEN: a new stream to `service`, with the browser's address when the opener knows it.
+
+    With `data_token` and `data_port` the opener asks for the stream's bytes to travel on a
+    data connection of their own instead of in DATA frames (SPEC.md 7.3).
+    """
 
     service: str
     client_address: str | None = None
     client_port: int = 0
+    data_token: bytes | None = None
+    data_port: int | None = None
 
     def __post_init__(self) -> None:
         _check_label(self.service, "service")
         if self.client_address is not None:
             _check_address(self.client_address, "client_address")
         _check_int(self.client_port, "client_port", 0, 65535)
+        if (self.data_token is None) != (self.data_port is None):
+            raise _fail("data_token and data_port go together")
+        if self.data_token is not None and self.data_port is not None:
+            _check_bytes(self.data_token, "data_token", DATA_TOKEN_BYTES)
+            _check_int(self.data_port, "data_port", 1, 65535)
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,7 +387,13 @@ _FIELDS: Final[dict[type[Any], dict[str, tuple[str, _Decoder]]]] = {
         "g": ("signature", _same),
     },
     AuthOk: {"n": ("name", _same)},
-    Open: {"s": ("service", _same), "a": ("client_address", _same), "p": ("client_port", _same)},
+    Open: {
+        "s": ("service", _same),
+        "a": ("client_address", _same),
+        "p": ("client_port", _same),
+        "d": ("data_token", _same),
+        "dp": ("data_port", _same),
+    },
     Reset: {"c": ("error_code", _same)},
     WindowUpdate: {"n": ("increment", _same)},
     Ping: {"o": ("opaque", _same)},

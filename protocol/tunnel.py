@@ -62,11 +62,16 @@ class TunnelStream(trio.abc.HalfCloseableStream):
         service: str,
         client_address: str | None = None,
         client_port: int = 0,
+        data_token: bytes | None = None,
+        data_port: int | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.service = service
         self.client_address = client_address
         self.client_port = client_port
+        #: Set when the stream's bytes travel on a data connection (SPEC.md 7.3).
+        self.data_token = data_token
+        self.data_port = data_port
         #: Wire error code of the reset that ended this stream, if one did.
         self.reset_code: int | None = None
         self._tunnel = tunnel
@@ -309,15 +314,25 @@ class Tunnel:
     # -- the application's API -------------------------------------------------------------
 
     async def open_stream(
-        self, service: str, client_address: str | None = None, client_port: int = 0
+        self,
+        service: str,
+        client_address: str | None = None,
+        client_port: int = 0,
+        data_token: bytes | None = None,
+        data_port: int | None = None,
     ) -> TunnelStream:
-        """Open a stream to the peer's `service`."""
+        """Open a stream to the peer's `service` (its bytes on a data connection if a data
+        token and port are given)."""
         await checkpoint()
         self._check_usable()
         if self.conn.goaway_sent or self.conn.goaway_received:
             raise trio.BrokenResourceError("the tunnel is draining; no new streams")
-        stream_id = self.conn.open_stream(service, client_address, client_port)
-        stream = TunnelStream(self, stream_id, service, client_address, client_port)
+        stream_id = self.conn.open_stream(
+            service, client_address, client_port, data_token, data_port
+        )
+        stream = TunnelStream(
+            self, stream_id, service, client_address, client_port, data_token, data_port
+        )
         self._streams[stream_id] = stream
         self._wake_writer()
         return stream
@@ -583,7 +598,13 @@ class Tunnel:
 
     def _on_stream_opened(self, event: StreamOpened) -> None:
         stream = TunnelStream(
-            self, event.stream_id, event.service, event.client_address, event.client_port
+            self,
+            event.stream_id,
+            event.service,
+            event.client_address,
+            event.client_port,
+            event.data_token,
+            event.data_port,
         )
         self._streams[event.stream_id] = stream
         try:

@@ -23,6 +23,7 @@ import protocol
 from config import HostPort, RelaydConfig
 from httpapi import HttpServer
 from protocol.keys import load_key
+from protocol.splice import splice_sockets
 from protocol.tunnel import Tunnel, join_streams, open_tunnel
 from registry import Registry
 
@@ -44,6 +45,15 @@ def mask(address: str) -> str:
     return ".".join([*parts[:3], "0"]) if len(parts) == 4 else "?"
 
 
+class _PendingData:
+    """A browser connection waiting for the agent's data connection."""
+
+    def __init__(self) -> None:
+        self.arrived = trio.Event()
+        self.done = trio.Event()  # the data connection's handler waits for this
+        self.socket: trio.socket.SocketType | None = None
+
+
 @dataclass
 class Relayd:
     config: RelaydConfig
@@ -55,6 +65,8 @@ class Relayd:
     ddns: DdnsLink | None = None
     presence: Presence = field(default_factory=Presence)
     https_port: int | None = None  # as bound: redirects and lookups point browsers here
+    data_port: int | None = None  # as bound, announced in OPEN
+    pending: dict[bytes, _PendingData] = field(default_factory=dict)
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -87,7 +99,12 @@ class Relayd:
             protocol.Role.SERVER,
             server_name=self.config.relay.name,
             nonce=os.urandom(32),
-            settings=protocol.Settings(max_streams=limits.max_streams_per_tunnel),
+            settings=protocol.Settings(
+                max_streams=limits.max_streams_per_tunnel,
+                capabilities=frozenset({protocol.DATA_CONNECTIONS})
+                if self.data_port is not None
+                else frozenset(),
+            ),
             accepted_kinds=frozenset({protocol.AuthKind.DEVICE}),
         )
         name = ""
@@ -196,14 +213,21 @@ class Relayd:
                 # silent close for all, so nothing tells whether a device exists.
                 self.counts["https_refused"] += 1
                 return
-            try:
-                tunnel_stream = await tunnel.open_stream("web", client, port)
-            except (trio.BrokenResourceError, protocol.LocalProtocolError):
-                self.counts["https_refused"] += 1
-                return
-            await tunnel_stream.send_all(data)
-            self.counts["https_connections"] += 1
-            sent, received = await join_streams(stream, tunnel_stream)
+            assert device is not None
+            if protocol.DATA_CONNECTIONS in tunnel.conn.capabilities and self.data_port:
+                moved = await self._spliced(stream, tunnel, client, port, data)
+                if moved is None:
+                    return
+                sent, received = moved
+            else:
+                try:
+                    tunnel_stream = await tunnel.open_stream("web", client, port)
+                except (trio.BrokenResourceError, protocol.LocalProtocolError):
+                    self.counts["https_refused"] += 1
+                    return
+                await tunnel_stream.send_all(data)
+                self.counts["https_connections"] += 1
+                sent, received = await join_streams(stream, tunnel_stream)
             log.info(
                 "https %s from %s: %d bytes in, %d out",
                 device,
@@ -215,6 +239,55 @@ class Relayd:
             pass
         finally:
             await trio.aclose_forcefully(stream)
+
+    async def _spliced(
+        self, stream: trio.SocketStream, tunnel: Tunnel, client: str, port: int, hello: bytes
+    ) -> tuple[int, int] | None:
+        """Have the agent open a data connection for this browser connection, then join the
+        two sockets in the kernel. None if the agent could not."""
+        token = os.urandom(protocol.DATA_TOKEN_BYTES)
+        pending = self.pending[token] = _PendingData()
+        try:
+            try:
+                control = await tunnel.open_stream("web", client, port, token, self.data_port)
+            except (trio.BrokenResourceError, protocol.LocalProtocolError):
+                self.counts["https_refused"] += 1
+                return None
+            with trio.move_on_after(self.config.limits.handshake_timeout_s):
+                await pending.arrived.wait()
+            await control.aclose()
+            data_socket = pending.socket
+            if data_socket is None:
+                self.counts["https_no_data_connection"] += 1
+                return None
+            self.counts["https_connections"] += 1
+            view = memoryview(hello)
+            while view:  # the ClientHello already read goes first
+                view = view[await data_socket.send(view) :]
+            sent, received = await splice_sockets(stream.socket, data_socket)
+            return sent + len(hello), received
+        finally:
+            self.pending.pop(token, None)
+            pending.done.set()
+
+    async def data_connection(self, stream: trio.SocketStream) -> None:
+        """An agent's data connection: its first 16 bytes are the token of a waiting browser
+        connection, which then owns the socket."""
+        token = b""
+        with trio.move_on_after(self.config.limits.handshake_timeout_s):
+            while len(token) < protocol.DATA_TOKEN_BYTES:
+                chunk = await stream.receive_some(protocol.DATA_TOKEN_BYTES - len(token))
+                if not chunk:
+                    break
+                token += chunk
+        pending = self.pending.pop(token, None) if len(token) == protocol.DATA_TOKEN_BYTES else None
+        if pending is None:
+            self.counts["data_connection_refused"] += 1
+            await trio.aclose_forcefully(stream)
+            return
+        pending.socket = stream.socket
+        pending.arrived.set()
+        await pending.done.wait()
 
     async def http_connection(self, stream: trio.SocketStream) -> None:
         limits = self.config.limits
@@ -333,6 +406,13 @@ async def serve(
                 [await _listener(config.tunnel.listen)],
             )
             relay.listening["tunnel"] = [_bound(listeners[0])]
+            if config.tunnel.data_connections:
+                data_address = config.tunnel.data_listen or HostPort(config.tunnel.listen.host, 0)
+                listeners = await nursery.start(
+                    trio.serve_listeners, relay.data_connection, [await _listener(data_address)]
+                )
+                relay.listening["data"] = [_bound(listeners[0])]
+                relay.data_port = listeners[0].socket.getsockname()[1]
             if config.ingress.https_listen is not None:
                 listeners = await nursery.start(
                     trio.serve_listeners,
