@@ -98,3 +98,19 @@ def test_slow_oversized_and_malformed_http(link: Link) -> None:
         reply = sock.recv(4096)
         assert reply.startswith(b"HTTP/1.1 400"), reply
     assert still_served(link)
+
+
+def test_data_connections_with_a_wrong_token_are_closed(link: Link) -> None:
+    import json
+    import os
+
+    listening = json.loads((link.directory / "relay-state" / "listening.json").read_text())
+    data_port = int(listening["data"][0].rsplit(":", 1)[1])
+    for attempt in (os.urandom(16), b"short", b""):
+        with socket.create_connection(("127.0.0.1", data_port), timeout=5) as sock:
+            if attempt:
+                sock.sendall(attempt)
+            else:
+                sock.shutdown(socket.SHUT_WR)
+            assert closed_within(sock, 5)
+    assert still_served(link)
