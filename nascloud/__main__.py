@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--base-port",
         type=int,
         default=5300,
-        help="every port is derived from it: DNS on N, DynDNS2 on N+1 (default: 5300)",
+        help="every port is derived from it: N to N+8 (default: 5300)",
     )
     return parser
 

@@ -1,44 +1,78 @@
 """`nascloud run`: the local stack in the foreground, on loopback, with no setup.
 
-Creates a state directory with a registry holding a demo account and device, writes a config
-for each daemon this build has (ddnsd so far), starts them, and prints what to try. The same
-endpoints go to `<state dir>/endpoints.json` for scripts and tests. Ctrl-C stops everything.
+Creates a state directory with a development CA, a registry holding a demo account and
+device, and a config per daemon; starts ddnsd, relayd, a demo NAS agent and a small demo NAS
+web page behind it; prints what to try. The same endpoints go to `<state dir>/endpoints.json`
+for scripts and tests. Ctrl-C stops everything. Every port is derived from the base port.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import signal
+import ssl
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from protocol import public_key_bytes
+from protocol.keys import load_or_create_key, public_key_base64
 from registry import Registry, TokenKind
+
+from ._devca import DevCA
 
 __all__ = ["run_stack"]
 
 ZONE = "dyn.localhost"
 LINK_ZONE = "link.localhost"
+RELAY_NAME = "relay.localhost"
+DDNSD_NAME = "ddnsd.localhost"
 DEMO_DEVICE = "demo"
 BIN = Path(sys.executable).parent
 
+# Offsets from the base port.
+DNS, DYNDNS2, HTTPS, HTTP, TUNNEL, DATA, API, DDNSD_PROTOCOL, DEMO_NAS = range(9)
 
-async def _prepare_registry(path: Path) -> dict[str, str]:
+DEMO_PAGE = b"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Demo NAS</title></head>
+<body style="font-family: sans-serif; margin: 3em">
+<h1>Hello from your NAS</h1>
+<p>This page came from the demo NAS through relayd. The relay passed the TLS bytes through
+untouched: this certificate is the NAS's own.</p>
+</body></html>
+"""
+
+
+class _DemoNas(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(DEMO_PAGE)))
+        self.end_headers()
+        self.wfile.write(DEMO_PAGE)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # the demo logs nothing about its visitors
+
+
+async def _prepare_registry(state_dir: Path, agent_key_path: Path) -> dict[str, str]:
     """The demo account and device, created once; their secrets are kept in the state dir."""
-    secrets_path = path.parent / "demo-secrets.json"
+    secrets_path = state_dir / "demo-secrets.json"
     if secrets_path.exists():
         loaded: dict[str, str] = json.loads(secrets_path.read_text())
         return loaded
-    registry = Registry.open_sqlite(path)
+    device_key = load_or_create_key(agent_key_path)
+    registry = Registry.open_sqlite(state_dir / "registry.sqlite3")
     try:
         account = await registry.create_account("demo@example.org", "Demo owner")
-        await registry.enrol_device(account.account_id, DEMO_DEVICE, os.urandom(32))
+        await registry.enrol_device(account.account_id, DEMO_DEVICE, public_key_bytes(device_key))
         _, dyndns2 = await registry.create_token(TokenKind.DYNDNS2, device_name=DEMO_DEVICE)
         _, api = await registry.create_token(TokenKind.API, account_id=account.account_id)
         key = await registry.create_tsig_key(DEMO_DEVICE, f"{DEMO_DEVICE}.{ZONE}")
@@ -55,10 +89,14 @@ async def _prepare_registry(path: Path) -> dict[str, str]:
     return secrets
 
 
-def _ddnsd_config(state_dir: Path, base_port: int) -> Path:
-    path = state_dir / "ddnsd.toml"
-    path.write_text(
-        f"""# Written by `nascloud run`; edited copies are overwritten on the next run.
+def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int) -> None:
+    relay_cert, relay_key = ca.issue("relay", RELAY_NAME)
+    ddnsd_cert, ddnsd_key = ca.issue("ddnsd", DDNSD_NAME)
+    service_key = load_or_create_key(state / "relayd" / "service.key")
+    header = "# Written by `nascloud run`; edits are overwritten on the next run.\n"
+    (state / "ddnsd.toml").write_text(
+        header
+        + f"""
 [ddnsd]
 state_dir = "ddnsd"
 registry = "registry.sqlite3"
@@ -68,83 +106,198 @@ name = "{ZONE}"
 primary_ns = "ns1.{ZONE}"
 hostmaster = "hostmaster.{ZONE}"
 link_zone = "{LINK_ZONE}"
-relay_addresses = ["127.0.0.1", "::1"]
+relay_addresses = ["127.0.0.1"]
 
 [dns]
-listen = ["127.0.0.1:{base_port}"]
+listen = ["127.0.0.1:{base + DNS}"]
 
 [rrl]
 responses_per_second = 0
 
 [dyndns2]
-listen = "127.0.0.1:{base_port + 1}"
+listen = "127.0.0.1:{base + DYNDNS2}"
+
+[protocol]
+listen = "127.0.0.1:{base + DDNSD_PROTOCOL}"
+server_name = "{DDNSD_NAME}"
+cert_file = "{ddnsd_cert}"
+key_file = "{ddnsd_key}"
+
+[protocol.services]
+relayd = "{public_key_base64(service_key)}"
 """
     )
-    return path
+    (state / "relayd.toml").write_text(
+        header
+        + f"""
+[relay]
+name = "{RELAY_NAME}"
+state_dir = "relayd"
+registry = "registry.sqlite3"
+
+[tunnel]
+listen = "127.0.0.1:{base + TUNNEL}"
+data_listen = "127.0.0.1:{base + DATA}"
+cert_file = "{relay_cert}"
+key_file = "{relay_key}"
+
+[ingress]
+link_zone = "{LINK_ZONE}"
+https_listen = "127.0.0.1:{base + HTTPS}"
+http_listen = "127.0.0.1:{base + HTTP}"
+
+[api]
+listen = "127.0.0.1:{base + API}"
+
+[ddnsd]
+address = "127.0.0.1:{base + DDNSD_PROTOCOL}"
+server_name = "{DDNSD_NAME}"
+key_file = "relayd/service.key"
+ca_file = "{ca.cert_path}"
+"""
+    )
+    (state / "agent.toml").write_text(
+        header
+        + f"""
+[agent]
+device_name = "{DEMO_DEVICE}"
+key_file = "agent/device.key"
+state_dir = "agent"
+
+[relay]
+addresses = ["127.0.0.1:{base + TUNNEL}"]
+server_name = "{RELAY_NAME}"
+ca_file = "{ca.cert_path}"
+
+[services]
+web = "127.0.0.1:{nas_port}"
+
+[reconnect]
+initial_delay_s = 0.2
+max_delay_s = 5
+"""
+    )
+
+
+def _start_demo_nas(ca: DevCA, port: int) -> ThreadingHTTPServer:
+    cert, key = ca.issue("demo-nas", f"{DEMO_DEVICE}.{LINK_ZONE}", f"*.{DEMO_DEVICE}.{LINK_ZONE}")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = ThreadingHTTPServer(("127.0.0.1", port), _DemoNas)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _wait_for(path: Path, processes: list[subprocess.Popen[bytes]], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if any(p.poll() is not None for p in processes) or time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def run_stack(state_dir: Path, base_port: int) -> int:
-    state_dir = state_dir.resolve()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    (state_dir / "ddnsd").mkdir(exist_ok=True)
-    secrets = trio.run(_prepare_registry, state_dir / "registry.sqlite3")
-    config = _ddnsd_config(state_dir, base_port)
-    listening = state_dir / "ddnsd" / "listening.json"
-    listening.unlink(missing_ok=True)
-    ddnsd = subprocess.Popen([str(BIN / "ddnsd"), "--config", str(config)])
+    state = state_dir.resolve()
+    for sub in ("ddnsd", "relayd", "agent"):
+        (state / sub).mkdir(parents=True, exist_ok=True)
+    ca = DevCA(state / "ca")
+    secrets = trio.run(_prepare_registry, state, state / "agent" / "device.key")
+    _write_configs(state, base_port, ca, base_port + DEMO_NAS)
+    nas = _start_demo_nas(ca, base_port + DEMO_NAS)
+    for stale in (state / "ddnsd" / "listening.json", state / "relayd" / "listening.json"):
+        stale.unlink(missing_ok=True)
+    processes: list[subprocess.Popen[bytes]] = []
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        deadline = time.monotonic() + 30
-        while not listening.exists():
-            if ddnsd.poll() is not None or time.monotonic() > deadline:
-                print("nascloud run: ddnsd did not start", file=sys.stderr)
-                return 1
-            time.sleep(0.05)
-        endpoints = _endpoints(state_dir, base_port, secrets)
-        (state_dir / "endpoints.json").write_text(json.dumps(endpoints, indent=2) + "\n")
+        processes.append(
+            subprocess.Popen([str(BIN / "ddnsd"), "--config", str(state / "ddnsd.toml")])
+        )
+        if not _wait_for(state / "ddnsd" / "listening.json", processes, 30):
+            print("nascloud run: ddnsd did not start", file=sys.stderr)
+            return 1
+        processes.append(
+            subprocess.Popen([str(BIN / "relayd"), "--config", str(state / "relayd.toml")])
+        )
+        if not _wait_for(state / "relayd" / "listening.json", processes, 30):
+            print("nascloud run: relayd did not start", file=sys.stderr)
+            return 1
+        processes.append(
+            subprocess.Popen([str(BIN / "nascloud-agent"), "--config", str(state / "agent.toml")])
+        )
+        endpoints = _endpoints(state, base_port, ca, secrets)
+        (state / "endpoints.json").write_text(json.dumps(endpoints, indent=2) + "\n")
         _print_try(endpoints, secrets)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        ddnsd.wait()
-        return ddnsd.returncode or 0
+        while all(p.poll() is None for p in processes):
+            time.sleep(0.2)
+        print("nascloud run: a daemon stopped; stopping the others", file=sys.stderr)
+        return 1
     except (KeyboardInterrupt, SystemExit):
         return 0
     finally:
-        if ddnsd.poll() is None:
-            ddnsd.terminate()
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
             try:
-                ddnsd.wait(timeout=10)
+                process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                ddnsd.kill()
+                process.kill()
+        nas.shutdown()
+        nas.server_close()
 
 
-def _endpoints(state_dir: Path, base_port: int, secrets: dict[str, str]) -> dict[str, Any]:
+def _endpoints(state: Path, base: int, ca: DevCA, secrets: dict[str, str]) -> dict[str, Any]:
     return {
         "zone": ZONE,
-        "dns": {"host": "127.0.0.1", "port": base_port},
+        "link_zone": LINK_ZONE,
+        "ca_cert": str(ca.cert_path),
+        "dns": {"host": "127.0.0.1", "port": base + DNS},
         "dyndns2": {
-            "url": f"http://127.0.0.1:{base_port + 1}/nic/update",
+            "url": f"http://127.0.0.1:{base + DYNDNS2}/nic/update",
             "username": f"{DEMO_DEVICE}.{ZONE}",
             "password": secrets["dyndns2_password"],
         },
         "rfc2136": {"tsig": secrets["tsig"]},
-        "demo_device": {"name": DEMO_DEVICE, "hostname": f"{DEMO_DEVICE}.{ZONE}"},
-        "state_dir": str(state_dir),
+        "relay": {
+            "https_port": base + HTTPS,
+            "http_port": base + HTTP,
+            "tunnel_port": base + TUNNEL,
+            "data_port": base + DATA,
+        },
+        "api": {"url": f"http://127.0.0.1:{base + API}", "token": secrets["api_token"]},
+        "demo_device": {
+            "name": DEMO_DEVICE,
+            "hostname": f"{DEMO_DEVICE}.{ZONE}",
+            "relay_hostname": f"{DEMO_DEVICE}.{LINK_ZONE}",
+        },
+        "state_dir": str(state),
     }
 
 
 def _print_try(endpoints: dict[str, Any], secrets: dict[str, str]) -> None:
     dns = endpoints["dns"]
     dyndns2 = endpoints["dyndns2"]
+    relay = endpoints["relay"]
     host = endpoints["demo_device"]["hostname"]
+    link = endpoints["demo_device"]["relay_hostname"]
     print(
         f"""
 nascloud is running on loopback (state in {endpoints["state_dir"]}). Try:
 
-  # set the demo device's address, as a router or ddclient would
+  # the demo NAS's page, through the relay (TLS passed through: the certificate is the NAS's)
+  curl --cacert {endpoints["ca_cert"]} --resolve {link}:{relay["https_port"]}:127.0.0.1 \\
+       https://{link}:{relay["https_port"]}/
+
+  # set the demo device's address, as a router or ddclient would, then ask the DNS server
   curl -u '{dyndns2["username"]}:{dyndns2["password"]}' \\
        '{dyndns2["url"]}?hostname={host}&myip=198.51.100.7'
-
-  # ask the authoritative server
   dig @{dns["host"]} -p {dns["port"]} {host} A
+
+  # look the device up as its owner
+  curl -H 'Authorization: Bearer {secrets["api_token"]}' \\
+       {endpoints["api"]["url"]}/v1/devices/{endpoints["demo_device"]["name"]}
 
   # set an ACME DNS-01 challenge with RFC 2136
   printf 'server {dns["host"]} {dns["port"]}\\nzone {endpoints["zone"]}\\n\\

@@ -54,20 +54,43 @@ def test_check_config_on_a_missing_file_says_so(script: str, tmp_path: Path) -> 
     assert "cannot read: No such file or directory" in result.stderr
 
 
+def _free_port_range(count: int) -> int:
+    """A base port with `count` ports after it free for TCP and UDP right now."""
+    import socket
+
+    for _ in range(100):
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        base = probe.getsockname()[1]
+        probe.close()
+        if base + count > 65535:
+            continue
+        held = []
+        try:
+            for port in range(base, base + count):
+                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                    sock = socket.socket(socket.AF_INET, kind)
+                    held.append(sock)
+                    sock.bind(("127.0.0.1", port))
+            return int(base)
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise RuntimeError("no free port range")
+
+
 def test_nascloud_run_serves_the_printed_commands(tmp_path: Path) -> None:
     import json
     import signal
-    import socket
     import time
 
     import dns.message
     import dns.query
 
     state = tmp_path / "var"
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    probe.bind(("127.0.0.1", 0))
-    base_port = probe.getsockname()[1]
-    probe.close()
+    base_port = _free_port_range(9)
     stack = subprocess.Popen(
         [str(BIN / "nascloud"), "run", "--state-dir", str(state), "--base-port", str(base_port)],
         stdout=subprocess.PIPE,
@@ -101,6 +124,42 @@ def test_nascloud_run_serves_the_printed_commands(tmp_path: Path) -> None:
             dns.message.make_query(host, "A"), "127.0.0.1", port=base_port, timeout=5
         )
         assert response.answer[0][0].address == "198.51.100.7"
+        # The demo NAS's page through the relay, with the NAS's own certificate.
+        link = endpoints["demo_device"]["relay_hostname"]
+        https = endpoints["relay"]["https_port"]
+        page = ""
+        deadline = time.monotonic() + 20
+        while "Hello from your NAS" not in page and time.monotonic() < deadline:
+            page = subprocess.run(
+                [
+                    "curl",
+                    "-s",
+                    "--cacert",
+                    endpoints["ca_cert"],
+                    "--resolve",
+                    f"{link}:{https}:127.0.0.1",
+                    f"https://{link}:{https}/",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout
+            time.sleep(0.2)
+        assert "Hello from your NAS" in page
+        lookup = subprocess.run(
+            [
+                "curl",
+                "-s",
+                "-H",
+                f"Authorization: Bearer {endpoints['api']['token']}",
+                f"{endpoints['api']['url']}/v1/devices/demo",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        assert json.loads(lookup)["online"] is True
     finally:
         stack.send_signal(signal.SIGINT)
         output, _ = stack.communicate(timeout=30)
