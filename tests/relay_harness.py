@@ -1,0 +1,90 @@
+"""relayd and agents in the test process, for tests that need to look inside them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+import trustme
+
+from config import AgentConfig, RelaydConfig, loads
+from nasagent._agent import Agent
+from protocol import public_key_bytes
+from protocol.keys import load_or_create_key
+from registry import Registry
+
+
+async def prepare(tmp_path: Path, devices: tuple[str, ...] = ("nas1",)) -> trustme.CA:
+    """A CA, the relay's certificate, and the devices enrolled with their agents' keys."""
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    cert = ca.issue_cert("relay.test")
+    cert.private_key_pem.write_to_path(str(tmp_path / "relay.key"))
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "relay.crt"))
+    registry = Registry.open_sqlite(tmp_path / "registry.sqlite3")
+    owner = await registry.create_account("o@example.org", "Owner")
+    for device in devices:
+        key = load_or_create_key(tmp_path / f"{device}.key")
+        await registry.enrol_device(owner.account_id, device, public_key_bytes(key))
+    await registry.aclose()
+    return ca
+
+
+def relay_config(tmp_path: Path, tunnel: str = "", ingress: str = "") -> RelaydConfig:
+    return loads(
+        RelaydConfig,
+        f"""
+        [relay]
+        name = "relay.test"
+        state_dir = "relay"
+        registry = "registry.sqlite3"
+        [tunnel]
+        listen = "127.0.0.1:0"
+        cert_file = "relay.crt"
+        key_file = "relay.key"
+        {tunnel}
+        [ingress]
+        link_zone = "link.test"
+        https_listen = "127.0.0.1:0"
+        {ingress}
+        """,
+        "relayd.toml",
+        tmp_path,
+    )
+
+
+def agent(
+    tmp_path: Path, tunnel_address: str, service: str, device: str = "nas1", extra: str = ""
+) -> Agent:
+    """An agent for `device`, trusting the test CA unless `extra` says otherwise."""
+    trust = extra if "pinned_sha256" in extra else 'ca_file = "ca.pem"'
+    return Agent(
+        loads(
+            AgentConfig,
+            f"""
+            [agent]
+            device_name = "{device}"
+            key_file = "{device}.key"
+            state_dir = "agent-{device}"
+            {"proxy_protocol = true" if "proxy_protocol" in extra else ""}
+            [relay]
+            addresses = ["{tunnel_address}"]
+            server_name = "relay.test"
+            {trust}
+            [services]
+            web = "{service}"
+            [reconnect]
+            initial_delay_s = 0.05
+            max_delay_s = 0.2
+            """,
+            "agent.toml",
+            tmp_path,
+        )
+    )
+
+
+async def listening_service() -> trio.socket.SocketType:
+    service = trio.socket.socket()
+    await service.bind(("127.0.0.1", 0))
+    service.listen(16)
+    return service
