@@ -470,6 +470,11 @@ class Connection:
     def open_stream_count(self) -> int:
         return len(self.streams)
 
+    @property
+    def local_streams_allowed(self) -> int:
+        """How many streams the peer lets us have open at once (its HELLO's max_streams)."""
+        return self._peer.max_streams
+
     def _terminate(self, error_code: int, message: str) -> None:
         """Queue a final GOAWAY and close; nothing else is sent or accepted afterwards."""
         if self.state is ConnectionState.CLOSED:

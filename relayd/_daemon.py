@@ -66,6 +66,7 @@ class Relayd:
     presence: Presence = field(default_factory=Presence)
     https_port: int | None = None  # as bound: redirects and lookups point browsers here
     data_port: int | None = None  # as bound, announced in OPEN
+    active: Counter[str] = field(default_factory=Counter)  # browser connections per device
     pending: dict[bytes, _PendingData] = field(default_factory=dict)
 
     # -- routing ---------------------------------------------------------------------------
@@ -100,7 +101,7 @@ class Relayd:
             server_name=self.config.relay.name,
             nonce=os.urandom(32),
             settings=protocol.Settings(
-                max_streams=limits.max_streams_per_tunnel,
+                max_streams=0,  # agents open no streams towards the relay: refuse any
                 capabilities=frozenset({protocol.DATA_CONNECTIONS})
                 if self.data_port is not None
                 else frozenset(),
@@ -214,31 +215,47 @@ class Relayd:
                 self.counts["https_refused"] += 1
                 return
             assert device is not None
-            if protocol.DATA_CONNECTIONS in tunnel.conn.capabilities and self.data_port:
-                moved = await self._spliced(stream, tunnel, client, port, data)
-                if moved is None:
-                    return
-                sent, received = moved
-            else:
-                try:
-                    tunnel_stream = await tunnel.open_stream("web", client, port)
-                except (trio.BrokenResourceError, protocol.LocalProtocolError):
-                    self.counts["https_refused"] += 1
-                    return
-                await tunnel_stream.send_all(data)
-                self.counts["https_connections"] += 1
-                sent, received = await join_streams(stream, tunnel_stream)
+            if self.active[device] >= limits.max_streams_per_tunnel:
+                self.counts["https_refused_limit"] += 1
+                return
+            self.active[device] += 1
+            try:
+                moved = await self._pass_through(stream, tunnel, client, port, data)
+            finally:
+                self.active[device] -= 1
+                if not self.active[device]:
+                    del self.active[device]
+            if moved is None:
+                return
+            sent, received = moved
             log.info(
                 "https %s from %s: %d bytes in, %d out",
                 device,
                 mask(client),
-                sent + len(data),
+                sent,
                 received,
             )
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         finally:
             await trio.aclose_forcefully(stream)
+
+    async def _pass_through(
+        self, stream: trio.SocketStream, tunnel: Tunnel, client: str, port: int, data: bytes
+    ) -> tuple[int, int] | None:
+        """Hand a browser connection to the device: on a spliced data connection when the
+        agent offers them, else as a tunnel stream. None if the device could not take it."""
+        if protocol.DATA_CONNECTIONS in tunnel.conn.capabilities and self.data_port:
+            return await self._spliced(stream, tunnel, client, port, data)
+        try:
+            tunnel_stream = await tunnel.open_stream("web", client, port)
+        except (trio.BrokenResourceError, protocol.LocalProtocolError):
+            self.counts["https_refused"] += 1
+            return None
+        await tunnel_stream.send_all(data)
+        self.counts["https_connections"] += 1
+        sent, received = await join_streams(stream, tunnel_stream)
+        return sent + len(data), received
 
     async def _spliced(
         self, stream: trio.SocketStream, tunnel: Tunnel, client: str, port: int, hello: bytes

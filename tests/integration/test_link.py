@@ -3,6 +3,7 @@ NAS web server (HTTPS with its own certificate), nascloud-agent, relayd, and cur
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -35,6 +36,9 @@ class NasHandler(BaseHTTPRequestHandler):
     """The NAS's own web UI, as far as these tests need it."""
 
     def do_GET(self) -> None:
+        if self.path == "/ws" and self.headers.get("Upgrade", "").lower() == "websocket":
+            self._websocket_echo()
+            return
         if self.path.startswith("/big/"):
             size = int(self.path.split("/")[2])
             self.send_response(200)
@@ -66,6 +70,31 @@ class NasHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def _websocket_echo(self) -> None:
+        """Just enough of RFC 6455 to echo text frames back."""
+        accept = base64.b64encode(
+            hashlib.sha1(
+                (
+                    self.headers["Sec-WebSocket-Key"] + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+                ).encode()
+            ).digest()
+        ).decode()
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.end_headers()
+        self.wfile.flush()
+        while True:
+            head = self.rfile.read(2)
+            if len(head) < 2 or head[0] & 0x0F == 0x8:  # closed, or a close frame
+                return
+            length = head[1] & 0x7F
+            mask = self.rfile.read(4)
+            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(length)))
+            self.wfile.write(bytes([0x81, len(payload)]) + payload)
+            self.wfile.flush()
 
     def log_message(self, *args: object) -> None:
         pass
@@ -343,3 +372,32 @@ def test_the_agent_comes_back_after_relayd_restarts(link: Link) -> None:
         "the agent to reconnect",
     )
     assert link.agent.poll() is None
+
+
+def test_a_websocket_stays_open_through_the_relay(link: Link) -> None:
+    context = ssl.create_default_context(cafile=str(link.directory / "ca.pem"))
+    with (
+        socket.create_connection(("127.0.0.1", link.https_port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=f"nas1.{LINK_ZONE}") as tls,
+    ):
+        key = base64.b64encode(os.urandom(16)).decode()
+        tls.sendall(
+            (
+                f"GET /ws HTTP/1.1\r\nHost: nas1.{LINK_ZONE}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += tls.recv(4096)
+        assert response.startswith(b"HTTP/1.0 101") or response.startswith(b"HTTP/1.1 101")
+        for number in range(5):
+            message = f"message {number}".encode()
+            mask = os.urandom(4)
+            masked = bytes(b ^ mask[i % 4] for i, b in enumerate(message))
+            tls.sendall(bytes([0x81, 0x80 | len(message)]) + mask + masked)
+            echo = tls.recv(4096)
+            assert echo == bytes([0x81, len(message)]) + message
+            time.sleep(0.3)  # a connection that lives, with pauses, as websockets do
+        tls.sendall(bytes([0x88, 0x80]) + os.urandom(4))
