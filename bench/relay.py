@@ -64,6 +64,54 @@ while True:
 """
 
 
+ECHO = """
+import socket, ssl, sys, threading
+port, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+context.load_cert_chain(cert, key)
+server = socket.create_server(("127.0.0.1", port), backlog=512)
+print("ready", flush=True)
+def serve(conn):
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        with context.wrap_socket(conn, server_side=True) as tls:
+            while data := tls.recv(65536):
+                tls.sendall(data)
+    except OSError:
+        pass
+while True:
+    conn, _ = server.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"""
+
+
+def round_trips(port: int, server_name: str, ca: Path, count: int) -> list[float]:
+    """Seconds for each of `count` new connections: TCP, TLS, and one 64-byte round trip."""
+    context = ssl.create_default_context(cafile=str(ca))
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        raw = socket.create_connection(("127.0.0.1", port))
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle on either end
+        with raw, context.wrap_socket(raw, server_hostname=server_name) as tls:
+            tls.sendall(b"x" * 64)
+            got = b""
+            while len(got) < 64:
+                got += tls.recv(64)
+        times.append(time.perf_counter() - started)
+    return sorted(times)
+
+
+def parallel(port: int, server_name: str, ca: Path, megabytes: int, streams: int) -> list[float]:
+    """Gbit/s of each of `streams` connections sending `megabytes` each at the same time."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(streams) as pool:
+        futures = [pool.submit(send, port, server_name, ca, megabytes) for _ in range(streams)]
+        elapsed = [f.result() for f in futures]
+    return [megabytes * 8 * 1024 * 1024 / t / 1e9 for t in elapsed]
+
+
 def send(port: int, server_name: str, ca: Path, megabytes: int) -> float:
     """Seconds to push `megabytes` through a TLS connection and have them acknowledged."""
     context = ssl.create_default_context(cafile=str(ca))
@@ -116,7 +164,9 @@ def wait_port(port: int, timeout_s: float = 20) -> None:
 
 
 @contextmanager
-def sshd_reverse(work: Path, target: int, cipher: str | None) -> Iterator[int]:
+def sshd_reverse(
+    work: Path, target: int, cipher: str | None, echo_target: int
+) -> Iterator[tuple[int, int]]:
     """An sshd on loopback and `ssh -R` into it: connections to the yielded port reach
     `target` the way they would reach a NAS behind an SSH reverse tunnel."""
     keys = work / f"ssh-{cipher or 'default'}"
@@ -128,7 +178,7 @@ def sshd_reverse(work: Path, target: int, cipher: str | None) -> Iterator[int]:
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "user")], check=True
     )
     shutil.copy(keys / "user.pub", keys / "authorized_keys")
-    sshd_port, forwarded = free_port(), free_port()
+    sshd_port, forwarded, echo_forwarded = free_port(), free_port(), free_port()
     (keys / "sshd_config").write_text(
         textwrap.dedent(f"""
         Port {sshd_port}
@@ -163,27 +213,33 @@ def sshd_reverse(work: Path, target: int, cipher: str | None) -> Iterator[int]:
             "ExitOnForwardFailure=yes",
             "-R",
             f"127.0.0.1:{forwarded}:127.0.0.1:{target}",
+            "-R",
+            f"127.0.0.1:{echo_forwarded}:127.0.0.1:{echo_target}",
             "root@127.0.0.1",
         ]
         with running(ssh, keys / "ssh.log"):
             wait_port(forwarded)
-            yield forwarded
+            wait_port(echo_forwarded)
+            yield forwarded, echo_forwarded
 
 
 @contextmanager
-def relay_and_agent(work: Path, ca: trustme.CA, target: int) -> Iterator[int]:
+def relay_and_agent(work: Path, ca: trustme.CA, target: int, echo_target: int) -> Iterator[int]:
+    """relayd with two devices: nas1's web service is the sink, nas2's the echo server."""
     directory = work / "relay"
     directory.mkdir()
     ca.cert_pem.write_to_path(str(directory / "ca.pem"))
     cert = ca.issue_cert("relay.test")
     cert.private_key_pem.write_to_path(str(directory / "relay.key"))
     cert.cert_chain_pems[0].write_to_path(str(directory / "relay.crt"))
-    key = load_or_create_key(directory / "device.key")
+    devices = {"nas1": target, "nas2": echo_target}
+    keys = {d: load_or_create_key(directory / f"{d}.key") for d in devices}
 
     async def enrol() -> None:
         registry = Registry.open_sqlite(directory / "registry.sqlite3")
         owner = await registry.create_account("bench@example.org", "Bench")
-        await registry.enrol_device(owner.account_id, "nas1", public_key_bytes(key))
+        for device, key in keys.items():
+            await registry.enrol_device(owner.account_id, device, public_key_bytes(key))
         await registry.aclose()
 
     trio.run(enrol)
@@ -201,41 +257,45 @@ def relay_and_agent(work: Path, ca: trustme.CA, target: int) -> Iterator[int]:
         [ingress]
         link_zone = "link.test"
         https_listen = "127.0.0.1:{https}"
+        [limits]
+        max_tunnels_per_address = 100
     """)
     )
-    (directory / "agent.toml").write_text(
-        textwrap.dedent(f"""
-        [agent]
-        device_name = "nas1"
-        key_file = "device.key"
-        state_dir = "agent"
-        [relay]
-        addresses = ["127.0.0.1:{tunnel}"]
-        server_name = "relay.test"
-        ca_file = "ca.pem"
-        [services]
-        web = "127.0.0.1:{target}"
-    """)
-    )
-    with running(
-        [str(BIN / "relayd"), "--config", str(directory / "relayd.toml")], directory / "relayd.log"
+    for device, port in devices.items():
+        (directory / f"{device}.toml").write_text(
+            textwrap.dedent(f"""
+            [agent]
+            device_name = "{device}"
+            key_file = "{device}.key"
+            state_dir = "agent-{device}"
+            [relay]
+            addresses = ["127.0.0.1:{tunnel}"]
+            server_name = "relay.test"
+            ca_file = "ca.pem"
+            [services]
+            web = "127.0.0.1:{port}"
+        """)
+        )
+    relayd = [str(BIN / "relayd"), "--config", str(directory / "relayd.toml")]
+    agent = str(BIN / "nascloud-agent")
+    with (
+        running(relayd, directory / "relayd.log"),
+        running([agent, "--config", str(directory / "nas1.toml")], directory / "nas1.log"),
+        running([agent, "--config", str(directory / "nas2.toml")], directory / "nas2.log"),
     ):
         wait_port(https)
-        with running(
-            [str(BIN / "nascloud-agent"), "--config", str(directory / "agent.toml")],
-            directory / "agent.log",
-        ):
-            deadline = time.monotonic() + 20
-            while "tunnel up" not in (directory / "agent.log").read_text():
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the agent did not connect")
-                time.sleep(0.05)
-            yield https
+        deadline = time.monotonic() + 20
+        while not all("tunnel up" in (directory / f"{d}.log").read_text() for d in devices):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the agents did not connect")
+            time.sleep(0.05)
+        yield https
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megabytes", type=int, default=1024)
+    parser.add_argument("--round-trips", type=int, default=300)
     args = parser.parse_args()
     missing = [p for p in ("socat", "ssh", "ssh-keygen") if shutil.which(p) is None]
     if missing or not (shutil.which("sshd") or Path("/usr/sbin/sshd").exists()):
@@ -244,44 +304,80 @@ def main() -> None:
         work = Path(tmp)
         ca = trustme.CA()
         ca.cert_pem.write_to_path(str(work / "ca.pem"))
-        nas_cert = ca.issue_cert("nas1.link.test")
+        nas_cert = ca.issue_cert("nas1.link.test", "nas2.link.test")
         nas_cert.private_key_pem.write_to_path(str(work / "nas.key"))
         nas_cert.cert_chain_pems[0].write_to_path(str(work / "nas.crt"))
         nas_port = free_port()
         results: dict[str, float] = {}
+        aggregate: dict[str, list[float]] = {}
+        latency: dict[str, list[float]] = {}
         name = "nas1.link.test"
-        with running(
-            [
-                sys.executable,
-                "-c",
-                SINK,
-                str(nas_port),
-                str(work / "nas.crt"),
-                str(work / "nas.key"),
-            ],
-            work / "sink.log",
-            ready="ready",
-        ):
-            results["direct"] = send(nas_port, name, work / "ca.pem", args.megabytes)
-            socat_port = free_port()
-            with running(
+        echo_port = free_port()
+        ca_path = work / "ca.pem"
+
+        def measure(label: str, sink_port: int, echo: int) -> None:
+            results[label] = send(sink_port, name, ca_path, args.megabytes)
+            aggregate[label] = parallel(sink_port, name, ca_path, args.megabytes // 16, 16)
+            latency[label] = round_trips(echo, name, ca_path, args.round_trips)
+
+        with (
+            running(
                 [
-                    "socat",
-                    f"TCP4-LISTEN:{socat_port},bind=127.0.0.1,fork,reuseaddr",
-                    f"TCP4:127.0.0.1:{nas_port}",
+                    sys.executable,
+                    "-c",
+                    SINK,
+                    str(nas_port),
+                    str(work / "nas.crt"),
+                    str(work / "nas.key"),
                 ],
-                work / "socat.log",
+                work / "sink.log",
+                ready="ready",
+            ),
+            running(
+                [
+                    sys.executable,
+                    "-c",
+                    ECHO,
+                    str(echo_port),
+                    str(work / "nas.crt"),
+                    str(work / "nas.key"),
+                ],
+                work / "echo.log",
+                ready="ready",
+            ),
+        ):
+            measure("direct", nas_port, echo_port)
+            socat_port, socat_echo = free_port(), free_port()
+            with (
+                running(
+                    [
+                        "socat",
+                        f"TCP4-LISTEN:{socat_port},bind=127.0.0.1,fork,reuseaddr",
+                        f"TCP4:127.0.0.1:{nas_port}",
+                    ],
+                    work / "socat.log",
+                ),
+                running(
+                    [
+                        "socat",
+                        f"TCP4-LISTEN:{socat_echo},bind=127.0.0.1,fork,reuseaddr",
+                        f"TCP4:127.0.0.1:{echo_port}",
+                    ],
+                    work / "socat-echo.log",
+                ),
             ):
                 wait_port(socat_port)
-                results["socat"] = send(socat_port, name, work / "ca.pem", args.megabytes)
+                wait_port(socat_echo)
+                measure("socat", socat_port, socat_echo)
             for cipher in (None, "aes128-gcm@openssh.com"):
-                with sshd_reverse(work, nas_port, cipher) as port:
-                    label = f"ssh -R ({cipher or 'default cipher'})"
-                    results[label] = send(port, name, work / "ca.pem", args.megabytes)
-            with relay_and_agent(work, ca, nas_port) as port:
-                results["relayd + agent (SNI passthrough)"] = send(
-                    port, name, work / "ca.pem", args.megabytes
-                )
+                with sshd_reverse(work, nas_port, cipher, echo_port) as (port, echo):
+                    measure(f"ssh -R ({cipher or 'default cipher'})", port, echo)
+            with relay_and_agent(work, ca, nas_port, echo_port) as port:
+                label = "relayd + agent (SNI passthrough)"
+                results[label] = send(port, name, ca_path, args.megabytes)
+                aggregate[label] = parallel(port, name, ca_path, args.megabytes // 16, 16)
+                # The echo server stands behind a second device, nas2.
+                latency[label] = round_trips(port, "nas2.link.test", ca_path, args.round_trips)
     rates = {k: args.megabytes * 8 * 1024 * 1024 / v / 1e9 for k, v in results.items()}
     best_ssh = max(v for k, v in rates.items() if k.startswith("ssh"))
     default_ssh = rates["ssh -R (default cipher)"]
@@ -293,6 +389,23 @@ def main() -> None:
         f"\n  relayd passthrough vs best ssh -R: {ours / best_ssh:.2f}x (target 2x); "
         f"vs default ssh -R: {ours / default_ssh:.2f}x"
     )
+    print("\n16 streams at once: aggregate Gbit/s, slowest stream / mean\n")
+    ssh_aggregate = max(sum(v) for k, v in aggregate.items() if k.startswith("ssh"))
+    for label, per_stream in aggregate.items():
+        fairness = min(per_stream) / (sum(per_stream) / len(per_stream))
+        print(f"  {label:<36}{sum(per_stream):>7.2f} Gbit/s   slowest/mean {fairness:>4.2f}")
+    ours_aggregate = sum(aggregate["relayd + agent (SNI passthrough)"])
+    print(f"\n  relayd aggregate vs best ssh -R: {ours_aggregate / ssh_aggregate:.2f}x (target 1x)")
+    print(f"\nnew connection + TLS + 64-byte round trip, {args.round_trips} each: p50 / p99 ms\n")
+    direct = latency["direct"]
+
+    def pct(values: list[float], q: float) -> float:
+        return values[min(len(values) - 1, int(len(values) * q))] * 1e3
+
+    for label, values in latency.items():
+        p50, p99 = pct(values, 0.5), pct(values, 0.99)
+        extra50, extra99 = p50 - pct(direct, 0.5), p99 - pct(direct, 0.99)
+        print(f"  {label:<36}{p50:>7.2f} / {p99:>6.2f}   p50 +{extra50:.2f}  p99 +{extra99:.2f}")
     print(json.dumps({k: round(v, 3) for k, v in rates.items()}))
 
 

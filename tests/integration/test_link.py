@@ -173,6 +173,7 @@ def link(tmp_path: Path) -> Iterator[Link]:
     relay_cert.private_key_pem.write_to_path(str(tmp_path / "relay.key"))
     relay_cert.cert_chain_pems[0].write_to_path(str(tmp_path / "relay.crt"))
     nas_cert = ca.issue_cert(f"nas1.{LINK_ZONE}", f"*.nas1.{LINK_ZONE}")
+    nas_cert.cert_chain_pems[0].write_to_path(str(tmp_path / "nas-leaf.pem"))
     nas_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     nas_cert.configure_cert(nas_context)
     nas = ThreadingHTTPServer(("127.0.0.1", 0), NasHandler)
