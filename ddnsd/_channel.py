@@ -83,10 +83,13 @@ class ServiceChannel:
                         except trio.BrokenResourceError:
                             break
                         nursery.start_soon(self._answer, tunnel, message)
-        except (protocol.RemoteProtocolError, trio.TooSlowError) as exc:
-            log.warning("service connection refused or failed: %s", exc)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        # except*: errors from inside the tunnel's nursery arrive as exception groups.
+        except* (protocol.RemoteProtocolError, trio.TooSlowError) as group:
+            log.warning("service connection refused or failed: %s", group.exceptions[0])
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
+        except* Exception as group:
+            log.error("a service connection failed", exc_info=group)
         finally:
             await trio.aclose_forcefully(tls)
 

@@ -167,7 +167,13 @@ class HttpServer:
                     return
                 if request is None:
                     return
-                response = await self.handler(request)
+                try:
+                    response = await self.handler(request)
+                except Exception:
+                    # A handler's bug costs this request a 500, never the server.
+                    log.exception("the handler failed on %s %s", request.method, request.target)
+                    response = HttpResponse(500, b"internal error\n")
+                    keep_alive = False
                 self.requests += 1
                 await stream.send_all(render(response, self.server_name, keep_alive))
                 if not keep_alive:

@@ -79,10 +79,14 @@ class Agent:
             try:
                 await self._session(address)
                 failures = 0  # it was up: start the backoff afresh
-            except (OSError, trio.BrokenResourceError, trio.TooSlowError, ssl.SSLError) as exc:
-                log.warning("relay %s unreachable: %s", address, exc)
-            except protocol.RemoteProtocolError as exc:
-                log.warning("relay %s refused the tunnel: %s", address, exc)
+            # except*: errors from inside the tunnel's nursery arrive as exception groups.
+            except* (OSError, trio.BrokenResourceError, trio.TooSlowError, ssl.SSLError) as group:
+                log.warning("relay %s unreachable: %s", address, group.exceptions[0])
+            except* protocol.RemoteProtocolError as group:
+                log.warning("relay %s refused the tunnel: %s", address, group.exceptions[0])
+            except* Exception as group:
+                # A bug must not end the agent: the NAS would be unreachable until a restart.
+                log.error("the tunnel to %s failed", address, exc_info=group)
             failures += 1
             self.attempts += 1
             await trio.sleep(self.delay(failures))

@@ -13,6 +13,7 @@ import os
 import signal
 import ssl
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,11 +133,16 @@ class Relayd:
                 log.info("tunnel up for %s from %s", name, mask(address))
                 await self.registry.device_seen(name)
                 await self._messages(tunnel, name, address)
-        except (protocol.RemoteProtocolError, trio.TooSlowError) as exc:
+        # except*: errors from inside the tunnel's nursery arrive as exception groups.
+        except* (protocol.RemoteProtocolError, trio.TooSlowError) as group:
             self.counts["tunnel_refused"] += 1
-            log.info("tunnel from %s refused: %s", mask(address), exc)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            log.info("tunnel from %s refused: %s", mask(address), group.exceptions[0])
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
+        except* Exception as group:
+            # One bad tunnel never takes the relay down: log it and close this one only.
+            self.counts["tunnel_error"] += 1
+            log.error("tunnel from %s failed", mask(address), exc_info=group)
         finally:
             self.per_address[address] -= 1
             if not self.per_address[address]:
@@ -370,6 +376,22 @@ class Relayd:
             return 400, [], b"bad request\n"
 
 
+def _guarded(
+    handler: Callable[[trio.SocketStream], Awaitable[None]], counts: Counter[str]
+) -> Callable[[trio.SocketStream], Awaitable[None]]:
+    """A connection handler whose unexpected errors close that connection only."""
+
+    async def guarded(stream: trio.SocketStream) -> None:
+        try:
+            await handler(stream)
+        except Exception:
+            counts["connection_error"] += 1
+            log.exception("a connection handler failed")
+            await trio.aclose_forcefully(stream)
+
+    return guarded
+
+
 def _raw_response(status: int, body: bytes) -> bytes:
     reasons = {
         400: "Bad Request",
@@ -419,21 +441,23 @@ async def serve(
                 nursery.start_soon(relay.ddns.run)
             listeners = await nursery.start(
                 trio.serve_listeners,
-                lambda s: relay.agent_connection(s, context),
+                _guarded(lambda s: relay.agent_connection(s, context), relay.counts),
                 [await _listener(config.tunnel.listen)],
             )
             relay.listening["tunnel"] = [_bound(listeners[0])]
             if config.tunnel.data_connections:
                 data_address = config.tunnel.data_listen or HostPort(config.tunnel.listen.host, 0)
                 listeners = await nursery.start(
-                    trio.serve_listeners, relay.data_connection, [await _listener(data_address)]
+                    trio.serve_listeners,
+                    _guarded(relay.data_connection, relay.counts),
+                    [await _listener(data_address)],
                 )
                 relay.listening["data"] = [_bound(listeners[0])]
                 relay.data_port = listeners[0].socket.getsockname()[1]
             if config.ingress.https_listen is not None:
                 listeners = await nursery.start(
                     trio.serve_listeners,
-                    relay.https_connection,
+                    _guarded(relay.https_connection, relay.counts),
                     [await _listener(config.ingress.https_listen)],
                 )
                 relay.listening["https"] = [_bound(listeners[0])]
@@ -448,7 +472,7 @@ async def serve(
             if config.ingress.http_listen is not None:
                 listeners = await nursery.start(
                     trio.serve_listeners,
-                    relay.http_connection,
+                    _guarded(relay.http_connection, relay.counts),
                     [await _listener(config.ingress.http_listen)],
                 )
                 relay.listening["http"] = [_bound(listeners[0])]

@@ -120,3 +120,12 @@ async def test_a_slow_client_gets_408(autojump_clock: trio.testing.MockClock) ->
         while chunk := await client.receive_some():
             reply += chunk
     assert reply.startswith(b"HTTP/1.1 408 ")
+
+
+async def test_a_failing_handler_costs_its_request_a_500_and_nothing_else() -> None:
+    async def broken(request: HttpRequest) -> HttpResponse:
+        raise RuntimeError("a bug")
+
+    reply = await _exchange(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", HttpServer(broken))
+    assert reply.startswith(b"HTTP/1.1 500 ")
+    assert b"a bug" not in reply
