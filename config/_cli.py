@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TypeVar
+
+import trio
 
 from ._load import ConfigError, load
 
@@ -29,9 +32,10 @@ def daemon_main(
     default_config: Path,
     description: str,
     argv: Sequence[str] | None,
-    serve: Callable[[_T, Path], int] | None,
+    serve: Callable[[_T, Path], Awaitable[int]] | None,
 ) -> int:
-    """Parse arguments, load and check the config, then hand it and its path to `serve`.
+    """Parse arguments, load and check the config, then run `serve(config, path)` under Trio
+    with logging to standard output (journald-friendly).
 
     Exit codes: 0 success, 1 invalid configuration, 2 usage error or nothing to serve.
     """
@@ -64,4 +68,7 @@ def daemon_main(
             f"{prog}: this build can only check its configuration (--check-config)", file=sys.stderr
         )
         return 2
-    return serve(config, args.config)
+    logging.basicConfig(
+        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout
+    )
+    return trio.run(serve, config, args.config)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import trio
-
 from config import DdnsdConfig, daemon_main
+
+from ._daemon import main_async
 
 DESCRIPTION = (
     "The nascloud DNS server: authoritative for the device zone, "
@@ -17,18 +16,9 @@ DESCRIPTION = (
 )
 
 
-def serve(config: DdnsdConfig, path: Path) -> int:
-    from ._daemon import main_async
-
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout
-    )
-    return trio.run(main_async, config, path)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     return daemon_main(
-        "ddnsd", DdnsdConfig, Path("/etc/nascloud/ddnsd.toml"), DESCRIPTION, argv, serve
+        "ddnsd", DdnsdConfig, Path("/etc/nascloud/ddnsd.toml"), DESCRIPTION, argv, main_async
     )
 
 

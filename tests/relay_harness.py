@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import trio
 import trustme
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+import protocol
 from config import AgentConfig, RelaydConfig, loads
 from nasagent._agent import Agent
 from protocol import public_key_bytes
 from protocol.keys import load_or_create_key
+from protocol.tunnel import Tunnel, open_tunnel
 from registry import Registry
 
 
@@ -88,3 +94,23 @@ async def listening_service() -> trio.socket.SocketType:
     await service.bind(("127.0.0.1", 0))
     service.listen(16)
     return service
+
+
+@asynccontextmanager
+async def device_tunnel(
+    tmp_path: Path, tunnel_address: str, name: str, key: Ed25519PrivateKey
+) -> AsyncIterator[Tunnel]:
+    """A tunnel to the relay as device `name`, the way an agent opens one (over TLS trusting
+    the test CA), for tests that play the agent themselves."""
+    host, port = tunnel_address.rsplit(":", 1)
+    context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+    stream = trio.SSLStream(
+        await trio.open_tcp_stream(host, int(port)), context, server_hostname="relay.test"
+    )
+    conn = protocol.Connection(
+        protocol.Role.CLIENT,
+        server_name="relay.test",
+        credentials=protocol.Credentials(protocol.AuthKind.DEVICE, name, key),
+    )
+    async with open_tunnel(stream, conn) as tunnel:
+        yield tunnel

@@ -4,7 +4,6 @@ device keeps being served."""
 from __future__ import annotations
 
 import socket
-import ssl
 import time
 
 import pytest
@@ -12,7 +11,7 @@ import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
-from protocol.tunnel import open_tunnel
+from tests.relay_harness import device_tunnel
 
 from .test_link import LINK_ZONE, Link, link
 
@@ -44,19 +43,9 @@ def test_garbage_and_plain_text_on_the_tunnel_port(link: Link) -> None:
 
 
 async def _claim(link: Link, name: str, key: Ed25519PrivateKey) -> protocol.RemoteProtocolError:
-    context = ssl.create_default_context(cafile=str(link.directory / "ca.pem"))
-    stream = trio.SSLStream(
-        await trio.open_tcp_stream("127.0.0.1", link.tunnel_port),
-        context,
-        server_hostname="relay.test",
-    )
-    conn = protocol.Connection(
-        protocol.Role.CLIENT,
-        server_name="relay.test",
-        credentials=protocol.Credentials(protocol.AuthKind.DEVICE, name, key),
-    )
+    tunnel = f"127.0.0.1:{link.tunnel_port}"
     with pytest.raises(protocol.RemoteProtocolError) as info:
-        async with open_tunnel(stream, conn):
+        async with device_tunnel(link.directory, tunnel, name, key):
             pass  # pragma: no cover
     return info.value
 

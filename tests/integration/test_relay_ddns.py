@@ -3,7 +3,6 @@ vouching only for the agent's own device."""
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
 
 import dns.message
@@ -15,10 +14,10 @@ from config import DdnsdConfig, RelaydConfig, loads
 from ddnsd._daemon import Ddnsd
 from ddnsd._daemon import serve as serve_ddnsd
 from protocol.keys import load_or_create_key, public_key_base64
-from protocol.tunnel import open_tunnel
 from registry import Registry
 from relayd._daemon import Relayd
 from relayd._daemon import serve as serve_relayd
+from tests.relay_harness import device_tunnel
 
 
 async def test_agent_update_is_forwarded_and_answered(tmp_path: Path) -> None:
@@ -85,17 +84,8 @@ async def test_agent_update_is_forwarded_and_answered(tmp_path: Path) -> None:
                 tmp_path,
             )
             relay: Relayd = await nursery.start(serve_relayd, relay_config)
-            host, port = relay.listening["tunnel"][0].rsplit(":", 1)
-            context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
-            stream = trio.SSLStream(
-                await trio.open_tcp_stream(host, int(port)), context, server_hostname="relay.test"
-            )
-            conn = protocol.Connection(
-                protocol.Role.CLIENT,
-                server_name="relay.test",
-                credentials=protocol.Credentials(protocol.AuthKind.DEVICE, "nas1", device_key),
-            )
-            async with open_tunnel(stream, conn) as agent:
+            tunnel = relay.listening["tunnel"][0]
+            async with device_tunnel(tmp_path, tunnel, "nas1", device_key) as agent:
                 await agent.send_message(
                     protocol.DdnsUpdate(41, "nas1", "nas1", "A", ("198.51.100.41",))
                 )

@@ -3,17 +3,20 @@ stops reading (backpressure, not buffering)."""
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
 
 import trio
 import trio.testing
 
-import protocol
 from protocol.keys import load_or_create_key
-from protocol.tunnel import open_tunnel
 from relayd._daemon import Relayd, serve
-from tests.relay_harness import agent, listening_service, prepare, relay_config
+from tests.relay_harness import (
+    agent,
+    device_tunnel,
+    listening_service,
+    prepare,
+    relay_config,
+)
 from tests.unit.test_relayd_sni import client_hello
 
 
@@ -61,21 +64,10 @@ async def test_streams_opened_by_an_agent_are_refused_and_the_tunnel_stays(tmp_p
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             relay: Relayd = await nursery.start(serve, relay_config(tmp_path))
-            host, port = relay.listening["tunnel"][0].rsplit(":", 1)
-            context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
-            stream = trio.SSLStream(
-                await trio.open_tcp_stream(host, int(port)), context, server_hostname="relay.test"
-            )
-            conn = protocol.Connection(
-                protocol.Role.CLIENT,
-                server_name="relay.test",
-                credentials=protocol.Credentials(
-                    protocol.AuthKind.DEVICE, "nas1", load_or_create_key(tmp_path / "nas1.key")
-                ),
-            )
-            async with open_tunnel(stream, conn) as tunnel:
+            key = load_or_create_key(tmp_path / "nas1.key")
+            async with device_tunnel(tmp_path, relay.listening["tunnel"][0], "nas1", key) as tunnel:
                 # The relay offers nothing to agents: it allows them no streams at all.
-                assert conn.local_streams_allowed == 0
+                assert tunnel.conn.local_streams_allowed == 0
                 assert await tunnel.ping() >= 0  # still up
             nursery.cancel_scope.cancel()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import ssl
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +12,9 @@ import trustme
 import protocol
 from config import RelaydConfig, loads
 from protocol.keys import load_or_create_key
-from protocol.tunnel import open_tunnel
 from registry import AccessMode, Registry, TokenKind
 from relayd._daemon import Relayd, serve
+from tests.relay_harness import device_tunnel
 
 
 async def get(address: str, path: str, token: str | None) -> tuple[int, dict[str, Any]]:
@@ -100,17 +99,8 @@ async def test_access_modes_decide_who_sees_a_device(tmp_path: Path) -> None:
                 "wan_address": None,
             }
             # Once the device's agent is connected and has registered, its addresses show.
-            host, port = relay.listening["tunnel"][0].rsplit(":", 1)
-            context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
-            stream = trio.SSLStream(
-                await trio.open_tcp_stream(host, int(port)), context, server_hostname="relay.test"
-            )
-            conn = protocol.Connection(
-                protocol.Role.CLIENT,
-                server_name="relay.test",
-                credentials=protocol.Credentials(protocol.AuthKind.DEVICE, "nas1", key),
-            )
-            async with open_tunnel(stream, conn) as agent:
+            tunnel = relay.listening["tunnel"][0]
+            async with device_tunnel(tmp_path, tunnel, "nas1", key) as agent:
                 await agent.send_message(protocol.Register(lan_addresses=("192.168.1.20",)))
                 await agent.ping()  # the message has been handled once the ping comes back
                 _, body = await get(api, "/v1/devices/nas1", tokens[owner.account_id])
