@@ -9,7 +9,11 @@ from pathlib import Path
 
 from config import package_version
 
-DESCRIPTION = "Operate a nascloud installation: accounts, devices, tokens, access logs."
+from ._admin import add_commands, run_admin
+
+DESCRIPTION = (
+    "Operate a nascloud installation: accounts, devices, access, tokens; run a local stack."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=5300,
         help="every port is derived from it: N to N+8 (default: 5300)",
     )
+    add_commands(commands)
     return parser
 
 
@@ -41,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._run import run_stack
 
         return run_stack(args.state_dir, args.base_port)
+    if args.command in ("account", "device", "token"):
+        return run_admin(args)
     parser.print_help(sys.stderr)
     return 2
 

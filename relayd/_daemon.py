@@ -194,6 +194,23 @@ class Relayd:
         except trio.BrokenResourceError:
             pass
 
+    async def follow_deletions(self, interval_s: float = 2.0) -> None:
+        """Close the tunnel of a device that was unregistered (by the operator CLI, another
+        process): once a device is deleted, nobody reaches it (privacy rule 5)."""
+        while True:
+            await trio.sleep(interval_s)
+            try:
+                names = set(await self.registry.device_names())
+            except Exception:
+                log.exception("reading the device list failed; will retry")
+                continue
+            for name in [n for n in self.tunnels if n not in names]:
+                tunnel = self.tunnels.pop(name)
+                self.presence.disconnected(name)
+                self.counts["tunnel_closed_deleted"] += 1
+                log.info("closing the tunnel of %s: the device was unregistered", name)
+                await tunnel.aclose(protocol.ErrorCode.NOT_PERMITTED, "device unregistered")
+
     # -- browsers --------------------------------------------------------------------------
 
     async def https_connection(self, stream: trio.SocketStream) -> None:
@@ -476,6 +493,7 @@ async def serve(
                     [await _listener(config.ingress.http_listen)],
                 )
                 relay.listening["http"] = [_bound(listeners[0])]
+            nursery.start_soon(relay.follow_deletions)
             path = state_dir / "listening.json"
             path.with_suffix(".tmp").write_text(json.dumps(relay.listening, indent=2) + "\n")
             os.replace(path.with_suffix(".tmp"), path)

@@ -402,3 +402,29 @@ def test_a_websocket_stays_open_through_the_relay(link: Link) -> None:
             assert echo == bytes([0x81, len(message)]) + message
             time.sleep(0.3)  # a connection that lives, with pauses, as websockets do
         tls.sendall(bytes([0x88, 0x80]) + os.urandom(4))
+
+
+def test_unregistering_a_device_closes_its_tunnel_at_once(link: Link) -> None:
+    done = subprocess.run(
+        [
+            str(BIN / "nascloud"),
+            "device",
+            "delete",
+            "nas2",
+            "--registry",
+            str(link.directory / "registry.sqlite3"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+
+    def nas2_gone() -> bool:
+        result = link.curl(f"https://nas2.{LINK_ZONE}:{link.https_port}/", host=f"nas2.{LINK_ZONE}")
+        return result.returncode != 0
+
+    _wait(nas2_gone, 10, "nas2 to be unreachable")
+    assert link.curl(f"https://nas1.{LINK_ZONE}:{link.https_port}/").returncode == 0
+    # The relay says why in its log (and refuses the agent from now on: no key is enrolled).
+    assert "the device was unregistered" in (link.directory / "relayd.log").read_text()

@@ -1,0 +1,182 @@
+"""The operator commands: accounts, devices, access lists and tokens in the registry.
+
+Each command opens the registry named by `--registry` (or `NASCLOUD_REGISTRY`), does one
+thing, and prints either a short human line or, with `--json`, the JSON a script wants.
+Exit codes: 0 done, 1 refused (not found, invalid, conflict), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from registry import (
+    AccessMode,
+    Account,
+    Device,
+    Registry,
+    RegistryError,
+    Token,
+    TokenKind,
+)
+
+__all__ = ["add_commands", "run_admin"]
+
+DEFAULT_REGISTRY = Path(os.environ.get("NASCLOUD_REGISTRY", "/var/lib/nascloud/registry.sqlite3"))
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    def command(name: str, help_text: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+        parser = commands.add_parser(name, help=help_text, description=help_text)
+        return parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        parser.add_argument(
+            "--registry", type=Path, default=DEFAULT_REGISTRY, help=f"default: {DEFAULT_REGISTRY}"
+        )
+        parser.add_argument("--json", action="store_true", help="print JSON")
+        return parser
+
+    account = command("account", "accounts: the people who own devices")
+    common(account.add_parser("create", help="create an account")).add_argument("email")
+    account.choices["create"].add_argument("--name", required=True, help="display name")
+    common(account.add_parser("list", help="list accounts"))
+    common(account.add_parser("show", help="show one account")).add_argument("account_id")
+    common(account.add_parser("delete", help="delete an account and all its devices")).add_argument(
+        "account_id"
+    )
+    correct = common(account.add_parser("correct", help="correct an account's e-mail or name"))
+    correct.add_argument("account_id")
+    correct.add_argument("--email")
+    correct.add_argument("--name")
+
+    device = command("device", "devices: NAS names and their keys")
+    enrol = common(device.add_parser("enrol", help="enrol a device with its agent's public key"))
+    enrol.add_argument("owner_id")
+    enrol.add_argument("name")
+    enrol.add_argument("public_key", help="base64 of the raw 32-byte Ed25519 public key")
+    common(device.add_parser("list", help="list devices")).add_argument("--owner")
+    common(device.add_parser("show", help="show one device")).add_argument("name")
+    common(device.add_parser("delete", help="unregister a device at once")).add_argument("name")
+    access = common(device.add_parser("access", help="who may look a device up and reach it"))
+    access.add_argument("name")
+    access.add_argument("mode", choices=[m.value for m in AccessMode])
+    access.add_argument("accounts", nargs="*", help="account ids, for the custom mode")
+
+    token = command("token", "tokens: API bearer tokens and DynDNS2 passwords")
+    create = common(token.add_parser("create", help="create a token; its secret is shown once"))
+    create.add_argument("kind", choices=[k.value for k in TokenKind])
+    create.add_argument("owner", help="an account id (api) or a device name (dyndns2)")
+    common(token.add_parser("revoke", help="revoke a token")).add_argument("token_id")
+
+
+def _account(account: Account) -> dict[str, Any]:
+    return asdict(account)
+
+
+def _device(device: Device) -> dict[str, Any]:
+    data = asdict(device)
+    data["public_key"] = base64.b64encode(device.public_key).decode()
+    data["access_mode"] = device.access_mode.value
+    data["access_list"] = list(device.access_list)
+    return data
+
+
+def _token(token: Token) -> dict[str, Any]:
+    data = asdict(token)
+    data["kind"] = token.kind.value
+    return data
+
+
+async def _run(args: argparse.Namespace) -> tuple[Any, str]:
+    """(what --json prints, what a person reads)."""
+    registry = Registry.open_sqlite(args.registry)
+    try:
+        what, action = args.command, args.action
+        if what == "account":
+            if action == "create":
+                account = await registry.create_account(args.email, args.name)
+                return _account(account), f"created account {account.account_id}"
+            if action == "list":
+                accounts = await registry.list_accounts()
+                lines = "\n".join(f"{a.account_id}  {a.email}  {a.display_name}" for a in accounts)
+                return [_account(a) for a in accounts], lines or "no accounts"
+            if action == "show":
+                account = await registry.get_account(args.account_id)
+                return _account(
+                    account
+                ), f"{account.account_id}  {account.email}  {account.display_name}"
+            if action == "delete":
+                gone = await registry.delete_account(args.account_id)
+                return {"deleted_devices": gone}, (
+                    f"deleted account {args.account_id} and {len(gone)} device(s)"
+                )
+            if action == "correct":
+                account = await registry.correct_account(
+                    args.account_id, email=args.email, display_name=args.name
+                )
+                return _account(account), f"corrected account {account.account_id}"
+        if what == "device":
+            if action == "enrol":
+                try:
+                    key = base64.b64decode(args.public_key, validate=True)
+                except binascii.Error:
+                    key = b""
+                device = await registry.enrol_device(args.owner_id, args.name, key)
+                return _device(device), f"enrolled {device.name}"
+            if action == "list":
+                devices = await registry.list_devices(args.owner)
+                lines = "\n".join(f"{d.name}  {d.owner_id}  {d.access_mode.value}" for d in devices)
+                return [_device(d) for d in devices], lines or "no devices"
+            if action == "show":
+                found = await registry.get_device(args.name)
+                if found is None:
+                    raise RegistryError(f"no device {args.name!r}")
+                return _device(found), json.dumps(_device(found), indent=2)
+            if action == "delete":
+                if not await registry.delete_device(args.name):
+                    raise RegistryError(f"no device {args.name!r}")
+                return {"deleted": args.name}, (
+                    f"unregistered {args.name}: its records, tokens, keys and access list are gone"
+                )
+            if action == "access":
+                device = await registry.set_access(
+                    args.name, AccessMode(args.mode), tuple(args.accounts)
+                )
+                return _device(device), f"{device.name} is now {device.access_mode.value}"
+        if what == "token":
+            if action == "create":
+                kind = TokenKind(args.kind)
+                if kind is TokenKind.API:
+                    token, secret = await registry.create_token(kind, account_id=args.owner)
+                else:
+                    token, secret = await registry.create_token(kind, device_name=args.owner)
+                return {**_token(token), "secret": secret}, (
+                    f"created {token.token_id}; the secret, shown only now:\n{secret}"
+                )
+            if action == "revoke":
+                if not await registry.revoke_token(args.token_id):
+                    raise RegistryError(f"no token {args.token_id!r}")
+                return {"revoked": args.token_id}, f"revoked {args.token_id}"
+        raise AssertionError(f"unhandled command {what} {action}")
+    finally:
+        await registry.aclose()
+
+
+def run_admin(args: argparse.Namespace) -> int:
+    try:
+        data, text = trio.run(_run, args)
+    except RegistryError as exc:
+        print(f"nascloud: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(data, indent=2) if args.json else text)
+    return 0
