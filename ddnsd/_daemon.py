@@ -20,8 +20,9 @@ from typing import Any
 
 import trio
 
-from config import DdnsdConfig, HostPort
+from config import ConfigError, DdnsdConfig, HostPort, load
 from httpapi import HttpServer
+from nascloud.systemd import until_stopped
 from registry import Registry
 
 from ._answer import Responder
@@ -109,6 +110,26 @@ class Ddnsd:
     dyndns2: DynDns2 | None = None
     channel: ServiceChannel | None = None
     pool: WorkerPool | None = None
+
+    def reload(self, new: DdnsdConfig) -> None:
+        """Take what can change while running: rate limits, the DynDNS2 per-host limit, the
+        protocol listener's certificate. Zones, addresses and workers need a restart."""
+        rrl = new.rrl
+        self.dns.rate_limiter = RateLimiter(
+            rrl.responses_per_second, rrl.slip, rrl.ipv4_prefix, rrl.ipv6_prefix
+        )
+        if self.dyndns2 is not None:
+            self.dyndns2.updates_per_minute = new.dyndns2.updates_per_host_per_minute
+        if self.channel is not None:
+            self.channel.ssl_context = _server_tls(new)
+        if (new.zone, new.dns.listen, new.ddnsd.workers) != (
+            self.config.zone,
+            self.config.dns.listen,
+            self.config.ddnsd.workers,
+        ):
+            log.warning("zones, listening addresses and workers change only with a restart")
+        self.config = new
+        log.info("configuration reloaded")
 
 
 async def serve(
@@ -330,16 +351,31 @@ def serial_newer(serial: int, than: int) -> bool:
 
 
 async def main_async(config: DdnsdConfig, config_path: Path | None = None) -> int:
-    """Serve until SIGTERM or SIGINT (as a worker when started as one by the main process)."""
+    """Serve until SIGTERM or SIGINT, reloading on SIGHUP (as a worker when started as one
+    by the main process: workers stop with it and are not reloaded)."""
     worker = os.environ.get(WORKER_ENV)
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            if worker is not None:
+    if worker is not None:
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
                 await nursery.start(serve_worker, config, json.loads(worker))
-            else:
-                await nursery.start(serve, config, config_path)
-            async for signum in signals:
-                log.info("stopping on %s", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                break
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+        return 0
+    async with trio.open_nursery() as nursery:
+        daemon: Ddnsd = await nursery.start(serve, config, config_path)
+
+        async def reload() -> None:
+            if config_path is None:
+                return
+            try:
+                new = load(DdnsdConfig, config_path)
+            except ConfigError as exc:
+                log.error("reload refused, the running configuration stays:\n%s", exc)
+                return
+            daemon.reload(new)
+
+        name = await until_stopped(reload)
+        log.info("stopping on %s", name)
+        nursery.cancel_scope.cancel()
     return 0

@@ -12,14 +12,14 @@ import hashlib
 import hmac
 import logging
 import random
-import signal
 import ssl
 from pathlib import Path
 
 import trio
 
 import protocol
-from config import AgentConfig, HostPort
+from config import AgentConfig, ConfigError, HostPort, load
+from nascloud.systemd import until_stopped
 from protocol.keys import load_or_create_key
 from protocol.splice import splice_sockets
 from protocol.tunnel import Tunnel, TunnelStream, join_streams, open_tunnel
@@ -73,8 +73,8 @@ class Agent:
 
     async def run(self) -> None:
         failures = 0
-        addresses = self.config.relay.addresses
         while True:
+            addresses = self.config.relay.addresses  # re-read: a reload may change them
             address = addresses[failures % len(addresses)]
             try:
                 await self._session(address)
@@ -186,14 +186,27 @@ class Agent:
 
 
 async def main_async(config: AgentConfig, config_path: Path | None = None) -> int:
+    """Keep the tunnel up until SIGTERM or SIGINT; reload the services on SIGHUP."""
     agent = Agent(config)
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(agent.run)
-            async for signum in signals:
-                log.info("stopping on %s", signal.Signals(signum).name)
-                if agent.tunnel is not None:
-                    await agent.tunnel.aclose()
-                nursery.cancel_scope.cancel()
-                break
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(agent.run)
+
+        async def reload() -> None:
+            if config_path is None:
+                return
+            try:
+                new = load(AgentConfig, config_path)
+            except ConfigError as exc:
+                log.error("reload refused, the running configuration stays:\n%s", exc)
+                return
+            if new.agent.device_name != agent.device:
+                log.warning("the device name changes only with a restart")
+            agent.config = new  # services and relay addresses apply from the next stream
+            log.info("configuration reloaded")
+
+        name = await until_stopped(reload)
+        log.info("stopping on %s", name)
+        if agent.tunnel is not None:
+            await agent.tunnel.aclose()
+        nursery.cancel_scope.cancel()
     return 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -21,8 +20,9 @@ import h11
 import trio
 
 import protocol
-from config import HostPort, RelaydConfig
+from config import ConfigError, HostPort, RelaydConfig, load
 from httpapi import HttpServer
+from nascloud.systemd import until_stopped
 from protocol.keys import load_key
 from protocol.splice import splice_sockets
 from protocol.tunnel import Tunnel, join_streams, open_tunnel
@@ -65,6 +65,7 @@ class Relayd:
     counts: Counter[str] = field(default_factory=Counter)
     ddns: DdnsLink | None = None
     presence: Presence = field(default_factory=Presence)
+    context: ssl.SSLContext | None = None  # the tunnel listener's, replaced on reload
     https_port: int | None = None  # as bound: redirects and lookups point browsers here
     data_port: int | None = None  # as bound, announced in OPEN
     active: Counter[str] = field(default_factory=Counter)  # browser connections per device
@@ -88,7 +89,7 @@ class Relayd:
         device = await self.registry.get_device(request.name)
         return device.public_key if device is not None else None
 
-    async def agent_connection(self, stream: trio.SocketStream, context: ssl.SSLContext) -> None:
+    async def agent_connection(self, stream: trio.SocketStream) -> None:
         address = stream.socket.getpeername()[0]
         limits = self.config.limits
         if self.per_address[address] >= limits.max_tunnels_per_address:
@@ -96,7 +97,8 @@ class Relayd:
             await trio.aclose_forcefully(stream)
             return
         self.per_address[address] += 1
-        tls = trio.SSLStream(stream, context, server_side=True)
+        assert self.context is not None  # set by serve() before any listener runs
+        tls = trio.SSLStream(stream, self.context, server_side=True)
         conn = protocol.Connection(
             protocol.Role.SERVER,
             server_name=self.config.relay.name,
@@ -193,6 +195,21 @@ class Relayd:
             await tunnel.send_message(reply)
         except trio.BrokenResourceError:
             pass
+
+    def reload(self, new: RelaydConfig) -> None:
+        """Take a new configuration without dropping a tunnel or a stream: limits and
+        timeouts apply to what comes next, certificates are read again. Listening
+        addresses need a restart."""
+        old = self.config
+        if (old.tunnel.listen, old.ingress.https_listen, old.ingress.http_listen) != (
+            new.tunnel.listen,
+            new.ingress.https_listen,
+            new.ingress.http_listen,
+        ) or old.relay.name != new.relay.name:
+            log.warning("listening addresses and the relay name change only with a restart")
+        self.context = _tls_server_context(new)
+        self.config = new
+        log.info("configuration reloaded")
 
     async def follow_deletions(self, interval_s: float = 2.0) -> None:
         """Close the tunnel of a device that was unregistered (by the operator CLI, another
@@ -445,7 +462,7 @@ async def serve(
     state_dir.mkdir(parents=True, exist_ok=True)
     registry = Registry.open_sqlite(config.relay.registry)
     relay = Relayd(config, registry)
-    context = _tls_server_context(config)
+    relay.context = _tls_server_context(config)
     link = config.ddnsd
     if link is not None:
         client = ssl.create_default_context(cafile=str(link.ca_file) if link.ca_file else None)
@@ -458,7 +475,7 @@ async def serve(
                 nursery.start_soon(relay.ddns.run)
             listeners = await nursery.start(
                 trio.serve_listeners,
-                _guarded(lambda s: relay.agent_connection(s, context), relay.counts),
+                _guarded(relay.agent_connection, relay.counts),
                 [await _listener(config.tunnel.listen)],
             )
             relay.listening["tunnel"] = [_bound(listeners[0])]
@@ -505,16 +522,26 @@ async def serve(
 
 
 async def main_async(config: RelaydConfig, config_path: Path | None = None) -> int:
-    """Serve until SIGTERM or SIGINT; on the way out, tunnels get GOAWAY."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            relay: Relayd = await nursery.start(serve, config)
-            async for signum in signals:
-                log.info("stopping on %s", signal.Signals(signum).name)
-                with trio.move_on_after(config.limits.drain_timeout_s):
-                    async with trio.open_nursery() as drains:
-                        for tunnel in list(relay.tunnels.values()):
-                            drains.start_soon(tunnel.drain, config.limits.drain_timeout_s)
-                nursery.cancel_scope.cancel()
-                break
+    """Serve until SIGTERM or SIGINT (then GOAWAY and drain); reload on SIGHUP."""
+    async with trio.open_nursery() as nursery:
+        relay: Relayd = await nursery.start(serve, config)
+
+        async def reload() -> None:
+            if config_path is None:
+                return
+            try:
+                new = load(RelaydConfig, config_path)
+            except ConfigError as exc:
+                log.error("reload refused, the running configuration stays:\n%s", exc)
+                return
+            relay.reload(new)
+
+        name = await until_stopped(reload)
+        log.info("stopping on %s", name)
+        limits = relay.config.limits
+        with trio.move_on_after(limits.drain_timeout_s):
+            async with trio.open_nursery() as drains:
+                for tunnel in list(relay.tunnels.values()):
+                    drains.start_soon(tunnel.drain, limits.drain_timeout_s)
+        nursery.cancel_scope.cancel()
     return 0

@@ -428,3 +428,16 @@ def test_unregistering_a_device_closes_its_tunnel_at_once(link: Link) -> None:
     assert link.curl(f"https://nas1.{LINK_ZONE}:{link.https_port}/").returncode == 0
     # The relay says why in its log (and refuses the agent from now on: no key is enrolled).
     assert "the device was unregistered" in (link.directory / "relayd.log").read_text()
+
+
+def test_a_reload_drops_no_tunnel(link: Link) -> None:
+    tunnels_before = (link.directory / "agent.log").read_text().count("tunnel up")
+    link.relay.send_signal(signal.SIGHUP)
+    _wait(
+        lambda: "configuration reloaded" in (link.directory / "relayd.log").read_text(),
+        10,
+        "the reload",
+    )
+    assert link.curl(f"https://nas1.{LINK_ZONE}:{link.https_port}/").returncode == 0
+    time.sleep(0.5)
+    assert (link.directory / "agent.log").read_text().count("tunnel up") == tunnels_before
