@@ -19,7 +19,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return daemon_main(
         "nascloud-agent",
         AgentConfig,
-        Path("/etc/nascloud-agent.toml"),
+        Path("/etc/nascloud-agent/agent.toml"),
         DESCRIPTION,
         argv,
         main_async,
