@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # Debian packages the test suite and benchmarks use as real peers, installed with apt-get
 # only when missing: dig and nsupdate, kdig, ddclient, inadyn, NSD and Knot, dnsperf, wrk, curl,
 # headless Chromium for the browser test, and for the relay benchmark socat and OpenSSH.
-DEB_PACKAGES := bind9-dnsutils knot-dnsutils ddclient inadyn nsd knot dnsperf wrk curl chromium \
+DEB_PACKAGES := bind9-dnsutils knot-dnsutils ddclient inadyn nsd knot dnsperf wrk curl chromium systemd \
 	socat openssh-client openssh-server
 STATE_DIR ?= ./var
 BASE_PORT ?= 5300

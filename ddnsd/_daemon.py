@@ -21,7 +21,7 @@ from typing import Any
 import trio
 
 from config import ConfigError, DdnsdConfig, HostPort, load
-from httpapi import HttpServer
+from httpapi import HttpServer, Metric, metrics_handler
 from nascloud.systemd import until_stopped
 from registry import Registry
 
@@ -110,6 +110,78 @@ class Ddnsd:
     dyndns2: DynDns2 | None = None
     channel: ServiceChannel | None = None
     pool: WorkerPool | None = None
+
+    def metrics(self) -> list[Metric]:
+        """Counters and gauges only, labelled with fixed words (privacy rule 8)."""
+        names = {
+            0: "noerror",
+            1: "formerr",
+            2: "servfail",
+            3: "nxdomain",
+            4: "notimp",
+            5: "refused",
+        }
+        rcodes = {names.get(i, f"rcode{i}"): float(n) for i, n in enumerate(self.dns.rcodes) if n}
+        updates = {
+            "dyndns2_" + k: float(v)
+            for k, v in (self.dyndns2.counts if self.dyndns2 else {}).items()
+        }
+        updates.update({"rfc2136_" + k: float(v) for k, v in self.updates.counts.items()})
+        if self.channel is not None:
+            updates["protocol_ok"] = float(self.channel.updates)
+            updates["protocol_refused"] = float(self.channel.refused)
+        rrl = self.dns.rate_limiter
+        return [
+            Metric.single(
+                "nascloud_dns_queries_total", "counter", "DNS messages received.", self.dns.queries
+            ),
+            Metric.by(
+                "nascloud_dns_responses_total",
+                "counter",
+                "UDP responses by rcode.",
+                "rcode",
+                rcodes,
+            ),
+            Metric.by(
+                "nascloud_dns_cache_total",
+                "counter",
+                "Answer cache lookups.",
+                "result",
+                {"hit": self.responder.hits, "miss": self.responder.misses},
+            ),
+            Metric.by(
+                "nascloud_dns_rate_limited_total",
+                "counter",
+                "Responses held back by RRL.",
+                "action",
+                {"dropped": rrl.dropped, "slipped": rrl.slipped},
+            ),
+            Metric.single(
+                "nascloud_dns_malformed_total", "counter", "Malformed messages.", self.dns.malformed
+            ),
+            Metric.by(
+                "nascloud_ddns_updates_total",
+                "counter",
+                "Update requests by channel and outcome.",
+                "outcome",
+                updates,
+            ),
+            Metric.single(
+                "nascloud_ddns_batches_total",
+                "counter",
+                "Durable commit batches.",
+                self.store.batches,
+            ),
+            Metric.single(
+                "nascloud_dns_zone_serial",
+                "gauge",
+                "The device zone's SOA serial.",
+                self.zones.device_zone.serial,
+            ),
+            Metric.single(
+                "nascloud_dns_devices", "gauge", "Devices with names.", len(self.zones.devices)
+            ),
+        ]
 
     def reload(self, new: DdnsdConfig) -> None:
         """Take what can change while running: rate limits, the DynDNS2 per-host limit, the
@@ -218,6 +290,12 @@ async def serve(
                     channel.serve, await _tcp_listener(config.protocol.listen)
                 )
                 daemon.listening["protocol"] = [_bound(listeners[0])]
+            if config.ddnsd.metrics_listen is not None:
+                metrics = HttpServer(metrics_handler(daemon.metrics), server_name="ddnsd")
+                listeners = await nursery.start(
+                    metrics.serve, await _tcp_listener(config.ddnsd.metrics_listen)
+                )
+                daemon.listening["metrics"] = [_bound(listeners[0])]
             nursery.start_soon(_sync_devices, store)
             _write_listening(state_dir, daemon.listening)
             log.info(

@@ -77,6 +77,7 @@ class DnsServer:
         self.queries = 0
         self.dropped = 0
         self.malformed = 0
+        self.rcodes = [0] * 16  # responses sent, by rcode
         self._log_window = 0.0
         self._log_count = 0
         self._log_suppressed = 0
@@ -132,6 +133,7 @@ class DnsServer:
                         continue
                     if verdict is Verdict.SLIP:
                         response = truncated(response)
+                    self.rcodes[response[3] & 0x0F] += 1
                     try:
                         sock.sendto(response, address)
                     except OSError:

@@ -4,6 +4,15 @@ Not for proxying browsers (relayd's ingress uses h11 for that): it serves short 
 bodies of known length, and answers anything else with a clear error.
 """
 
+from ._metrics import Metric, metrics_handler, render
 from ._server import HttpRequest, HttpResponse, HttpServer, parse_head
 
-__all__ = ["HttpRequest", "HttpResponse", "HttpServer", "parse_head"]
+__all__ = [
+    "HttpRequest",
+    "HttpResponse",
+    "HttpServer",
+    "Metric",
+    "metrics_handler",
+    "parse_head",
+    "render",
+]

@@ -21,7 +21,7 @@ import trio
 
 import protocol
 from config import ConfigError, HostPort, RelaydConfig, load
-from httpapi import HttpServer
+from httpapi import HttpServer, Metric, metrics_handler
 from nascloud.systemd import until_stopped
 from protocol.keys import load_key
 from protocol.splice import splice_sockets
@@ -196,6 +196,32 @@ class Relayd:
         except trio.BrokenResourceError:
             pass
 
+    def metrics(self) -> list[Metric]:
+        """Counters and gauges only, labelled with fixed words (privacy rule 8)."""
+        events = {k: float(v) for k, v in self.counts.items() if not k.startswith("bytes_")}
+        return [
+            Metric.single(
+                "nascloud_relay_tunnels", "gauge", "Agent tunnels up.", len(self.tunnels)
+            ),
+            Metric.single(
+                "nascloud_relay_browser_connections",
+                "gauge",
+                "Browser connections open.",
+                sum(self.active.values()),
+            ),
+            Metric.by(
+                "nascloud_relay_bytes_total",
+                "counter",
+                "Passed-through bytes.",
+                "direction",
+                {
+                    "from_browsers": self.counts["bytes_from_browsers"],
+                    "to_browsers": self.counts["bytes_to_browsers"],
+                },
+            ),
+            Metric.by("nascloud_relay_events_total", "counter", "Events by kind.", "event", events),
+        ]
+
     def reload(self, new: RelaydConfig) -> None:
         """Take a new configuration without dropping a tunnel or a stream: limits and
         timeouts apply to what comes next, certificates are read again. Listening
@@ -268,6 +294,8 @@ class Relayd:
             if moved is None:
                 return
             sent, received = moved
+            self.counts["bytes_from_browsers"] += sent
+            self.counts["bytes_to_browsers"] += received
             log.info(
                 "https %s from %s: %d bytes in, %d out",
                 device,
@@ -511,6 +539,12 @@ async def serve(
                 )
                 relay.listening["http"] = [_bound(listeners[0])]
             nursery.start_soon(relay.follow_deletions)
+            if config.relay.metrics_listen is not None:
+                server = HttpServer(metrics_handler(relay.metrics), server_name="relayd")
+                listeners = await nursery.start(
+                    server.serve, await _listener(config.relay.metrics_listen)
+                )
+                relay.listening["metrics"] = [_bound(listeners[0])]
             path = state_dir / "listening.json"
             path.with_suffix(".tmp").write_text(json.dumps(relay.listening, indent=2) + "\n")
             os.replace(path.with_suffix(".tmp"), path)

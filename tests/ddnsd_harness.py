@@ -31,6 +31,7 @@ class Ddnsd:
     config_path: Path
     dns_port: int
     dyndns2: str  # host:port
+    metrics: str  # host:port
     tokens: dict[str, str]  # device -> DynDNS2 secret
     tsig: dict[str, str]  # device -> "hmac-sha256:name:base64"
     transfer_key: str  # base64
@@ -78,6 +79,7 @@ def write_config(
 state_dir = "state"
 registry = "state/registry.sqlite3"
 workers = {workers}
+metrics_listen = "127.0.0.1:0"
 
 [zone]
 name = "{ZONE}"
@@ -136,6 +138,7 @@ def start(directory: Path, timeout_s: float = 15.0) -> Ddnsd:
         config,
         int(bound["dns"][0].rsplit(":", 1)[1]),
         bound["dyndns2"][0],
+        bound["metrics"][0],
         secrets["tokens"],
         secrets["tsig"],
         (directory / "transfer.key").read_text().strip(),

@@ -12,24 +12,9 @@ from pathlib import Path
 import dns.message
 import dns.query
 
-from tests.ddnsd_harness import Ddnsd, prepare, start, stop
+from tests.ddnsd_harness import prepare, start, stop
 
 DEVICES = tuple(f"dev{i}" for i in range(40))
-
-
-def http_update(daemon: Ddnsd, device: str, address: str) -> str:
-    """One DynDNS2 update; the reply's first line."""
-    host, port = daemon.dyndns2.rsplit(":", 1)
-    auth = base64.b64encode(f"{device}.dyn.test:{daemon.tokens[device]}".encode()).decode()
-    connection = http.client.HTTPConnection(host, int(port), timeout=10)
-    connection.request(
-        "GET",
-        f"/nic/update?hostname={device}.dyn.test&myip={address}",
-        headers={"Authorization": f"Basic {auth}"},
-    )
-    body = connection.getresponse().read().decode().strip()
-    connection.close()
-    return body
 
 
 def test_every_acknowledged_update_survives_kill_9(tmp_path: Path) -> None:

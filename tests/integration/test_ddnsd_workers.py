@@ -37,7 +37,7 @@ def worker_pids(daemon: Ddnsd) -> set[int]:
 
 
 def test_every_worker_answers_an_update_as_soon_as_it_is_acknowledged(tmp_path: Path) -> None:
-    from .test_ddnsd_durability import http_update
+    from .ddnsd_updates import http_update
 
     with running_ddnsd(tmp_path, workers=3) as daemon:
         pids = worker_pids(daemon)

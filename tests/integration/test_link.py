@@ -207,6 +207,7 @@ def link(tmp_path: Path) -> Iterator[Link]:
 name = "relay.test"
 state_dir = "relay-state"
 registry = "registry.sqlite3"
+metrics_listen = "127.0.0.1:0"
 [tunnel]
 listen = "127.0.0.1:{tunnel_port}"
 cert_file = "relay.crt"
