@@ -38,7 +38,9 @@ DEMO_DEVICE = "demo"
 BIN = Path(sys.executable).parent
 
 # Offsets from the base port.
-DNS, DYNDNS2, HTTPS, HTTP, TUNNEL, DATA, API, DDNSD_PROTOCOL, DEMO_NAS = range(9)
+DNS, DYNDNS2, HTTPS, HTTP, TUNNEL, DATA, API, DDNSD_PROTOCOL, DEMO_NAS, METRICS, DNS_METRICS = (
+    range(11)
+)
 
 DEMO_PAGE = b"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Demo NAS</title></head>
@@ -100,6 +102,7 @@ def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int) -> None:
 [ddnsd]
 state_dir = "ddnsd"
 registry = "registry.sqlite3"
+metrics_listen = "127.0.0.1:{base + DNS_METRICS}"
 
 [zone]
 name = "{ZONE}"
@@ -134,6 +137,7 @@ relayd = "{public_key_base64(service_key)}"
 name = "{RELAY_NAME}"
 state_dir = "relayd"
 registry = "registry.sqlite3"
+metrics_listen = "127.0.0.1:{base + METRICS}"
 
 [tunnel]
 listen = "127.0.0.1:{base + TUNNEL}"
@@ -267,6 +271,10 @@ def _endpoints(state: Path, base: int, ca: DevCA, secrets: dict[str, str]) -> di
             "data_port": base + DATA,
         },
         "api": {"url": f"http://127.0.0.1:{base + API}", "token": secrets["api_token"]},
+        "metrics": {
+            "url": f"http://127.0.0.1:{base + METRICS}/metrics",
+            "ddnsd_url": f"http://127.0.0.1:{base + DNS_METRICS}/metrics",
+        },
         "demo_device": {
             "name": DEMO_DEVICE,
             "hostname": f"{DEMO_DEVICE}.{ZONE}",
@@ -298,6 +306,9 @@ nascloud is running on loopback (state in {endpoints["state_dir"]}). Try:
   # look the device up as its owner
   curl -H 'Authorization: Bearer {secrets["api_token"]}' \\
        {endpoints["api"]["url"]}/v1/devices/{endpoints["demo_device"]["name"]}
+
+  # counters, no personal data
+  curl {endpoints["metrics"]["url"]}
 
   # set an ACME DNS-01 challenge with RFC 2136
   printf 'server {dns["host"]} {dns["port"]}\\nzone {endpoints["zone"]}\\n\\

@@ -90,7 +90,7 @@ def test_nascloud_run_serves_the_printed_commands(tmp_path: Path) -> None:
     import dns.query
 
     state = tmp_path / "var"
-    base_port = _free_port_range(9)
+    base_port = _free_port_range(11)
     stack = subprocess.Popen(
         [str(BIN / "nascloud"), "run", "--state-dir", str(state), "--base-port", str(base_port)],
         stdout=subprocess.PIPE,
@@ -160,6 +160,14 @@ def test_nascloud_run_serves_the_printed_commands(tmp_path: Path) -> None:
             check=True,
         ).stdout
         assert json.loads(lookup)["online"] is True
+        metrics = subprocess.run(
+            ["curl", "-s", endpoints["metrics"]["url"]],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        assert "nascloud_relay_tunnels 1" in metrics
     finally:
         stack.send_signal(signal.SIGINT)
         output, _ = stack.communicate(timeout=30)
