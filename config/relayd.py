@@ -25,6 +25,10 @@ class RelaySection:
     state_dir: Path = option(Path("/var/lib/nascloud/relayd"), check=writable_dir)
     registry: Path = option(Path("/var/lib/nascloud/registry.sqlite3"))
     metrics_listen: HostPort | None = None
+    # The access log (connection records with full client addresses), encrypted with the
+    # keys in this file; absent: no access log is kept.
+    access_log_key_file: Path | None = None
+    access_log_retention_days: int = option(180, check=between(1, 3650, "days"))
     log_level: str = option(
         "info",
         check=lambda v: (

@@ -46,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._run import run_stack
 
         return run_stack(args.state_dir, args.base_port)
-    if args.command in ("account", "device", "token"):
+    if args.command in ("account", "device", "token", "logs"):
         return run_admin(args)
     parser.print_help(sys.stderr)
     return 2

@@ -20,7 +20,9 @@ from typing import Any
 import trio
 
 from registry import (
+    AccessLogKeys,
     AccessMode,
+    AccessRecord,
     Account,
     Device,
     Registry,
@@ -71,6 +73,16 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     access.add_argument("name")
     access.add_argument("mode", choices=[m.value for m in AccessMode])
     access.add_argument("accounts", nargs="*", help="account ids, for the custom mode")
+
+    logs = commands.add_parser(
+        "logs",
+        help="read the encrypted access log",
+        description="Decrypt and print the access log, one JSON record per line.",
+    )
+    common(logs)
+    logs.add_argument("--key-file", type=Path, required=True, help="the relay's access-log keys")
+    logs.add_argument("--device", action="append", help="only these devices (repeatable)")
+    logs.set_defaults(action="read")
 
     token = command("token", "tokens: API bearer tokens and DynDNS2 passwords")
     create = common(token.add_parser("create", help="create a token; its secret is shown once"))
@@ -153,6 +165,16 @@ async def _run(args: argparse.Namespace) -> tuple[Any, str]:
                     args.name, AccessMode(args.mode), tuple(args.accounts)
                 )
                 return _device(device), f"{device.name} is now {device.access_mode.value}"
+        if what == "logs":
+            if not args.key_file.exists():
+                raise RegistryError(f"no key file at {args.key_file}")
+            records = await registry.read_access(AccessLogKeys(args.key_file), args.device)
+            readable = [asdict(r) for r in records if isinstance(r, AccessRecord)]
+            unreadable = len(records) - len(readable)
+            shown = [json.dumps(r) for r in readable]
+            if unreadable:
+                shown.append(f"({unreadable} record(s) unreadable: expired keys or tampering)")
+            return {"records": readable, "unreadable": unreadable}, "\n".join(shown) or "no records"
         if what == "token":
             if action == "create":
                 kind = TokenKind(args.kind)

@@ -138,6 +138,7 @@ name = "{RELAY_NAME}"
 state_dir = "relayd"
 registry = "registry.sqlite3"
 metrics_listen = "127.0.0.1:{base + METRICS}"
+access_log_key_file = "relayd/access-log.keys"
 
 [tunnel]
 listen = "127.0.0.1:{base + TUNNEL}"
@@ -306,6 +307,10 @@ nascloud is running on loopback (state in {endpoints["state_dir"]}). Try:
   # look the device up as its owner
   curl -H 'Authorization: Bearer {secrets["api_token"]}' \\
        {endpoints["api"]["url"]}/v1/devices/{endpoints["demo_device"]["name"]}
+
+  # the encrypted access log, read with its keys
+  {BIN}/nascloud logs --registry {endpoints["state_dir"]}/registry.sqlite3 \\
+       --key-file {endpoints["state_dir"]}/relayd/access-log.keys
 
   # counters, no personal data
   curl {endpoints["metrics"]["url"]}

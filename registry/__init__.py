@@ -4,6 +4,7 @@
 (WAL, secure_delete, migrations) as the embedded default.
 """
 
+from ._accesslog import AccessLogKeys, AccessRecord, UnreadableRecord, mask_address, month_of
 from ._backend import Backend
 from ._models import (
     AccessMode,
@@ -25,7 +26,9 @@ from ._sqlite import SQLiteBackend
 
 __all__ = [
     "MIGRATIONS",
+    "AccessLogKeys",
     "AccessMode",
+    "AccessRecord",
     "Account",
     "Backend",
     "Conflict",
@@ -40,6 +43,9 @@ __all__ = [
     "Token",
     "TokenKind",
     "TsigKey",
+    "UnreadableRecord",
     "hash_secret",
+    "mask_address",
+    "month_of",
     "normalize_cloud_key",
 ]

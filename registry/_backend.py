@@ -20,7 +20,10 @@ from ._models import (
     TsigKey,
 )
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "SealedRow", "StatsRow"]
+
+SealedRow = tuple[str, float, float, str, bytes, bytes]
+StatsRow = tuple[float, str, str, int, int, str]
 
 
 class Backend(Protocol):
@@ -75,5 +78,11 @@ class Backend(Protocol):
         ...
 
     def insert_tsig_key(self, key: TsigKey) -> None: ...
+
+    # the access log: sealed rows (month, started, ended, device, nonce, ciphertext) and
+    # anonymised rows (started, client prefix, ingress, bytes in, bytes out, result)
+    def insert_access(self, sealed: list[SealedRow], stats: list[StatsRow]) -> None: ...
+    def read_access(self, devices: list[str] | None) -> list[SealedRow]: ...
+    def delete_access_before(self, cutoff: float) -> int: ...
     def find_tsig_key(self, key_name: str) -> TsigKey | None: ...
     def list_tsig_keys(self, device_name: str) -> list[TsigKey]: ...

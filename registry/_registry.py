@@ -19,6 +19,7 @@ import trio
 
 from protocol import validate_label
 
+from ._accesslog import AccessLogKeys, AccessRecord, UnreadableRecord, mask_address
 from ._backend import Backend
 from ._models import (
     AccessMode,
@@ -306,3 +307,45 @@ class Registry:
 
     async def find_tsig_key(self, key_name: str) -> TsigKey | None:
         return await self._run(self.backend.find_tsig_key, key_name.lower().rstrip("."))
+
+    # -- the access log (privacy rule 3) -----------------------------------------------------------
+
+    async def log_access(self, records: list[AccessRecord], keys: AccessLogKeys) -> None:
+        """Store connection records encrypted, and their anonymised copy, in one commit."""
+        sealed = []
+        stats = []
+        for record in records:
+            month, nonce, ciphertext = keys.seal(record)
+            sealed.append(
+                (month, record.started_at, record.ended_at, record.device, nonce, ciphertext)
+            )
+            stats.append(
+                (
+                    record.started_at,
+                    mask_address(record.client_address),
+                    record.ingress,
+                    record.bytes_in,
+                    record.bytes_out,
+                    record.result,
+                )
+            )
+        await self._run(self.backend.insert_access, sealed, stats)
+
+    async def read_access(
+        self, keys: AccessLogKeys, devices: list[str] | None = None
+    ) -> list[AccessRecord | UnreadableRecord]:
+        rows = await self._run(self.backend.read_access, devices)
+        out: list[AccessRecord | UnreadableRecord] = []
+        for month, started_at, _, device, nonce, ciphertext in rows:
+            try:
+                out.append(keys.open(month, device, started_at, nonce, ciphertext))
+            except UnreadableRecord as exc:
+                out.append(exc)
+        return out
+
+    async def purge_access(self, keys: AccessLogKeys, retention_s: float) -> tuple[int, list[str]]:
+        """Delete records older than the retention period and destroy the keys of months
+        wholly past it. Returns (records deleted, months whose keys were destroyed)."""
+        cutoff = self._clock() - retention_s
+        deleted = await self._run(self.backend.delete_access_before, cutoff)
+        return deleted, keys.destroy_before(cutoff)

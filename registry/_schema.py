@@ -80,4 +80,27 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )""",
         "CREATE INDEX tsig_keys_by_device ON tsig_keys(device_name)",
     ),
+    # 3: the access log (encrypted records) and its anonymised copy for statistics.
+    (
+        """CREATE TABLE access_log (
+            record_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            month TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at REAL NOT NULL,
+            device_name TEXT NOT NULL,
+            nonce BLOB NOT NULL,
+            ciphertext BLOB NOT NULL
+        )""",
+        "CREATE INDEX access_log_by_end ON access_log(ended_at)",
+        "CREATE INDEX access_log_by_device ON access_log(device_name)",
+        """CREATE TABLE access_stats (
+            started_at REAL NOT NULL,
+            client_prefix TEXT NOT NULL,
+            ingress TEXT NOT NULL,
+            bytes_in INTEGER NOT NULL,
+            bytes_out INTEGER NOT NULL,
+            result TEXT NOT NULL
+        )""",
+        "CREATE INDEX access_stats_by_start ON access_stats(started_at)",
+    ),
 )

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ._backend import SealedRow, StatsRow
 from ._models import (
     AccessMode,
     Account,
@@ -363,3 +364,33 @@ class SQLiteBackend:
             (device_name,),
         )
         return [TsigKey(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+
+    # -- the access log --------------------------------------------------------------------------
+
+    def insert_access(self, sealed: list[SealedRow], stats: list[StatsRow]) -> None:
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT INTO access_log (month, started_at, ended_at, device_name, nonce, "
+                "ciphertext) VALUES (?, ?, ?, ?, ?, ?)",
+                sealed,
+            )
+            db.executemany("INSERT INTO access_stats VALUES (?, ?, ?, ?, ?, ?)", stats)
+
+    def read_access(self, devices: list[str] | None) -> list[SealedRow]:
+        query = "SELECT month, started_at, ended_at, device_name, nonce, ciphertext FROM access_log"
+        if devices is None:
+            rows = self._db.execute(query + " ORDER BY started_at").fetchall()
+        else:
+            marks = ",".join("?" * len(devices))
+            rows = self._db.execute(
+                f"{query} WHERE device_name IN ({marks}) ORDER BY started_at", devices
+            ).fetchall()
+        return [(m, s, e, d, bytes(n), bytes(c)) for m, s, e, d, n, c in rows]
+
+    def delete_access_before(self, cutoff: float) -> int:
+        with self._transaction() as db:
+            count = db.execute("DELETE FROM access_log WHERE ended_at < ?", (cutoff,)).rowcount
+            db.execute("DELETE FROM access_stats WHERE started_at < ?", (cutoff,))
+        if count:
+            self._erase_history()
+        return int(count)

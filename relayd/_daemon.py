@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import ssl
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from nascloud.systemd import until_stopped
 from protocol.keys import load_key
 from protocol.splice import splice_sockets
 from protocol.tunnel import Tunnel, join_streams, open_tunnel
-from registry import Registry
+from registry import AccessLogKeys, AccessRecord, Registry
 
 from ._ddns import DdnsLink
 from ._lookup import LookupApi, Presence
@@ -66,6 +67,8 @@ class Relayd:
     ddns: DdnsLink | None = None
     presence: Presence = field(default_factory=Presence)
     context: ssl.SSLContext | None = None  # the tunnel listener's, replaced on reload
+    access_keys: AccessLogKeys | None = None
+    pending_records: list[AccessRecord] = field(default_factory=list)
     https_port: int | None = None  # as bound: redirects and lookups point browsers here
     data_port: int | None = None  # as bound, announced in OPEN
     active: Counter[str] = field(default_factory=Counter)  # browser connections per device
@@ -196,6 +199,47 @@ class Relayd:
         except trio.BrokenResourceError:
             pass
 
+    def record(
+        self,
+        started: float,
+        device: str,
+        client: str,
+        ingress: str,
+        bytes_in: int,
+        bytes_out: int,
+        result: str,
+    ) -> None:
+        """Queue a connection record for the encrypted access log (metadata only)."""
+        if self.access_keys is not None and len(self.pending_records) < 100_000:
+            self.pending_records.append(
+                AccessRecord(
+                    started, time.time(), device, client, ingress, bytes_in, bytes_out, result
+                )
+            )
+
+    async def keep_access_log(self) -> None:
+        """Write queued records once a second in one commit; purge expired ones hourly."""
+        assert self.access_keys is not None
+        retention_s = self.config.relay.access_log_retention_days * 86400
+        last_purge = 0.0
+        while True:
+            await trio.sleep(1)
+            batch, self.pending_records = self.pending_records, []
+            try:
+                if batch:
+                    await self.registry.log_access(batch, self.access_keys)
+                if time.monotonic() - last_purge > 3600:
+                    last_purge = time.monotonic()
+                    deleted, months = await self.registry.purge_access(
+                        self.access_keys, retention_s
+                    )
+                    if deleted or months:
+                        log.info(
+                            "access log: %d records purged, keys of %s destroyed", deleted, months
+                        )
+            except Exception:
+                log.exception("writing the access log failed; the records are dropped")
+
     def metrics(self) -> list[Metric]:
         """Counters and gauges only, labelled with fixed words (privacy rule 8)."""
         events = {k: float(v) for k, v in self.counts.items() if not k.startswith("bytes_")}
@@ -285,15 +329,20 @@ class Relayd:
                 self.counts["https_refused_limit"] += 1
                 return
             self.active[device] += 1
+            started = time.time()
+            moved: tuple[int, int] | None = None
             try:
                 moved = await self._pass_through(stream, tunnel, client, port, data)
             finally:
                 self.active[device] -= 1
                 if not self.active[device]:
                     del self.active[device]
+                sent, received = moved or (0, 0)
+                self.record(
+                    started, device, client, "https", sent, received, "ok" if moved else "refused"
+                )
             if moved is None:
                 return
-            sent, received = moved
             self.counts["bytes_from_browsers"] += sent
             self.counts["bytes_to_browsers"] += received
             log.info(
@@ -434,6 +483,8 @@ class Relayd:
                 target = event.target.decode("latin-1")
                 port = f":{self.https_port}" if self.https_port not in (None, 443) else ""
                 location = f"https://{hostname}{port}{target}"
+                client = stream.socket.getpeername()[0]
+                self.record(time.time(), device, client, "http", 0, 0, "redirected")
                 return 308, [("Location", location)], b"use https\n"
             return 400, [], b"bad request\n"
 
@@ -539,6 +590,9 @@ async def serve(
                 )
                 relay.listening["http"] = [_bound(listeners[0])]
             nursery.start_soon(relay.follow_deletions)
+            if config.relay.access_log_key_file is not None:
+                relay.access_keys = AccessLogKeys(config.relay.access_log_key_file)
+                nursery.start_soon(relay.keep_access_log)
             if config.relay.metrics_listen is not None:
                 server = HttpServer(metrics_handler(relay.metrics), server_name="relayd")
                 listeners = await nursery.start(

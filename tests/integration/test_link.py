@@ -208,6 +208,7 @@ name = "relay.test"
 state_dir = "relay-state"
 registry = "registry.sqlite3"
 metrics_listen = "127.0.0.1:0"
+access_log_key_file = "relay-state/access-log.keys"
 [tunnel]
 listen = "127.0.0.1:{tunnel_port}"
 cert_file = "relay.crt"
@@ -442,3 +443,46 @@ def test_a_reload_drops_no_tunnel(link: Link) -> None:
     assert link.curl(f"https://nas1.{LINK_ZONE}:{link.https_port}/").returncode == 0
     time.sleep(0.5)
     assert (link.directory / "agent.log").read_text().count("tunnel up") == tunnels_before
+
+
+def test_connections_are_in_the_encrypted_access_log_only(link: Link) -> None:
+    assert link.curl(f"https://nas1.{LINK_ZONE}:{link.https_port}/").returncode == 0
+    link.curl("-i", f"http://nas1.{LINK_ZONE}:{link.http_port}/")
+
+    def logs() -> list[dict[str, object]]:
+        done = subprocess.run(
+            [
+                str(BIN / "nascloud"),
+                "logs",
+                "--json",
+                "--registry",
+                str(link.directory / "registry.sqlite3"),
+                "--key-file",
+                str(link.directory / "relay-state" / "access-log.keys"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        records: list[dict[str, object]] = json.loads(done.stdout)["records"]
+        return records
+
+    _wait(lambda: len(logs()) >= 2, 10, "the records to be written")
+    records = logs()
+    https = [r for r in records if r["ingress"] == "https" and r["device"] == "nas1"]
+    assert https and https[-1]["client_address"] == "127.0.0.1"
+    assert int(str(https[-1]["bytes_out"])) > 0 and https[-1]["result"] == "ok"
+    assert any(r["ingress"] == "http" and r["result"] == "redirected" for r in records)
+    assert set(records[0]) == {
+        "started_at",
+        "ended_at",
+        "device",
+        "client_address",
+        "ingress",
+        "bytes_in",
+        "bytes_out",
+        "result",
+    }  # metadata only: no path, query, header or payload field exists
+    database = b"".join(p.read_bytes() for p in link.directory.glob("registry.sqlite3*"))
+    assert b"127.0.0.1" not in database  # the full address only encrypted

@@ -1,0 +1,108 @@
+"""The encrypted access log: what is stored, tamper detection, retention and key destruction."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from registry import (
+    AccessLogKeys,
+    AccessRecord,
+    Registry,
+    UnreadableRecord,
+    mask_address,
+    month_of,
+)
+
+DAY = 86400.0
+NOW = 1_800_000_000.0  # 2027-01-15
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def registry(tmp_path: Path, clock: Clock) -> AsyncIterator[Registry]:
+    opened = Registry.open_sqlite(tmp_path / "registry.sqlite3", clock=clock)
+    yield opened
+    await opened.aclose()
+
+
+def record(started: float, device: str = "nas1", address: str = "203.0.113.77") -> AccessRecord:
+    return AccessRecord(started, started + 5, device, address, "https", 1200, 34000, "ok")
+
+
+def _bytes_of(tmp_path: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in tmp_path.glob("registry.sqlite3*"))
+
+
+async def test_records_are_encrypted_and_read_back_with_the_key(
+    registry: Registry, tmp_path: Path
+) -> None:
+    keys = AccessLogKeys(tmp_path / "keys.json")
+    await registry.log_access([record(NOW), record(NOW + 1, "nas2", "2001:db8:1:2::9")], keys)
+    assert stat.S_IMODE((tmp_path / "keys.json").stat().st_mode) == 0o600
+    stored = _bytes_of(tmp_path)
+    assert b"203.0.113.77" not in stored and b"2001:db8:1:2::9" not in stored
+    assert b"203.0.113.0/24" in stored  # the anonymised copy keeps the masked prefix only
+    assert await registry.read_access(AccessLogKeys(tmp_path / "keys.json")) == [
+        record(NOW),
+        record(NOW + 1, "nas2", "2001:db8:1:2::9"),
+    ]
+    assert await registry.read_access(keys, ["nas2"]) == [
+        record(NOW + 1, "nas2", "2001:db8:1:2::9")
+    ]
+
+
+async def test_a_tampered_or_moved_record_does_not_decrypt(
+    registry: Registry, tmp_path: Path
+) -> None:
+    keys = AccessLogKeys(tmp_path / "keys.json")
+    await registry.log_access([record(NOW), record(NOW + 1)], keys)
+    with sqlite3.connect(tmp_path / "registry.sqlite3") as db:
+        (blob,) = db.execute("SELECT ciphertext FROM access_log WHERE record_id = 1").fetchone()
+        flipped = bytes([blob[0] ^ 1]) + blob[1:]
+        db.execute("UPDATE access_log SET ciphertext = ? WHERE record_id = 1", (flipped,))
+        db.execute("UPDATE access_log SET device_name = 'nas9' WHERE record_id = 2")
+    results = await registry.read_access(keys)
+    assert all(isinstance(r, UnreadableRecord) for r in results)
+
+
+async def test_retention_purges_records_and_destroys_expired_keys(
+    registry: Registry, tmp_path: Path, clock: Clock
+) -> None:
+    keys = AccessLogKeys(tmp_path / "keys.json")
+    old = NOW - 200 * DAY
+    await registry.log_access([record(old), record(NOW - 10 * DAY), record(NOW)], keys)
+    copy_of_old = (tmp_path / "keys.json").read_bytes()
+    deleted, months = await registry.purge_access(keys, 180 * DAY)
+    assert deleted == 1 and months == [month_of(old)]
+    left = [r.started_at for r in await registry.read_access(keys) if isinstance(r, AccessRecord)]
+    assert left == [NOW - 10 * DAY, NOW]
+    assert month_of(old) not in AccessLogKeys(tmp_path / "keys.json").months()
+    # A backup of the old record cannot be read with the keys left.
+    month, nonce, ciphertext = AccessLogKeys(tmp_path / "old-copy.json").seal(record(old))
+    with pytest.raises(UnreadableRecord):
+        keys.open(month, "nas1", old, nonce, ciphertext)
+    assert copy_of_old != (tmp_path / "keys.json").read_bytes()
+
+
+def test_masking() -> None:
+    assert mask_address("203.0.113.77") == "203.0.113.0/24"
+    assert mask_address("2001:db8:1:2::9") == "2001:db8:1::/48"
+    assert mask_address("::ffff:198.51.100.7") == "198.51.100.0/24"
+    assert mask_address("nonsense") == "invalid"
