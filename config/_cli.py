@@ -68,7 +68,7 @@ def daemon_main(
             f"{prog}: this build can only check its configuration (--check-config)", file=sys.stderr
         )
         return 2
-    logging.basicConfig(
-        level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stdout
-    )
+    from nascloud import oplog  # the one log path: masks addresses, removes e-mails
+
+    oplog.setup(logging.INFO)
     return trio.run(serve, config, args.config)

@@ -1,0 +1,116 @@
+"""Privacy rule 2 on the operational log: whatever a message says, no full IP address and no
+e-mail address reaches the log output."""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import logging
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nascloud.oplog import MaskingFilter, mask_text
+
+_WORDS = st.text(alphabet="abcdefghij XYZ,;()=-/", max_size=12)
+
+
+def _v4_forms(address: ipaddress.IPv4Address) -> list[str]:
+    return [str(address), f"{address}:443", f"http://{address}:8080/x", f"({address})."]
+
+
+def _v6_forms(address: ipaddress.IPv6Address) -> list[str]:
+    return [
+        str(address),
+        address.exploded,
+        f"[{address}]:443",
+        f"https://[{address}]/path",
+        f"{address}.",
+        f"{address}%eth0",
+    ]
+
+
+def _hidden_v4(address: ipaddress.IPv4Address, output: str) -> bool:
+    # The last octet is gone: the host address cannot be read back, the /24 can.
+    return str(address) not in output or str(address).endswith(".0")
+
+
+def _hidden_v6(address: ipaddress.IPv6Address, output: str) -> bool:
+    network = ipaddress.IPv6Network(f"{address}/48", strict=False)
+    if address == network.network_address:
+        return True
+    return str(address) not in output and address.exploded not in output
+
+
+@given(st.ip_addresses(v=4), st.sampled_from(range(4)), _WORDS, _WORDS)
+def test_ipv4_is_masked_to_its_slash_24(
+    address: ipaddress.IPv4Address, form: int, before: str, after: str
+) -> None:
+    output = mask_text(before + _v4_forms(address)[form] + after)
+    assert _hidden_v4(address, output)
+    octets = str(address).split(".")
+    assert f"{octets[0]}.{octets[1]}.{octets[2]}.0" in output
+
+
+@given(st.ip_addresses(v=6), st.sampled_from(range(6)), _WORDS, _WORDS)
+def test_ipv6_is_masked_to_its_slash_48(
+    address: ipaddress.IPv6Address, form: int, before: str, after: str
+) -> None:
+    output = mask_text(before + _v6_forms(address)[form] + " " + after)
+    assert _hidden_v6(address, output)
+    if address.ipv4_mapped is not None:
+        assert _hidden_v4(address.ipv4_mapped, output)
+    else:
+        network = ipaddress.IPv6Network(f"{address}/48", strict=False)
+        assert str(network.network_address) in output
+
+
+@given(st.ip_addresses(v=4))
+def test_ipv4_mapped_ipv6_keeps_the_ipv4_rule(address: ipaddress.IPv4Address) -> None:
+    output = mask_text(f"peer ::ffff:{address} closed")
+    assert _hidden_v4(address, output)
+    assert output.startswith("peer ::ffff:") and output.endswith(".0 closed")
+
+
+@given(
+    st.from_regex(r"[a-z][a-z0-9._+\-]{0,15}", fullmatch=True),
+    st.from_regex(r"[a-z0-9][a-z0-9\-]{0,10}\.[a-z]{2,6}", fullmatch=True),
+    _WORDS,
+)
+def test_email_addresses_are_removed(local: str, domain: str, around: str) -> None:
+    email = f"{local}@{domain}"
+    output = mask_text(f"{around} owner={email} {around}")
+    assert email not in output
+    assert f"@{domain}" not in output
+    assert "<e-mail>" in output
+
+
+def test_times_versions_and_counts_are_left_alone() -> None:
+    text = "at 10:20:30 version 1.2.3 took 12.5 ms, 300 of 1000 (a::b is not here)"
+    assert mask_text(text).startswith("at 10:20:30 version 1.2.3 took 12.5 ms, 300 of 1000")
+    assert mask_text("not an address: 300.1.2.3 or 1.2.3.4.5.6") == (
+        "not an address: 300.1.2.3 or 1.2.3.4.5.6"
+    )
+
+
+def test_filter_masks_arguments_and_tracebacks() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(MaskingFilter())
+    logger = logging.getLogger("nascloud.test.oplog")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        logger.warning("client %s sent %r for %s", "198.51.100.77", "x", "owner@example.com")
+        try:
+            raise ValueError("refused 2001:db8:abcd:12::5")
+        except ValueError:
+            logger.exception("failed for [2001:db8:abcd:12::5]:443")
+    finally:
+        logger.removeHandler(handler)
+    output = stream.getvalue()
+    assert "198.51.100.77" not in output and "198.51.100.0" in output
+    assert "owner@example.com" not in output
+    assert "2001:db8:abcd:12::5" not in output
+    assert output.count("2001:db8:abcd::") >= 2
+    assert "ValueError" in output
