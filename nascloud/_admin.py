@@ -56,6 +56,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     common(account.add_parser("delete", help="delete an account and all its devices")).add_argument(
         "account_id"
     )
+    export = common(account.add_parser("export", help="everything held about an account, as JSON"))
+    export.add_argument("account_id")
+    export.add_argument(
+        "--key-file", type=Path, help="the relay's access-log keys: include decrypted records"
+    )
     correct = common(account.add_parser("correct", help="correct an account's e-mail or name"))
     correct.add_argument("account_id")
     correct.add_argument("--email")
@@ -69,6 +74,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     common(device.add_parser("list", help="list devices")).add_argument("--owner")
     common(device.add_parser("show", help="show one device")).add_argument("name")
     common(device.add_parser("delete", help="unregister a device at once")).add_argument("name")
+    tsig = common(
+        device.add_parser("tsig-key", help="create an RFC 2136 (nsupdate) key; shown once")
+    )
+    tsig.add_argument("name")
+    tsig.add_argument("--key-name", help="the key's DNS name (default: the device name)")
+    tsig.add_argument("--algorithm", choices=["hmac-sha256", "hmac-sha512"], default="hmac-sha256")
     access = common(device.add_parser("access", help="who may look a device up and reach it"))
     access.add_argument("name")
     access.add_argument("mode", choices=[m.value for m in AccessMode])
@@ -132,6 +143,14 @@ async def _run(args: argparse.Namespace) -> tuple[Any, str]:
                 return {"deleted_devices": gone}, (
                     f"deleted account {args.account_id} and {len(gone)} device(s)"
                 )
+            if action == "export":
+                keys = None
+                if args.key_file is not None:
+                    if not args.key_file.exists():
+                        raise RegistryError(f"no key file at {args.key_file}")
+                    keys = AccessLogKeys(args.key_file)
+                data = await registry.export_account(args.account_id, keys)
+                return data, json.dumps(data, indent=2)
             if action == "correct":
                 account = await registry.correct_account(
                     args.account_id, email=args.email, display_name=args.name
@@ -159,6 +178,20 @@ async def _run(args: argparse.Namespace) -> tuple[Any, str]:
                     raise RegistryError(f"no device {args.name!r}")
                 return {"deleted": args.name}, (
                     f"unregistered {args.name}: its records, tokens, keys and access list are gone"
+                )
+            if action == "tsig-key":
+                tsig_key = await registry.create_tsig_key(
+                    args.name, args.key_name or args.name, args.algorithm
+                )
+                secret = base64.b64encode(tsig_key.secret).decode()
+                return {
+                    "key_name": tsig_key.key_name,
+                    "device_name": tsig_key.device_name,
+                    "algorithm": tsig_key.algorithm,
+                    "secret": secret,
+                }, (
+                    f"created TSIG key {tsig_key.key_name} for {tsig_key.device_name}; for nsupdate -y, "
+                    f"shown only now:\n{tsig_key.algorithm}:{tsig_key.key_name}:{secret}"
                 )
             if action == "access":
                 device = await registry.set_access(

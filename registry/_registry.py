@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import trio
 
@@ -21,6 +21,7 @@ from protocol import validate_label
 
 from ._accesslog import AccessLogKeys, AccessRecord, UnreadableRecord, mask_address
 from ._backend import Backend
+from ._export import export_account
 from ._models import (
     AccessMode,
     Account,
@@ -137,6 +138,17 @@ class Registry:
         if not await self._run(self.backend.update_account, account_id, new_email, new_name):
             raise NotFound(f"no account {account_id!r}")
         return await self.get_account(account_id)
+
+    async def export_account(
+        self, account_id: str, keys: AccessLogKeys | None = None
+    ) -> dict[str, Any]:
+        """Everything held about the account and its devices, JSON-ready (the right of
+        access); with the access-log keys, its devices' connection records decrypted."""
+        return await export_account(self, account_id, keys, self._clock())
+
+    async def devices_granted_to(self, account_id: str) -> list[str]:
+        """Devices of other owners whose custom access list holds this account."""
+        return await self._run(self.backend.devices_granted_to, account_id)
 
     async def delete_account(self, account_id: str) -> list[str]:
         """Delete the account, its devices and everything hanging off them; returns the
@@ -304,6 +316,12 @@ class Registry:
         key = TsigKey(name, device_name, algorithm, secrets.token_bytes(32))
         await self._run(self.backend.insert_tsig_key, key)
         return key
+
+    async def list_tsig_keys(self, device_name: str) -> list[TsigKey]:
+        return await self._run(self.backend.list_tsig_keys, device_name)
+
+    async def list_rrsets(self, device_name: str) -> list[DnsRRset]:
+        return await self._run(self.backend.list_rrsets, device_name)
 
     async def find_tsig_key(self, key_name: str) -> TsigKey | None:
         return await self._run(self.backend.find_tsig_key, key_name.lower().rstrip("."))

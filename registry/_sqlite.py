@@ -102,7 +102,8 @@ class SQLiteBackend:
                 "UPDATE accounts SET email = ?, display_name = ? WHERE account_id = ?",
                 (email, display_name, account_id),
             )
-            return cursor.rowcount == 1
+        self._erase_history()  # the values replaced are personal data too
+        return cursor.rowcount == 1
 
     def delete_account(self, account_id: str) -> list[str]:
         with self._transaction() as db:
@@ -174,6 +175,13 @@ class SQLiteBackend:
                 "SELECT * FROM devices WHERE owner_id = ? ORDER BY name", (owner_id,)
             ).fetchall()
         return [self._device(row) for row in rows]
+
+    def devices_granted_to(self, account_id: str) -> list[str]:
+        rows = self._db.execute(
+            "SELECT device_name FROM device_access WHERE account_id = ? ORDER BY device_name",
+            (account_id,),
+        )
+        return [row[0] for row in rows]
 
     def set_access(self, name: str, mode: AccessMode, account_ids: tuple[str, ...]) -> bool:
         with self._transaction() as db:
@@ -364,6 +372,14 @@ class SQLiteBackend:
             (device_name,),
         )
         return [TsigKey(r[0], r[1], r[2], bytes(r[3])) for r in rows]
+
+    def list_rrsets(self, device_name: str) -> list[DnsRRset]:
+        rows = self._db.execute(
+            "SELECT owner, rrtype, device_name, ttl, rdata FROM dns_rrsets "
+            "WHERE device_name = ? ORDER BY owner, rrtype",
+            (device_name,),
+        )
+        return [DnsRRset(o, t, d, ttl, tuple(json.loads(r))) for o, t, d, ttl, r in rows]
 
     # -- the access log --------------------------------------------------------------------------
 

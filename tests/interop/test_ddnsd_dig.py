@@ -5,12 +5,13 @@ from __future__ import annotations
 import socket
 import struct
 import subprocess
+import time
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.ddnsd_harness import Ddnsd
+from tests.ddnsd_harness import BIN, Ddnsd
 
 from .conftest import require
 
@@ -179,3 +180,25 @@ def _read(sock: socket.socket, size: int) -> bytes:
 def test_unknown_opcode_is_notimp(ddnsd: Ddnsd, transport: str) -> None:
     message = dig(ddnsd, "dyn.test", "SOA", "+opcode=2", transport)
     assert message["status"] == "NOTIMP"
+
+
+def test_unregistering_a_device_answers_nxdomain_within_seconds(ddnsd: Ddnsd) -> None:
+    """Privacy rule 5: `nascloud device delete` on the registry, while ddnsd runs."""
+    assert update(ddnsd, "nas1", "myip=198.51.100.4") == "good 198.51.100.4"
+    assert update(ddnsd, "nas2", "myip=198.51.100.5") == "good 198.51.100.5"
+    deleted = subprocess.run(
+        [str(BIN / "nascloud"), "device", "delete", "nas1", "--registry", str(ddnsd.registry_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert deleted.returncode == 0, deleted.stderr
+    deadline = time.monotonic() + 10
+    while dig(ddnsd, "nas1.dyn.test", "A")["status"] != "NXDOMAIN":
+        assert time.monotonic() < deadline, "nas1 still answers 10 s after its deletion"
+        time.sleep(0.2)
+    assert dig(ddnsd, "nas2.dyn.test", "A")["ANSWER_SECTION"] == [
+        "nas2.dyn.test. 60 IN A 198.51.100.5"
+    ]
+    # Its DynDNS2 password went with it.
+    assert update(ddnsd, "nas1", "myip=198.51.100.6") in {"badauth", "nohost"}

@@ -1,0 +1,91 @@
+"""The user's right of access: everything the registry holds about one account, as JSON.
+
+The export names what it leaves out and why, so a reader can tell an omission from a gap:
+token secrets exist only as hashes, TSIG secrets are credentials the owner already holds.
+Access-log records are decrypted for the account's own devices only.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from ._accesslog import AccessLogKeys, AccessRecord
+
+if TYPE_CHECKING:
+    from ._registry import Registry
+
+__all__ = ["export_account"]
+
+NOT_INCLUDED = [
+    "token secrets: only a one-way hash of each is stored, the secret itself is not kept",
+    "TSIG key secrets: credentials the device already holds; delete and re-create to rotate",
+    "operational logs: they hold no account data (addresses masked, e-mails removed)",
+]
+
+
+def _when(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat()
+
+
+async def export_account(
+    registry: Registry, account_id: str, keys: AccessLogKeys | None, now: float
+) -> dict[str, Any]:
+    account = await registry.get_account(account_id)
+    devices_out = []
+    for device in await registry.list_devices(account_id):
+        tokens = await registry.list_tokens(device_name=device.name)
+        tsig = await registry.list_tsig_keys(device.name)
+        rrsets = await registry.list_rrsets(device.name)
+        entry: dict[str, Any] = {
+            "name": device.name,
+            "public_key": base64.b64encode(device.public_key).decode(),
+            "access_mode": device.access_mode.value,
+            "access_list": list(device.access_list),
+            "created_at": _when(device.created_at),
+            "last_seen_at": _when(device.last_seen_at),
+            "dyndns2_tokens": [
+                {"token_id": t.token_id, "created_at": _when(t.created_at)} for t in tokens
+            ],
+            "tsig_keys": [{"key_name": k.key_name, "algorithm": k.algorithm} for k in tsig],
+            "dns_records": [
+                {"owner": r.owner, "type": r.rrtype, "ttl": r.ttl, "values": list(r.values)}
+                for r in rrsets
+            ],
+        }
+        if keys is not None:
+            records = await registry.read_access(keys, [device.name])
+            readable = [r for r in records if isinstance(r, AccessRecord)]
+            entry["access_log"] = [
+                {
+                    **asdict(r),
+                    "started_at": _when(r.started_at),
+                    "ended_at": _when(r.ended_at),
+                }
+                for r in readable
+            ]
+            entry["access_log_unreadable"] = len(records) - len(readable)
+        devices_out.append(entry)
+    api_tokens = await registry.list_tokens(account_id=account_id)
+    not_included = list(NOT_INCLUDED)
+    if keys is None:
+        not_included.append("access log: exported without the access-log key file")
+    return {
+        "exported_at": _when(now),
+        "account": {
+            "account_id": account.account_id,
+            "email": account.email,
+            "display_name": account.display_name,
+            "created_at": _when(account.created_at),
+        },
+        "api_tokens": [
+            {"token_id": t.token_id, "created_at": _when(t.created_at)} for t in api_tokens
+        ],
+        "devices": devices_out,
+        "granted_access_to": await registry.devices_granted_to(account_id),
+        "not_included": not_included,
+    }
