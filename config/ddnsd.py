@@ -38,6 +38,11 @@ class DdnsdSection:
     registry: Path = option(Path("/var/lib/nascloud/registry.sqlite3"))
     metrics_listen: HostPort | None = None
     workers: int = option(1, check=between(1, 256))
+    # DynDNS2 and RFC 2136 updates (device, full client address, result), encrypted with the
+    # keys in this file; absent: no access log is kept. Not the relay's key file: each daemon
+    # rotates its own keys.
+    access_log_key_file: Path | None = None
+    access_log_retention_days: int = option(180, check=between(1, 3650, "days"))
 
 
 @dataclass(frozen=True, slots=True)

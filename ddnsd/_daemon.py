@@ -23,7 +23,7 @@ import trio
 from config import ConfigError, DdnsdConfig, HostPort, load
 from httpapi import HttpServer, Metric, metrics_handler
 from nascloud.systemd import until_stopped
-from registry import Registry
+from registry import AccessLogKeys, AccessLogWriter, Registry
 
 from ._answer import Responder
 from ._channel import ServiceChannel
@@ -228,6 +228,14 @@ async def serve(
     await store.load()
     rrl = config.rrl
     updates = UpdateHandler(registry, store)
+    access_log = None
+    if config.ddnsd.access_log_key_file is not None:
+        access_log = AccessLogWriter(
+            registry,
+            AccessLogKeys(config.ddnsd.access_log_key_file),
+            config.ddnsd.access_log_retention_days,
+        )
+        updates.access_log = access_log
     transfers = Transfers(zones, transfer.allow, transfer_key)
     dns = DnsServer(
         responder,
@@ -272,6 +280,7 @@ async def serve(
                     updates_per_host_per_minute=config.dyndns2.updates_per_host_per_minute,
                     default_ttl_s=config.zone.default_ttl_s,
                 )
+                dyndns2.access_log = access_log
                 daemon.dyndns2 = dyndns2
                 http = HttpServer(dyndns2.handle, server_name="ddnsd")
                 listeners = await nursery.start(
@@ -297,6 +306,8 @@ async def serve(
                 )
                 daemon.listening["metrics"] = [_bound(listeners[0])]
             nursery.start_soon(_sync_devices, store)
+            if access_log is not None:
+                nursery.start_soon(access_log.run)
             _write_listening(state_dir, daemon.listening)
             log.info(
                 "serving %s (serial %d) on %s",

@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from httpapi import HttpRequest, HttpResponse
 from protocol import canonical_address
-from registry import Registry, TokenKind, hash_secret
+from registry import AccessLogWriter, Registry, TokenKind, hash_secret
 
 from ._store import ZoneStore
 from ._zone import Change
@@ -56,28 +56,45 @@ class DynDns2:
         self._recent: dict[str, list[float]] = {}  # device -> times of its recent requests
         self._tokens: dict[bytes, tuple[str | None, float]] = {}  # hash -> (device, until)
         self.counts: dict[str, int] = {}
+        #: Where authenticated requests are recorded (device, full client address, result).
+        self.access_log: AccessLogWriter | None = None
 
     def _count(self, outcome: str) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
-        response = await self._handle(request)
+        started = time.time()
+        response, device = await self._handle(request)
         first = response.body.split(b" ", 1)[0].split(b"\n", 1)[0].decode()
         self._count(first)
+        if device is not None and self.access_log is not None:
+            self.access_log.add(
+                started,
+                device,
+                request.client,
+                "dyndns2",
+                len(request.body),
+                len(response.body),
+                first,
+            )
         return response
 
-    async def _handle(self, request: HttpRequest) -> HttpResponse:
+    async def _handle(self, request: HttpRequest) -> tuple[HttpResponse, str | None]:
+        """The response, and the device whose password the request carried (if any)."""
         if request.method not in ("GET", "POST"):
-            return _text(405, "method not allowed", [("Allow", "GET, POST")])
+            return _text(405, "method not allowed", [("Allow", "GET, POST")]), None
         url = urlsplit(request.target)
         if not url.path.endswith("/update"):
-            return _text(404, "not found")
+            return _text(404, "not found"), None
         params = dict(parse_qsl(url.query, keep_blank_values=True))
         if request.method == "POST" and request.body:
             params.update(parse_qsl(request.body.decode("latin-1"), keep_blank_values=True))
         device = await self._authenticate(request.headers.get("authorization", ""))
         if device is None:
-            return _text(401, "badauth", CHALLENGE)
+            return _text(401, "badauth", CHALLENGE), None
+        return await self._update(device, params, request.client), device
+
+    async def _update(self, device: str, params: dict[str, str], client: str) -> HttpResponse:
         if not self._allowed(device):
             return _text(200, "abuse")
         hostnames = [h.strip().lower().rstrip(".") for h in params.get("hostname", "").split(",")]
@@ -91,7 +108,7 @@ class DynDns2:
         own = f"{device}.{self.zone}"
         if any(h != own for h in hostnames):
             return _text(200, "nohost")
-        addresses = self._addresses(params, request.client)
+        addresses = self._addresses(params, client)
         if addresses is None:
             return _text(200, "dnserr")
         offline = params.get("offline", "").upper() in ("YES", "1", "TRUE")

@@ -8,6 +8,7 @@ only its device's names, as BIND's `update-policy self` allows: A, AAAA and TXT 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Final
 
 import dns.exception
@@ -21,7 +22,7 @@ import dns.rrset
 import dns.tsig
 import dns.update
 
-from registry import Registry
+from registry import AccessLogWriter, Registry
 
 from ._answer import header_only_reply
 from ._store import ZoneStore
@@ -61,6 +62,8 @@ class UpdateHandler:
         self.zone = dns.name.from_text(store.zones.device_zone.origin)
         self._keys: dict[dns.name.Name, tuple[dns.tsig.Key, str]] = {}  # key -> (key, device)
         self.counts: dict[str, int] = {}
+        #: Where signed updates are recorded (device, full client address, outcome), if kept.
+        self.access_log: AccessLogWriter | None = None
 
     async def handle(self, message: bytes, client: str, tcp: bool) -> list[bytes]:
         try:
@@ -78,18 +81,33 @@ class UpdateHandler:
             self._count("badkey")
             return [self._reply(unverified, dns.rcode.NOTAUTH)]
         key, device = found
+        started = time.time()
+        replies, outcome = await self._verified(message, unverified, key, device)
+        if self.access_log is not None:
+            sent = sum(len(reply) for reply in replies)
+            self.access_log.add(started, device, client, "rfc2136", len(message), sent, outcome)
+        return replies
+
+    async def _verified(
+        self,
+        message: bytes,
+        unverified: dns.message.Message,
+        key: dns.tsig.Key,
+        device: str,
+    ) -> tuple[list[bytes], str]:
+        """The replies to a signed UPDATE whose key belongs to `device`, and its outcome."""
         try:
             update = dns.message.from_wire(message, keyring={key.name: key})
         except dns.tsig.BadTime:
             log.warning("UPDATE for %s outside the TSIG time window", device)
             self._count("badtime")
-            return [self._reply(unverified, dns.rcode.NOTAUTH)]
+            return [self._reply(unverified, dns.rcode.NOTAUTH)], "badtime"
         except (dns.tsig.BadSignature, dns.message.UnknownTSIGKey, dns.tsig.PeerError):
             log.warning("UPDATE for %s with a bad TSIG signature", device)
             self._count("badsig")
-            return [self._reply(unverified, dns.rcode.NOTAUTH)]
+            return [self._reply(unverified, dns.rcode.NOTAUTH)], "badsig"
         except dns.exception.DNSException:
-            return self._header_only(message, dns.rcode.FORMERR)
+            return self._header_only(message, dns.rcode.FORMERR), "formerr"
         assert isinstance(update, dns.update.UpdateMessage)
         try:
             changes = self._plan(update, device)
@@ -97,13 +115,14 @@ class UpdateHandler:
                 await self.store.update(device, changes)
         except _Refusal as refusal:
             log.info("UPDATE for %s refused: %s", device, refusal)
-            self._count(dns.rcode.to_text(refusal.rcode).lower())
-            return [self._reply(update, refusal.rcode)]
+            outcome = dns.rcode.to_text(refusal.rcode).lower()
+            self._count(outcome)
+            return [self._reply(update, refusal.rcode)], outcome
         except Exception:
             log.exception("storing an UPDATE failed")
-            return [self._reply(update, dns.rcode.SERVFAIL)]
+            return [self._reply(update, dns.rcode.SERVFAIL)], "servfail"
         self._count("noerror")
-        return [self._reply(update, dns.rcode.NOERROR)]
+        return [self._reply(update, dns.rcode.NOERROR)], "noerror"
 
     def _count(self, outcome: str) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1

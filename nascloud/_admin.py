@@ -59,7 +59,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     export = common(account.add_parser("export", help="everything held about an account, as JSON"))
     export.add_argument("account_id")
     export.add_argument(
-        "--key-file", type=Path, help="the relay's access-log keys: include decrypted records"
+        "--key-file",
+        type=Path,
+        action="append",
+        default=[],
+        help="access-log keys of relayd or ddnsd (repeatable): include decrypted records",
     )
     correct = common(account.add_parser("correct", help="correct an account's e-mail or name"))
     correct.add_argument("account_id")
@@ -91,7 +95,13 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Decrypt and print the access log, one JSON record per line.",
     )
     common(logs)
-    logs.add_argument("--key-file", type=Path, required=True, help="the relay's access-log keys")
+    logs.add_argument(
+        "--key-file",
+        type=Path,
+        action="append",
+        required=True,
+        help="access-log keys of relayd or ddnsd (repeatable)",
+    )
     logs.add_argument("--device", action="append", help="only these devices (repeatable)")
     logs.set_defaults(action="read")
 
@@ -120,6 +130,13 @@ def _token(token: Token) -> dict[str, Any]:
     return data
 
 
+def _keyrings(paths: list[Path]) -> list[AccessLogKeys]:
+    for path in paths:
+        if not path.exists():
+            raise RegistryError(f"no key file at {path}")
+    return [AccessLogKeys(path) for path in paths]
+
+
 async def _run(args: argparse.Namespace) -> tuple[Any, str]:
     """(what --json prints, what a person reads)."""
     registry = Registry.open_sqlite(args.registry)
@@ -144,12 +161,7 @@ async def _run(args: argparse.Namespace) -> tuple[Any, str]:
                     f"deleted account {args.account_id} and {len(gone)} device(s)"
                 )
             if action == "export":
-                keys = None
-                if args.key_file is not None:
-                    if not args.key_file.exists():
-                        raise RegistryError(f"no key file at {args.key_file}")
-                    keys = AccessLogKeys(args.key_file)
-                data = await registry.export_account(args.account_id, keys)
+                data = await registry.export_account(args.account_id, _keyrings(args.key_file))
                 return data, json.dumps(data, indent=2)
             if action == "correct":
                 account = await registry.correct_account(
@@ -190,8 +202,9 @@ async def _run(args: argparse.Namespace) -> tuple[Any, str]:
                     "algorithm": tsig_key.algorithm,
                     "secret": secret,
                 }, (
-                    f"created TSIG key {tsig_key.key_name} for {tsig_key.device_name}; for nsupdate -y, "
-                    f"shown only now:\n{tsig_key.algorithm}:{tsig_key.key_name}:{secret}"
+                    f"created TSIG key {tsig_key.key_name} for {tsig_key.device_name}; "
+                    "for nsupdate -y, shown only now:\n"
+                    f"{tsig_key.algorithm}:{tsig_key.key_name}:{secret}"
                 )
             if action == "access":
                 device = await registry.set_access(
@@ -199,9 +212,7 @@ async def _run(args: argparse.Namespace) -> tuple[Any, str]:
                 )
                 return _device(device), f"{device.name} is now {device.access_mode.value}"
         if what == "logs":
-            if not args.key_file.exists():
-                raise RegistryError(f"no key file at {args.key_file}")
-            records = await registry.read_access(AccessLogKeys(args.key_file), args.device)
+            records = await registry.read_access(_keyrings(args.key_file), args.device)
             readable = [asdict(r) for r in records if isinstance(r, AccessRecord)]
             unreadable = len(records) - len(readable)
             shown = [json.dumps(r) for r in readable]

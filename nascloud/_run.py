@@ -103,6 +103,7 @@ def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int) -> None:
 state_dir = "ddnsd"
 registry = "registry.sqlite3"
 metrics_listen = "127.0.0.1:{base + DNS_METRICS}"
+access_log_key_file = "ddnsd/access-log.keys"
 
 [zone]
 name = "{ZONE}"

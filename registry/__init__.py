@@ -5,6 +5,7 @@
 """
 
 from ._accesslog import AccessLogKeys, AccessRecord, UnreadableRecord, mask_address, month_of
+from ._accesswriter import AccessLogWriter
 from ._backend import Backend
 from ._models import (
     AccessMode,
@@ -27,6 +28,7 @@ from ._sqlite import SQLiteBackend
 __all__ = [
     "MIGRATIONS",
     "AccessLogKeys",
+    "AccessLogWriter",
     "AccessMode",
     "AccessRecord",
     "Account",

@@ -36,16 +36,17 @@ class UnreadableRecord(Exception):
 
 @dataclass(frozen=True, slots=True)
 class AccessRecord:
-    """Metadata of one browser connection; never payload, paths, queries or headers."""
+    """Metadata of one browser connection (relayd) or one DNS update (ddnsd); never payload,
+    paths, queries or headers."""
 
     started_at: float
     ended_at: float
     device: str
     client_address: str
-    ingress: str  # "https" (passed through) or "http" (redirected or forwarded)
+    ingress: str  # "https" (passed through), "http" (redirected), "dyndns2", "rfc2136"
     bytes_in: int
     bytes_out: int
-    result: str  # "ok", "refused", "redirected", ...
+    result: str  # "ok", "refused", "redirected"; for updates the DynDNS2 word or the rcode
 
 
 def month_of(timestamp: float) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,7 @@ def _when(timestamp: float | None) -> str | None:
 
 
 async def export_account(
-    registry: Registry, account_id: str, keys: AccessLogKeys | None, now: float
+    registry: Registry, account_id: str, keys: Sequence[AccessLogKeys], now: float
 ) -> dict[str, Any]:
     account = await registry.get_account(account_id)
     devices_out = []
@@ -57,7 +58,7 @@ async def export_account(
                 for r in rrsets
             ],
         }
-        if keys is not None:
+        if keys:
             records = await registry.read_access(keys, [device.name])
             readable = [r for r in records if isinstance(r, AccessRecord)]
             entry["access_log"] = [
@@ -72,7 +73,7 @@ async def export_account(
         devices_out.append(entry)
     api_tokens = await registry.list_tokens(account_id=account_id)
     not_included = list(NOT_INCLUDED)
-    if keys is None:
+    if not keys:
         not_included.append("access log: exported without the access-log key file")
     return {
         "exported_at": _when(now),

@@ -11,7 +11,7 @@ import ipaddress
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -140,7 +140,7 @@ class Registry:
         return await self.get_account(account_id)
 
     async def export_account(
-        self, account_id: str, keys: AccessLogKeys | None = None
+        self, account_id: str, keys: Sequence[AccessLogKeys] = ()
     ) -> dict[str, Any]:
         """Everything held about the account and its devices, JSON-ready (the right of
         access); with the access-log keys, its devices' connection records decrypted."""
@@ -350,15 +350,22 @@ class Registry:
         await self._run(self.backend.insert_access, sealed, stats)
 
     async def read_access(
-        self, keys: AccessLogKeys, devices: list[str] | None = None
+        self, keys: AccessLogKeys | Sequence[AccessLogKeys], devices: list[str] | None = None
     ) -> list[AccessRecord | UnreadableRecord]:
+        """Decrypt the records (of these devices); each daemon seals with its own key file,
+        so a record is tried with every key file given."""
+        keyrings = [keys] if isinstance(keys, AccessLogKeys) else list(keys)
         rows = await self._run(self.backend.read_access, devices)
         out: list[AccessRecord | UnreadableRecord] = []
         for month, started_at, _, device, nonce, ciphertext in rows:
-            try:
-                out.append(keys.open(month, device, started_at, nonce, ciphertext))
-            except UnreadableRecord as exc:
-                out.append(exc)
+            result: AccessRecord | UnreadableRecord = UnreadableRecord("no key file given")
+            for keyring in keyrings:
+                try:
+                    result = keyring.open(month, device, started_at, nonce, ciphertext)
+                    break
+                except UnreadableRecord as exc:
+                    result = exc
+            out.append(result)
         return out
 
     async def purge_access(self, keys: AccessLogKeys, retention_s: float) -> tuple[int, list[str]]:

@@ -27,7 +27,7 @@ from nascloud.systemd import until_stopped
 from protocol.keys import load_key
 from protocol.splice import splice_sockets
 from protocol.tunnel import Tunnel, join_streams, open_tunnel
-from registry import AccessLogKeys, AccessRecord, Registry
+from registry import AccessLogKeys, AccessLogWriter, Registry
 
 from ._ddns import DdnsLink
 from ._lookup import LookupApi, Presence
@@ -67,8 +67,7 @@ class Relayd:
     ddns: DdnsLink | None = None
     presence: Presence = field(default_factory=Presence)
     context: ssl.SSLContext | None = None  # the tunnel listener's, replaced on reload
-    access_keys: AccessLogKeys | None = None
-    pending_records: list[AccessRecord] = field(default_factory=list)
+    access_log: AccessLogWriter | None = None
     https_port: int | None = None  # as bound: redirects and lookups point browsers here
     data_port: int | None = None  # as bound, announced in OPEN
     active: Counter[str] = field(default_factory=Counter)  # browser connections per device
@@ -210,35 +209,8 @@ class Relayd:
         result: str,
     ) -> None:
         """Queue a connection record for the encrypted access log (metadata only)."""
-        if self.access_keys is not None and len(self.pending_records) < 100_000:
-            self.pending_records.append(
-                AccessRecord(
-                    started, time.time(), device, client, ingress, bytes_in, bytes_out, result
-                )
-            )
-
-    async def keep_access_log(self) -> None:
-        """Write queued records once a second in one commit; purge expired ones hourly."""
-        assert self.access_keys is not None
-        retention_s = self.config.relay.access_log_retention_days * 86400
-        last_purge = 0.0
-        while True:
-            await trio.sleep(1)
-            batch, self.pending_records = self.pending_records, []
-            try:
-                if batch:
-                    await self.registry.log_access(batch, self.access_keys)
-                if time.monotonic() - last_purge > 3600:
-                    last_purge = time.monotonic()
-                    deleted, months = await self.registry.purge_access(
-                        self.access_keys, retention_s
-                    )
-                    if deleted or months:
-                        log.info(
-                            "access log: %d records purged, keys of %s destroyed", deleted, months
-                        )
-            except Exception:
-                log.exception("writing the access log failed; the records are dropped")
+        if self.access_log is not None:
+            self.access_log.add(started, device, client, ingress, bytes_in, bytes_out, result)
 
     def metrics(self) -> list[Metric]:
         """Counters and gauges only, labelled with fixed words (privacy rule 8)."""
@@ -591,8 +563,12 @@ async def serve(
                 relay.listening["http"] = [_bound(listeners[0])]
             nursery.start_soon(relay.follow_deletions)
             if config.relay.access_log_key_file is not None:
-                relay.access_keys = AccessLogKeys(config.relay.access_log_key_file)
-                nursery.start_soon(relay.keep_access_log)
+                relay.access_log = AccessLogWriter(
+                    registry,
+                    AccessLogKeys(config.relay.access_log_key_file),
+                    config.relay.access_log_retention_days,
+                )
+                nursery.start_soon(relay.access_log.run)
             if config.relay.metrics_listen is not None:
                 server = HttpServer(metrics_handler(relay.metrics), server_name="relayd")
                 listeners = await nursery.start(

@@ -68,6 +68,7 @@ def write_config(
     rrl_rate: int = 0,
     max_tcp_clients: int = 1000,
     workers: int = 1,
+    access_log: bool = False,
 ) -> Path:
     transfer_key = directory / "transfer.key"
     if not transfer_key.exists():
@@ -80,6 +81,7 @@ state_dir = "state"
 registry = "state/registry.sqlite3"
 workers = {workers}
 metrics_listen = "127.0.0.1:0"
+{'access_log_key_file = "state/access-log.keys"' if access_log else ""}
 
 [zone]
 name = "{ZONE}"
@@ -163,11 +165,12 @@ def prepare(
     rrl_rate: int = 0,
     max_tcp_clients: int = 1000,
     workers: int = 1,
+    access_log: bool = False,
 ) -> None:
     (directory / "state").mkdir(parents=True, exist_ok=True)
     tokens, tsig = make_registry(directory / "state" / "registry.sqlite3", devices)
     (directory / "secrets.json").write_text(json.dumps({"tokens": tokens, "tsig": tsig}))
-    write_config(directory, extra, rrl_rate, max_tcp_clients, workers)
+    write_config(directory, extra, rrl_rate, max_tcp_clients, workers, access_log)
 
 
 @contextmanager
@@ -178,8 +181,9 @@ def running_ddnsd(
     rrl_rate: int = 0,
     max_tcp_clients: int = 1000,
     workers: int = 1,
+    access_log: bool = False,
 ) -> Iterator[Ddnsd]:
-    prepare(directory, devices, extra, rrl_rate, max_tcp_clients, workers)
+    prepare(directory, devices, extra, rrl_rate, max_tcp_clients, workers, access_log)
     daemon = start(directory)
     try:
         yield daemon

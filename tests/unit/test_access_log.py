@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import trio
 
 from registry import (
     AccessLogKeys,
+    AccessLogWriter,
     AccessRecord,
     Registry,
     UnreadableRecord,
@@ -106,3 +108,43 @@ def test_masking() -> None:
     assert mask_address("2001:db8:1:2::9") == "2001:db8:1::/48"
     assert mask_address("::ffff:198.51.100.7") == "198.51.100.0/24"
     assert mask_address("nonsense") == "invalid"
+
+
+async def _addresses(registry: Registry, keys: AccessLogKeys) -> list[str]:
+    return [
+        r.client_address if isinstance(r, AccessRecord) else "unreadable"
+        for r in await registry.read_access(keys)
+    ]
+
+
+async def test_writer_batches_purges_and_flushes_on_the_way_out(
+    registry: Registry, tmp_path: Path, clock: Clock
+) -> None:
+    keys = AccessLogKeys(tmp_path / "keys.json")
+    await registry.log_access([record(NOW - 200 * DAY)], keys)  # older than the retention
+    writer = AccessLogWriter(registry, keys, 180, clock=clock)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(writer.run, 0.05)
+        writer.add(NOW - 1, "nas1", "203.0.113.5", "https", 10, 20, "ok")
+        for _ in range(200):  # one write interval (and the first purge before it), 10 s at most
+            if writer.written:
+                break
+            await trio.sleep(0.05)
+        assert writer.written == 1
+        # The expired record is purged (its key destroyed), the new one written.
+        assert await _addresses(registry, keys) == ["203.0.113.5"]
+        writer.add(NOW, "nas2", "2001:db8::5", "rfc2136", 90, 40, "noerror")
+        nursery.cancel_scope.cancel()  # queued records are not lost on shutdown
+    assert writer.written == 2 and writer.dropped == 0
+    assert await _addresses(registry, keys) == ["203.0.113.5", "2001:db8::5"]
+
+
+async def test_writer_queue_is_bounded(registry: Registry, tmp_path: Path, clock: Clock) -> None:
+    keys = AccessLogKeys(tmp_path / "keys.json")
+    writer = AccessLogWriter(registry, keys, 180, clock=clock, max_pending=50)
+    for _ in range(55):
+        writer.add(NOW, "nas1", "203.0.113.5", "https", 1, 1, "ok")
+    assert writer.dropped == 5
+    await writer.flush()
+    assert writer.written == 50
+    assert len(await registry.read_access(keys)) == 50

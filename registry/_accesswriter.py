@@ -1,0 +1,103 @@
+"""The access log's writer, shared by the daemons that keep one (relayd, ddnsd).
+
+Records are queued in memory and written once a second in one commit, so a busy relay does
+not take a database transaction per connection; expired records are purged and expired keys
+destroyed hourly (privacy rule 3). The queue is bounded: under a write outage, records beyond
+it are counted as dropped, never allowed to grow memory without end.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import trio
+
+from ._accesslog import AccessLogKeys, AccessRecord, month_of
+from ._registry import Registry
+
+__all__ = ["AccessLogWriter"]
+
+log = logging.getLogger("nascloud.accesslog")
+
+MAX_PENDING = 100_000
+PURGE_INTERVAL_S = 3600.0
+
+
+class AccessLogWriter:
+    def __init__(
+        self,
+        registry: Registry,
+        keys: AccessLogKeys,
+        retention_days: int,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_pending: int = MAX_PENDING,
+    ) -> None:
+        self.registry = registry
+        self.max_pending = max_pending
+        self.keys = keys
+        self.retention_s = retention_days * 86400.0
+        self._clock = clock
+        self._pending: list[AccessRecord] = []
+        self.written = 0
+        self.dropped = 0
+
+    def add(
+        self,
+        started: float,
+        device: str,
+        client: str,
+        ingress: str,
+        bytes_in: int,
+        bytes_out: int,
+        result: str,
+    ) -> None:
+        """Queue one record (metadata only), ending now."""
+        if len(self._pending) >= self.max_pending:
+            self.dropped += 1
+            return
+        self._pending.append(
+            AccessRecord(
+                started, self._clock(), device, client, ingress, bytes_in, bytes_out, result
+            )
+        )
+
+    async def flush(self) -> None:
+        batch, self._pending = self._pending, []
+        if batch:
+            try:
+                await self.registry.log_access(batch, self.keys)
+            except Exception:
+                self.dropped += len(batch)
+                raise
+            self.written += len(batch)
+
+    async def purge(self) -> None:
+        deleted, months = await self.registry.purge_access(self.keys, self.retention_s)
+        if deleted or months:
+            log.info("access log: %d records purged, keys of %s destroyed", deleted, months)
+
+    async def run(self, interval_s: float = 1.0) -> None:
+        """Purge hourly (first at start); write queued records every `interval_s`; flush on
+        cancellation."""
+        self.keys.for_writing(month_of(self._clock()))  # the key file exists (0600) from the start
+        last_purge: float | None = None
+        try:
+            while True:
+                await trio.sleep(interval_s)
+                try:
+                    now = trio.current_time()
+                    if last_purge is None or now - last_purge >= PURGE_INTERVAL_S:
+                        last_purge = now
+                        await self.purge()
+                    await self.flush()
+                except Exception:
+                    log.exception("writing the access log failed; those records are lost")
+        finally:
+            with trio.CancelScope(shield=True):
+                try:
+                    await self.flush()
+                except Exception:
+                    log.exception("writing the access log at exit failed")
