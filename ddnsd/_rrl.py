@@ -49,14 +49,6 @@ class RateLimiter:
         bits = self.ipv4_prefix if ip.version == 4 else self.ipv6_prefix
         return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False).network_address)
 
-    def masked(self, address: str) -> str:
-        """The address as logs may show it: its prefix, never the host."""
-        prefix = self.prefix(address)
-        if prefix == address:
-            return "an unparsable address"
-        bits = self.ipv4_prefix if ":" not in prefix else self.ipv6_prefix
-        return f"{prefix}.0/{bits}" if prefix.count(".") == 2 else f"{prefix}/{bits}"
-
     def check(self, address: str, now: float) -> Verdict:
         if self.rate <= 0:
             return Verdict.SEND

@@ -14,6 +14,8 @@ from typing import Final
 
 import trio
 
+from registry import mask_address
+
 from ._answer import Responder
 from ._rrl import RateLimiter, Verdict, truncated
 
@@ -92,7 +94,7 @@ class DnsServer:
             self._log_window, self._log_count, self._log_suppressed = now, 0, 0
         if self._log_count < LOG_PER_SECOND:
             self._log_count += 1
-            log.warning("malformed message from %s: %s", self.rate_limiter.masked(address), outcome)
+            log.warning("malformed message from %s: %s", mask_address(address), outcome)
         else:
             self._log_suppressed += 1
 

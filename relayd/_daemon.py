@@ -27,7 +27,7 @@ from nascloud.systemd import until_stopped
 from protocol.keys import load_key
 from protocol.splice import splice_sockets
 from protocol.tunnel import Tunnel, join_streams, open_tunnel
-from registry import AccessLogKeys, AccessLogWriter, Registry
+from registry import AccessLogKeys, AccessLogWriter, Registry, mask_address
 
 from ._ddns import DdnsLink
 from ._lookup import LookupApi, Presence
@@ -36,15 +36,6 @@ from ._sni import NeedMore, ServerName, parse_client_hello
 __all__ = ["Relayd", "main_async", "serve"]
 
 log = logging.getLogger("relayd")
-
-
-def mask(address: str) -> str:
-    """An address as operational logs may show it (privacy rule 2)."""
-    if ":" in address:
-        groups = address.split(":")
-        return ":".join(groups[:3]) + "::/48"
-    parts = address.split(".")
-    return ".".join([*parts[:3], "0"]) if len(parts) == 4 else "?"
 
 
 class _PendingData:
@@ -134,19 +125,19 @@ class Relayd:
                     await previous.aclose(protocol.ErrorCode.CANCEL, "replaced by a new tunnel")
                 self.counts["tunnel_up"] += 1
                 self.presence.connected(name, address)
-                log.info("tunnel up for %s from %s", name, mask(address))
+                log.info("tunnel up for %s from %s", name, mask_address(address))
                 await self.registry.device_seen(name)
                 await self._messages(tunnel, name, address)
         # except*: errors from inside the tunnel's nursery arrive as exception groups.
         except* (protocol.RemoteProtocolError, trio.TooSlowError) as group:
             self.counts["tunnel_refused"] += 1
-            log.info("tunnel from %s refused: %s", mask(address), group.exceptions[0])
+            log.info("tunnel from %s refused: %s", mask_address(address), group.exceptions[0])
         except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         except* Exception as group:
             # One bad tunnel never takes the relay down: log it and close this one only.
             self.counts["tunnel_error"] += 1
-            log.error("tunnel from %s failed", mask(address), exc_info=group)
+            log.error("tunnel from %s failed", mask_address(address), exc_info=group)
         finally:
             self.per_address[address] -= 1
             if not self.per_address[address]:
@@ -320,7 +311,7 @@ class Relayd:
             log.info(
                 "https %s from %s: %d bytes in, %d out",
                 device,
-                mask(client),
+                mask_address(client),
                 sent,
                 received,
             )
