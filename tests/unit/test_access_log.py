@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,28 +19,9 @@ from registry import (
     month_of,
 )
 
+from .conftest import NOW, Clock
+
 DAY = 86400.0
-NOW = 1_800_000_000.0  # 2027-01-15
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def registry(tmp_path: Path, clock: Clock) -> AsyncIterator[Registry]:
-    opened = Registry.open_sqlite(tmp_path / "registry.sqlite3", clock=clock)
-    yield opened
-    await opened.aclose()
 
 
 def record(started: float, device: str = "nas1", address: str = "203.0.113.77") -> AccessRecord:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,26 +22,7 @@ from registry import (
     normalize_cloud_key,
 )
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def registry(tmp_path: Path, clock: Clock) -> AsyncIterator[Registry]:
-    opened = Registry.open_sqlite(tmp_path / "registry.sqlite3", clock=clock)
-    yield opened
-    await opened.aclose()
-
+from .conftest import Clock
 
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(1, 33))
