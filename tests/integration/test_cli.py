@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.stack_harness import running_stack
+
 BIN = Path(sys.executable).parent
 EXAMPLES = Path(__file__).resolve().parents[2] / "config" / "examples"
 SCRIPTS = ["relayd", "ddnsd", "nascloud-agent", "nascloud"]
@@ -54,55 +56,16 @@ def test_check_config_on_a_missing_file_says_so(script: str, tmp_path: Path) -> 
     assert "cannot read: No such file or directory" in result.stderr
 
 
-def _free_port_range(count: int) -> int:
-    """A base port with `count` ports after it free for TCP and UDP right now."""
-    import socket
-
-    for _ in range(100):
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        base = probe.getsockname()[1]
-        probe.close()
-        if base + count > 65535:
-            continue
-        held = []
-        try:
-            for port in range(base, base + count):
-                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                    sock = socket.socket(socket.AF_INET, kind)
-                    held.append(sock)
-                    sock.bind(("127.0.0.1", port))
-            return int(base)
-        except OSError:
-            continue
-        finally:
-            for sock in held:
-                sock.close()
-    raise RuntimeError("no free port range")
-
-
 def test_nascloud_run_serves_the_printed_commands(tmp_path: Path) -> None:
     import json
-    import signal
     import time
 
     import dns.message
     import dns.query
 
-    state = tmp_path / "var"
-    base_port = _free_port_range(11)
-    stack = subprocess.Popen(
-        [str(BIN / "nascloud"), "run", "--state-dir", str(state), "--base-port", str(base_port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not (state / "endpoints.json").exists():
-            assert stack.poll() is None and time.monotonic() < deadline, "did not start"
-            time.sleep(0.1)
-        endpoints = json.loads((state / "endpoints.json").read_text())
+    with running_stack(tmp_path) as stack:
+        base_port = stack.base_port
+        endpoints = stack.endpoints
         assert endpoints["dns"] == {"host": "127.0.0.1", "port": base_port}
         dyndns2 = endpoints["dyndns2"]
         host = endpoints["demo_device"]["hostname"]
@@ -168,8 +131,5 @@ def test_nascloud_run_serves_the_printed_commands(tmp_path: Path) -> None:
             check=True,
         ).stdout
         assert "nascloud_relay_tunnels 1" in metrics
-    finally:
-        stack.send_signal(signal.SIGINT)
-        output, _ = stack.communicate(timeout=30)
-    assert stack.returncode == 0, output
-    assert f"dig @127.0.0.1 -p {base_port} {host} A" in output
+    assert stack.returncode == 0, stack.output
+    assert f"dig @127.0.0.1 -p {base_port} {host} A" in stack.output

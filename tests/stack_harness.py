@@ -1,0 +1,81 @@
+"""Start the whole local stack (`nascloud run`) for a test, as a user would."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BIN = Path(sys.executable).parent
+
+
+def free_port_range(count: int) -> int:
+    """A base port with `count` ports after it free for TCP and UDP right now."""
+    for _ in range(100):
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        base = probe.getsockname()[1]
+        probe.close()
+        if base + count > 65535:
+            continue
+        held = []
+        try:
+            for port in range(base, base + count):
+                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                    sock = socket.socket(socket.AF_INET, kind)
+                    held.append(sock)
+                    sock.bind(("127.0.0.1", port))
+            return int(base)
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+    raise RuntimeError("no free port range")
+
+
+@dataclass
+class Stack:
+    state: Path
+    base_port: int
+    endpoints: dict[str, Any]
+    output: str = ""  # everything the stack printed, once it has stopped
+    returncode: int | None = None
+
+
+@contextmanager
+def running_stack(directory: Path) -> Iterator[Stack]:
+    """`nascloud run` in `directory/var`; stopped with Ctrl-C (SIGINT) on the way out."""
+    state = directory / "var"
+    base_port = free_port_range(11)
+    process = subprocess.Popen(
+        [str(BIN / "nascloud"), "run", "--state-dir", str(state), "--base-port", str(base_port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    stack = Stack(state, base_port, {})
+    try:
+        deadline = time.monotonic() + 30
+        while not (state / "endpoints.json").exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("nascloud run did not start")
+            time.sleep(0.1)
+        stack.endpoints = json.loads((state / "endpoints.json").read_text())
+        yield stack
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            stack.output, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stack.output, _ = process.communicate()
+        stack.returncode = process.returncode
