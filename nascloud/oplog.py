@@ -1,7 +1,8 @@
 """The one operational log path of every daemon: standard output (journald-friendly), with a
 filter that masks every IP address and removes every e-mail address, whatever the message
-(privacy rule 2). IPv4 keeps its /24 (`203.0.113.0`), IPv6 its /48 (`2001:db8:1::`),
-IPv4-mapped IPv6 the IPv4 rule; bracketed and URL forms included.
+(privacy rule 2), by the registry's rule (`registry.masked_network`): IPv4 keeps its /24
+(`203.0.113.0`), IPv6 its /48 (`2001:db8:1::`), IPv4-mapped IPv6 the IPv4 rule; bracketed and
+URL forms included.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import ipaddress
 import logging
 import re
 import sys
+
+from registry import masked_network
 
 __all__ = ["MaskingFilter", "mask_text", "setup"]
 
@@ -22,10 +25,12 @@ _IPV6 = re.compile(r"(?<![0-9A-Fa-f:.])[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:[0-9A-Fa-f:.]
 
 
 def _mask_v4(match: re.Match[str]) -> str:
-    parts = match.groups()
-    if all(0 <= int(p) <= 255 for p in parts):
-        return f"{parts[0]}.{parts[1]}.{parts[2]}.0"
-    return match.group(0)
+    octets = [int(part) for part in match.groups()]
+    if any(octet > 255 for octet in octets):
+        return match.group(0)  # not an address
+    # Built from the numbers, so a form with leading zeros (010.001.002.003) is masked too.
+    address = ipaddress.IPv4Address(".".join(map(str, octets)))
+    return str(masked_network(address).network_address)
 
 
 def _ipv6_suffix(candidate: str) -> tuple[str, ipaddress.IPv6Address] | None:
@@ -49,11 +54,10 @@ def _mask_v6(match: re.Match[str]) -> str:
     if found is None:
         return text
     prefix, address = found
+    masked = str(masked_network(address).network_address)
     if address.ipv4_mapped is not None:
-        mapped = str(address.ipv4_mapped).rsplit(".", 1)[0]
-        return f"{prefix}::ffff:{mapped}.0{tail}"
-    network = ipaddress.IPv6Network(f"{address}/48", strict=False)
-    return f"{prefix}{network.network_address}{tail}"
+        masked = "::ffff:" + masked  # keeps its form, masked by the IPv4 rule
+    return f"{prefix}{masked}{tail}"
 
 
 def mask_text(text: str) -> str:

@@ -4,7 +4,14 @@
 (WAL, secure_delete, migrations) as the embedded default.
 """
 
-from ._accesslog import AccessLogKeys, AccessRecord, UnreadableRecord, mask_address, month_of
+from ._accesslog import (
+    AccessLogKeys,
+    AccessRecord,
+    UnreadableRecord,
+    mask_address,
+    masked_network,
+    month_of,
+)
 from ._accesswriter import AccessLogWriter
 from ._backend import Backend
 from ._models import (
@@ -48,6 +55,7 @@ __all__ = [
     "UnreadableRecord",
     "hash_secret",
     "mask_address",
+    "masked_network",
     "month_of",
     "normalize_cloud_key",
 ]

@@ -26,6 +26,7 @@ __all__ = [
     "AccessRecord",
     "UnreadableRecord",
     "mask_address",
+    "masked_network",
     "month_of",
 ]
 
@@ -59,16 +60,24 @@ def month_end(month: str) -> float:
     return following.timestamp()
 
 
+def masked_network(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The privacy rule's prefix of an address: IPv4 (and IPv4-mapped IPv6) its /24, IPv6 its
+    /48. The one place that rule lives; statistics and operational logs both use it."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    bits = 24 if ip.version == 4 else 48
+    return ipaddress.ip_network(f"{ip}/{bits}", strict=False)
+
+
 def mask_address(address: str) -> str:
-    """IPv4 to its /24, IPv6 to its /48: what statistics and operational logs may keep."""
+    """An address as statistics and logs may keep it: its masked network, `a.b.c.0/24`."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return "invalid"
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    bits = 24 if ip.version == 4 else 48
-    return str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
+    return str(masked_network(ip))
 
 
 class AccessLogKeys:
