@@ -13,15 +13,12 @@ from pathlib import Path
 import trio
 
 from registry import AccessLogKeys, AccessRecord, DnsRRset, Registry
+from tests.database import database_bytes
 
 from .test_cli_admin import as_json, nascloud
 
 CLIENT = "198.51.100.203"
 OTHER_CLIENT = "203.0.113.99"
-
-
-def _database(registry: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in registry.parent.glob(registry.name + "*"))
 
 
 async def _device_activity(registry_path: Path, keys_path: Path) -> None:
@@ -132,12 +129,12 @@ def test_correct_then_delete_leaves_no_trace_in_the_database(tmp_path: Path) -> 
         registry, "account", "correct", alice["account_id"], "--email", "alice@example.net"
     )
     assert corrected["email"] == "alice@example.net"
-    assert b"alice-old@example.org" not in _database(registry)  # the old value is gone too
+    assert b"alice-old@example.org" not in database_bytes(registry)  # the old value is gone too
 
     assert as_json(registry, "account", "delete", alice["account_id"]) == {
         "deleted_devices": ["alice-nas"]
     }
-    stored = _database(registry)
+    stored = database_bytes(registry)
     for trace in (
         b"alice@example.net",
         public_key,

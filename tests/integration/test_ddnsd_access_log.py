@@ -18,6 +18,7 @@ import dns.rcode
 import dns.tsigkeyring
 import dns.update
 
+from tests.database import database_bytes
 from tests.ddnsd_harness import BIN, running_ddnsd, stop
 
 from .ddnsd_updates import http_update
@@ -44,7 +45,7 @@ def test_updates_are_recorded_encrypted_and_read_with_the_key(tmp_path: Path) ->
         stop(daemon)  # records still queued are written on the way out
     keys = tmp_path / "state" / "access-log.keys"
     registry = tmp_path / "state" / "registry.sqlite3"
-    stored = b"".join(p.read_bytes() for p in registry.parent.glob("registry.sqlite3*"))
+    stored = database_bytes(registry)
     assert b"127.0.0.1" not in stored  # the client address exists only encrypted
     done = subprocess.run(
         [

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from protocol import public_key_bytes
 from protocol.keys import load_or_create_key
 from registry import Registry
+from tests.database import database_bytes
 
 BIN = Path(sys.executable).parent
 LINK_ZONE = "link.test"
@@ -484,5 +485,5 @@ def test_connections_are_in_the_encrypted_access_log_only(link: Link) -> None:
         "bytes_out",
         "result",
     }  # metadata only: no path, query, header or payload field exists
-    database = b"".join(p.read_bytes() for p in link.directory.glob("registry.sqlite3*"))
+    database = database_bytes(link.directory / "registry.sqlite3")
     assert b"127.0.0.1" not in database  # the full address only encrypted

@@ -18,6 +18,7 @@ from registry import (
     mask_address,
     month_of,
 )
+from tests.database import database_bytes
 
 from .conftest import NOW, Clock
 
@@ -28,17 +29,13 @@ def record(started: float, device: str = "nas1", address: str = "203.0.113.77") 
     return AccessRecord(started, started + 5, device, address, "https", 1200, 34000, "ok")
 
 
-def _bytes_of(tmp_path: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in tmp_path.glob("registry.sqlite3*"))
-
-
 async def test_records_are_encrypted_and_read_back_with_the_key(
     registry: Registry, tmp_path: Path
 ) -> None:
     keys = AccessLogKeys(tmp_path / "keys.json")
     await registry.log_access([record(NOW), record(NOW + 1, "nas2", "2001:db8:1:2::9")], keys)
     assert stat.S_IMODE((tmp_path / "keys.json").stat().st_mode) == 0o600
-    stored = _bytes_of(tmp_path)
+    stored = database_bytes(tmp_path / "registry.sqlite3")
     assert b"203.0.113.77" not in stored and b"2001:db8:1:2::9" not in stored
     assert b"203.0.113.0/24" in stored  # the anonymised copy keeps the masked prefix only
     assert await registry.read_access(AccessLogKeys(tmp_path / "keys.json")) == [

@@ -21,15 +21,12 @@ from registry import (
     TokenKind,
     normalize_cloud_key,
 )
+from tests.database import database_bytes
 
 from .conftest import Clock
 
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(1, 33))
-
-
-def _file_bytes(tmp_path: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in tmp_path.glob("registry.sqlite3*"))
 
 
 async def test_schema_and_pragmas(tmp_path: Path) -> None:
@@ -135,7 +132,7 @@ async def test_tokens_are_random_hashed_and_scoped(registry: Registry, tmp_path:
     assert await registry.verify_token(TokenKind.API, api_secret[:-1] + "x") is None
     assert await registry.verify_token(TokenKind.API, "") is None
     # The secret itself is never written to disk.
-    assert api_secret.encode() not in _file_bytes(tmp_path)
+    assert api_secret.encode() not in database_bytes(tmp_path / "registry.sqlite3")
     assert await registry.list_tokens(device_name="nas1") == [ddns]
     assert await registry.revoke_token(api.token_id)
     assert await registry.verify_token(TokenKind.API, api_secret) is None
@@ -152,11 +149,12 @@ async def test_deleting_a_device_takes_its_tokens_and_leaves_no_bytes(
     marker_key = b"\xa5" * 16 + b"ERASE-ME-KEY-123"
     await registry.enrol_device(alice.account_id, "erasable-device-name", marker_key)
     _, secret = await registry.create_token(TokenKind.DYNDNS2, device_name="erasable-device-name")
-    assert marker_key in _file_bytes(tmp_path) or b"erasable-device-name" in _file_bytes(tmp_path)
+    before = database_bytes(tmp_path / "registry.sqlite3")
+    assert marker_key in before or b"erasable-device-name" in before
     assert await registry.delete_device("erasable-device-name")
     assert await registry.get_device("erasable-device-name") is None
     assert await registry.verify_token(TokenKind.DYNDNS2, secret) is None
-    remaining = _file_bytes(tmp_path)
+    remaining = database_bytes(tmp_path / "registry.sqlite3")
     assert marker_key not in remaining
     assert b"erasable-device-name" not in remaining
     assert not await registry.delete_device("erasable-device-name")
@@ -187,7 +185,8 @@ async def test_install_registrations_expire(
     assert found == registration
     assert await registry.find_install("K7QD-XM2P-9HTB") is None
     assert await registry.find_install("short") is None
-    assert b"K7QDXM2P9HTA" not in _file_bytes(tmp_path)  # stored as a hash only
+    stored = database_bytes(tmp_path / "registry.sqlite3")
+    assert b"K7QDXM2P9HTA" not in stored  # stored as a hash only
     with pytest.raises(Conflict):
         await registry.register_install(
             "K7QDXM2P9HTA", KEY_B, (), 8080, "198.51.100.7", lifetime_s=60
@@ -197,7 +196,7 @@ async def test_install_registrations_expire(
     clock.now += 86400
     assert await registry.find_install("K7QD-XM2P-9HTA") is None  # expired: invisible at once
     assert await registry.purge_expired_installs() == 1
-    assert KEY_A not in _file_bytes(tmp_path)
+    assert KEY_A not in database_bytes(tmp_path / "registry.sqlite3")
 
 
 def test_cloud_key_normalization() -> None:
