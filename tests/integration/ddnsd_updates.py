@@ -13,11 +13,12 @@ def http_update(daemon: Ddnsd, device: str, address: str) -> str:
     host, port = daemon.dyndns2.rsplit(":", 1)
     auth = base64.b64encode(f"{device}.dyn.test:{daemon.tokens[device]}".encode()).decode()
     connection = http.client.HTTPConnection(host, int(port), timeout=10)
-    connection.request(
-        "GET",
-        f"/nic/update?hostname={device}.dyn.test&myip={address}",
-        headers={"Authorization": f"Basic {auth}"},
-    )
-    body = connection.getresponse().read().decode().strip()
-    connection.close()
-    return body
+    try:
+        connection.request(
+            "GET",
+            f"/nic/update?hostname={device}.dyn.test&myip={address}",
+            headers={"Authorization": f"Basic {auth}"},
+        )
+        return connection.getresponse().read().decode().strip()
+    finally:
+        connection.close()

@@ -9,6 +9,7 @@ import json
 import os
 import sqlite3
 import subprocess
+from contextlib import closing
 from pathlib import Path
 
 import dns.message
@@ -90,18 +91,17 @@ def test_a_canary_in_update_requests_is_kept_nowhere(tmp_path: Path) -> None:
         token = daemon.tokens["nas1"]
         for user, secret in (("nas1.dyn.test", token), (f"{canary}.dyn.test", canary)):
             auth = base64.b64encode(f"{user}:{secret}".encode()).decode()
-            connection = http.client.HTTPConnection(host, int(port), timeout=10)
-            connection.request(
-                "GET",
-                f"/{canary}/update?hostname=nas1.dyn.test&myip=198.51.100.8&x={canary}",
-                headers={
-                    "Authorization": f"Basic {auth}",
-                    "User-Agent": f"router/{canary}",
-                    "X-Canary": canary,
-                },
-            )
-            assert connection.getresponse().read().split()[0] in (b"good", b"badauth")
-            connection.close()
+            with closing(http.client.HTTPConnection(host, int(port), timeout=10)) as connection:
+                connection.request(
+                    "GET",
+                    f"/{canary}/update?hostname=nas1.dyn.test&myip=198.51.100.8&x={canary}",
+                    headers={
+                        "Authorization": f"Basic {auth}",
+                        "User-Agent": f"router/{canary}",
+                        "X-Canary": canary,
+                    },
+                )
+                assert connection.getresponse().read().split()[0] in (b"good", b"badauth")
         stop(daemon)
     for path in tmp_path.rglob("*"):
         if path.is_file():

@@ -28,22 +28,25 @@ def test_every_acknowledged_update_survives_kill_9(tmp_path: Path) -> None:
         host, port = daemon.dyndns2.rsplit(":", 1)
         auth = base64.b64encode(f"{device}.dyn.test:{daemon.tokens[device]}".encode()).decode()
         connection = http.client.HTTPConnection(host, int(port), timeout=5)
-        for step in range(10_000):
-            if stop_clients.is_set():
-                return
-            address = f"10.{number}.{step // 250}.{step % 250 + 1}"
-            sent[device].append(address)
-            try:
-                connection.request(
-                    "GET",
-                    f"/nic/update?hostname={device}.dyn.test&myip={address}",
-                    headers={"Authorization": f"Basic {auth}"},
-                )
-                body = connection.getresponse().read().decode()
-            except (OSError, http.client.HTTPException):
-                return  # killed
-            if body.strip() == f"good {address}":
-                acknowledged[device] = len(sent[device]) - 1
+        try:
+            for step in range(10_000):
+                if stop_clients.is_set():
+                    return
+                address = f"10.{number}.{step // 250}.{step % 250 + 1}"
+                sent[device].append(address)
+                try:
+                    connection.request(
+                        "GET",
+                        f"/nic/update?hostname={device}.dyn.test&myip={address}",
+                        headers={"Authorization": f"Basic {auth}"},
+                    )
+                    body = connection.getresponse().read().decode()
+                except (OSError, http.client.HTTPException):
+                    return  # killed
+                if body.strip() == f"good {address}":
+                    acknowledged[device] = len(sent[device]) - 1
+        finally:
+            connection.close()  # a socket left to the garbage collector fails the run
 
     threads = [threading.Thread(target=client, args=(d, i)) for i, d in enumerate(DEVICES)]
     for thread in threads:
