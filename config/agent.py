@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -9,6 +10,15 @@ from ._checks import between, dns_name, label, option, readable_file, writable_d
 from ._load import HostPort
 
 __all__ = ["AgentConfig", "AgentSection", "InstallSection", "ReconnectSection", "RelayLink"]
+
+
+def _ip_addresses(values: tuple[str, ...]) -> str | None:
+    for value in values:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            return f"{value!r} is not an IP address"
+    return None if values else "list at least one address, or leave the key out"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +62,21 @@ class ReconnectSection:
 
 @dataclass(frozen=True, slots=True)
 class InstallSection:
+    """Install mode: while the NAS has no device identity (no [agent].device_name)."""
+
+    # The cloud key printed on the NAS; made on first run if absent (mode 0600).
     cloud_key_file: Path = option(Path("/var/lib/nascloud-agent/cloud.key"))
-    setup_port: int = option(443, check=between(1, 65535))
+    # The setup UI on the NAS itself, which relayed setup sessions reach (plain HTTP: the
+    # relay ends the browser's TLS and the tunnel is TLS).
+    setup_service: HostPort = option(HostPort("127.0.0.1", 8080))
+    # How a browser on the NAS's network reaches the setup UI directly.
+    setup_scheme: str = option(
+        "http", check=lambda v: None if v in ("http", "https") else "must be http or https"
+    )
+    setup_port: int | None = option(None, check=between(1, 65535))  # absent: setup_service's
+    # The NAS's addresses on its network; absent: the address its tunnel leaves from.
+    lan_addresses: tuple[str, ...] | None = option(None, check=_ip_addresses)
+    # How long the NAS reports itself after it first does (privacy rule 4: 24 hours at most).
     lifetime_s: float = option(86400.0, check=between(1, 86400, "s"))
 
 

@@ -12,6 +12,7 @@ __all__ = [
     "ApiSection",
     "DdnsdLink",
     "IngressSection",
+    "InstallSiteSection",
     "LimitsSection",
     "RelaySection",
     "RelaydConfig",
@@ -88,6 +89,26 @@ class DdnsdLink:
 
 
 @dataclass(frozen=True, slots=True)
+class InstallSiteSection:
+    """The Cloud Install site on install.<link zone>, served with relayd's own certificate."""
+
+    # A certificate for install.<link zone> and *.install.<link zone> (install sessions).
+    cert_file: Path = option(required=True, check=readable_file)
+    key_file: Path = option(required=True, check=readable_file)
+    # An install registration, its sessions and its tunnel end this long after the NAS
+    # registered, and are then deleted (privacy rule 4: at most 24 hours).
+    lifetime_s: float = option(86400.0, check=between(1, 86400, "s"))
+    # Cloud-key lookups per client address and in all, per minute.
+    lookups_per_minute: int = option(10, check=between(1, 10_000))
+    lookups_per_minute_total: int = option(600, check=between(1, 1_000_000))
+    # Every lookup answer takes at least this long, found or not, so time tells nothing.
+    lookup_floor_s: float = option(0.25, check=between(0, 10, "s"))
+    max_sessions_per_install: int = option(8, check=between(1, 1000))
+    # Request bodies forwarded to a NAS's setup UI (firmware uploads are the large ones).
+    max_request_body_bytes: int = option(1 << 30, check=between(0, 1 << 40, "bytes"))
+
+
+@dataclass(frozen=True, slots=True)
 class RelaydConfig:
     relay: RelaySection
     tunnel: TunnelSection
@@ -95,6 +116,7 @@ class RelaydConfig:
     api: ApiSection = field(default_factory=ApiSection)
     limits: LimitsSection = field(default_factory=LimitsSection)
     ddnsd: DdnsdLink | None = None
+    install: InstallSiteSection | None = None
 
     def __post_init__(self) -> None:
         if self.tunnel.keepalive_timeout_s <= self.tunnel.keepalive_interval_s:

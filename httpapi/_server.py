@@ -153,9 +153,17 @@ class HttpServer:
         await trio.serve_listeners(self._connection, [listener], task_status=task_status)
 
     async def _connection(self, stream: trio.SocketStream) -> None:
-        buffer = bytearray()
         try:
             client = stream.socket.getpeername()[0]
+        except OSError:
+            await trio.aclose_forcefully(stream)
+            return
+        await self.serve_stream(stream, client)
+
+    async def serve_stream(self, stream: trio.abc.Stream, client: str) -> None:
+        """Serve requests on one connection (plain or TLS) from `client`, then close it."""
+        buffer = bytearray()
+        try:
             while True:
                 try:
                     request, keep_alive = await self._read_request(stream, buffer, client)
@@ -184,7 +192,7 @@ class HttpServer:
             await trio.aclose_forcefully(stream)
 
     async def _read_request(
-        self, stream: trio.SocketStream, buffer: bytearray, client: str
+        self, stream: trio.abc.Stream, buffer: bytearray, client: str
     ) -> tuple[HttpRequest | None, bool]:
         """The next request on the connection, or None when the client is done."""
         deadline = trio.current_time() + self.idle_timeout_s
@@ -218,9 +226,9 @@ class HttpServer:
         return request, head.keep_alive
 
     @staticmethod
-    async def _receive(stream: trio.SocketStream, deadline: float, started: bool) -> bytes:
+    async def _receive(stream: trio.abc.Stream, deadline: float, started: bool) -> bytes:
         with trio.move_on_at(deadline):
-            return await stream.receive_some(65536)
+            return bytes(await stream.receive_some(65536))
         if started:
             raise HttpError(408, "request timeout")
         return b""  # idle between requests: close quietly

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from config import AgentConfig, daemon_main
 
-from ._agent import main_async
+from ._daemon import main_async
 
 DESCRIPTION = (
     "The NAS side of nascloud: one outbound tunnel to the relay, local services exposed through it."

@@ -13,31 +13,28 @@ import hmac
 import logging
 import random
 import ssl
-from pathlib import Path
 
 import trio
 
 import protocol
-from config import AgentConfig, ConfigError, HostPort, load
-from nascloud.systemd import until_stopped
+from config import AgentConfig, HostPort
 from protocol.keys import load_or_create_key
 from protocol.splice import splice_sockets
 from protocol.tunnel import Tunnel, TunnelStream, join_streams, open_tunnel
 
 from ._proxy import proxy_v2_header
 
-__all__ = ["Agent", "main_async"]
+__all__ = ["Agent", "RelayClient"]
 
 log = logging.getLogger("nascloud-agent")
 
 
-class Agent:
+class RelayClient:
+    """What both modes share: TLS to the relay (CA or pinned), and reconnecting with
+    exponential backoff and full jitter until a session says it is over."""
+
     def __init__(self, config: AgentConfig, rng: random.Random | None = None) -> None:
-        if config.agent.device_name is None:
-            raise ValueError("install mode is not supported by this build: set device_name")
         self.config = config
-        self.device = config.agent.device_name
-        self.key = load_or_create_key(config.agent.key_file)
         self.rng = rng or random.SystemRandom()
         self.tunnel: Tunnel | None = None
         self.relay_host = ""
@@ -45,6 +42,10 @@ class Agent:
         self.attempts = 0
         self.streams_served = 0
         self.streams_refused = 0
+
+    async def _session(self, address: HostPort) -> bool:
+        """One connection to the relay, until it ends. True: do not reconnect."""
+        raise NotImplementedError
 
     def _context(self) -> ssl.SSLContext:
         relay = self.config.relay
@@ -77,7 +78,8 @@ class Agent:
             addresses = self.config.relay.addresses  # re-read: a reload may change them
             address = addresses[failures % len(addresses)]
             try:
-                await self._session(address)
+                if await self._session(address):
+                    return
                 failures = 0  # it was up: start the backoff afresh
             # except*: errors from inside the tunnel's nursery arrive as exception groups.
             except* (OSError, trio.BrokenResourceError, trio.TooSlowError, ssl.SSLError) as group:
@@ -91,24 +93,53 @@ class Agent:
             self.attempts += 1
             await trio.sleep(self.delay(failures))
 
-    async def _session(self, address: HostPort) -> None:
-        relay = self.config.relay
+    async def _connect(self, address: HostPort) -> trio.SSLStream[trio.SocketStream]:
+        """TCP and TLS to the relay, its certificate checked (CA or pin)."""
         with trio.fail_after(30):
             stream = await trio.open_tcp_stream(address.host, address.port)
-            tls = trio.SSLStream(stream, self._context(), server_hostname=relay.server_name)
+            tls = trio.SSLStream(
+                stream, self._context(), server_hostname=self.config.relay.server_name
+            )
             try:
                 await tls.do_handshake()
                 self._check_pin(tls)
             except BaseException:
                 await trio.aclose_forcefully(tls)
                 raise
+        self.relay_host = address.host
+        return tls
+
+    async def _connect_local(
+        self, stream: TunnelStream, target: HostPort
+    ) -> trio.SocketStream | None:
+        """The local service a stream asks for; None (and the stream reset) if it refuses."""
+        try:
+            return await trio.open_tcp_stream(target.host, target.port)
+        except OSError:
+            self.streams_refused += 1
+            await stream.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)
+            return None
+
+
+class Agent(RelayClient):
+    """Device mode: the NAS has its identity; its services are reached through the relay."""
+
+    def __init__(self, config: AgentConfig, rng: random.Random | None = None) -> None:
+        if config.agent.device_name is None:
+            raise ValueError("no [agent].device_name: an uninitialised NAS runs in install mode")
+        super().__init__(config, rng)
+        self.device = config.agent.device_name
+        self.key = load_or_create_key(config.agent.key_file)
+
+    async def _session(self, address: HostPort) -> bool:
+        relay = self.config.relay
+        tls = await self._connect(address)
         conn = protocol.Connection(
             protocol.Role.CLIENT,
             server_name=relay.server_name,
             credentials=protocol.Credentials(protocol.AuthKind.DEVICE, self.device, self.key),
             settings=protocol.Settings(capabilities=frozenset({protocol.DATA_CONNECTIONS})),
         )
-        self.relay_host = address.host
         async with open_tunnel(
             tls,
             conn,
@@ -132,6 +163,7 @@ class Agent:
         self.tunnel = None
         self.connected = trio.Event()
         log.info("tunnel to %s closed: %s", address, tunnel.error or "by the relay")
+        return False
 
     async def _serve_stream(self, stream: TunnelStream) -> None:
         target = self.config.services.get(stream.service)
@@ -139,11 +171,8 @@ class Agent:
             self.streams_refused += 1
             await stream.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)
             return
-        try:
-            local = await trio.open_tcp_stream(target.host, target.port)
-        except OSError:
-            self.streams_refused += 1
-            await stream.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)
+        local = await self._connect_local(stream, target)
+        if local is None:
             return
         if self.config.agent.proxy_protocol and stream.client_address is not None:
             try:
@@ -183,30 +212,3 @@ class Agent:
             pass  # the relay may already have closed the stream: the data connection counts
         await stream.aclose()
         await splice_sockets(data.socket, local.socket)
-
-
-async def main_async(config: AgentConfig, config_path: Path | None = None) -> int:
-    """Keep the tunnel up until SIGTERM or SIGINT; reload the services on SIGHUP."""
-    agent = Agent(config)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(agent.run)
-
-        async def reload() -> None:
-            if config_path is None:
-                return
-            try:
-                new = load(AgentConfig, config_path)
-            except ConfigError as exc:
-                log.error("reload refused, the running configuration stays:\n%s", exc)
-                return
-            if new.agent.device_name != agent.device:
-                log.warning("the device name changes only with a restart")
-            agent.config = new  # services and relay addresses apply from the next stream
-            log.info("configuration reloaded")
-
-        name = await until_stopped(reload)
-        log.info("stopping on %s", name)
-        if agent.tunnel is not None:
-            await agent.tunnel.aclose()
-        nursery.cancel_scope.cancel()
-    return 0

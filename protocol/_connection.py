@@ -204,6 +204,7 @@ class Connection:
         self.capabilities: frozenset[str] = frozenset()
         self.peer_name = ""
         self.peer_kind = ""
+        self.peer_public_key = b""  # server: the key the client authenticated with
         self._credentials = credentials
         self._nonce = nonce or b""
         self._accepted_kinds = accepted_kinds
@@ -292,6 +293,7 @@ class Connection:
             raise RemoteProtocolError("authentication failed", ErrorCode.AUTHENTICATION_FAILED)
         self._pending_auth = None
         self.peer_name, self.peer_kind = auth.name, auth.kind
+        self.peer_public_key = auth.public_key
         self._queue(FrameType.AUTH_OK, 0, 0, AuthOk(name=auth.name))
         self._open()
         return HandshakeComplete(self.version, self.capabilities, auth.kind, auth.name)

@@ -34,6 +34,7 @@ class ErrorCode(enum.IntEnum):
     RATE_LIMITED = 12
     INVALID_REQUEST = 13
     TIMEOUT = 14
+    INSTALL_ENDED = 15
 
     @classmethod
     def describe(cls, code: int) -> str:

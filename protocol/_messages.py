@@ -314,12 +314,21 @@ class InstallRegister:
     cloud_key: str
     lan_addresses: tuple[str, ...]
     setup_port: int
+    # Absent: "https". The scheme of the setup UI on the NAS's own network.
+    setup_scheme: str | None = None
+    # Absent: the relay's maximum (24 hours). What remains of the NAS's install window: a NAS
+    # that reconnects does not get a longer one.
+    lifetime_s: int | None = None
 
     def __post_init__(self) -> None:
         _check_int(self.request_id, "request_id", 0, 2**32 - 1)
         _check_text(self.cloud_key, "cloud_key", 64, empty=False)
         _check_addresses(self.lan_addresses, "lan_addresses")
         _check_int(self.setup_port, "setup_port", 1, 65535)
+        if self.setup_scheme is not None and self.setup_scheme not in ("http", "https"):
+            raise _fail(f"setup_scheme must be 'http' or 'https', got {self.setup_scheme!r}")
+        if self.lifetime_s is not None:
+            _check_int(self.lifetime_s, "lifetime_s", 1, 86400)
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,6 +422,8 @@ _FIELDS: Final[dict[type[Any], dict[str, tuple[str, _Decoder]]]] = {
         "k": ("cloud_key", _same),
         "l": ("lan_addresses", _tuple),
         "p": ("setup_port", _same),
+        "s": ("setup_scheme", _same),
+        "x": ("lifetime_s", _same),
     },
     Ack: {"i": ("request_id", _same)},
     Error: {"c": ("error_code", _same), "m": ("message", _same), "i": ("request_id", _same)},

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ._auth import public_key_bytes
 
-__all__ = ["load_key", "load_or_create_key", "public_key_base64"]
+__all__ = ["load_key", "load_or_create_key", "public_key_base64", "write_secret_file"]
 
 
 def load_key(path: Path) -> Ed25519PrivateKey:
@@ -28,17 +28,23 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
     """Read the key, or make one that only this user can read (mode 0600, never replaced)."""
     if path.exists():
         return load_key(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+    write_secret_file(path, pem)
+    return key
+
+
+def write_secret_file(path: Path, data: bytes) -> None:
+    """Create `path` readable by this user only (mode 0600 from the start); never replace
+    an existing file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as out:
-        out.write(pem)
-    return key
+        out.write(data)
 
 
 def public_key_base64(key: Ed25519PrivateKey) -> str:

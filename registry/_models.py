@@ -96,6 +96,18 @@ class InstallRegistration:
     source_address: str
     created_at: float
     expires_at: float
+    setup_scheme: str = "https"
+
+    @property
+    def lan_urls(self) -> tuple[str, ...]:
+        """The setup URLs on the NAS's own network, built from what the NAS registered only."""
+        urls = []
+        for address in self.lan_addresses:
+            host = f"[{address}]" if ":" in address else address
+            default = 443 if self.setup_scheme == "https" else 80
+            port = "" if self.setup_port == default else f":{self.setup_port}"
+            urls.append(f"{self.setup_scheme}://{host}{port}/")
+        return tuple(urls)
 
 
 @dataclass(frozen=True, slots=True)

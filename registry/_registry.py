@@ -25,6 +25,7 @@ from ._export import export_account
 from ._models import (
     AccessMode,
     Account,
+    Conflict,
     Device,
     DnsRRset,
     InstallRegistration,
@@ -73,11 +74,18 @@ def _check_display_name(name: str) -> str:
     return name
 
 
+# Names the relay serves itself under the link zone: no device may take them.
+RESERVED_DEVICE_NAMES = frozenset({"install"})
+
+
 def _check_device_name(name: str) -> str:
     try:
-        return validate_label(name, "device name")
+        validate_label(name, "device name")
     except ValueError as exc:
         raise InvalidValue(str(exc)) from None
+    if name in RESERVED_DEVICE_NAMES:
+        raise InvalidValue(f"{name!r} is reserved for the relay's own site")
+    return name
 
 
 def _check_public_key(key: bytes) -> bytes:
@@ -252,9 +260,14 @@ class Registry:
         setup_port: int,
         source_address: str,
         lifetime_s: float,
+        setup_scheme: str = "https",
     ) -> InstallRegistration:
-        """Record an uninitialised NAS for at most `lifetime_s` (privacy rule 4)."""
+        """Record an uninitialised NAS for at most `lifetime_s` (privacy rule 4). Conflict if
+        the cloud key or the install key is registered already, or the install key is an
+        enrolled device's: a NAS that has an identity is not uninitialised."""
         key = normalize_cloud_key(cloud_key)
+        if setup_scheme not in ("http", "https"):
+            raise InvalidValue("the setup scheme is http or https")
         for address in (*lan_addresses, source_address):
             try:
                 ipaddress.ip_address(address)
@@ -273,7 +286,10 @@ class Registry:
             source_address,
             now,
             now + lifetime_s,
+            setup_scheme,
         )
+        if await self._run(self.backend.device_with_public_key, public_key) is not None:
+            raise Conflict("this key belongs to an enrolled device, not to a NAS being installed")
         await self._run(self.backend.insert_install, registration, hash_secret(key))
         return registration
 
@@ -291,6 +307,11 @@ class Registry:
 
     async def purge_expired_installs(self) -> int:
         return await self._run(self.backend.delete_installs_expired, self._clock())
+
+    async def delete_all_installs(self) -> int:
+        """Forget every install registration: a relay that starts holds no install tunnel,
+        and a registration lives only as long as its tunnel."""
+        return await self._run(self.backend.delete_all_installs)
 
     # -- DNS data (ddnsd) ------------------------------------------------------------------------
 

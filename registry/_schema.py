@@ -103,4 +103,11 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )""",
         "CREATE INDEX access_stats_by_start ON access_stats(started_at)",
     ),
+    # 4: the scheme of an install's LAN setup URL; devices found by public key (an install
+    # tunnel must not present an enrolled device's key).
+    (
+        "ALTER TABLE install_registrations ADD COLUMN setup_scheme TEXT NOT NULL DEFAULT 'https' "
+        "CHECK (setup_scheme IN ('http', 'https'))",
+        "CREATE INDEX devices_by_public_key ON devices(public_key)",
+    ),
 )

@@ -259,7 +259,9 @@ class SQLiteBackend:
         try:
             with self._transaction() as db:
                 db.execute(
-                    "INSERT INTO install_registrations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO install_registrations (install_id, key_hash, public_key, "
+                    "lan_addresses, setup_port, source_address, created_at, expires_at, "
+                    "setup_scheme) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         registration.install_id,
                         key_hash,
@@ -269,6 +271,7 @@ class SQLiteBackend:
                         registration.source_address,
                         registration.created_at,
                         registration.expires_at,
+                        registration.setup_scheme,
                     ),
                 )
         except sqlite3.IntegrityError:
@@ -277,13 +280,13 @@ class SQLiteBackend:
     def find_install(self, key_hash: bytes, now: float) -> InstallRegistration | None:
         row = self._db.execute(
             "SELECT install_id, public_key, lan_addresses, setup_port, source_address, "
-            "created_at, expires_at FROM install_registrations "
+            "created_at, expires_at, setup_scheme FROM install_registrations "
             "WHERE key_hash = ? AND expires_at > ?",
             (key_hash, now),
         ).fetchone()
         if row is None:
             return None
-        install_id, public_key, lan, port, source, created_at, expires_at = row
+        install_id, public_key, lan, port, source, created_at, expires_at, scheme = row
         return InstallRegistration(
             install_id,
             bytes(public_key),
@@ -292,6 +295,7 @@ class SQLiteBackend:
             source,
             created_at,
             expires_at,
+            scheme,
         )
 
     def delete_install(self, install_id: str) -> bool:
@@ -308,6 +312,19 @@ class SQLiteBackend:
         if cursor.rowcount:
             self._erase_history()
         return cursor.rowcount
+
+    def delete_all_installs(self) -> int:
+        with self._transaction() as db:
+            cursor = db.execute("DELETE FROM install_registrations")
+        if cursor.rowcount:
+            self._erase_history()
+        return cursor.rowcount
+
+    def device_with_public_key(self, public_key: bytes) -> str | None:
+        row = self._db.execute(
+            "SELECT name FROM devices WHERE public_key = ?", (public_key,)
+        ).fetchone()
+        return str(row[0]) if row else None
 
     # -- DNS data ------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from protocol.tunnel import Tunnel, join_streams, open_tunnel
 from registry import AccessLogKeys, AccessLogWriter, Registry, mask_address
 
 from ._ddns import DdnsLink
+from ._install import InstallSite, tls_context
 from ._lookup import LookupApi, Presence
 from ._sni import NeedMore, ServerName, parse_client_hello
 
@@ -63,6 +64,7 @@ class Relayd:
     data_port: int | None = None  # as bound, announced in OPEN
     active: Counter[str] = field(default_factory=Counter)  # browser connections per device
     pending: dict[bytes, _PendingData] = field(default_factory=dict)
+    install: InstallSite | None = None  # the Cloud Install site, if configured
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -79,6 +81,10 @@ class Relayd:
     # -- agents ----------------------------------------------------------------------------
 
     async def _authenticate(self, request: protocol.AuthenticationRequested) -> bytes | None:
+        if request.kind == protocol.AuthKind.INSTALL:
+            # An uninitialised NAS has no identity yet: the signature proves it holds the key
+            # it made for its install window, and that key is all it is known by.
+            return request.public_key if self.install is not None else None
         device = await self.registry.get_device(request.name)
         return device.public_key if device is not None else None
 
@@ -102,7 +108,9 @@ class Relayd:
                 if self.data_port is not None
                 else frozenset(),
             ),
-            accepted_kinds=frozenset({protocol.AuthKind.DEVICE}),
+            accepted_kinds=frozenset({protocol.AuthKind.DEVICE, protocol.AuthKind.INSTALL})
+            if self.install is not None
+            else frozenset({protocol.AuthKind.DEVICE}),
         )
         name = ""
         try:
@@ -116,6 +124,10 @@ class Relayd:
                 keepalive_interval_s=self.config.tunnel.keepalive_interval_s,
                 keepalive_timeout_s=self.config.tunnel.keepalive_timeout_s,
             ) as tunnel:
+                if conn.peer_kind == protocol.AuthKind.INSTALL:
+                    assert self.install is not None  # install clients are accepted only then
+                    await self.install.serve_tunnel(tunnel, address)
+                    return
                 name = conn.peer_name
                 previous = self.tunnels.get(name)
                 self.tunnels[name] = tunnel
@@ -226,6 +238,18 @@ class Relayd:
                     "to_browsers": self.counts["bytes_to_browsers"],
                 },
             ),
+            Metric.single(
+                "nascloud_relay_install_tunnels",
+                "gauge",
+                "Install tunnels of uninitialised NAS up.",
+                len(self.install.installs) if self.install else 0,
+            ),
+            Metric.single(
+                "nascloud_relay_install_sessions",
+                "gauge",
+                "Relayed install sessions open.",
+                len(self.install.sessions) if self.install else 0,
+            ),
             Metric.by("nascloud_relay_events_total", "counter", "Events by kind.", "event", events),
         ]
 
@@ -241,6 +265,12 @@ class Relayd:
         ) or old.relay.name != new.relay.name:
             log.warning("listening addresses and the relay name change only with a restart")
         self.context = _tls_server_context(new)
+        if (old.install is None) != (new.install is None):
+            log.warning("the install site is turned on or off only with a restart")
+        elif self.install is not None and new.install is not None:
+            self.install.context = tls_context(new.install)
+            self.install.config = new.install
+            self.install.limits = new.limits
         self.config = new
         log.info("configuration reloaded")
 
@@ -276,6 +306,14 @@ class Relayd:
                         break
                     data += chunk
                     result = parse_client_hello(data, limits.max_client_hello_bytes)
+            if (
+                self.install is not None
+                and isinstance(result, ServerName)
+                and result.name
+                and self.install.owns(result.name)
+            ):
+                await self.install.https_connection(stream, data, result.name, client, port)
+                return
             device = (
                 self.device_for(result.name)
                 if isinstance(result, ServerName) and result.name
@@ -505,6 +543,15 @@ async def serve(
     registry = Registry.open_sqlite(config.relay.registry)
     relay = Relayd(config, registry)
     relay.context = _tls_server_context(config)
+    if config.install is not None:
+        relay.install = InstallSite(
+            config.install,
+            config.limits,
+            registry,
+            config.ingress.link_zone,
+            relay.record,
+            relay.counts,
+        )
     link = config.ddnsd
     if link is not None:
         client = ssl.create_default_context(cafile=str(link.ca_file) if link.ca_file else None)
@@ -538,6 +585,9 @@ async def serve(
                 )
                 relay.listening["https"] = [_bound(listeners[0])]
                 relay.https_port = listeners[0].socket.getsockname()[1]
+                if relay.install is not None:
+                    relay.install.https_port = relay.https_port
+                    nursery.start_soon(relay.install.run)
             if config.api.listen is not None:
                 api = LookupApi(
                     registry, relay.presence, config.ingress.link_zone, relay.https_port

@@ -16,6 +16,8 @@ from httpapi import HttpRequest, HttpResponse
 from protocol import validate_label
 from registry import Registry, TokenKind
 
+from ._ratelimit import SlidingWindow
+
 __all__ = ["LookupApi", "Presence"]
 
 JSON = "application/json"
@@ -53,21 +55,10 @@ class LookupApi:
         self.presence = presence
         self.link_zone = link_zone
         self.port = f":{https_port}" if https_port not in (None, 443) else ""
-        self.lookups_per_minute = lookups_per_minute
-        self.clock = clock
-        self._recent: dict[str, list[float]] = {}
-
-    def _limited(self, client: str) -> bool:
-        now = self.clock()
-        recent = [t for t in self._recent.get(client, ()) if now - t < 60.0]
-        recent.append(now)
-        self._recent[client] = recent
-        if len(self._recent) > 100_000:
-            self._recent = {c: r for c, r in self._recent.items() if now - r[-1] < 60.0}
-        return len(recent) > self.lookups_per_minute
+        self.limits = SlidingWindow(lookups_per_minute, 60.0, clock=clock)
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
-        if self._limited(request.client):
+        if not self.limits.allow(request.client):
             return _json(429, {"error": "too many requests"}, [("Retry-After", "60")])
         path = request.target.split("?", 1)[0]
         if not path.startswith("/v1/devices/"):

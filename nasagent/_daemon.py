@@ -1,0 +1,56 @@
+"""nascloud-agent as a process: device mode, or install mode until setup gives it a name."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import trio
+
+from config import AgentConfig, ConfigError, load
+from nascloud.systemd import until_stopped
+
+from ._agent import Agent, RelayClient
+from ._install import InstallAgent
+
+__all__ = ["main_async"]
+
+log = logging.getLogger("nascloud-agent")
+
+
+async def main_async(config: AgentConfig, config_path: Path | None = None) -> int:
+    """Keep the tunnel up until SIGTERM or SIGINT; reload on SIGHUP. A NAS with no device
+    name runs in install mode until a reload gives it one."""
+    client: RelayClient = (
+        Agent(config) if config.agent.device_name is not None else InstallAgent(config)
+    )
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.run)
+
+        async def reload() -> None:
+            nonlocal client
+            if config_path is None:
+                return
+            try:
+                new = load(AgentConfig, config_path)
+            except ConfigError as exc:
+                log.error("reload refused, the running configuration stays:\n%s", exc)
+                return
+            if isinstance(client, InstallAgent) and new.agent.device_name is not None:
+                # Setup is done: stop reporting at once, then serve as the device.
+                await client.stop()
+                log.info("device identity received: install mode ends, %s", new.agent.device_name)
+                client = Agent(new)
+                nursery.start_soon(client.run)
+                return
+            if isinstance(client, Agent) and new.agent.device_name != client.device:
+                log.warning("the device name changes only with a restart")
+            client.config = new  # services and relay addresses apply from the next stream
+            log.info("configuration reloaded")
+
+        name = await until_stopped(reload)
+        log.info("stopping on %s", name)
+        if client.tunnel is not None:
+            await client.tunnel.aclose()
+        nursery.cancel_scope.cancel()
+    return 0
