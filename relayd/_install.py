@@ -376,9 +376,14 @@ class InstallSite:
         try:
             while True:
                 try:
-                    request = await _next_event(browser, tls, self.limits.idle_timeout_s)
-                except h11.RemoteProtocolError:
-                    await _answer(browser, tls, pages.message_page(400, "Bad request", "Bad."))
+                    request = await self._next_request(browser, tls, first=not forwarded)
+                except trio.TooSlowError:
+                    await _answer(browser, tls, pages.message_page(408, "Too slow", "."))
+                    result = "timeout"
+                    return
+                except h11.RemoteProtocolError as exc:
+                    status = 431 if exc.error_status_hint == 431 else 400
+                    await _answer(browser, tls, pages.message_page(status, "Bad request", "."))
                     result = "bad_request"
                     return
                 if not isinstance(request, h11.Request):
@@ -413,6 +418,31 @@ class InstallSite:
             await trio.aclose_forcefully(tls)
             if forwarded or result != "closed":
                 self.record(started, "install", client, "install", moved[0], moved[1], result)
+
+    async def _next_request(
+        self, browser: h11.Connection, tls: trio.abc.Stream, *, first: bool
+    ) -> object:
+        """The next request's head. It must arrive whole within the handshake timeout of its
+        first byte (slowloris); between requests a connection may idle for a minute."""
+        head_s = self.limits.handshake_timeout_s
+        deadline = trio.current_time() + (
+            head_s if first else min(60.0, self.limits.idle_timeout_s)
+        )
+        started = first
+        while True:
+            event = browser.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            with trio.move_on_at(deadline):
+                data = await tls.receive_some(65536)
+                if data and not started:
+                    started = True
+                    deadline = trio.current_time() + head_s
+                browser.receive_data(bytes(data))
+                continue
+            if started:
+                raise trio.TooSlowError
+            return h11.ConnectionClosed()  # idle between requests: close quietly
 
     async def _forward(
         self,

@@ -23,6 +23,7 @@ _STYLE = (
     "color:#1d2733}h1{font-size:1.5rem}input[type=text]{font-size:1.2rem;padding:.4rem;"
     "width:16rem;letter-spacing:.1em;text-transform:uppercase}button,.button{font-size:1rem;"
     "padding:.5rem 1rem;margin:.3rem .3rem .3rem 0;display:inline-block}"
+    "a.button{background:#1d5fbf;color:#fff;text-decoration:none;border-radius:4px}"
     "p.small{font-size:.85rem;color:#4a5868}"
 )
 # No script, no third-party anything; forms post to this site only; never framed.

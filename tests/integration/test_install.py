@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import sqlite3
+import ssl
 import subprocess
 import threading
 import time
@@ -140,8 +142,12 @@ class Install:
 
 
 @contextmanager
-def running_install(tmp_path: Path, lifetime_s: float = 86400) -> Iterator[Install]:
-    """relayd with its install site, an agent in install mode, and the NAS's setup UI."""
+def running_install(
+    tmp_path: Path, lifetime_s: float = 86400, tunnel_host: str = "127.0.0.1"
+) -> Iterator[Install]:
+    """relayd with its install site, an agent in install mode, and the NAS's setup UI. With
+    `tunnel_host="[::1]"` the NAS reaches the relay over IPv6, so that a browser on 127.0.0.1
+    is on another network (for a browser that cannot pick its source address)."""
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     relay_cert = ca.issue_cert("relay.test")
@@ -164,7 +170,7 @@ registry = "registry.sqlite3"
 metrics_listen = "127.0.0.1:0"
 access_log_key_file = "relay-state/access-log.keys"
 [tunnel]
-listen = "127.0.0.1:{tunnel_port}"
+listen = "{tunnel_host}:{tunnel_port}"
 cert_file = "relay.crt"
 key_file = "relay.key"
 [ingress]
@@ -192,7 +198,7 @@ handshake_timeout_s = 2
 key_file = "agent/device.key"
 state_dir = "agent"
 [relay]
-addresses = ["127.0.0.1:{ports["tunnel"]}"]
+addresses = ["{tunnel_host}:{ports["tunnel"]}"]
 server_name = "relay.test"
 ca_file = "ca.pem"
 [reconnect]
@@ -377,3 +383,46 @@ def test_after_its_lifetime_nothing_of_the_install_is_left(tmp_path: Path) -> No
             "the agent",
         )
         assert CLOUD_KEY not in log and CLOUD_KEY not in (tmp_path / "relayd.log").read_text()
+
+
+def _tls_to(install: Install, host: str) -> ssl.SSLSocket:
+    context = ssl.create_default_context(cafile=str(install.directory / "ca.pem"))
+    raw = socket.create_connection(("127.0.0.1", install.https_port), timeout=10)
+    return context.wrap_socket(raw, server_hostname=host)
+
+
+def test_slow_and_oversized_browsers_are_cut_off_and_hurt_no_one(install: Install) -> None:
+    host, _ = install.session()
+    # A slowloris on the session host and one on the install page: half a head, then nothing.
+    slow = [_tls_to(install, host), _tls_to(install, INSTALL_HOST)]
+    for sock in slow:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x")
+    # Meanwhile everyone else is served.
+    page = install.curl(f"https://{host}:{install.https_port}/", host=host, source=ELSEWHERE)
+    assert "NAS setup wizard" in page.stdout
+    # The slow ones are closed after the handshake timeout (2 s here), with or without a 408.
+    for sock in slow:
+        started = time.monotonic()
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        assert time.monotonic() - started < 8
+        assert data == b"" or data.startswith(b"HTTP/1.1 408"), data[:80]
+        sock.close()
+    huge = install.curl(
+        "-i",
+        "-H",
+        "X-Big: " + "a" * 40000,
+        f"https://{host}:{install.https_port}/",
+        host=host,
+        source=ELSEWHERE,
+    )
+    assert huge.stdout.startswith("HTTP/1.1 431"), huge.stdout[:200]
+    # TLS that never completes, and plain text on the HTTPS port: closed, nobody else hurt.
+    raw = socket.create_connection(("127.0.0.1", install.https_port), timeout=10)
+    raw.sendall(b"GET / HTTP/1.1\r\nHost: " + INSTALL_HOST.encode() + b"\r\n\r\n")
+    assert raw.recv(100) == b""
+    raw.close()
+    page = install.curl(f"https://{host}:{install.https_port}/", host=host, source=ELSEWHERE)
+    assert "NAS setup wizard" in page.stdout
+    assert install.relay.poll() is None

@@ -16,6 +16,8 @@ import trio
 import trio.testing
 import trustme
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import protocol
 from config import loads
@@ -302,3 +304,50 @@ async def test_the_site_refuses_wrong_hosts_methods_and_forms(tmp_path: Path) ->
     )
     assert (await site._page(stop)).status == 404
     await registry.aclose()
+
+
+_requests = st.builds(
+    HttpRequest,
+    method=st.sampled_from(["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS"]),
+    target=st.sampled_from(["/", "/find", "/stop", "/x", "/find?cloud_key=A"])
+    | st.text(max_size=40),
+    headers=st.fixed_dictionaries(
+        {},
+        optional={
+            "host": st.sampled_from(["install.link.test", "INSTALL.LINK.TEST:8443", "[::1]"])
+            | st.text(max_size=30),
+            "content-type": st.sampled_from(["application/x-www-form-urlencoded", "text/plain", ""])
+            | st.text(max_size=30),
+        },
+    ),
+    body=st.binary(max_size=512)
+    | st.text(max_size=200).map(lambda t: ("cloud_key=" + t).encode("utf-8")),
+    client=st.sampled_from(["203.0.113.9", "2001:db8::1", "::ffff:203.0.113.9"]),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(requests=st.lists(_requests, min_size=1, max_size=12))
+def test_any_request_gets_a_page_never_a_failure(
+    tmp_path_factory: pytest.TempPathFactory, requests: list[HttpRequest]
+) -> None:
+    directory = tmp_path_factory.mktemp("site")
+
+    async def main() -> None:
+        registry = Registry.open_sqlite(directory / "registry.sqlite3")
+        site = InstallSite(
+            site_config(directory, lookup_floor_s=0.0),
+            LimitsSection(),
+            registry,
+            "link.test",
+            lambda *a: None,
+            Counter(),
+        )
+        for request in requests:
+            response = await site._page(request)
+            assert response.status in {200, 400, 404, 405, 421, 429}, (request, response)
+            assert response.content_type == "text/html; charset=utf-8"
+            assert all("\n" not in v and "\r" not in v for _, v in response.headers)
+        await registry.aclose()
+
+    trio.run(main)
