@@ -2,8 +2,10 @@
 
 Creates a state directory with a development CA, a registry holding a demo account and
 device, and a config per daemon; starts ddnsd, relayd, a demo NAS agent and a small demo NAS
-web page behind it; prints what to try. The same endpoints go to `<state dir>/endpoints.json`
-for scripts and tests. Ctrl-C stops everything. Every port is derived from the base port.
+web page behind it, and a second, brand-new NAS in install mode with its setup page, to be
+found by its cloud key on the install site; prints what to try. The same endpoints go to
+`<state dir>/endpoints.json` for scripts and tests. Ctrl-C stops everything. Every port is
+derived from the base port.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 import trio
 
+from nasagent import load_or_create_cloud_key
 from protocol import public_key_bytes
 from protocol.keys import load_or_create_key, public_key_base64
 from registry import Registry, TokenKind
@@ -38,9 +41,20 @@ DEMO_DEVICE = "demo"
 BIN = Path(sys.executable).parent
 
 # Offsets from the base port.
-DNS, DYNDNS2, HTTPS, HTTP, TUNNEL, DATA, API, DDNSD_PROTOCOL, DEMO_NAS, METRICS, DNS_METRICS = (
-    range(11)
-)
+(
+    DNS,
+    DYNDNS2,
+    HTTPS,
+    HTTP,
+    TUNNEL,
+    DATA,
+    API,
+    DDNSD_PROTOCOL,
+    DEMO_NAS,
+    METRICS,
+    DNS_METRICS,
+    NEW_NAS_SETUP,
+) = range(12)
 
 DEMO_PAGE = b"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Demo NAS</title></head>
@@ -52,13 +66,24 @@ untouched: this certificate is the NAS's own.</p>
 """
 
 
+SETUP_PAGE = b"""<!doctype html>
+<html><head><meta charset="utf-8"><title>New NAS setup</title></head>
+<body style="font-family: sans-serif; margin: 3em">
+<h1>Welcome to your new NAS</h1>
+<p>This is the setup page of a NAS that is not initialised yet, found by its cloud key.</p>
+</body></html>
+"""
+
+
 class _DemoNas(BaseHTTPRequestHandler):
+    page = DEMO_PAGE
+
     def do_GET(self) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(DEMO_PAGE)))
+        self.send_header("Content-Length", str(len(self.page)))
         self.end_headers()
-        self.wfile.write(DEMO_PAGE)
+        self.wfile.write(self.page)
 
     def log_message(self, format: str, *args: object) -> None:
         pass  # the demo logs nothing about its visitors
@@ -93,6 +118,9 @@ async def _prepare_registry(state_dir: Path, agent_key_path: Path) -> dict[str, 
 
 def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int) -> None:
     relay_cert, relay_key = ca.issue("relay", RELAY_NAME)
+    install_cert, install_key = ca.issue(
+        "install", f"install.{LINK_ZONE}", f"*.install.{LINK_ZONE}"
+    )
     ddnsd_cert, ddnsd_key = ca.issue("ddnsd", DDNSD_NAME)
     service_key = load_or_create_key(state / "relayd" / "service.key")
     header = "# Written by `nascloud run`; edits are overwritten on the next run.\n"
@@ -155,6 +183,10 @@ http_listen = "127.0.0.1:{base + HTTP}"
 [api]
 listen = "127.0.0.1:{base + API}"
 
+[install]
+cert_file = "{install_cert}"
+key_file = "{install_key}"
+
 [ddnsd]
 address = "127.0.0.1:{base + DDNSD_PROTOCOL}"
 server_name = "{DDNSD_NAME}"
@@ -183,6 +215,28 @@ initial_delay_s = 0.2
 max_delay_s = 5
 """
     )
+    (state / "new-nas.toml").write_text(
+        header
+        + f"""
+# A NAS that is not set up yet: no device_name, so the agent runs in install mode.
+[agent]
+key_file = "new-nas/device.key"
+state_dir = "new-nas"
+
+[relay]
+addresses = ["127.0.0.1:{base + TUNNEL}"]
+server_name = "{RELAY_NAME}"
+ca_file = "{ca.cert_path}"
+
+[install]
+cloud_key_file = "new-nas/cloud.key"
+setup_service = "127.0.0.1:{base + NEW_NAS_SETUP}"
+
+[reconnect]
+initial_delay_s = 0.2
+max_delay_s = 5
+"""
+    )
 
 
 def _start_demo_nas(ca: DevCA, port: int) -> ThreadingHTTPServer:
@@ -191,6 +245,14 @@ def _start_demo_nas(ca: DevCA, port: int) -> ThreadingHTTPServer:
     context.load_cert_chain(cert, key)
     server = ThreadingHTTPServer(("127.0.0.1", port), _DemoNas)
     server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _start_setup_page(port: int) -> ThreadingHTTPServer:
+    """The new NAS's setup UI: plain HTTP on the NAS (relayd ends TLS for relayed setup)."""
+    handler = type("_SetupPage", (_DemoNas,), {"page": SETUP_PAGE})
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -206,12 +268,16 @@ def _wait_for(path: Path, processes: list[subprocess.Popen[bytes]], timeout_s: f
 
 def run_stack(state_dir: Path, base_port: int) -> int:
     state = state_dir.resolve()
-    for sub in ("ddnsd", "relayd", "agent"):
+    for sub in ("ddnsd", "relayd", "agent", "new-nas"):
         (state / sub).mkdir(parents=True, exist_ok=True)
     ca = DevCA(state / "ca")
     secrets = trio.run(_prepare_registry, state, state / "agent" / "device.key")
+    secrets["cloud_key"] = load_or_create_cloud_key(state / "new-nas" / "cloud.key")
+    # A new install window on every run, as a factory reset of the new NAS would give.
+    (state / "new-nas" / "install-window.json").unlink(missing_ok=True)
     _write_configs(state, base_port, ca, base_port + DEMO_NAS)
     nas = _start_demo_nas(ca, base_port + DEMO_NAS)
+    setup_page = _start_setup_page(base_port + NEW_NAS_SETUP)
     for stale in (state / "ddnsd" / "listening.json", state / "relayd" / "listening.json"):
         stale.unlink(missing_ok=True)
     processes: list[subprocess.Popen[bytes]] = []
@@ -229,9 +295,10 @@ def run_stack(state_dir: Path, base_port: int) -> int:
         if not _wait_for(state / "relayd" / "listening.json", processes, 30):
             print("nascloud run: relayd did not start", file=sys.stderr)
             return 1
-        processes.append(
-            subprocess.Popen([str(BIN / "nascloud-agent"), "--config", str(state / "agent.toml")])
-        )
+        for agent in ("agent.toml", "new-nas.toml"):
+            processes.append(
+                subprocess.Popen([str(BIN / "nascloud-agent"), "--config", str(state / agent)])
+            )
         endpoints = _endpoints(state, base_port, ca, secrets)
         (state / "endpoints.json").write_text(json.dumps(endpoints, indent=2) + "\n")
         _print_try(endpoints, secrets)
@@ -250,8 +317,9 @@ def run_stack(state_dir: Path, base_port: int) -> int:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
-        nas.shutdown()
-        nas.server_close()
+        for server in (nas, setup_page):
+            server.shutdown()
+            server.server_close()
 
 
 def _endpoints(state: Path, base: int, ca: DevCA, secrets: dict[str, str]) -> dict[str, Any]:
@@ -273,6 +341,12 @@ def _endpoints(state: Path, base: int, ca: DevCA, secrets: dict[str, str]) -> di
             "data_port": base + DATA,
         },
         "api": {"url": f"http://127.0.0.1:{base + API}", "token": secrets["api_token"]},
+        "install": {
+            "url": f"https://install.{LINK_ZONE}:{base + HTTPS}/",
+            "hostname": f"install.{LINK_ZONE}",
+            "cloud_key": secrets["cloud_key"],
+            "setup_url": f"http://127.0.0.1:{base + NEW_NAS_SETUP}/",
+        },
         "metrics": {
             "url": f"http://127.0.0.1:{base + METRICS}/metrics",
             "ddnsd_url": f"http://127.0.0.1:{base + DNS_METRICS}/metrics",
@@ -312,6 +386,18 @@ nascloud is running on loopback (state in {endpoints["state_dir"]}). Try:
   # the encrypted access log, read with its keys
   {BIN}/nascloud logs --registry {endpoints["state_dir"]}/registry.sqlite3 \\
        --key-file {endpoints["state_dir"]}/relayd/access-log.keys
+
+  # a brand-new NAS, found by its cloud key on the install site. From its own network
+  # (here 127.0.0.1) the answer sends the browser straight to it:
+  curl -i --cacert {endpoints["ca_cert"]} \\
+       --resolve install.{LINK_ZONE}:{relay["https_port"]}:127.0.0.1 \\
+       --data-urlencode 'cloud_key={secrets["cloud_key"]}' {endpoints["install"]["url"]}find
+  # from another network (here 127.0.0.2) it offers a relayed setup session instead:
+  curl --interface 127.0.0.2 --cacert {endpoints["ca_cert"]} \\
+       --resolve install.{LINK_ZONE}:{relay["https_port"]}:127.0.0.1 \\
+       --data-urlencode 'cloud_key={secrets["cloud_key"]}' {endpoints["install"]["url"]}find
+  # (in a browser: map install.{LINK_ZONE} and *.install.{LINK_ZONE} to 127.0.0.1 and trust
+  #  the CA above; open {endpoints["install"]["url"]})
 
   # counters, no personal data
   curl {endpoints["metrics"]["url"]}

@@ -131,5 +131,56 @@ def test_nascloud_run_serves_the_printed_commands(tmp_path: Path) -> None:
             check=True,
         ).stdout
         assert "nascloud_relay_tunnels 1" in metrics
+        # The brand-new NAS, found by its cloud key: from its own network, sent straight to
+        # its setup page; from another, through a relayed session.
+        install = endpoints["install"]
+        resolve = f"{install['hostname']}:{https}:127.0.0.1"
+
+        def find(source: str) -> str:
+            return subprocess.run(
+                [
+                    "curl",
+                    "-s",
+                    "-i",
+                    "--interface",
+                    source,
+                    "--cacert",
+                    endpoints["ca_cert"],
+                    "--resolve",
+                    resolve,
+                    "--data-urlencode",
+                    f"cloud_key={install['cloud_key']}",
+                    f"{install['url']}find",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout
+
+        deadline = time.monotonic() + 20
+        while "HTTP/1.1 200" not in (found := find("127.0.0.1")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert f"url={install['setup_url']}" in found, found
+        relayed = find("127.0.0.2")
+        session = relayed.split('id="continue" href="', 1)[1].split('"', 1)[0]
+        session_host = session.split("//", 1)[1].split(":", 1)[0]
+        setup = subprocess.run(
+            [
+                "curl",
+                "-s",
+                "--interface",
+                "127.0.0.2",
+                "--cacert",
+                endpoints["ca_cert"],
+                "--resolve",
+                f"{session_host}:{https}:127.0.0.1",
+                session,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+        assert "Welcome to your new NAS" in setup
     assert stack.returncode == 0, stack.output
+    assert install["cloud_key"] in stack.output  # printed, with the commands to try
     assert f"dig @127.0.0.1 -p {base_port} {host} A" in stack.output

@@ -1,6 +1,7 @@
 """Privacy rule 1 over the whole local stack: unique strings sent in payloads, paths, query
-strings and headers — through the relay, to DynDNS2, in a refused RFC 2136 update — appear in
-no log, no database and no file the cloud keeps."""
+strings and headers — through the relay, to DynDNS2, in a refused RFC 2136 update, through a
+relayed Cloud Install session and as a wrong cloud key — appear in no log, no database and no
+file the cloud keeps."""
 
 from __future__ import annotations
 
@@ -99,6 +100,41 @@ def test_canaries_are_kept_nowhere(tmp_path: Path) -> None:
         update.replace(f"someone-else.{endpoints['zone']}.", 60, "TXT", f'"{canary}"')
         answer = dns.query.tcp(update, "127.0.0.1", port=endpoints["dns"]["port"], timeout=5)
         assert answer.rcode() == dns.rcode.REFUSED
+        # Cloud Install: a relayed setup session of the new NAS (the relay ends TLS there and
+        # reads the HTTP), with the canary in its path, query, headers and body; and a wrong
+        # cloud key carrying it.
+        install = endpoints["install"]
+        resolve = f"{install['hostname']}:{https}:127.0.0.1"
+        deadline = time.monotonic() + 20
+        found = ""
+        while 'id="continue"' not in found and time.monotonic() < deadline:
+            found = _curl(
+                *("--interface", "127.0.0.2", "--cacert", endpoints["ca_cert"]),
+                *("--resolve", resolve, "-A", f"browser/{canary}"),
+                *("--data-urlencode", f"cloud_key={install['cloud_key']}"),
+                f"{install['url']}find",
+            ).stdout
+            time.sleep(0.2)
+        session = found.split('id="continue" href="', 1)[1].split('"', 1)[0]
+        session_host = session.split("//", 1)[1].split(":", 1)[0]
+        to_session = (
+            *("--interface", "127.0.0.2", "--cacert", endpoints["ca_cert"]),
+            *("--resolve", f"{session_host}:{https}:127.0.0.1"),
+            *("-H", f"X-Canary: {canary}", "-A", f"browser/{canary}"),
+        )
+        setup = _curl(*to_session, f"{session}{canary}?q={canary}")
+        assert "Welcome to your new NAS" in setup.stdout, setup
+        # A body too (the demo setup page answers POST with its own 501).
+        posted = _curl(
+            *to_session, "-o", "/dev/null", "-w", "%{http_code}", "--data", canary, session
+        )
+        assert posted.stdout == "501", posted
+        wrong = _curl(
+            *("--cacert", endpoints["ca_cert"], "--resolve", resolve),
+            *("--data-urlencode", f"cloud_key={canary}"),
+            f"{install['url']}find",
+        )
+        assert "No new NAS is waiting" in wrong.stdout
     assert stack.returncode == 0, stack.output
     files = [p for p in stack.state.rglob("*") if p.is_file()]
     assert any(p.name.startswith("registry.sqlite3") for p in files)
@@ -129,4 +165,5 @@ def test_canaries_are_kept_nowhere(tmp_path: Path) -> None:
     assert kept["unreadable"] == 0
     kinds = {(r["ingress"], r["result"]) for r in kept["records"]}
     assert {("https", "ok"), ("http", "redirected"), ("dyndns2", "good")} <= kinds
+    assert ("install", "ok") in kinds
     assert ("rfc2136", "refused") in kinds
