@@ -264,11 +264,18 @@ max_delay_s = 1
     result = Link(tmp_path, ca, relay, agent, ports["https"], ports["http"], ports["tunnel"])
     result.other_agent = agents[1]
     result.other_key = other_key
-    _wait(
-        lambda: result.curl(f"https://nas1.{LINK_ZONE}:{result.https_port}/").returncode == 0,
-        20,
-        "the tunnel",
-    )
+    for device in ("nas1", "nas2"):  # both tunnels up before any test looks
+        _wait(
+            lambda device=device: (
+                result.curl(
+                    f"https://{device}.{LINK_ZONE}:{result.https_port}/",
+                    host=f"{device}.{LINK_ZONE}",
+                ).returncode
+                == 0
+            ),
+            20,
+            f"the tunnel of {device}",
+        )
     try:
         yield result
     finally:
