@@ -55,7 +55,7 @@ class Stack:
 def running_stack(directory: Path) -> Iterator[Stack]:
     """`nascloud run` in `directory/var`; stopped with Ctrl-C (SIGINT) on the way out."""
     state = directory / "var"
-    base_port = free_port_range(11)
+    base_port = free_port_range(12)
     process = subprocess.Popen(
         [str(BIN / "nascloud"), "run", "--state-dir", str(state), "--base-port", str(base_port)],
         stdout=subprocess.PIPE,
