@@ -403,8 +403,8 @@ nascloud is running on loopback (state in {endpoints["state_dir"]}). Try:
   curl {endpoints["metrics"]["url"]}
 
   # set an ACME DNS-01 challenge with RFC 2136
-  printf 'server {dns["host"]} {dns["port"]}\\nzone {endpoints["zone"]}\\n\\
-update add _acme-challenge.{host} 60 TXT "token"\\nsend\\n' \\
+  printf '%s\\n' 'server {dns["host"]} {dns["port"]}' 'zone {endpoints["zone"]}' \\
+       'update add _acme-challenge.{host} 60 TXT "token"' 'send' \\
     | nsupdate -y '{secrets["tsig"]}'
 
 The same endpoints are in {endpoints["state_dir"]}/endpoints.json. Ctrl-C stops.
