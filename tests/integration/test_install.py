@@ -115,14 +115,16 @@ class Install:
         return f"{match.group(1)}.{INSTALL_HOST}", match.group(1)
 
     def metric(self, name: str) -> float:
-        text = subprocess.run(
+        match = re.search(rf"^{name} (\S+)$", self.metrics(), re.MULTILINE)
+        return float(match.group(1)) if match else -1.0
+
+    def metrics(self) -> str:
+        return subprocess.run(
             ["curl", "-sS", f"http://127.0.0.1:{self.metrics_port}/metrics"],
             capture_output=True,
             text=True,
             timeout=30,
         ).stdout
-        match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
-        return float(match.group(1)) if match else -1.0
 
     def start_agent(self, name: str, extra: str = "") -> subprocess.Popen[bytes]:
         config = (self.directory / "agent.toml").read_text().replace('"agent"', f'"{name}"')
@@ -256,7 +258,7 @@ def test_on_the_nas_network_the_browser_goes_straight_to_the_nas(install: Instal
 
 
 def test_from_elsewhere_setup_is_relayed_through_the_install_tunnel(install: Install) -> None:
-    host, _token = install.session()
+    host, token = install.session()
     page = install.curl(
         "-v", f"https://{host}:{install.https_port}/wizard?step=1", host=host, source=ELSEWHERE
     )
@@ -276,6 +278,9 @@ def test_from_elsewhere_setup_is_relayed_through_the_install_tunnel(install: Ins
     assert headers["forwarded"] == f"for={ELSEWHERE};proto=https"
     assert headers["connection"] == "close"
     assert install.metric("nascloud_relay_install_sessions") == 1
+    metrics = install.metrics()  # counters only (privacy rule 8): no key, token or address
+    for secret in (CLOUD_KEY, normalize_cloud_key(CLOUD_KEY), token, ELSEWHERE, "127.0.0.1"):
+        assert secret not in metrics
 
 
 def test_stop_ends_the_session_closes_the_tunnel_and_deletes_the_registration(
