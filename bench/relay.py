@@ -224,9 +224,13 @@ def sshd_reverse(
 
 
 @contextmanager
-def relay_and_agent(work: Path, ca: trustme.CA, target: int, echo_target: int) -> Iterator[int]:
-    """relayd with two devices: nas1's web service is the sink, nas2's the echo server."""
-    directory = work / "relay"
+def relay_and_agent(
+    work: Path, ca: trustme.CA, target: int, echo_target: int, data_connections: bool = True
+) -> Iterator[int]:
+    """relayd with two devices: nas1's web service is the sink, nas2's the echo server. With
+    `data_connections` off, every byte travels in the tunnel's DATA frames (the path of plain
+    HTTP forwarding and install sessions)."""
+    directory = work / ("relay" if data_connections else "relay-in-tunnel")
     directory.mkdir()
     ca.cert_pem.write_to_path(str(directory / "ca.pem"))
     cert = ca.issue_cert("relay.test")
@@ -254,6 +258,7 @@ def relay_and_agent(work: Path, ca: trustme.CA, target: int, echo_target: int) -
         listen = "127.0.0.1:{tunnel}"
         cert_file = "relay.crt"
         key_file = "relay.key"
+        data_connections = {"true" if data_connections else "false"}
         [ingress]
         link_zone = "link.test"
         https_listen = "127.0.0.1:{https}"
@@ -378,6 +383,10 @@ def main() -> None:
                 aggregate[label] = parallel(port, name, ca_path, args.megabytes // 16, 16)
                 # The echo server stands behind a second device, nas2.
                 latency[label] = round_trips(port, "nas2.link.test", ca_path, args.round_trips)
+            with relay_and_agent(work, ca, nas_port, echo_port, data_connections=False) as port:
+                label = "relayd + agent (in tunnel DATA)"
+                results[label] = send(port, name, ca_path, args.megabytes)
+                latency[label] = round_trips(port, "nas2.link.test", ca_path, args.round_trips)
     rates = {k: args.megabytes * 8 * 1024 * 1024 / v / 1e9 for k, v in results.items()}
     best_ssh = max(v for k, v in rates.items() if k.startswith("ssh"))
     default_ssh = rates["ssh -R (default cipher)"]
@@ -385,9 +394,11 @@ def main() -> None:
     print(f"one TLS stream of {args.megabytes} MiB, client to a NAS stand-in, on loopback\n")
     for label, rate in rates.items():
         print(f"  {label:<36}{rate:>7.2f} Gbit/s   relayd/this {ours / rate:>5.2f}")
+    in_tunnel = rates["relayd + agent (in tunnel DATA)"]
     print(
         f"\n  relayd passthrough vs best ssh -R: {ours / best_ssh:.2f}x (target 2x); "
         f"vs default ssh -R: {ours / default_ssh:.2f}x"
+        f"\n  relayd in-tunnel vs default ssh -R: {in_tunnel / default_ssh:.2f}x (target 1x)"
     )
     print("\n16 streams at once: aggregate Gbit/s, slowest stream / mean\n")
     ssh_aggregate = max(sum(v) for k, v in aggregate.items() if k.startswith("ssh"))

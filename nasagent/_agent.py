@@ -20,6 +20,7 @@ import protocol
 from config import AgentConfig, HostPort
 from protocol.keys import load_or_create_key
 from protocol.splice import splice_sockets
+from protocol.tls import TlsStream
 from protocol.tunnel import Tunnel, TunnelStream, join_streams, open_tunnel
 
 from ._proxy import proxy_v2_header
@@ -58,11 +59,11 @@ class RelayClient:
         context.verify_mode = ssl.CERT_NONE
         return context
 
-    def _check_pin(self, tls: trio.SSLStream[trio.SocketStream]) -> None:
+    def _check_pin(self, tls: TlsStream) -> None:
         pin = self.config.relay.pinned_sha256
         if pin is None:
             return
-        der = tls.getpeercert(binary_form=True) or b""
+        der = tls.socket.getpeercert(binary_form=True) or b""
         if not hmac.compare_digest(hashlib.sha256(der).hexdigest(), pin):
             raise ssl.SSLError("the relay's certificate does not match pinned_sha256")
 
@@ -93,15 +94,14 @@ class RelayClient:
             self.attempts += 1
             await trio.sleep(self.delay(failures))
 
-    async def _connect(self, address: HostPort) -> trio.SSLStream[trio.SocketStream]:
+    async def _connect(self, address: HostPort) -> TlsStream:
         """TCP and TLS to the relay, its certificate checked (CA or pin)."""
         with trio.fail_after(30):
             stream = await trio.open_tcp_stream(address.host, address.port)
-            tls = trio.SSLStream(
+            tls = await TlsStream.connect(
                 stream, self._context(), server_hostname=self.config.relay.server_name
             )
             try:
-                await tls.do_handshake()
                 self._check_pin(tls)
             except BaseException:
                 await trio.aclose_forcefully(tls)

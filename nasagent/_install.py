@@ -147,7 +147,7 @@ class InstallAgent(RelayClient):
     async def _session(self, address: HostPort) -> bool:
         install = self.config.install
         tls = await self._connect(address)
-        lan_addresses = install.lan_addresses or (tls.transport_stream.socket.getsockname()[0],)
+        lan_addresses = install.lan_addresses or (tls.socket.getsockname()[0],)
         conn = protocol.Connection(
             protocol.Role.CLIENT,
             server_name=self.config.relay.server_name,

@@ -26,6 +26,7 @@ from httpapi import HttpServer, Metric, metrics_handler
 from nascloud.systemd import until_stopped
 from protocol.keys import load_key
 from protocol.splice import splice_sockets
+from protocol.tls import TlsStream
 from protocol.tunnel import Tunnel, join_streams, open_tunnel
 from registry import AccessLogKeys, AccessLogWriter, Registry, mask_address
 
@@ -97,7 +98,7 @@ class Relayd:
             return
         self.per_address[address] += 1
         assert self.context is not None  # set by serve() before any listener runs
-        tls = trio.SSLStream(stream, self.context, server_side=True)
+        tls: trio.abc.Stream = stream
         conn = protocol.Connection(
             protocol.Role.SERVER,
             server_name=self.config.relay.name,
@@ -115,7 +116,7 @@ class Relayd:
         name = ""
         try:
             with trio.fail_after(limits.handshake_timeout_s):
-                await tls.do_handshake()
+                tls = await TlsStream.connect(stream, self.context, server_side=True)
             async with open_tunnel(
                 tls,
                 conn,
