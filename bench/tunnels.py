@@ -39,9 +39,12 @@ context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
 context.load_cert_chain(cert, key)
 async def handler(stream):
     tls = trio.SSLStream(stream, context, server_side=True)
-    await tls.do_handshake()
-    while await tls.receive_some():
-        pass
+    try:
+        await tls.do_handshake()
+        while await tls.receive_some():
+            pass
+    except trio.BrokenResourceError:
+        pass  # the client went away at the end of the run
 async def main():
     await trio.serve_tcp(handler, port, host="127.0.0.1", backlog=4096)
 trio.run(main)

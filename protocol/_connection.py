@@ -179,6 +179,47 @@ class Connection:
     Feed received bytes to `receive_data` (``b""`` at EOF), send what `data_to_send` returns.
     """
 
+    # Slots, not a __dict__: a relay holds one Connection per tunnel, thousands idle.
+    __slots__ = (
+        "_accepted_kinds",
+        "_allowed",
+        "_chunks",
+        "_connection_credit_threshold",
+        "_connection_pending_credit",
+        "_connection_unacknowledged",
+        "_credentials",
+        "_frame",
+        "_goaway_last_stream",
+        "_have",
+        "_header_buf",
+        "_highest_peer_stream",
+        "_last_processed_stream",
+        "_next_stream_id",
+        "_nonce",
+        "_out",
+        "_peer",
+        "_peer_streams_open",
+        "_pending_auth",
+        "_pending_ping_acks",
+        "_receive_limit",
+        "_send_frame_limit",
+        "_stream_credit_threshold",
+        "capabilities",
+        "connection_receive_window",
+        "connection_send_window",
+        "goaway_received",
+        "goaway_sent",
+        "peer_kind",
+        "peer_name",
+        "peer_public_key",
+        "role",
+        "server_name",
+        "settings",
+        "state",
+        "streams",
+        "version",
+    )
+
     def __init__(
         self,
         role: Role,
@@ -241,17 +282,6 @@ class Connection:
         self.goaway_received = False
         self._goaway_last_stream = MAX_STREAM_ID
 
-        self._handlers: dict[int, Callable[[int, int, bytes, list[Event]], None]] = {
-            FrameType.HELLO: self._on_hello,
-            FrameType.AUTH: self._on_auth,
-            FrameType.AUTH_OK: self._on_auth_ok,
-            FrameType.OPEN: self._on_open,
-            FrameType.RESET: self._on_reset,
-            FrameType.WINDOW: self._on_window,
-            FrameType.PING: self._on_ping,
-            FrameType.GOAWAY: self._on_goaway,
-            FrameType.MESSAGE: self._on_message,
-        }
         if role is Role.CLIENT:
             self._queue(FrameType.HELLO, 0, 0, self.settings.hello(SUPPORTED_VERSIONS))
 
@@ -675,7 +705,7 @@ class Connection:
             raise RemoteProtocolError(
                 f"unexpected {FrameType(frame_type).name} frame in state {self.state.value}"
             )
-        self._handlers[frame_type](flags, stream_id, body, events)
+        _HANDLERS[frame_type](self, flags, stream_id, body, events)
 
     # -- frame handlers ----------------------------------------------------------------------
 
@@ -888,3 +918,17 @@ class Connection:
     def _on_message(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
         message: AppMessage = decode_body(None, body)
         events.append(MessageReceived(message))
+
+
+# Frame type -> handler, shared by every connection (a dict of bound methods each was memory).
+_HANDLERS: Final[dict[int, Callable[[Connection, int, int, bytes, list[Event]], None]]] = {
+    FrameType.HELLO: Connection._on_hello,
+    FrameType.AUTH: Connection._on_auth,
+    FrameType.AUTH_OK: Connection._on_auth_ok,
+    FrameType.OPEN: Connection._on_open,
+    FrameType.RESET: Connection._on_reset,
+    FrameType.WINDOW: Connection._on_window,
+    FrameType.PING: Connection._on_ping,
+    FrameType.GOAWAY: Connection._on_goaway,
+    FrameType.MESSAGE: Connection._on_message,
+}

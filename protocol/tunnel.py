@@ -8,12 +8,13 @@ nothing of relayd, the agent, TLS or the registry.
 
 from __future__ import annotations
 
+import math
 import operator
 import struct
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 import trio
 from trio.lowlevel import ParkingLot, checkpoint
@@ -263,6 +264,55 @@ class TunnelStream(trio.abc.HalfCloseableStream):
         self._send_lot.unpark_all()
 
 
+_T = TypeVar("_T")
+
+
+class _Inbox(Generic[_T]):
+    """What a memory channel did here, for one receiver and at a fraction of its memory (a
+    relay holds thousands of idle tunnels, each with two): a bounded deque, and a parking lot
+    made only when someone waits."""
+
+    __slots__ = ("_capacity", "_closed", "_items", "_lot")
+
+    def __init__(self, capacity: int) -> None:
+        self._items: deque[_T] | None = None  # made with the first item
+        self._capacity = capacity
+        self._lot: ParkingLot | None = None
+        self._closed = False
+
+    def put_nowait(self, item: _T) -> None:
+        """Raises WouldBlock when full and ClosedResourceError once closed."""
+        if self._closed:
+            raise trio.ClosedResourceError("closed")
+        if self._items is None:
+            self._items = deque()
+        elif len(self._items) >= self._capacity:
+            raise trio.WouldBlock
+        self._items.append(item)
+        if self._lot is not None:
+            self._lot.unpark_all()
+
+    def close(self) -> None:
+        """No more items; waiting getters get what is left, then EndOfChannel."""
+        self._closed = True
+        if self._lot is not None:
+            self._lot.unpark_all()
+
+    async def get(self) -> _T:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._items:
+            if self._closed:
+                raise trio.EndOfChannel
+            if self._lot is None:
+                self._lot = ParkingLot()
+            await self._lot.park()
+        item = self._items.popleft()
+        if not self._items:
+            self._items = None  # an idle tunnel keeps no empty deque
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return item
+
+
 class Tunnel:
     """A live, authenticated protocol connection over a Trio stream. Use `open_tunnel`."""
 
@@ -288,12 +338,8 @@ class Tunnel:
         self._keepalive_interval_s = keepalive_interval_s
         self._keepalive_timeout_s = keepalive_timeout_s
         self._streams: dict[int, TunnelStream] = {}
-        self._accept_send, self._accept_receive = trio.open_memory_channel[TunnelStream](
-            accept_backlog
-        )
-        self._message_send, self._message_receive = trio.open_memory_channel[AppMessage](
-            message_backlog
-        )
+        self._accepts = _Inbox[TunnelStream](accept_backlog)
+        self._messages = _Inbox[AppMessage](message_backlog)
         self._writer_lot = ParkingLot()
         self._writer_idle = False
         self._writer_done = trio.Event()
@@ -341,7 +387,7 @@ class Tunnel:
         """The next stream the peer opens. Raises BrokenResourceError once the tunnel ends
         or the peer sent GOAWAY."""
         try:
-            return await self._accept_receive.receive()
+            return await self._accepts.get()
         except trio.EndOfChannel:
             raise trio.BrokenResourceError(self._end_reason()) from None
 
@@ -354,7 +400,7 @@ class Tunnel:
     async def receive_message(self) -> AppMessage:
         """The next application message; BrokenResourceError once the tunnel ends."""
         try:
-            return await self._message_receive.receive()
+            return await self._messages.get()
         except trio.EndOfChannel:
             raise trio.BrokenResourceError(self._end_reason()) from None
 
@@ -444,8 +490,8 @@ class Tunnel:
             stream._break(None)
         self._streams.clear()
         self._streams_changed.unpark_all()
-        self._accept_send.close()
-        self._message_send.close()
+        self._accepts.close()
+        self._messages.close()
         for waiter in self._pings.values():
             waiter.set()
         self._closing = True
@@ -499,16 +545,11 @@ class Tunnel:
             raise
 
     async def _run_background(self) -> None:
-        """The reader, and the keepalive if configured, until the tunnel ends."""
+        """The reader (keepalive included) until the tunnel ends; then give the writer a
+        second to flush and close the transport. One task where there were three: an idle
+        tunnel's memory is mostly its tasks (bench/RESULTS.md, "Idle tunnels")."""
         with self._reader_scope:
-            async with trio.open_nursery() as nursery:
-                if self._keepalive_interval_s is not None:
-                    nursery.start_soon(self._run_keepalive)
-                await self._run_reader()
-                nursery.cancel_scope.cancel()
-
-    async def _run_closer(self) -> None:
-        """Once the tunnel ends, for whatever reason, let the writer flush, then close."""
+            await self._run_reader()
         await self._finished.wait()
         with trio.move_on_after(1.0):
             await self._writer_done.wait()
@@ -520,10 +561,22 @@ class Tunnel:
         if self._pending_events:
             self._dispatch(self._pending_events)
             self._pending_events = []
+        interval = self._keepalive_interval_s
+        deadline = math.inf if interval is None else self._last_receive + interval
         try:
             while conn.state is not ConnectionState.CLOSED:
-                data = await self.transport.receive_some(self._receive_bytes)
+                # Receiving is cancel-safe on our transports: nothing is read and lost.
+                with trio.move_on_at(deadline) as idle_scope:
+                    data = await self.transport.receive_some(self._receive_bytes)
+                if idle_scope.cancelled_caught:
+                    if not self._keep_alive():
+                        return
+                    assert interval is not None
+                    deadline = trio.current_time() + interval
+                    continue
                 self._last_receive = trio.current_time()
+                if interval is not None:
+                    deadline = self._last_receive + interval
                 self.bytes_received += len(data)
                 events = conn.receive_data(data)
                 self._dispatch(events)
@@ -576,7 +629,7 @@ class Tunnel:
             elif kind is MessageReceived:
                 assert isinstance(event, MessageReceived)
                 try:
-                    self._message_send.send_nowait(event.message)
+                    self._messages.put_nowait(event.message)
                 except trio.WouldBlock:
                     # The application is not keeping up with control messages: a peer that
                     # floods them loses its tunnel rather than our memory.
@@ -591,7 +644,7 @@ class Tunnel:
             elif kind is ConnectionTerminated:
                 assert isinstance(event, ConnectionTerminated)
                 self.goaway = event
-                self._accept_send.close()
+                self._accepts.close()
                 if self.conn.state is ConnectionState.CLOSED:
                     self._finish(RemoteProtocolError(self._end_reason(), event.error_code))
         self._wake_writer()
@@ -608,7 +661,7 @@ class Tunnel:
         )
         self._streams[event.stream_id] = stream
         try:
-            self._accept_send.send_nowait(stream)
+            self._accepts.put_nowait(stream)
         except (trio.WouldBlock, trio.ClosedResourceError):
             # Nobody is accepting this fast: refuse the stream, keep the tunnel.
             self._forget(event.stream_id)
@@ -631,23 +684,22 @@ class Tunnel:
         finally:
             self._writer_done.set()
 
-    async def _run_keepalive(self) -> None:
-        """PING when the line is idle; declare the peer dead if nothing arrives in time."""
-        interval = self._keepalive_interval_s
+    def _keep_alive(self) -> bool:
+        """The line was idle for a keepalive interval: PING, or declare the peer dead if
+        nothing arrived for the timeout. False once the tunnel is over."""
         timeout = self._keepalive_timeout_s
-        assert interval is not None and timeout is not None
-        while not self.closed:
-            await trio.sleep(interval)
-            idle = trio.current_time() - self._last_receive
-            if idle >= timeout:
-                self.conn.close(ErrorCode.TIMEOUT, "keepalive timeout")
-                self._wake_writer()
-                self._finish(TimeoutError(f"no traffic from the peer for {idle:.1f} s"))
-                return
-            if idle >= interval and self.conn.state is ConnectionState.OPEN:
-                self._ping_counter += 1
-                self.conn.ping(_PING.pack(self._ping_counter))
-                self._wake_writer()
+        assert timeout is not None
+        idle = trio.current_time() - self._last_receive
+        if idle >= timeout:
+            self.conn.close(ErrorCode.TIMEOUT, "keepalive timeout")
+            self._wake_writer()
+            self._finish(TimeoutError(f"no traffic from the peer for {idle:.1f} s"))
+            return False
+        if self.conn.state is ConnectionState.OPEN:
+            self._ping_counter += 1
+            self.conn.ping(_PING.pack(self._ping_counter))
+            self._wake_writer()
+        return True
 
 
 class _ignoring_transport_errors:
@@ -697,7 +749,6 @@ async def open_tunnel(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(tunnel._run_background)
         nursery.start_soon(tunnel._run_writer)
-        nursery.start_soon(tunnel._run_closer)
         try:
             yield tunnel
         finally:

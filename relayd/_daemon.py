@@ -66,6 +66,7 @@ class Relayd:
     active: Counter[str] = field(default_factory=Counter)  # browser connections per device
     pending: dict[bytes, _PendingData] = field(default_factory=dict)
     install: InstallSite | None = None  # the Cloud Install site, if configured
+    background: trio.Nursery | None = None  # for work that outlives no tunnel by much
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -161,25 +162,25 @@ class Relayd:
             await trio.aclose_forcefully(tls)
 
     async def _messages(self, tunnel: Tunnel, device: str, address: str) -> None:
-        async with trio.open_nursery() as nursery:
-            while True:
-                try:
-                    message = await tunnel.receive_message()
-                except trio.BrokenResourceError:
-                    nursery.cancel_scope.cancel()
-                    return
-                if isinstance(message, protocol.Register):
-                    self.counts["register"] += 1
-                    self.presence.registered(device, message.lan_addresses)
-                elif isinstance(message, protocol.DdnsUpdate):
-                    nursery.start_soon(self._ddns_update, tunnel, device, address, message)
-                else:
-                    request_id = getattr(message, "request_id", None)
-                    await tunnel.send_message(
-                        protocol.Error(
-                            protocol.ErrorCode.INVALID_REQUEST, "not handled here", request_id
-                        )
+        while True:
+            try:
+                message = await tunnel.receive_message()
+            except trio.BrokenResourceError:
+                return
+            if isinstance(message, protocol.Register):
+                self.counts["register"] += 1
+                self.presence.registered(device, message.lan_addresses)
+            elif isinstance(message, protocol.DdnsUpdate):
+                # In the relay's own nursery: a nursery per tunnel costs memory while idle.
+                assert self.background is not None  # set by serve() before any listener runs
+                self.background.start_soon(self._ddns_update, tunnel, device, address, message)
+            else:
+                request_id = getattr(message, "request_id", None)
+                await tunnel.send_message(
+                    protocol.Error(
+                        protocol.ErrorCode.INVALID_REQUEST, "not handled here", request_id
                     )
+                )
 
     async def _ddns_update(
         self, tunnel: Tunnel, device: str, address: str, update: protocol.DdnsUpdate
@@ -561,6 +562,7 @@ async def serve(
         )
     try:
         async with trio.open_nursery() as nursery:
+            relay.background = nursery
             if relay.ddns is not None:
                 nursery.start_soon(relay.ddns.run)
             listeners = await nursery.start(
