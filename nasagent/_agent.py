@@ -8,10 +8,13 @@ any other service is reset.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import ipaddress
 import logging
 import random
+import socket
 import ssl
 
 import trio
@@ -114,7 +117,7 @@ class RelayClient:
     ) -> trio.SocketStream | None:
         """The local service a stream asks for; None (and the stream reset) if it refuses."""
         try:
-            return await trio.open_tcp_stream(target.host, target.port)
+            return await connect_tcp(target.host, target.port)
         except OSError:
             self.streams_refused += 1
             await stream.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)
@@ -171,8 +174,39 @@ class Agent(RelayClient):
             self.streams_refused += 1
             await stream.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)
             return
-        local = await self._connect_local(stream, target)
-        if local is None:
+        token, port = stream.data_token, stream.data_port
+        local: trio.SocketStream | None = None
+        data: trio.SocketStream | None = None
+
+        async def open_local() -> None:
+            nonlocal local
+            with contextlib.suppress(OSError):
+                local = await connect_tcp(target.host, target.port)
+
+        async def open_data(token: bytes, port: int) -> None:
+            """The stream's bytes on a connection of their own to the relay (SPEC.md 7.3)."""
+            nonlocal data
+            with contextlib.suppress(OSError, trio.TooSlowError, trio.BrokenResourceError):
+                with trio.fail_after(10):
+                    connection = await connect_tcp(self.relay_host, port)
+                    try:
+                        await connection.send_all(token)
+                    except BaseException:
+                        await trio.aclose_forcefully(connection)
+                        raise
+                    data = connection
+
+        # Both connections at once: each is a round trip on the new connection's path.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(open_local)
+            if token is not None and port is not None:
+                nursery.start_soon(open_data, token, port)
+        if local is None or (token is not None and data is None):
+            self.streams_refused += 1
+            await stream.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)
+            for opened in (local, data):
+                if opened is not None:
+                    await trio.aclose_forcefully(opened)
             return
         if self.config.agent.proxy_protocol and stream.client_address is not None:
             try:
@@ -182,33 +216,38 @@ class Agent(RelayClient):
                     )
                 )
             except (OSError, trio.BrokenResourceError, ValueError):
+                self.streams_refused += 1
                 await stream.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)
-                await local.aclose()
+                for opened in (local, data):
+                    if opened is not None:
+                        await trio.aclose_forcefully(opened)
                 return
-        if stream.data_token is not None and stream.data_port is not None:
-            await self._data_connection(stream, local, stream.data_token, stream.data_port)
-            return
         self.streams_served += 1
-        await join_streams(stream, local)
-
-    async def _data_connection(
-        self, stream: TunnelStream, local: trio.SocketStream, token: bytes, port: int
-    ) -> None:
-        """The stream's bytes on a connection of their own to the relay (SPEC.md 7.3),
-        joined to the local service in the kernel."""
-        try:
-            with trio.fail_after(10):
-                data = await trio.open_tcp_stream(self.relay_host, port)
-                await data.send_all(token)
-        except (OSError, trio.TooSlowError, trio.BrokenResourceError):
-            self.streams_refused += 1
-            await stream.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)
-            await local.aclose()
+        if data is None:
+            await join_streams(stream, local)
             return
-        self.streams_served += 1
         try:
             await stream.send_eof()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the relay may already have closed the stream: the data connection counts
         await stream.aclose()
+        # Joined in the kernel: the bytes never enter Python.
         await splice_sockets(data.socket, local.socket)
+
+
+async def connect_tcp(host: str, port: int) -> trio.SocketStream:
+    """TCP to `host:port`. An IP address is connected directly: trio.open_tcp_stream's
+    resolution and happy eyeballs cost about 0.15 ms more per connection on loopback, and a
+    browser connection through the relay makes two."""
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        return await trio.open_tcp_stream(host, port)
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await sock.connect((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
