@@ -79,6 +79,7 @@ async def test_devices_names_and_conflicts(registry: Registry) -> None:
         ("-nas", "hyphen"),
         ("a" * 64, "at most 63"),
         ("nas_1", "only a-z"),
+        ("install", "reserved for the relay's own site"),  # install.<link zone> is the relay's
     ]:
         with pytest.raises(InvalidValue, match=words):
             await registry.enrol_device(alice.account_id, bad, KEY_B)
@@ -193,6 +194,8 @@ async def test_install_registrations_expire(
         )
     with pytest.raises(InvalidValue, match="24 hours"):
         await registry.register_install("ABCDEFGH12", KEY_B, (), 80, "198.51.100.7", 86401)
+    with pytest.raises(InvalidValue, match="http or https"):
+        await registry.register_install("ABCDEFGH12", KEY_B, (), 80, "198.51.100.7", 60, "ftp")
     clock.now += 86400
     assert await registry.find_install("K7QD-XM2P-9HTA") is None  # expired: invisible at once
     assert await registry.purge_expired_installs() == 1
