@@ -351,3 +351,17 @@ def test_any_request_gets_a_page_never_a_failure(
         await registry.aclose()
 
     trio.run(main)
+
+
+def test_lan_urls_are_built_from_registered_addresses_only() -> None:
+    from registry import InstallRegistration
+
+    def urls(scheme: str, port: int, *addresses: str) -> tuple[str, ...]:
+        return InstallRegistration("i", bytes(32), addresses, port, "x", 0, 1, scheme).lan_urls
+
+    assert urls("http", 8080, "192.168.1.30") == ("http://192.168.1.30:8080/",)
+    assert urls("https", 443, "192.168.1.30", "fd00::5") == (
+        "https://192.168.1.30/",
+        "https://[fd00::5]/",
+    )
+    assert urls("http", 80, "10.0.0.2") == ("http://10.0.0.2/",)
