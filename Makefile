@@ -49,6 +49,8 @@ bench: $(STAMP) deps
 	$(BIN)/python bench/protocol.py
 	$(BIN)/python bench/dns.py
 	$(BIN)/python bench/relay.py
+	$(BIN)/python bench/relay_rps.py
+	$(BIN)/python bench/tunnels.py
 
 run: $(STAMP)
 	$(BIN)/nascloud run --state-dir $(STATE_DIR) --base-port $(BASE_PORT)
