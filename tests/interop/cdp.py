@@ -14,7 +14,20 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-__all__ = ["Browser"]
+__all__ = ["HEADLESS_CHROMIUM", "Browser"]
+
+# Headless, quiet, and on loopback only: nothing of a test run leaves the machine.
+HEADLESS_CHROMIUM = (
+    "chromium",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 
 
 class Browser:
@@ -29,15 +42,7 @@ class Browser:
 
         self.process = subprocess.Popen(
             [
-                "chromium",
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
+                *HEADLESS_CHROMIUM,
                 "--remote-debugging-pipe",
                 f"--user-data-dir={profile}",
                 *flags,

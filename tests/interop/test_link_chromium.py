@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tests.integration.test_link import LINK_ZONE, Link, link
 
+from .cdp import HEADLESS_CHROMIUM
 from .conftest import require
 
 __all__ = ["link"]
@@ -29,15 +30,7 @@ def chromium(link: Link, *args: str) -> subprocess.CompletedProcess[str]:
     profile = link.directory / "chromium-profile"
     return subprocess.run(
         [
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *HEADLESS_CHROMIUM,
             f"--user-data-dir={profile}",
             f"--host-resolver-rules=MAP nas1.{LINK_ZONE} 127.0.0.1",
             f"--ignore-certificate-errors-spki-list={spki_hash(leaf)}",

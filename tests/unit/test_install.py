@@ -231,14 +231,15 @@ def test_sliding_window_limits_per_key_and_forgets_idle_keys() -> None:
     assert set(window._events) <= {"a", "c"}
 
 
-def _form(body: bytes, client: str = "203.0.113.9", host: str = "install.link.test") -> HttpRequest:
-    return HttpRequest(
-        "POST",
-        "/find",
-        {"host": host, "content-type": "application/x-www-form-urlencoded"},
-        body,
-        client,
-    )
+def _form(
+    body: bytes,
+    client: str = "203.0.113.9",
+    host: str = "install.link.test",
+    path: str = "/find",
+    content_type: str = "application/x-www-form-urlencoded",
+) -> HttpRequest:
+    """A POST to the install site, as its own form sends it unless told otherwise."""
+    return HttpRequest("POST", path, {"host": host, "content-type": content_type}, body, client)
 
 
 async def test_lookups_are_rate_limited_and_answer_alike(
@@ -285,23 +286,11 @@ async def test_the_site_refuses_wrong_hosts_methods_and_forms(tmp_path: Path) ->
     assert ("X-Frame-Options", "DENY") in page.headers
     wrong = HttpRequest("GET", "/find", {"host": "install.link.test"}, b"", "203.0.113.9")
     assert (await site._page(wrong)).status == 405
-    json_body = HttpRequest(
-        "POST",
-        "/find",
-        {"host": "install.link.test", "content-type": "application/json"},
-        b"{}",
-        "203.0.113.9",
-    )
+    json_body = _form(b"{}", path="/find", content_type="application/json")
     assert (await site._page(json_body)).status == 400
     many = _form(b"&".join(b"f%d=1" % i for i in range(20)))
     assert (await site._page(many)).status == 400
-    stop = HttpRequest(
-        "POST",
-        "/stop",
-        {"host": "install.link.test", "content-type": "application/x-www-form-urlencoded"},
-        b"session=forged",
-        "203.0.113.9",
-    )
+    stop = _form(b"session=forged", path="/stop")
     assert (await site._page(stop)).status == 404
     await registry.aclose()
 
