@@ -45,6 +45,20 @@ def site_config(tmp_path: Path, **values: object) -> InstallSiteSection:
     return loads(_InstallOnly, text, "relayd.toml", tmp_path).install
 
 
+def make_site(
+    directory: Path, registry: Registry, counts: Counter[str] | None = None, **values: object
+) -> InstallSite:
+    """An install site on link.test that records nothing, with [install] `values`."""
+    return InstallSite(
+        site_config(directory, **values),
+        LimitsSection(),
+        registry,
+        "link.test",
+        lambda *a: None,
+        counts if counts is not None else Counter(),
+    )
+
+
 @dataclass(frozen=True)
 class _InstallOnly:
     """relayd's [install] table alone, loaded and checked as relayd loads it."""
@@ -100,9 +114,7 @@ async def test_an_install_ends_at_its_lifetime_and_leaves_nothing(
 ) -> None:
     autojump_clock.autojump_threshold = 0.05  # the registry works in a thread: let it finish
     registry = Registry.open_sqlite(tmp_path / "registry.sqlite3", clock=trio.current_time)
-    site = InstallSite(
-        site_config(tmp_path), LimitsSection(), registry, "link.test", lambda *a: None, Counter()
-    )
+    site = make_site(tmp_path, registry)
     async with install_tunnel(site, "198.51.100.7") as tunnel:
         await tunnel.send_message(register())
         assert isinstance(await tunnel.receive_message(), protocol.Ack)
@@ -129,9 +141,7 @@ async def test_a_reconnecting_nas_gets_only_what_is_left_of_its_window(
 ) -> None:
     autojump_clock.autojump_threshold = 0.05
     registry = Registry.open_sqlite(tmp_path / "registry.sqlite3", clock=trio.current_time)
-    site = InstallSite(
-        site_config(tmp_path), LimitsSection(), registry, "link.test", lambda *a: None, Counter()
-    )
+    site = make_site(tmp_path, registry)
     async with install_tunnel(site, "198.51.100.7") as tunnel:
         await tunnel.send_message(register(lifetime_s=600))
         assert isinstance(await tunnel.receive_message(), protocol.Ack)
@@ -146,9 +156,7 @@ async def test_the_same_cloud_key_twice_and_a_device_key_are_refused(tmp_path: P
     owner = await registry.create_account("o@example.org", "Owner")
     device_key = Ed25519PrivateKey.generate()
     await registry.enrol_device(owner.account_id, "nas1", protocol.public_key_bytes(device_key))
-    site = InstallSite(
-        site_config(tmp_path), LimitsSection(), registry, "link.test", lambda *a: None, Counter()
-    )
+    site = make_site(tmp_path, registry)
     async with install_tunnel(site, "198.51.100.7") as first:
         await first.send_message(register())
         assert isinstance(await first.receive_message(), protocol.Ack)
@@ -176,9 +184,7 @@ async def test_a_tunnel_that_does_not_register_is_closed(
     autojump_clock.autojump_threshold = 0.05
     registry = Registry.open_sqlite(tmp_path / "registry.sqlite3")
     counts: Counter[str] = Counter()
-    site = InstallSite(
-        site_config(tmp_path), LimitsSection(), registry, "link.test", lambda *a: None, counts
-    )
+    site = make_site(tmp_path, registry, counts=counts)
     async with install_tunnel(site, "198.51.100.7") as tunnel:
         await tunnel.wait_closed()
         assert tunnel.goaway is not None
@@ -247,14 +253,7 @@ async def test_lookups_are_rate_limited_and_answer_alike(
 ) -> None:
     autojump_clock.autojump_threshold = 0.05
     registry = Registry.open_sqlite(tmp_path / "registry.sqlite3")
-    site = InstallSite(
-        site_config(tmp_path, lookups_per_minute=3, lookup_floor_s=0.25),
-        LimitsSection(),
-        registry,
-        "link.test",
-        lambda *a: None,
-        Counter(),
-    )
+    site = make_site(tmp_path, registry, lookups_per_minute=3, lookup_floor_s=0.25)
     answers = []
     for key in (b"K7QD-XM2P-9HTA-4R3C", b"ZZZZ-ZZZZ-ZZZZ-ZZZZ", b"x"):
         started = trio.current_time()
@@ -271,14 +270,7 @@ async def test_lookups_are_rate_limited_and_answer_alike(
 
 async def test_the_site_refuses_wrong_hosts_methods_and_forms(tmp_path: Path) -> None:
     registry = Registry.open_sqlite(tmp_path / "registry.sqlite3")
-    site = InstallSite(
-        site_config(tmp_path, lookup_floor_s=0.0),
-        LimitsSection(),
-        registry,
-        "link.test",
-        lambda *a: None,
-        Counter(),
-    )
+    site = make_site(tmp_path, registry, lookup_floor_s=0.0)
     assert (await site._page(_form(b"cloud_key=A", host="evil.example"))).status == 421
     get = HttpRequest("GET", "/", {"host": "install.link.test"}, b"", "203.0.113.9")
     page = await site._page(get)
@@ -324,14 +316,7 @@ def test_any_request_gets_a_page_never_a_failure(
 
     async def main() -> None:
         registry = Registry.open_sqlite(directory / "registry.sqlite3")
-        site = InstallSite(
-            site_config(directory, lookup_floor_s=0.0),
-            LimitsSection(),
-            registry,
-            "link.test",
-            lambda *a: None,
-            Counter(),
-        )
+        site = make_site(directory, registry, lookup_floor_s=0.0)
         for request in requests:
             response = await site._page(request)
             assert response.status in {200, 400, 404, 405, 421, 429}, (request, response)
