@@ -28,12 +28,13 @@ from ._models import (
     TokenKind,
     TsigKey,
 )
-from ._registry import Registry, hash_secret, normalize_cloud_key
+from ._registry import RESERVED_DEVICE_NAMES, Registry, hash_secret, normalize_cloud_key
 from ._schema import MIGRATIONS
 from ._sqlite import SQLiteBackend
 
 __all__ = [
     "MIGRATIONS",
+    "RESERVED_DEVICE_NAMES",
     "AccessLogKeys",
     "AccessLogWriter",
     "AccessMode",

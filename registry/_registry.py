@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar
 
 import trio
 
@@ -37,7 +37,7 @@ from ._models import (
 )
 from ._sqlite import SQLiteBackend
 
-__all__ = ["Registry", "hash_secret", "normalize_cloud_key"]
+__all__ = ["RESERVED_DEVICE_NAMES", "Registry", "hash_secret", "normalize_cloud_key"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -75,7 +75,7 @@ def _check_display_name(name: str) -> str:
 
 
 # Names the relay serves itself under the link zone: no device may take them.
-RESERVED_DEVICE_NAMES = frozenset({"install"})
+RESERVED_DEVICE_NAMES: Final = frozenset({"install"})
 
 
 def _check_device_name(name: str) -> str:

@@ -28,7 +28,13 @@ from protocol.keys import load_key
 from protocol.splice import splice_sockets
 from protocol.tls import TlsStream
 from protocol.tunnel import Tunnel, join_streams, open_tunnel
-from registry import AccessLogKeys, AccessLogWriter, Registry, mask_address
+from registry import (
+    RESERVED_DEVICE_NAMES,
+    AccessLogKeys,
+    AccessLogWriter,
+    Registry,
+    mask_address,
+)
 
 from ._ddns import DdnsLink
 from ._install import InstallSite, tls_context
@@ -78,6 +84,8 @@ class Relayd:
         if not host.endswith("." + zone):
             return None
         labels = host[: -len(zone) - 1].split(".")
+        if labels[-1] in RESERVED_DEVICE_NAMES:
+            return None  # the relay's own names (the install site), never a device's
         return labels[-1] or None
 
     # -- agents ----------------------------------------------------------------------------
@@ -480,12 +488,14 @@ class Relayd:
             if isinstance(event, h11.Request):
                 host = dict(event.headers).get(b"host", b"").decode("latin-1")
                 hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-                device = self.device_for(hostname)
-                if device is None:
-                    return 404, [], b"not found\n"
                 target = event.target.decode("latin-1")
                 port = f":{self.https_port}" if self.https_port not in (None, 443) else ""
                 location = f"https://{hostname}{port}{target}"
+                if self.install is not None and self.install.owns(hostname):
+                    return 308, [("Location", location)], b"use https\n"  # the relay's own site
+                device = self.device_for(hostname)
+                if device is None:
+                    return 404, [], b"not found\n"
                 client = stream.socket.getpeername()[0]
                 self.record(time.time(), device, client, "http", 0, 0, "redirected")
                 return 308, [("Location", location)], b"use https\n"

@@ -67,6 +67,7 @@ class Install:
     relay: subprocess.Popen[bytes]
     agent: subprocess.Popen[bytes]
     https_port: int
+    http_port: int
     metrics_port: int
     setup_port: int
     seen: list[dict[str, str]]
@@ -162,7 +163,7 @@ def running_install(
     SetupUI.seen = seen
     setup = ThreadingHTTPServer(("127.0.0.1", 0), SetupUI)
     threading.Thread(target=setup.serve_forever, daemon=True).start()
-    tunnel_port, https_port = _free_ports(2)
+    tunnel_port, https_port, http_port = _free_ports(3)
     (tmp_path / "relayd.toml").write_text(
         f"""
 [relay]
@@ -178,6 +179,7 @@ key_file = "relay.key"
 [ingress]
 link_zone = "{LINK_ZONE}"
 https_listen = "127.0.0.1:{https_port}"
+http_listen = "127.0.0.1:{http_port}"
 [install]
 cert_file = "install.crt"
 key_file = "install.key"
@@ -218,7 +220,14 @@ setup_service = "127.0.0.1:{setup.server_address[1]}"
             stderr=subprocess.STDOUT,
         )
     install = Install(
-        tmp_path, relay, agent, ports["https"], ports["metrics"], setup.server_address[1], seen
+        tmp_path,
+        relay,
+        agent,
+        ports["https"],
+        ports["http"],
+        ports["metrics"],
+        setup.server_address[1],
+        seen,
     )
     _wait(lambda: install.metric("nascloud_relay_install_tunnels") == 1, 20, "the install tunnel")
     try:
@@ -431,3 +440,21 @@ def test_slow_and_oversized_browsers_are_cut_off_and_hurt_no_one(install: Instal
     page = install.curl(f"https://{host}:{install.https_port}/", host=host, source=ELSEWHERE)
     assert "NAS setup wizard" in page.stdout
     assert install.relay.poll() is None
+
+
+def test_plain_http_to_the_install_site_is_sent_to_https(install: Install) -> None:
+    answer = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "-i",
+            "-H",
+            f"Host: {INSTALL_HOST}",
+            f"http://127.0.0.1:{install.http_port}/find?x=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    assert answer.startswith("HTTP/1.1 308"), answer
+    assert f"location: https://{INSTALL_HOST}:{install.https_port}/find?x=1" in answer.lower()

@@ -370,6 +370,10 @@ def test_plain_http_is_redirected_to_https(link: Link) -> None:
     )
     unknown = link.curl("-i", f"http://other.example:{link.http_port}/", host="other.example")
     assert unknown.stdout.startswith("HTTP/1.1 404"), unknown.stdout
+    # A reserved name is never a device's (no install site here): the same 404.
+    reserved = f"install.{LINK_ZONE}"
+    install = link.curl("-i", f"http://{reserved}:{link.http_port}/", host=reserved)
+    assert install.stdout.startswith("HTTP/1.1 404"), install.stdout
 
 
 def test_the_agent_comes_back_after_relayd_restarts(link: Link) -> None:
