@@ -42,6 +42,8 @@ __all__ = ["Authenticator", "Tunnel", "TunnelStream", "join_streams", "open_tunn
 #: Server side: given who the client claims to be, return the public key registered for it,
 #: or None if there is none (the client is then refused without learning why).
 Authenticator = Callable[[AuthenticationRequested], Awaitable[bytes | None]]
+# Tunnel.on_message: called by the reader for each application message.
+MessageHandler = Callable[["Tunnel", AppMessage], None]
 
 DEFAULT_RECEIVE_BYTES: Final = 256 * 1024
 _TRANSPORT_ERRORS: Final = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
@@ -340,17 +342,20 @@ class Tunnel:
         self._streams: dict[int, TunnelStream] = {}
         self._accepts = _Inbox[TunnelStream](accept_backlog)
         self._messages = _Inbox[AppMessage](message_backlog)
-        self._writer_lot = ParkingLot()
-        self._writer_idle = False
-        self._writer_done = trio.Event()
+        #: If set (before the first await after open_tunnel returns, to see every message),
+        #: application messages go to it, synchronously from the reader, instead of to
+        #: receive_message: for a side that answers them without a task waiting per tunnel.
+        self.on_message: MessageHandler | None = None
+        self._writer_task: trio.lowlevel.Task | None = None  # the writer, while it sleeps
+        self._writer_finished = False
+        self._writer_done: trio.Event | None = None  # made when someone waits for it
         self._closing = False
         self._finished = trio.Event()
-        self._streams_changed = ParkingLot()
+        self._streams_changed: ParkingLot | None = None  # made when someone drains
         self._pings: dict[int, trio.Event] = {}
         self._ping_counter = 0
         self._last_receive = 0.0
-        # Cancelled when the tunnel ends; the writer is outside it so that it can still flush.
-        self._reader_scope = trio.CancelScope()
+        self._receive_scope: trio.CancelScope | None = None  # the reader's wait, if waiting
         self._pending_events: list[Event] = []
 
     @property
@@ -427,6 +432,8 @@ class Tunnel:
             self._wake_writer()
             with trio.move_on_after(timeout_s):
                 while self._streams and not self.closed:
+                    if self._streams_changed is None:
+                        self._streams_changed = ParkingLot()
                     await self._streams_changed.park()
         await self.aclose()
 
@@ -439,7 +446,7 @@ class Tunnel:
             self._wake_writer()
             with trio.move_on_after(1.0) as scope:
                 scope.shield = True
-                await self._writer_done.wait()
+                await self._wait_writer_done()
             await trio.aclose_forcefully(self.transport)
             self._finish(None)
         await checkpoint()
@@ -460,10 +467,19 @@ class Tunnel:
             return f"tunnel closed: {self.error}"
         return "tunnel closed"
 
+    async def _wait_writer_done(self) -> None:
+        if self._writer_finished:
+            await checkpoint()
+            return
+        if self._writer_done is None:
+            self._writer_done = trio.Event()
+        await self._writer_done.wait()
+
     def _wake_writer(self) -> None:
-        if self._writer_idle:
-            self._writer_idle = False
-            self._writer_lot.unpark_all()
+        task = self._writer_task
+        if task is not None:
+            self._writer_task = None
+            trio.lowlevel.reschedule(task)
 
     def _acknowledge(self, stream_id: int, length: int) -> None:
         if self.conn.state is ConnectionState.OPEN:
@@ -471,7 +487,7 @@ class Tunnel:
             self._wake_writer()
 
     def _forget(self, stream_id: int) -> None:
-        if self._streams.pop(stream_id, None) is not None:
+        if self._streams.pop(stream_id, None) is not None and self._streams_changed is not None:
             self._streams_changed.unpark_all()
 
     def _forget_if_done(self, stream: TunnelStream) -> None:
@@ -489,7 +505,8 @@ class Tunnel:
         for stream in list(self._streams.values()):
             stream._break(None)
         self._streams.clear()
-        self._streams_changed.unpark_all()
+        if self._streams_changed is not None:
+            self._streams_changed.unpark_all()
         self._accepts.close()
         self._messages.close()
         for waiter in self._pings.values():
@@ -497,7 +514,8 @@ class Tunnel:
         self._closing = True
         self._wake_writer()
         self._finished.set()
-        self._reader_scope.cancel()
+        if self._receive_scope is not None:
+            self._receive_scope.cancel()  # the reader sees the tunnel finished and stops
 
     async def _handshake(self, authenticate: Authenticator | None) -> HandshakeComplete:
         """Run the handshake inline, before the reader and writer exist."""
@@ -548,11 +566,10 @@ class Tunnel:
         """The reader (keepalive included) until the tunnel ends; then give the writer a
         second to flush and close the transport. One task where there were three: an idle
         tunnel's memory is mostly its tasks (bench/RESULTS.md, "Idle tunnels")."""
-        with self._reader_scope:
-            await self._run_reader()
+        await self._run_reader()
         await self._finished.wait()
         with trio.move_on_after(1.0):
-            await self._writer_done.wait()
+            await self._wait_writer_done()
         await trio.aclose_forcefully(self.transport)
 
     async def _run_reader(self) -> None:
@@ -564,10 +581,15 @@ class Tunnel:
         interval = self._keepalive_interval_s
         deadline = math.inf if interval is None else self._last_receive + interval
         try:
-            while conn.state is not ConnectionState.CLOSED:
-                # Receiving is cancel-safe on our transports: nothing is read and lost.
+            while conn.state is not ConnectionState.CLOSED and not self._finished.is_set():
+                # Receiving is cancel-safe on our transports: nothing is read and lost. The
+                # scope is also how _finish stops the reader (no second scope per tunnel).
                 with trio.move_on_at(deadline) as idle_scope:
+                    self._receive_scope = idle_scope
                     data = await self.transport.receive_some(self._receive_bytes)
+                self._receive_scope = None
+                if self._finished.is_set():
+                    return
                 if idle_scope.cancelled_caught:
                     if not self._keep_alive():
                         return
@@ -587,7 +609,7 @@ class Tunnel:
             self._closing = True
             self._wake_writer()
             with trio.move_on_after(1.0):
-                await self._writer_done.wait()
+                await self._wait_writer_done()
             self._finish(exc)
             return
         except _TRANSPORT_ERRORS as exc:
@@ -628,6 +650,9 @@ class Tunnel:
                 self._on_stream_opened(event)
             elif kind is MessageReceived:
                 assert isinstance(event, MessageReceived)
+                if self.on_message is not None:
+                    self.on_message(self, event.message)
+                    continue
                 try:
                     self._messages.put_nowait(event.message)
                 except trio.WouldBlock:
@@ -677,12 +702,21 @@ class Tunnel:
                     continue
                 if self._closing:
                     break
-                self._writer_idle = True
-                await self._writer_lot.park()
+                # Sleep until _wake_writer: one task, one waiter, so no parking lot (an idle
+                # tunnel's writer sleeps here for its whole life).
+                self._writer_task = trio.lowlevel.current_task()
+
+                def abort(_: object) -> trio.lowlevel.Abort:
+                    self._writer_task = None
+                    return trio.lowlevel.Abort.SUCCEEDED
+
+                await trio.lowlevel.wait_task_rescheduled(abort)
         except _TRANSPORT_ERRORS as exc:
             self._finish(exc)
         finally:
-            self._writer_done.set()
+            self._writer_finished = True
+            if self._writer_done is not None:
+                self._writer_done.set()
 
     def _keep_alive(self) -> bool:
         """The line was idle for a keepalive interval: PING, or declare the peer dead if

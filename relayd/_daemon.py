@@ -7,6 +7,7 @@ Only metadata is logged, with client addresses masked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 import h11
 import trio
@@ -45,6 +47,10 @@ __all__ = ["Relayd", "main_async", "serve"]
 
 log = logging.getLogger("relayd")
 
+MAX_DDNS_IN_FLIGHT = 16  # DDNS updates one device may have waiting on ddnsd at once
+_DEVICES_ONLY: Final = frozenset({protocol.AuthKind.DEVICE})
+_WITH_INSTALL: Final = frozenset({protocol.AuthKind.DEVICE, protocol.AuthKind.INSTALL})
+
 
 class _PendingData:
     """A browser connection waiting for the agent's data connection."""
@@ -73,6 +79,8 @@ class Relayd:
     pending: dict[bytes, _PendingData] = field(default_factory=dict)
     install: InstallSite | None = None  # the Cloud Install site, if configured
     background: trio.Nursery | None = None  # for work that outlives no tunnel by much
+    ddns_in_flight: Counter[str] = field(default_factory=Counter)  # DDNS updates per device
+    settings: protocol.Settings | None = None  # what every tunnel offers, shared
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -89,6 +97,16 @@ class Relayd:
         return labels[-1] or None
 
     # -- agents ----------------------------------------------------------------------------
+
+    def _tunnel_settings(self) -> protocol.Settings:
+        """One frozen Settings shared by every tunnel (thousands of idle tunnels)."""
+        capabilities = (
+            frozenset({protocol.DATA_CONNECTIONS}) if self.data_port is not None else frozenset()
+        )
+        if self.settings is None or self.settings.capabilities != capabilities:
+            # Agents open no streams towards the relay: refuse any.
+            self.settings = protocol.Settings(max_streams=0, capabilities=capabilities)
+        return self.settings
 
     async def _authenticate(self, request: protocol.AuthenticationRequested) -> bytes | None:
         if request.kind == protocol.AuthKind.INSTALL:
@@ -112,15 +130,8 @@ class Relayd:
             protocol.Role.SERVER,
             server_name=self.config.relay.name,
             nonce=os.urandom(32),
-            settings=protocol.Settings(
-                max_streams=0,  # agents open no streams towards the relay: refuse any
-                capabilities=frozenset({protocol.DATA_CONNECTIONS})
-                if self.data_port is not None
-                else frozenset(),
-            ),
-            accepted_kinds=frozenset({protocol.AuthKind.DEVICE, protocol.AuthKind.INSTALL})
-            if self.install is not None
-            else frozenset({protocol.AuthKind.DEVICE}),
+            settings=self._tunnel_settings(),
+            accepted_kinds=_WITH_INSTALL if self.install is not None else _DEVICES_ONLY,
         )
         name = ""
         try:
@@ -139,17 +150,21 @@ class Relayd:
                     await self.install.serve_tunnel(tunnel, address)
                     return
                 name = conn.peer_name
+                tunnel.on_message = lambda tunnel, message: self._on_message(
+                    tunnel, name, address, message
+                )
                 previous = self.tunnels.get(name)
                 self.tunnels[name] = tunnel
+                # Before any await: the reader may hand over the agent's Register at once.
+                self.presence.connected(name, address)
                 if previous is not None:
                     # The same device again (it reconnected): the new tunnel wins.
                     self.counts["tunnel_replaced"] += 1
                     await previous.aclose(protocol.ErrorCode.CANCEL, "replaced by a new tunnel")
                 self.counts["tunnel_up"] += 1
-                self.presence.connected(name, address)
                 log.info("tunnel up for %s from %s", name, mask_address(address))
                 await self.registry.device_seen(name)
-                await self._messages(tunnel, name, address)
+                await tunnel.wait_closed()
         # except*: errors from inside the tunnel's nursery arrive as exception groups.
         except* (protocol.RemoteProtocolError, trio.TooSlowError) as group:
             self.counts["tunnel_refused"] += 1
@@ -169,28 +184,48 @@ class Relayd:
                 self.presence.disconnected(name)
             await trio.aclose_forcefully(tls)
 
-    async def _messages(self, tunnel: Tunnel, device: str, address: str) -> None:
-        while True:
-            try:
-                message = await tunnel.receive_message()
-            except trio.BrokenResourceError:
-                return
-            if isinstance(message, protocol.Register):
-                self.counts["register"] += 1
-                self.presence.registered(device, message.lan_addresses)
-            elif isinstance(message, protocol.DdnsUpdate):
-                # In the relay's own nursery: a nursery per tunnel costs memory while idle.
-                assert self.background is not None  # set by serve() before any listener runs
-                self.background.start_soon(self._ddns_update, tunnel, device, address, message)
-            else:
-                request_id = getattr(message, "request_id", None)
-                await tunnel.send_message(
-                    protocol.Error(
-                        protocol.ErrorCode.INVALID_REQUEST, "not handled here", request_id
-                    )
+    def _on_message(
+        self, tunnel: Tunnel, device: str, address: str, message: protocol.AppMessage
+    ) -> None:
+        """An agent's message, from its tunnel's reader: no task waits per tunnel (memory)."""
+        assert self.background is not None  # set by serve() before any listener runs
+        if isinstance(message, protocol.Register):
+            self.counts["register"] += 1
+            self.presence.registered(device, message.lan_addresses)
+        elif isinstance(message, protocol.DdnsUpdate):
+            if self.ddns_in_flight[device] >= MAX_DDNS_IN_FLIGHT:
+                # An agent that floods updates gets refusals, not a task each.
+                self.counts["ddns_rate_limited"] += 1
+                error = protocol.Error(
+                    protocol.ErrorCode.RATE_LIMITED, "too many updates at once", message.request_id
                 )
+                self.background.start_soon(self._reply, tunnel, error)
+                return
+            self.ddns_in_flight[device] += 1
+            self.background.start_soon(self._ddns_update, tunnel, device, address, message)
+        else:
+            request_id = getattr(message, "request_id", None)
+            error = protocol.Error(
+                protocol.ErrorCode.INVALID_REQUEST, "not handled here", request_id
+            )
+            self.background.start_soon(self._reply, tunnel, error)
+
+    @staticmethod
+    async def _reply(tunnel: Tunnel, reply: protocol.AppMessage) -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await tunnel.send_message(reply)
 
     async def _ddns_update(
+        self, tunnel: Tunnel, device: str, address: str, update: protocol.DdnsUpdate
+    ) -> None:
+        try:
+            await self._forward_update(tunnel, device, address, update)
+        finally:
+            self.ddns_in_flight[device] -= 1
+            if not self.ddns_in_flight[device]:
+                del self.ddns_in_flight[device]
+
+    async def _forward_update(
         self, tunnel: Tunnel, device: str, address: str, update: protocol.DdnsUpdate
     ) -> None:
         if update.device != device:
@@ -206,10 +241,7 @@ class Relayd:
         else:
             reply = await self.ddns.forward(update, address)
             self.counts["ddns_forwarded"] += 1
-        try:
-            await tunnel.send_message(reply)
-        except trio.BrokenResourceError:
-            pass
+        await self._reply(tunnel, reply)
 
     def record(
         self,

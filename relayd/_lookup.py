@@ -27,14 +27,15 @@ class Presence:
     """What the relay knows of a connected device: its LAN and WAN addresses."""
 
     def __init__(self) -> None:
-        self.devices: dict[str, dict[str, Any]] = {}
+        # device -> (WAN address, LAN addresses): a tuple, not a dict, per connected device.
+        self.devices: dict[str, tuple[str, tuple[str, ...]]] = {}
 
     def connected(self, device: str, wan_address: str) -> None:
-        self.devices[device] = {"wan_address": wan_address, "lan_addresses": []}
+        self.devices[device] = (wan_address, ())
 
     def registered(self, device: str, lan_addresses: tuple[str, ...]) -> None:
         if device in self.devices:
-            self.devices[device]["lan_addresses"] = list(lan_addresses)
+            self.devices[device] = (self.devices[device][0], tuple(lan_addresses))
 
     def disconnected(self, device: str) -> None:
         self.devices.pop(device, None)
@@ -92,8 +93,8 @@ class LookupApi:
                 "name": name,
                 "relay_url": f"https://{name}.{self.link_zone}{self.port}/",
                 "online": presence is not None,
-                "lan_addresses": presence["lan_addresses"] if presence else [],
-                "wan_address": presence["wan_address"] if presence else None,
+                "lan_addresses": list(presence[1]) if presence else [],
+                "wan_address": presence[0] if presence else None,
             },
         )
 

@@ -32,6 +32,9 @@ def free_port_range(count: int) -> int:
                 for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
                     sock = socket.socket(socket.AF_INET, kind)
                     held.append(sock)
+                    if kind == socket.SOCK_STREAM:
+                        # As the daemons' listeners do: a port in TIME_WAIT is free for them.
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                     sock.bind(("127.0.0.1", port))
             return int(base)
         except OSError:

@@ -101,4 +101,26 @@ async def test_agent_update_is_forwarded_and_answered(tmp_path: Path) -> None:
                 assert isinstance(reply, protocol.Error) and reply.request_id == 42
                 assert reply.error_code == protocol.ErrorCode.NOT_PERMITTED
                 assert ddnsd.channel is not None and ddnsd.channel.updates == 1
+                # A flood of updates at once: beyond 16 in flight they are refused, each with
+                # an answer, and the tunnel and the relay carry on.
+                for request_id in range(100, 140):  # fewer than our own inbox holds
+                    await agent.send_message(
+                        protocol.DdnsUpdate(request_id, "nas1", "nas1", "A", ("198.51.100.7",))
+                    )
+                replies = [await agent.receive_message() for _ in range(40)]
+                limited = [
+                    r
+                    for r in replies
+                    if isinstance(r, protocol.Error)
+                    and r.error_code == protocol.ErrorCode.RATE_LIMITED
+                ]
+                acked = [r for r in replies if isinstance(r, protocol.Ack)]
+                assert limited and len(acked) >= 16 and len(limited) + len(acked) == 40
+                assert relay.counts["ddns_rate_limited"] == len(limited)
+                assert not relay.ddns_in_flight  # every slot given back
+                # Something the relay does not handle gets an answer too.
+                await agent.send_message(protocol.Ack(7))
+                reply = await agent.receive_message()
+                assert isinstance(reply, protocol.Error)
+                assert reply.error_code == protocol.ErrorCode.INVALID_REQUEST
             nursery.cancel_scope.cancel()
