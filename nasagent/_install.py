@@ -34,7 +34,6 @@ __all__ = ["InstallAgent", "InstallWindow", "load_or_create_cloud_key", "new_clo
 
 log = logging.getLogger("nascloud-agent")
 
-SETUP_SERVICE = "setup"
 INSTALL_NAME = "install"
 # Crockford's base32: no I, L, O or U, so a key read off a label is not misread.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -201,7 +200,7 @@ class InstallAgent(RelayClient):
 
     async def _serve_setup(self, stream: TunnelStream) -> None:
         """A relayed setup request: to the setup UI, and nothing else (default deny)."""
-        if stream.service != SETUP_SERVICE:
+        if stream.service != protocol.SETUP_SERVICE:
             self.streams_refused += 1
             await stream.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)
             return

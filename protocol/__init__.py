@@ -7,6 +7,7 @@ This package imports no trio, socket, time or random. The Trio binding lives bes
 from ._auth import auth_payload, public_key_bytes
 from ._connection import (
     DATA_CONNECTIONS,
+    SETUP_SERVICE,
     SUPPORTED_VERSIONS,
     Connection,
     ConnectionState,
@@ -48,6 +49,7 @@ __all__ = [
     "DATA_CONNECTIONS",
     "DATA_TOKEN_BYTES",
     "HEADER_BYTES",
+    "SETUP_SERVICE",
     "SUPPORTED_VERSIONS",
     "Ack",
     "AppMessage",

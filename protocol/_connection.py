@@ -64,6 +64,7 @@ from ._streams import Stream, StreamInput, StreamState, next_state
 
 __all__ = [
     "DATA_CONNECTIONS",
+    "SETUP_SERVICE",
     "SUPPORTED_VERSIONS",
     "Connection",
     "ConnectionState",
@@ -75,6 +76,9 @@ __all__ = [
 SUPPORTED_VERSIONS: Final = (1,)
 #: Capability: streams may carry their bytes on data connections (SPEC.md 7.3).
 DATA_CONNECTIONS: Final = "data-connections"
+# The service of the streams that carry a relayed setup session to an install-mode client
+# (SPEC.md 7.4).
+SETUP_SERVICE: Final = "setup"
 #: Unanswered PINGs allowed between two `data_to_send` calls before the peer counts as flooding.
 MAX_PENDING_PING_ACKS: Final = 32
 

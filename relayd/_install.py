@@ -36,11 +36,10 @@ from registry import Conflict, InstallRegistration, InvalidValue, Registry, mask
 from . import _install_pages as pages
 from ._ratelimit import SlidingWindow
 
-__all__ = ["SETUP_SERVICE", "InstallSite", "PrefixedStream", "tls_context"]
+__all__ = ["InstallSite", "PrefixedStream", "tls_context"]
 
 log = logging.getLogger("relayd.install")
 
-SETUP_SERVICE = "setup"
 MAX_FORM_BYTES = 4096
 # Connection-level headers are the relay's business, not forwarded (RFC 9110 7.6.1).
 _HOP_BY_HOP = frozenset(
@@ -266,12 +265,6 @@ class InstallSite:
             except Exception:
                 log.exception("purging expired install registrations failed; will retry")
 
-    def close_all(self) -> None:
-        """Forget the tunnels (at shutdown; the registry rows go at the next start)."""
-        self.installs.clear()
-        self.by_public_key.clear()
-        self.sessions.clear()
-
     # -- the site --------------------------------------------------------------------------
 
     async def https_connection(
@@ -456,7 +449,7 @@ class InstallSite:
     ) -> bool:
         """One request to the NAS and its response back. False: close the connection."""
         try:
-            stream = await install.tunnel.open_stream(SETUP_SERVICE, client, port)
+            stream = await install.tunnel.open_stream(protocol.SETUP_SERVICE, client, port)
         except (trio.BrokenResourceError, protocol.LocalProtocolError):
             await _answer(browser, tls, pages.message_page(502, "NAS unreachable", "Try again."))
             return False
