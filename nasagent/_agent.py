@@ -119,9 +119,16 @@ class RelayClient:
         try:
             return await connect_tcp(target.host, target.port)
         except OSError:
-            self.streams_refused += 1
-            await stream.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)
+            await self._refuse(stream)
             return None
+
+    async def _refuse(self, stream: TunnelStream, *opened: trio.SocketStream | None) -> None:
+        """Reset a stream this NAS cannot serve, closing what was opened for it."""
+        self.streams_refused += 1
+        await stream.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)
+        for connection in opened:
+            if connection is not None:
+                await trio.aclose_forcefully(connection)
 
 
 class Agent(RelayClient):
@@ -171,8 +178,7 @@ class Agent(RelayClient):
     async def _serve_stream(self, stream: TunnelStream) -> None:
         target = self.config.services.get(stream.service)
         if target is None:
-            self.streams_refused += 1
-            await stream.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)
+            await self._refuse(stream)
             return
         token, port = stream.data_token, stream.data_port
         local: trio.SocketStream | None = None
@@ -202,11 +208,7 @@ class Agent(RelayClient):
             if token is not None and port is not None:
                 nursery.start_soon(open_data, token, port)
         if local is None or (token is not None and data is None):
-            self.streams_refused += 1
-            await stream.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)
-            for opened in (local, data):
-                if opened is not None:
-                    await trio.aclose_forcefully(opened)
+            await self._refuse(stream, local, data)
             return
         if self.config.agent.proxy_protocol and stream.client_address is not None:
             try:
@@ -216,11 +218,7 @@ class Agent(RelayClient):
                     )
                 )
             except (OSError, trio.BrokenResourceError, ValueError):
-                self.streams_refused += 1
-                await stream.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)
-                for opened in (local, data):
-                    if opened is not None:
-                        await trio.aclose_forcefully(opened)
+                await self._refuse(stream, local, data)
                 return
         self.streams_served += 1
         if data is None:
