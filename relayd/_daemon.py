@@ -8,6 +8,7 @@ Only metadata is logged, with client addresses masked.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -534,10 +535,18 @@ class Relayd:
             return 400, [], b"bad request\n"
 
 
-def _guarded(
-    handler: Callable[[trio.SocketStream], Awaitable[None]], counts: Counter[str]
-) -> Callable[[trio.SocketStream], Awaitable[None]]:
-    """A connection handler whose unexpected errors close that connection only."""
+Handler = Callable[[trio.SocketStream], Awaitable[None]]
+Serve = Callable[..., Awaitable[None]]  # started with nursery.start(serve, listener)
+
+
+async def _serve_guarded(
+    handler: Handler,
+    counts: Counter[str],
+    listener: trio.SocketListener,
+    *,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `listener` with `handler`, whose unexpected errors close that connection only."""
 
     async def guarded(stream: trio.SocketStream) -> None:
         try:
@@ -547,7 +556,7 @@ def _guarded(
             log.exception("a connection handler failed")
             await trio.aclose_forcefully(stream)
 
-    return guarded
+    await trio.serve_listeners(guarded, [listener], task_status=task_status)
 
 
 def _raw_response(status: int, body: bytes) -> bytes:
@@ -607,29 +616,24 @@ async def serve(
             relay.background = nursery
             if relay.ddns is not None:
                 nursery.start_soon(relay.ddns.run)
-            listeners = await nursery.start(
-                trio.serve_listeners,
-                _guarded(relay.agent_connection, relay.counts),
-                [await _listener(config.tunnel.listen)],
-            )
-            relay.listening["tunnel"] = [_bound(listeners[0])]
+
+            async def listen(kind: str, address: HostPort, serve_one: Serve) -> int:
+                """Bind, serve, note the address as bound; the port it got."""
+                listeners = await nursery.start(serve_one, await _listener(address))
+                relay.listening[kind] = [_bound(listeners[0])]
+                return int(listeners[0].socket.getsockname()[1])
+
+            def guarded(handler: Handler) -> Serve:
+                return functools.partial(_serve_guarded, handler, relay.counts)
+
+            await listen("tunnel", config.tunnel.listen, guarded(relay.agent_connection))
             if config.tunnel.data_connections:
                 data_address = config.tunnel.data_listen or HostPort(config.tunnel.listen.host, 0)
-                listeners = await nursery.start(
-                    trio.serve_listeners,
-                    _guarded(relay.data_connection, relay.counts),
-                    [await _listener(data_address)],
-                )
-                relay.listening["data"] = [_bound(listeners[0])]
-                relay.data_port = listeners[0].socket.getsockname()[1]
+                relay.data_port = await listen("data", data_address, guarded(relay.data_connection))
             if config.ingress.https_listen is not None:
-                listeners = await nursery.start(
-                    trio.serve_listeners,
-                    _guarded(relay.https_connection, relay.counts),
-                    [await _listener(config.ingress.https_listen)],
+                relay.https_port = await listen(
+                    "https", config.ingress.https_listen, guarded(relay.https_connection)
                 )
-                relay.listening["https"] = [_bound(listeners[0])]
-                relay.https_port = listeners[0].socket.getsockname()[1]
                 if relay.install is not None:
                     relay.install.https_port = relay.https_port
                     nursery.start_soon(relay.install.run)
@@ -637,16 +641,11 @@ async def serve(
                 api = LookupApi(
                     registry, relay.presence, config.ingress.link_zone, relay.https_port
                 )
-                server = HttpServer(api.handle, server_name="relayd")
-                listeners = await nursery.start(server.serve, await _listener(config.api.listen))
-                relay.listening["api"] = [_bound(listeners[0])]
-            if config.ingress.http_listen is not None:
-                listeners = await nursery.start(
-                    trio.serve_listeners,
-                    _guarded(relay.http_connection, relay.counts),
-                    [await _listener(config.ingress.http_listen)],
+                await listen(
+                    "api", config.api.listen, HttpServer(api.handle, server_name="relayd").serve
                 )
-                relay.listening["http"] = [_bound(listeners[0])]
+            if config.ingress.http_listen is not None:
+                await listen("http", config.ingress.http_listen, guarded(relay.http_connection))
             nursery.start_soon(relay.follow_deletions)
             if config.relay.access_log_key_file is not None:
                 relay.access_log = AccessLogWriter(
@@ -656,11 +655,8 @@ async def serve(
                 )
                 nursery.start_soon(relay.access_log.run)
             if config.relay.metrics_listen is not None:
-                server = HttpServer(metrics_handler(relay.metrics), server_name="relayd")
-                listeners = await nursery.start(
-                    server.serve, await _listener(config.relay.metrics_listen)
-                )
-                relay.listening["metrics"] = [_bound(listeners[0])]
+                metrics = HttpServer(metrics_handler(relay.metrics), server_name="relayd")
+                await listen("metrics", config.relay.metrics_listen, metrics.serve)
             path = state_dir / "listening.json"
             path.with_suffix(".tmp").write_text(json.dumps(relay.listening, indent=2) + "\n")
             os.replace(path.with_suffix(".tmp"), path)
