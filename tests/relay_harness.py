@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import textwrap
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -36,10 +37,11 @@ async def prepare(tmp_path: Path, devices: tuple[str, ...] = ("nas1",)) -> trust
     return ca
 
 
-def relay_config(tmp_path: Path, tunnel: str = "", ingress: str = "") -> RelaydConfig:
-    return loads(
-        RelaydConfig,
-        f"""
+def relay_toml(tunnel: str = "", ingress: str = "") -> str:
+    """relayd's config for a test: tunnel and HTTPS on free loopback ports, the test
+    certificates from `prepare`. `tunnel` adds [tunnel] keys; `ingress` adds [ingress] keys and
+    may open further tables."""
+    return textwrap.dedent(f"""
         [relay]
         name = "relay.test"
         state_dir = "relay"
@@ -53,10 +55,11 @@ def relay_config(tmp_path: Path, tunnel: str = "", ingress: str = "") -> RelaydC
         link_zone = "link.test"
         https_listen = "127.0.0.1:0"
         {ingress}
-        """,
-        "relayd.toml",
-        tmp_path,
-    )
+        """)
+
+
+def relay_config(tmp_path: Path, tunnel: str = "", ingress: str = "") -> RelaydConfig:
+    return loads(RelaydConfig, relay_toml(tunnel, ingress), "relayd.toml", tmp_path)
 
 
 def agent(

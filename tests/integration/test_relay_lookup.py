@@ -10,11 +10,10 @@ import trio
 import trustme
 
 import protocol
-from config import RelaydConfig, loads
 from protocol.keys import load_or_create_key
 from registry import AccessMode, Registry, TokenKind
 from relayd._daemon import Relayd, serve
-from tests.relay_harness import device_tunnel
+from tests.relay_harness import device_tunnel, relay_config
 
 
 async def get(address: str, path: str, token: str | None) -> tuple[int, dict[str, Any]]:
@@ -48,26 +47,7 @@ async def test_access_modes_decide_who_sees_a_device(tmp_path: Path) -> None:
         who.account_id: (await registry.create_token(TokenKind.API, account_id=who.account_id))[1]
         for who in (owner, friend, stranger)
     }
-    config = loads(
-        RelaydConfig,
-        """
-        [relay]
-        name = "relay.test"
-        state_dir = "relay"
-        registry = "registry.sqlite3"
-        [tunnel]
-        listen = "127.0.0.1:0"
-        cert_file = "relay.crt"
-        key_file = "relay.key"
-        [ingress]
-        link_zone = "link.test"
-        https_listen = "127.0.0.1:0"
-        [api]
-        listen = "127.0.0.1:0"
-        """,
-        "relayd.toml",
-        tmp_path,
-    )
+    config = relay_config(tmp_path, ingress='[api]\nlisten = "127.0.0.1:0"')
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             relay: Relayd = await nursery.start(serve, config)

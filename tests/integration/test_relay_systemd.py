@@ -17,7 +17,7 @@ from pathlib import Path
 import trio
 import trustme
 
-from tests.relay_harness import prepare
+from tests.relay_harness import prepare, relay_toml
 
 BIN = Path(sys.executable).parent
 
@@ -35,20 +35,7 @@ def relay_certificate(port: int) -> str:
 
 def test_notifications_and_reload(tmp_path: Path) -> None:
     ca: trustme.CA = trio.run(prepare, tmp_path)
-    (tmp_path / "relayd.toml").write_text(
-        """
-[relay]
-name = "relay.test"
-state_dir = "relay"
-registry = "registry.sqlite3"
-[tunnel]
-listen = "127.0.0.1:0"
-cert_file = "relay.crt"
-key_file = "relay.key"
-[ingress]
-link_zone = "link.test"
-"""
-    )
+    (tmp_path / "relayd.toml").write_text(relay_toml())
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify"))
     notify.settimeout(20)
