@@ -77,16 +77,27 @@ def wait_for_dns(port: int, timeout_s: float = 30.0) -> None:
 
 @contextmanager
 def process(
-    command: list[str], core: int | str, log: Path, **kwargs: object
+    command: list[str],
+    core: int | str | None,
+    log: Path,
+    *,
+    ready: str | None = None,
+    **kwargs: object,
 ) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `command` (pinned to `core` unless None) with its output in `log`; with `ready`,
+    wait until its first line of output contains it. Stopped with SIGTERM on the way out."""
+    pin = ["taskset", "-c", str(core)] if core is not None else []
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            ["taskset", "-c", str(core), *command],
-            stdout=out,
-            stderr=subprocess.STDOUT,
+            [*pin, *command],
+            stdout=subprocess.PIPE if ready else out,
+            stderr=out if ready else subprocess.STDOUT,
             **kwargs,  # type: ignore[call-overload]
         )
     try:
+        if ready is not None:
+            assert proc.stdout is not None
+            assert ready in proc.stdout.readline().decode()
         yield proc
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -95,6 +106,18 @@ def process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def wait_port(port: int, timeout_s: float = 20) -> None:
+    """Until something accepts TCP connections on 127.0.0.1:`port`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
 
 
 @contextmanager

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import trio
 import trustme
 
-from bench._servers import free_port
+from bench._servers import free_port, process, wait_port
 from protocol import public_key_bytes
 from protocol.keys import load_or_create_key
 from registry import Registry
@@ -134,36 +133,6 @@ def send(port: int, server_name: str, ca: Path, megabytes: int) -> float:
 
 
 @contextmanager
-def running(
-    command: list[str], log: Path, ready: str | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE if ready else out, stderr=out)
-    try:
-        if ready is not None:
-            assert proc.stdout is not None
-            assert ready in proc.stdout.readline().decode()
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def wait_port(port: int, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-@contextmanager
 def sshd_reverse(
     work: Path, target: int, cipher: str | None, echo_target: int
 ) -> Iterator[tuple[int, int]]:
@@ -194,7 +163,7 @@ def sshd_reverse(
     )
     sshd = shutil.which("sshd") or "/usr/sbin/sshd"
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation dir
-    with running([sshd, "-D", "-e", "-f", str(keys / "sshd_config")], keys / "sshd.log"):
+    with process([sshd, "-D", "-e", "-f", str(keys / "sshd_config")], None, keys / "sshd.log"):
         wait_port(sshd_port)
         options = ["-c", cipher] if cipher else []
         ssh = [
@@ -217,7 +186,7 @@ def sshd_reverse(
             f"127.0.0.1:{echo_forwarded}:127.0.0.1:{echo_target}",
             "root@127.0.0.1",
         ]
-        with running(ssh, keys / "ssh.log"):
+        with process(ssh, None, keys / "ssh.log"):
             wait_port(forwarded)
             wait_port(echo_forwarded)
             yield forwarded, echo_forwarded
@@ -284,9 +253,9 @@ def relay_and_agent(
     relayd = [str(BIN / "relayd"), "--config", str(directory / "relayd.toml")]
     agent = str(BIN / "nascloud-agent")
     with (
-        running(relayd, directory / "relayd.log"),
-        running([agent, "--config", str(directory / "nas1.toml")], directory / "nas1.log"),
-        running([agent, "--config", str(directory / "nas2.toml")], directory / "nas2.log"),
+        process(relayd, None, directory / "relayd.log"),
+        process([agent, "--config", str(directory / "nas1.toml")], None, directory / "nas1.log"),
+        process([agent, "--config", str(directory / "nas2.toml")], None, directory / "nas2.log"),
     ):
         wait_port(https)
         deadline = time.monotonic() + 20
@@ -326,7 +295,7 @@ def main() -> None:
             latency[label] = round_trips(echo, name, ca_path, args.round_trips)
 
         with (
-            running(
+            process(
                 [
                     sys.executable,
                     "-c",
@@ -335,10 +304,11 @@ def main() -> None:
                     str(work / "nas.crt"),
                     str(work / "nas.key"),
                 ],
+                None,
                 work / "sink.log",
                 ready="ready",
             ),
-            running(
+            process(
                 [
                     sys.executable,
                     "-c",
@@ -347,6 +317,7 @@ def main() -> None:
                     str(work / "nas.crt"),
                     str(work / "nas.key"),
                 ],
+                None,
                 work / "echo.log",
                 ready="ready",
             ),
@@ -354,20 +325,22 @@ def main() -> None:
             measure("direct", nas_port, echo_port)
             socat_port, socat_echo = free_port(), free_port()
             with (
-                running(
+                process(
                     [
                         "socat",
                         f"TCP4-LISTEN:{socat_port},bind=127.0.0.1,fork,reuseaddr",
                         f"TCP4:127.0.0.1:{nas_port}",
                     ],
+                    None,
                     work / "socat.log",
                 ),
-                running(
+                process(
                     [
                         "socat",
                         f"TCP4-LISTEN:{socat_echo},bind=127.0.0.1,fork,reuseaddr",
                         f"TCP4:127.0.0.1:{echo_port}",
                     ],
+                    None,
                     work / "socat-echo.log",
                 ),
             ):

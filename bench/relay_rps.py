@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trustme
 
-from bench._servers import free_port
-from bench.relay import relay_and_agent, running, sshd_reverse, wait_port
+from bench._servers import free_port, process, wait_port
+from bench.relay import relay_and_agent, sshd_reverse
 
 NAME = "nas1.link.test"
 
@@ -94,7 +94,7 @@ def main() -> None:
         rates: dict[str, float] = {}
         server = [sys.executable, "-c", PAGE_SERVER, str(page)]
         server += [str(work / "nas.crt"), str(work / "nas.key")]
-        with running(server, work / "page.log", ready="ready"):
+        with process(server, None, work / "page.log", ready="ready"):
             wait_port(page)
             measure = (args.seconds, args.connections, hosts)
             rates["direct"] = wrk(page, *measure)

@@ -12,7 +12,6 @@ import argparse
 import resource
 import sqlite3
 import ssl
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -26,7 +25,7 @@ import trustme
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
-from bench._servers import free_port
+from bench._servers import free_port, process, wait_port
 from protocol.tunnel import open_tunnel
 from registry import SQLiteBackend
 
@@ -184,33 +183,20 @@ def main() -> None:
             max_tunnels_per_address = {args.tunnels + 10}
         """)
         )
-        with (work / "relayd.log").open("wb") as log:
-            relayd = subprocess.Popen(
-                [str(BIN / "relayd"), "--config", str(work / "relayd.toml")],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
         bare_port = free_port()
-        bare = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                BARE_SERVER,
-                str(bare_port),
-                str(work / "relay.crt"),
-                str(work / "relay.key"),
-            ]
-        )
-        try:
-            time.sleep(2)
+        bare_server = [sys.executable, "-c", BARE_SERVER, str(bare_port)]
+        bare_server += [str(work / "relay.crt"), str(work / "relay.key")]
+        relayd_command = [str(BIN / "relayd"), "--config", str(work / "relayd.toml")]
+        with (
+            process(relayd_command, None, work / "relayd.log") as relayd,
+            process(bare_server, None, work / "bare.log") as bare,
+        ):
+            wait_port(port)
+            wait_port(bare_port)
             before, during, elapsed = measure(relayd.pid, hold_tunnels, port, work / "ca.pem", keys)
             bare_before, bare_during, _ = measure(
                 bare.pid, hold_bare, bare_port, work / "ca.pem", args.tunnels
             )
-        finally:
-            for process in (relayd, bare):
-                process.terminate()
-                process.wait(timeout=30)
     ours = (during - before) / args.tunnels
     theirs = (bare_during - bare_before) / args.tunnels
     print(
