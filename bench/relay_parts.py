@@ -1,0 +1,199 @@
+"""The parts of the relay path measured one by one, side by side, printing ratios: what
+bench/RESULTS.md cites when it explains the relay figures.
+
+- tls: receiving one TLS stream with trio.SSLStream and with protocol.tls.TlsStream (the
+  sender is a plain blocking `ssl` socket in a child process).
+- connect: loopback TCP connects with trio.open_tcp_stream and with the agent's connect_tcp.
+- splice: 64-byte round trips from a client through one middle process to an echo process,
+  the middle joining its two sockets with protocol.splice.splice_sockets or with a bare
+  `select.epoll` splice loop.
+
+Run: .venv/bin/python bench/relay_parts.py [--megabytes 512] [--connects 300] [--trips 5000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import socket
+import ssl
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import trio
+import trustme
+
+from nasagent._agent import connect_tcp
+from protocol.splice import splice_sockets
+from protocol.tls import TlsStream
+
+CHUNK = 256 * 1024
+
+
+def tls_receive(kind: str, megabytes: int) -> float:
+    """Gbit/s received by a Trio task over TLS from a blocking sender in a child process."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("relay.test")
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    total = megabytes * 1024 * 1024
+    listener = socket.create_server(("127.0.0.1", 0))
+    child = os.fork()
+    if child == 0:
+        with client_context.wrap_socket(
+            socket.create_connection(listener.getsockname()), server_hostname="relay.test"
+        ) as tls:
+            payload = b"\0" * CHUNK
+            for _ in range(total // CHUNK):
+                tls.sendall(payload)
+            tls.recv(1)  # until the receiver is done
+        os._exit(0)
+
+    async def receive() -> float:
+        raw, _ = listener.accept()
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(raw))
+        started = time.perf_counter()
+        tls: trio.abc.Stream
+        if kind == "trio.SSLStream":
+            tls = trio.SSLStream(stream, server_context, server_side=True)
+        else:
+            tls = await TlsStream.connect(stream, server_context, server_side=True)
+        got = 0
+        while got < total:
+            data = await tls.receive_some(CHUNK)
+            if not data:
+                break
+            got += len(data)
+        elapsed = time.perf_counter() - started
+        await trio.aclose_forcefully(tls)
+        return got * 8 / elapsed / 1e9
+
+    try:
+        return trio.run(receive)
+    finally:
+        listener.close()
+        os.waitpid(child, 0)
+
+
+def connect_p50(kind: str, count: int) -> float:
+    """Median milliseconds of a loopback TCP connect."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=count + 16)
+    port = listener.getsockname()[1]
+
+    async def connect() -> trio.SocketStream:
+        if kind == "trio.open_tcp_stream":
+            return await trio.open_tcp_stream("127.0.0.1", port)
+        return await connect_tcp("127.0.0.1", port)
+
+    async def run() -> list[float]:
+        times = []
+        for _ in range(count):
+            started = time.perf_counter()
+            stream = await connect()
+            times.append(time.perf_counter() - started)
+            await stream.aclose()
+            listener.accept()[0].close()
+        return times
+
+    try:
+        return statistics.median(trio.run(run)) * 1e3
+    finally:
+        listener.close()
+
+
+def _epoll_splice(a: socket.socket, b: socket.socket) -> None:
+    """The least a Python splicer can do: one epoll, two pipes, no event loop."""
+    a.setblocking(False)
+    b.setblocking(False)
+    flags = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+    pipes = {a.fileno(): os.pipe(), b.fileno(): os.pipe()}
+    route = {a.fileno(): b.fileno(), b.fileno(): a.fileno()}
+    poller = select.epoll()
+    for fd in route:
+        poller.register(fd, select.EPOLLIN | select.EPOLLET)
+    while True:
+        for fd, _ in poller.poll():
+            read_end, write_end = pipes[fd]
+            while True:
+                try:
+                    moved = os.splice(fd, write_end, 1 << 20, flags=flags)
+                except BlockingIOError:
+                    break
+                if moved == 0:
+                    return
+                while moved:
+                    moved -= os.splice(read_end, route[fd], moved, flags=flags)
+
+
+def splice_round_trip_us(kind: str, trips: int) -> float:
+    """Mean microseconds of a 64-byte round trip through a splicing middle process."""
+    client, middle_a = socket.socketpair()
+    middle_b, echo = socket.socketpair()
+    middle = os.fork()
+    if middle == 0:
+        client.close()
+        echo.close()
+        if kind == "splice_sockets (Trio)":
+
+            async def join() -> None:
+                await splice_sockets(
+                    trio.socket.from_stdlib_socket(middle_a),
+                    trio.socket.from_stdlib_socket(middle_b),
+                )
+
+            trio.run(join)
+        else:
+            _epoll_splice(middle_a, middle_b)
+        os._exit(0)
+    echoer = os.fork()
+    if echoer == 0:
+        for sock in (client, middle_a, middle_b):  # or the middle never sees the end
+            sock.close()
+        while data := echo.recv(65536):
+            echo.sendall(data)
+        os._exit(0)
+    for sock in (middle_a, middle_b, echo):
+        sock.close()
+    message = b"x" * 64
+    started = time.perf_counter()
+    for _ in range(trips):
+        client.sendall(message)
+        got = b""
+        while len(got) < 64:
+            got += client.recv(64)
+    elapsed = time.perf_counter() - started
+    client.close()
+    os.waitpid(middle, 0)
+    os.waitpid(echoer, 0)
+    return elapsed / trips * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--megabytes", type=int, default=512)
+    parser.add_argument("--connects", type=int, default=300)
+    parser.add_argument("--trips", type=int, default=5000)
+    args = parser.parse_args()
+    print(f"TLS receive, one stream of {args.megabytes} MiB over loopback:")
+    rates = {k: tls_receive(k, args.megabytes) for k in ("trio.SSLStream", "TlsStream")}
+    for kind, rate in rates.items():
+        print(f"  {kind:<24}{rate:>7.2f} Gbit/s")
+    print(f"  TlsStream / trio.SSLStream: {rates['TlsStream'] / rates['trio.SSLStream']:.2f}x")
+    print(f"\nloopback TCP connect, median of {args.connects}:")
+    connects = {k: connect_p50(k, args.connects) for k in ("trio.open_tcp_stream", "connect_tcp")}
+    for kind, ms in connects.items():
+        print(f"  {kind:<24}{ms:>7.3f} ms")
+    print(f"\n64-byte round trip through one splicing process, mean of {args.trips}:")
+    for kind in ("splice_sockets (Trio)", "bare epoll loop"):
+        print(f"  {kind:<24}{splice_round_trip_us(kind, args.trips):>7.1f} µs")
+
+
+if __name__ == "__main__":
+    main()
