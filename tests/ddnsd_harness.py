@@ -62,14 +62,19 @@ def make_registry(path: Path, devices: tuple[str, ...]) -> tuple[dict[str, str],
     return trio.run(fill)
 
 
-def write_config(
-    directory: Path,
-    extra: str = "",
-    rrl_rate: int = 0,
-    max_tcp_clients: int = 1000,
-    workers: int = 1,
-    access_log: bool = False,
-) -> Path:
+@dataclass(frozen=True)
+class DdnsdOptions:
+    """What a test may change in the ddnsd it starts."""
+
+    devices: tuple[str, ...] = ("nas1", "nas2")
+    extra: str = ""  # more keys for the [transfer] table, or further tables
+    rrl_rate: int = 0
+    max_tcp_clients: int = 1000
+    workers: int = 1
+    access_log: bool = False
+
+
+def write_config(directory: Path, options: DdnsdOptions) -> Path:
     transfer_key = directory / "transfer.key"
     if not transfer_key.exists():
         transfer_key.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
@@ -79,9 +84,9 @@ def write_config(
 [ddnsd]
 state_dir = "state"
 registry = "state/registry.sqlite3"
-workers = {workers}
+workers = {options.workers}
 metrics_listen = "127.0.0.1:0"
-{'access_log_key_file = "state/access-log.keys"' if access_log else ""}
+{'access_log_key_file = "state/access-log.keys"' if options.access_log else ""}
 
 [zone]
 name = "{ZONE}"
@@ -94,10 +99,10 @@ relay_addresses = {json.dumps(list(RELAY_ADDRESSES))}
 [dns]
 listen = ["127.0.0.1:0"]
 tcp_idle_timeout_s = 2
-max_tcp_clients = {max_tcp_clients}
+max_tcp_clients = {options.max_tcp_clients}
 
 [rrl]
-responses_per_second = {rrl_rate}
+responses_per_second = {options.rrl_rate}
 
 [dyndns2]
 listen = "127.0.0.1:0"
@@ -107,7 +112,7 @@ updates_per_host_per_minute = 1000
 allow = ["127.0.0.1/32"]
 tsig_key_name = "transfer.{ZONE}"
 tsig_secret_file = "transfer.key"
-{extra}
+{options.extra}
 """
     )
     return config
@@ -158,32 +163,16 @@ def stop(daemon: Ddnsd, sig: int = signal.SIGTERM) -> None:
             daemon.process.wait()
 
 
-def prepare(
-    directory: Path,
-    devices: tuple[str, ...] = ("nas1", "nas2"),
-    extra: str = "",
-    rrl_rate: int = 0,
-    max_tcp_clients: int = 1000,
-    workers: int = 1,
-    access_log: bool = False,
-) -> None:
+def prepare(directory: Path, options: DdnsdOptions = DdnsdOptions()) -> None:
     (directory / "state").mkdir(parents=True, exist_ok=True)
-    tokens, tsig = make_registry(directory / "state" / "registry.sqlite3", devices)
+    tokens, tsig = make_registry(directory / "state" / "registry.sqlite3", options.devices)
     (directory / "secrets.json").write_text(json.dumps({"tokens": tokens, "tsig": tsig}))
-    write_config(directory, extra, rrl_rate, max_tcp_clients, workers, access_log)
+    write_config(directory, options)
 
 
 @contextmanager
-def running_ddnsd(
-    directory: Path,
-    devices: tuple[str, ...] = ("nas1", "nas2"),
-    extra: str = "",
-    rrl_rate: int = 0,
-    max_tcp_clients: int = 1000,
-    workers: int = 1,
-    access_log: bool = False,
-) -> Iterator[Ddnsd]:
-    prepare(directory, devices, extra, rrl_rate, max_tcp_clients, workers, access_log)
+def running_ddnsd(directory: Path, options: DdnsdOptions = DdnsdOptions()) -> Iterator[Ddnsd]:
+    prepare(directory, options)
     daemon = start(directory)
     try:
         yield daemon

@@ -20,13 +20,13 @@ import dns.tsigkeyring
 import dns.update
 
 from tests.database import database_bytes
-from tests.ddnsd_harness import BIN, running_ddnsd, stop
+from tests.ddnsd_harness import BIN, DdnsdOptions, running_ddnsd, stop
 
 from .ddnsd_updates import http_update
 
 
 def test_updates_are_recorded_encrypted_and_read_with_the_key(tmp_path: Path) -> None:
-    with running_ddnsd(tmp_path, access_log=True) as daemon:
+    with running_ddnsd(tmp_path, DdnsdOptions(access_log=True)) as daemon:
         assert http_update(daemon, "nas1", "198.51.100.31") == "good 198.51.100.31"
         assert http_update(daemon, "nas1", "198.51.100.31") == "nochg 198.51.100.31"
         algorithm, name, secret = daemon.tsig["nas2"].split(":")
@@ -86,7 +86,7 @@ def test_a_canary_in_update_requests_is_kept_nowhere(tmp_path: Path) -> None:
     """Privacy rule 1 on ddnsd: paths, query strings and headers of DynDNS2 requests appear in
     no log, no database and no file, with the access log on."""
     canary = "canary-" + os.urandom(8).hex()
-    with running_ddnsd(tmp_path, access_log=True) as daemon:
+    with running_ddnsd(tmp_path, DdnsdOptions(access_log=True)) as daemon:
         host, port = daemon.dyndns2.rsplit(":", 1)
         token = daemon.tokens["nas1"]
         for user, secret in (("nas1.dyn.test", token), (f"{canary}.dyn.test", canary)):

@@ -12,13 +12,13 @@ from pathlib import Path
 import dns.message
 import dns.query
 
-from tests.ddnsd_harness import prepare, start, stop
+from tests.ddnsd_harness import DdnsdOptions, prepare, start, stop
 
 DEVICES = tuple(f"dev{i}" for i in range(40))
 
 
 def test_every_acknowledged_update_survives_kill_9(tmp_path: Path) -> None:
-    prepare(tmp_path, DEVICES)
+    prepare(tmp_path, DdnsdOptions(devices=DEVICES))
     daemon = start(tmp_path)
     sent: dict[str, list[str]] = {d: [] for d in DEVICES}
     acknowledged: dict[str, int] = {}

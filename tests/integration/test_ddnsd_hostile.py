@@ -20,12 +20,12 @@ import dns.tsigkeyring
 import dns.update
 import pytest
 
-from tests.ddnsd_harness import Ddnsd, running_ddnsd
+from tests.ddnsd_harness import Ddnsd, DdnsdOptions, running_ddnsd
 
 
 @pytest.fixture
 def limited(tmp_path: Path) -> Iterator[Ddnsd]:
-    with running_ddnsd(tmp_path, rrl_rate=10) as daemon:
+    with running_ddnsd(tmp_path, DdnsdOptions(rrl_rate=10)) as daemon:
         yield daemon
 
 
@@ -124,7 +124,7 @@ def test_slow_or_lying_tcp_clients_are_cut_off_and_others_served(ddnsd: Ddnsd) -
 
 
 def test_tcp_client_cap(tmp_path: Path) -> None:
-    with running_ddnsd(tmp_path, max_tcp_clients=3) as daemon:
+    with running_ddnsd(tmp_path, DdnsdOptions(max_tcp_clients=3)) as daemon:
         held = [socket.create_connection(("127.0.0.1", daemon.dns_port)) for _ in range(3)]
         time.sleep(0.3)
         extra = socket.create_connection(("127.0.0.1", daemon.dns_port))

@@ -11,7 +11,7 @@ import dns.message
 import dns.query
 import dns.rcode
 
-from tests.ddnsd_harness import Ddnsd, running_ddnsd
+from tests.ddnsd_harness import Ddnsd, DdnsdOptions, running_ddnsd
 
 SOCKETS = 24  # distinct source ports: the kernel spreads them over the workers
 
@@ -39,7 +39,7 @@ def worker_pids(daemon: Ddnsd) -> set[int]:
 def test_every_worker_answers_an_update_as_soon_as_it_is_acknowledged(tmp_path: Path) -> None:
     from .ddnsd_updates import http_update
 
-    with running_ddnsd(tmp_path, workers=3) as daemon:
+    with running_ddnsd(tmp_path, DdnsdOptions(workers=3)) as daemon:
         pids = worker_pids(daemon)
         assert len(pids) == 3
         # Three processes hold a UDP socket on the one port; the kernel spreads queries.

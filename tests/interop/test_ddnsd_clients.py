@@ -151,7 +151,7 @@ def test_nsd_as_a_secondary_transfers_and_follows_notify(tmp_path: Path) -> None
     require("nsd", "dig")
     import socket
 
-    from tests.ddnsd_harness import running_ddnsd
+    from tests.ddnsd_harness import DdnsdOptions, running_ddnsd
 
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     probe.bind(("127.0.0.1", 0))
@@ -159,7 +159,9 @@ def test_nsd_as_a_secondary_transfers_and_follows_notify(tmp_path: Path) -> None
     probe.close()
     daemon_dir = tmp_path / "ddnsd"
     daemon_dir.mkdir()
-    with running_ddnsd(daemon_dir, extra=f'notify = ["127.0.0.1:{nsd_port}"]') as ddnsd:
+    with running_ddnsd(
+        daemon_dir, DdnsdOptions(extra=f'notify = ["127.0.0.1:{nsd_port}"]')
+    ) as ddnsd:
         nsd_dir = tmp_path / "nsd"
         nsd_dir.mkdir()
         (nsd_dir / "nsd.conf").write_text(
