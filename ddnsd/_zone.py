@@ -16,6 +16,7 @@ from dnslib import AAAA, NS, QTYPE, RR, SOA, TXT, A, DNSLabel
 from dnslib.dns import RD
 
 from protocol import canonical_address
+from registry import RESERVED_DEVICE_NAMES
 
 __all__ = [
     "Change",
@@ -270,6 +271,20 @@ class ZoneSet:
             TYPE_A: RRset.build(TYPE_A, link_ttl, [a for a in relay_addresses if ":" not in a]),
             TYPE_AAAA: RRset.build(TYPE_AAAA, link_ttl, [a for a in relay_addresses if ":" in a]),
         }
+        if link_zone is not None:
+            # The relay's own sites (the install site and its sessions) are the relay's.
+            for name in RESERVED_DEVICE_NAMES:
+                self._point_at_relay(link_zone, name)  # content at start: no serial step
+
+    def _point_at_relay(self, link_zone: Zone, name: str) -> list[tuple[str, int, int, str]]:
+        """`name` and every name below it in the link zone answer with the relay's addresses;
+        returns the records added."""
+        added: list[tuple[str, int, int, str]] = []
+        for owner in (name, f"*.{name}"):
+            for rrtype, rrset in self._relay.items():
+                added += link_zone.replace(owner, rrtype, rrset)[1]
+            link_zone.ensure_node(owner)
+        return added
 
     def find(self, name: str) -> tuple[Zone, str] | None:
         for zone in self.zones:
@@ -287,12 +302,7 @@ class ZoneSet:
         self.device_zone.ensure_node(name)
         changed = [self.device_zone.absolute(name)]
         if self.link_zone is not None:
-            added: list[tuple[str, int, int, str]] = []
-            for owner in (name, f"*.{name}"):
-                for rrtype, rrset in self._relay.items():
-                    added += self.link_zone.replace(owner, rrtype, rrset)[1]
-                self.link_zone.ensure_node(owner)
-            self.link_zone.bump([], added)
+            self.link_zone.bump([], self._point_at_relay(self.link_zone, name))
             changed.append(self.link_zone.absolute(name))
         return changed
 

@@ -64,6 +64,14 @@ def test_updates_invalidate_cached_answers_and_negative_answers_show_the_new_ser
     assert ask(responder, "nosuch.dyn.test", "A").authority[0][0].serial == serial > before
 
 
+def test_the_relays_own_sites_answer_with_the_relay_addresses() -> None:
+    responder = Responder(make_zones())
+    for name in ("install.link.test", "abcdefgh.install.link.test"):
+        assert ask(responder, name, "A").answer[0][0].address == "203.0.113.10", name
+        assert ask(responder, name, "AAAA").answer[0][0].address == "2001:db8::10", name
+    assert ask(responder, "install.dyn.test", "A").rcode() == dns.rcode.NXDOMAIN
+
+
 def test_removed_device_answers_nxdomain_everywhere() -> None:
     zones = make_zones()
     responder = Responder(zones)
