@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Final
 from urllib.parse import parse_qs
 
 import h11
@@ -41,6 +42,7 @@ __all__ = ["InstallSite", "PrefixedStream", "tls_context"]
 log = logging.getLogger("relayd.install")
 
 MAX_FORM_BYTES = 4096
+_ROUTES: Final = {"/": "GET", "/find": "POST", "/stop": "POST"}  # the install site's pages
 # Connection-level headers are the relay's business, not forwarded (RFC 9110 7.6.1).
 _HOP_BY_HOP = frozenset(
     {
@@ -289,12 +291,11 @@ class InstallSite:
         if _host_of(request.headers.get("host", "")) != self.host:
             return pages.message_page(421, "Wrong site", "This is the install site only.")
         path = request.target.split("?", 1)[0]
-        routes = {"/": "GET", "/find": "POST", "/stop": "POST"}
-        if path not in routes:
+        if path not in _ROUTES:
             return pages.message_page(404, "Not found", "There is no such page here.")
-        if request.method != routes[path] and not (path == "/" and request.method == "HEAD"):
-            response = pages.message_page(405, "Not allowed", f"Use {routes[path]} here.")
-            response.headers.append(("Allow", routes[path]))
+        if request.method != _ROUTES[path] and not (path == "/" and request.method == "HEAD"):
+            response = pages.message_page(405, "Not allowed", f"Use {_ROUTES[path]} here.")
+            response.headers.append(("Allow", _ROUTES[path]))
             return response
         if path == "/":
             return pages.key_form()
