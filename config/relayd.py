@@ -52,6 +52,12 @@ class TunnelSection:
     # data_connections = false to carry everything in the tunnel.
     data_listen: HostPort | None = None
     data_connections: bool = True
+    # Data connections an agent keeps ready while browsers use its device, so that a new
+    # browser connection skips the agent's connect to the relay; 0: none ahead of need.
+    data_pool: int = option(4, check=between(0, 16))
+    # A device's ready data connections are closed after this long without a new browser
+    # connection (idle devices hold none).
+    data_pool_idle_s: float = option(60.0, check=between(1, 3600, "s"))
 
 
 @dataclass(frozen=True, slots=True)

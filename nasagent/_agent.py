@@ -32,6 +32,8 @@ __all__ = ["Agent", "RelayClient"]
 
 log = logging.getLogger("nascloud-agent")
 
+MAX_READY_CONNECTIONS = 32  # data connections the relay may have this NAS keep open ahead
+
 
 class RelayClient:
     """What both modes share: TLS to the relay (CA or pinned), and reconnecting with
@@ -140,6 +142,9 @@ class Agent(RelayClient):
         super().__init__(config, rng)
         self.device = config.agent.device_name
         self.key = load_or_create_key(config.agent.key_file)
+        # Data connections made ahead of need, by token, with their watch's cancel scope.
+        self.ready: dict[bytes, tuple[trio.SocketStream, trio.CancelScope]] = {}
+        self.readying = 0
 
     async def _session(self, address: HostPort) -> bool:
         relay = self.config.relay
@@ -148,41 +153,93 @@ class Agent(RelayClient):
             protocol.Role.CLIENT,
             server_name=relay.server_name,
             credentials=protocol.Credentials(protocol.AuthKind.DEVICE, self.device, self.key),
-            settings=protocol.Settings(capabilities=frozenset({protocol.DATA_CONNECTIONS})),
+            settings=protocol.Settings(
+                capabilities=frozenset({protocol.DATA_CONNECTIONS, protocol.DATA_POOL})
+            ),
         )
-        async with open_tunnel(
-            tls,
-            conn,
-            keepalive_interval_s=relay.keepalive_interval_s,
-            keepalive_timeout_s=relay.keepalive_timeout_s,
-        ) as tunnel:
+        async with (
+            open_tunnel(
+                tls,
+                conn,
+                keepalive_interval_s=relay.keepalive_interval_s,
+                keepalive_timeout_s=relay.keepalive_timeout_s,
+            ) as tunnel,
+            trio.open_nursery() as nursery,
+        ):
+            # Before any await, so that no message waits unread.
+            tunnel.on_message = lambda _, message: self._on_message(nursery, message)
             self.tunnel = tunnel
             self.connected.set()
             log.info("tunnel up to %s as %s", address, self.device)
-            await tunnel.send_message(
-                protocol.Register(services=tuple(sorted(self.config.services)))
-            )
-            async with trio.open_nursery() as nursery:
+            try:
+                await tunnel.send_message(
+                    protocol.Register(services=tuple(sorted(self.config.services)))
+                )
                 while True:
                     try:
                         stream_in = await tunnel.accept_stream()
                     except trio.BrokenResourceError:
                         break
                     nursery.start_soon(self._serve_stream, stream_in)
+            finally:
                 nursery.cancel_scope.cancel()
+                for ready, _ in self.ready.values():
+                    ready.socket.close()  # they belong to this tunnel (SPEC.md 7.3.1)
+                self.ready.clear()
         self.tunnel = None
         self.connected = trio.Event()
         log.info("tunnel to %s closed: %s", address, tunnel.error or "by the relay")
         return False
 
-    async def _serve_stream(self, stream: TunnelStream) -> None:
-        target = self.config.services.get(stream.service)
-        if target is None:
-            await self._refuse(stream)
+    def _on_message(self, nursery: trio.Nursery, message: protocol.AppMessage) -> None:
+        """The relay's messages, from the tunnel's reader."""
+        if isinstance(message, protocol.DataPool):
+            for token in message.tokens:
+                if len(self.ready) + self.readying >= MAX_READY_CONNECTIONS:
+                    break  # a relay cannot make the NAS open connections without bound
+                self.readying += 1
+                nursery.start_soon(self._make_ready, token, message.data_port)
+        else:
+            log.debug("ignoring a %s message from the relay", type(message).__name__)
+
+    async def _make_ready(self, token: bytes, port: int) -> None:
+        """Open a data connection before it is needed and keep it until an OPEN names its
+        token, or the relay closes it (SPEC.md 7.3.1)."""
+        try:
+            with trio.fail_after(10):
+                connection = await connect_tcp(self.relay_host, port)
+        except (OSError, trio.TooSlowError):
             return
+        finally:
+            self.readying -= 1
+        scope = trio.CancelScope()
+        self.ready[token] = (connection, scope)  # before the token leaves: the relay may use it
+        try:
+            await connection.send_all(token)
+            with scope:
+                await trio.lowlevel.wait_readable(connection.socket)
+                # Readable before its OPEN: the relay closed it, or it sent the stream's first
+                # bytes ahead of the OPEN, which comes next (and claims it).
+                if await connection.socket.recv(1, socket.MSG_PEEK):
+                    return
+                raise trio.BrokenResourceError("closed by the relay")
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            if self.ready.pop(token, None) is not None:
+                connection.socket.close()
+
+    async def _serve_stream(self, stream: TunnelStream) -> None:
         token, port = stream.data_token, stream.data_port
         local: trio.SocketStream | None = None
         data: trio.SocketStream | None = None
+        ready = self.ready.pop(token, None) if token is not None else None
+        if ready is not None:
+            data = ready[0]  # made ahead of need: no connect on this stream's path
+            ready[1].cancel()
+            token = None
+        target = self.config.services.get(stream.service)
+        if target is None:
+            await self._refuse(stream, data)
+            return
 
         async def open_local() -> None:
             nonlocal local

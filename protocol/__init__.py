@@ -7,6 +7,7 @@ This package imports no trio, socket, time or random. The Trio binding lives bes
 from ._auth import auth_payload, public_key_bytes
 from ._connection import (
     DATA_CONNECTIONS,
+    DATA_POOL,
     SETUP_SERVICE,
     SUPPORTED_VERSIONS,
     Connection,
@@ -37,6 +38,7 @@ from ._messages import (
     Ack,
     AppMessage,
     AuthKind,
+    DataPool,
     DdnsUpdate,
     Error,
     InstallRegister,
@@ -47,6 +49,7 @@ from ._streams import StreamState
 
 __all__ = [
     "DATA_CONNECTIONS",
+    "DATA_POOL",
     "DATA_TOKEN_BYTES",
     "HEADER_BYTES",
     "SETUP_SERVICE",
@@ -60,6 +63,7 @@ __all__ = [
     "ConnectionState",
     "ConnectionTerminated",
     "Credentials",
+    "DataPool",
     "DataReceived",
     "DdnsUpdate",
     "Error",

@@ -64,6 +64,7 @@ from ._streams import Stream, StreamInput, StreamState, next_state
 
 __all__ = [
     "DATA_CONNECTIONS",
+    "DATA_POOL",
     "SETUP_SERVICE",
     "SUPPORTED_VERSIONS",
     "Connection",
@@ -76,6 +77,8 @@ __all__ = [
 SUPPORTED_VERSIONS: Final = (1,)
 #: Capability: streams may carry their bytes on data connections (SPEC.md 7.3).
 DATA_CONNECTIONS: Final = "data-connections"
+#: Capability: the relay may ask for data connections made ahead of need (SPEC.md 7.3.1).
+DATA_POOL: Final = "data-pool"
 # The service of the streams that carry a relayed setup session to an install-mode client
 # (SPEC.md 7.4).
 SETUP_SERVICE: Final = "setup"

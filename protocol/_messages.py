@@ -22,6 +22,7 @@ __all__ = [
     "Auth",
     "AuthKind",
     "AuthOk",
+    "DataPool",
     "DdnsUpdate",
     "Error",
     "GoAway",
@@ -46,6 +47,7 @@ MAX_ADDRESSES: Final = 16
 MAX_RECORD_VALUES: Final = 16
 MAX_TXT_BYTES: Final = 255
 MAX_CAPABILITIES: Final = 32
+MAX_POOL_TOKENS: Final = 16
 ACME_PREFIX: Final = "_acme-challenge."
 
 
@@ -332,6 +334,23 @@ class InstallRegister:
 
 
 @dataclass(frozen=True, slots=True)
+class DataPool:
+    """Relay to agent: open one ready data connection for each token, to `data_port`, and keep
+    it until an OPEN names its token (SPEC.md 7.3.1)."""
+
+    TYPE: ClassVar[str] = "pool"
+    tokens: tuple[bytes, ...]
+    data_port: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tokens, tuple) or not 1 <= len(self.tokens) <= MAX_POOL_TOKENS:
+            raise _fail(f"tokens must be a tuple of 1 to {MAX_POOL_TOKENS} tokens")
+        for token in self.tokens:
+            _check_bytes(token, "token", DATA_TOKEN_BYTES)
+        _check_int(self.data_port, "data_port", 1, 65535)
+
+
+@dataclass(frozen=True, slots=True)
 class Ack:
     """The request `request_id` succeeded."""
 
@@ -358,7 +377,7 @@ class Error:
             _check_int(self.request_id, "request_id", 0, 2**32 - 1)
 
 
-AppMessage: TypeAlias = Register | DdnsUpdate | InstallRegister | Ack | Error
+AppMessage: TypeAlias = Register | DdnsUpdate | InstallRegister | DataPool | Ack | Error
 Body: TypeAlias = Hello | Auth | AuthOk | Open | Reset | WindowUpdate | Ping | GoAway | AppMessage
 
 # -- codec: one table of (class, wire key, attribute, decoder) -------------------------------
@@ -425,11 +444,12 @@ _FIELDS: Final[dict[type[Any], dict[str, tuple[str, _Decoder]]]] = {
         "s": ("setup_scheme", _same),
         "x": ("lifetime_s", _same),
     },
+    DataPool: {"k": ("tokens", _tuple), "p": ("data_port", _same)},
     Ack: {"i": ("request_id", _same)},
     Error: {"c": ("error_code", _same), "m": ("message", _same), "i": ("request_id", _same)},
 }
 _APP_TYPES: Final[dict[str, type[Any]]] = {
-    cls.TYPE: cls for cls in (Register, DdnsUpdate, InstallRegister, Ack, Error)
+    cls.TYPE: cls for cls in (Register, DdnsUpdate, InstallRegister, DataPool, Ack, Error)
 }
 _packb = msgpack.Packer(use_bin_type=True).pack
 

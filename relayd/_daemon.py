@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import os
+import socket
 import ssl
 import time
 from collections import Counter
@@ -42,6 +43,7 @@ from registry import (
 from ._ddns import DdnsLink
 from ._install import InstallSite, tls_context
 from ._lookup import LookupApi, Presence
+from ._pool import DataPools
 from ._sni import NeedMore, ServerName, parse_client_hello
 
 __all__ = ["Relayd", "main_async", "serve"]
@@ -82,6 +84,7 @@ class Relayd:
     background: trio.Nursery | None = None  # for work that outlives no tunnel by much
     ddns_in_flight: Counter[str] = field(default_factory=Counter)  # DDNS updates per device
     settings: protocol.Settings | None = None  # what every tunnel offers, shared
+    pools: DataPools | None = None  # ready data connections, if data connections are on
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -101,9 +104,11 @@ class Relayd:
 
     def _tunnel_settings(self) -> protocol.Settings:
         """One frozen Settings shared by every tunnel (thousands of idle tunnels)."""
-        capabilities = (
-            frozenset({protocol.DATA_CONNECTIONS}) if self.data_port is not None else frozenset()
-        )
+        capabilities: frozenset[str] = frozenset()
+        if self.data_port is not None:
+            capabilities = frozenset({protocol.DATA_CONNECTIONS})
+            if self.pools is not None:
+                capabilities |= {protocol.DATA_POOL}
         if self.settings is None or self.settings.capabilities != capabilities:
             # Agents open no streams towards the relay: refuse any.
             self.settings = protocol.Settings(max_streams=0, capabilities=capabilities)
@@ -183,6 +188,8 @@ class Relayd:
             if name and self.tunnels.get(name) is not None and self.tunnels[name].closed:
                 del self.tunnels[name]
                 self.presence.disconnected(name)
+            if name and self.pools is not None:
+                self.pools.drop(name, tunnel)
             await trio.aclose_forcefully(tls)
 
     def _on_message(
@@ -282,6 +289,12 @@ class Relayd:
                 },
             ),
             Metric.single(
+                "nascloud_relay_ready_data_connections",
+                "gauge",
+                "Data connections agents keep ready for browsers to come.",
+                self.pools.ready_count() if self.pools else 0,
+            ),
+            Metric.single(
                 "nascloud_relay_install_tunnels",
                 "gauge",
                 "Install tunnels of uninitialised NAS up.",
@@ -308,6 +321,9 @@ class Relayd:
         ) or old.relay.name != new.relay.name:
             log.warning("listening addresses and the relay name change only with a restart")
         self.context = _tls_server_context(new)
+        if self.pools is not None:  # 0: no more are asked for; those ready are used up
+            self.pools.size = new.tunnel.data_pool
+            self.pools.idle_s = new.tunnel.data_pool_idle_s
         if (old.install is None) != (new.install is None):
             log.warning("the install site is turned on or off only with a restart")
         elif self.install is not None and new.install is not None:
@@ -333,6 +349,13 @@ class Relayd:
                 self.counts["tunnel_closed_deleted"] += 1
                 log.info("closing the tunnel of %s: the device was unregistered", name)
                 await tunnel.aclose(protocol.ErrorCode.NOT_PERMITTED, "device unregistered")
+
+    async def sweep_pools(self) -> None:
+        """Close the ready data connections of devices no browser wants any more."""
+        assert self.pools is not None
+        while True:
+            await trio.sleep(min(15.0, self.pools.idle_s / 4))
+            self.pools.sweep()
 
     # -- browsers --------------------------------------------------------------------------
 
@@ -376,7 +399,7 @@ class Relayd:
             started = time.time()
             moved: tuple[int, int] | None = None
             try:
-                moved = await self._pass_through(stream, tunnel, client, port, data)
+                moved = await self._pass_through(stream, device, tunnel, client, port, data)
             finally:
                 self.active[device] -= 1
                 if not self.active[device]:
@@ -402,11 +425,26 @@ class Relayd:
             await trio.aclose_forcefully(stream)
 
     async def _pass_through(
-        self, stream: trio.SocketStream, tunnel: Tunnel, client: str, port: int, data: bytes
+        self,
+        stream: trio.SocketStream,
+        device: str,
+        tunnel: Tunnel,
+        client: str,
+        port: int,
+        data: bytes,
     ) -> tuple[int, int] | None:
         """Hand a browser connection to the device: on a spliced data connection when the
-        agent offers them, else as a tunnel stream. None if the device could not take it."""
+        agent offers them (a ready one if it keeps some), else as a tunnel stream. None if
+        the device could not take it."""
         if protocol.DATA_CONNECTIONS in tunnel.conn.capabilities and self.data_port:
+            if self.pools is not None and protocol.DATA_POOL in tunnel.conn.capabilities:
+                ready, token, fresh = self.pools.want(device, tunnel)
+                if fresh:
+                    assert self.background is not None  # set by serve()
+                    pool = protocol.DataPool(tuple(fresh), self.data_port)
+                    self.background.start_soon(self._reply, tunnel, pool)
+                if ready is not None:
+                    return await self._on_ready(stream, tunnel, client, port, data, token, ready)
             return await self._spliced(stream, tunnel, client, port, data)
         try:
             tunnel_stream = await tunnel.open_stream("web", client, port)
@@ -448,9 +486,44 @@ class Relayd:
             self.pending.pop(token, None)
             pending.done.set()
 
+    async def _on_ready(
+        self,
+        stream: trio.SocketStream,
+        tunnel: Tunnel,
+        client: str,
+        port: int,
+        hello: bytes,
+        token: bytes,
+        ready: socket.socket,
+    ) -> tuple[int, int] | None:
+        """Join a browser connection to a data connection the agent made ahead of need: the
+        OPEN names it, and the bytes move at once (SPEC.md 7.3.1)."""
+        data_socket = trio.socket.from_stdlib_socket(ready)
+        try:
+            control = await tunnel.open_stream("web", client, port, token, self.data_port)
+        except (trio.BrokenResourceError, protocol.LocalProtocolError):
+            data_socket.close()
+            self.counts["https_refused"] += 1
+            return None
+        try:
+            self.counts["https_connections"] += 1
+            self.counts["https_ready_data_connection"] += 1
+            view = memoryview(hello)
+            while view:  # the ClientHello already read goes first
+                view = view[await data_socket.send(view) :]
+            sent, received = await splice_sockets(stream.socket, data_socket)
+        finally:
+            data_socket.close()
+            await control.aclose()
+        if control.reset_code == protocol.ErrorCode.SERVICE_UNAVAILABLE:
+            self.counts["https_refused"] += 1
+            return None  # the agent could not reach the service and closed the connection
+        return sent + len(hello), received
+
     async def data_connection(self, stream: trio.SocketStream) -> None:
         """An agent's data connection: its first 16 bytes are the token of a waiting browser
-        connection, which then owns the socket."""
+        connection, which then owns the socket, or of a connection the relay asked the agent
+        to keep ready, which then waits in the device's pool."""
         token = b""
         with trio.move_on_after(self.config.limits.handshake_timeout_s):
             while len(token) < protocol.DATA_TOKEN_BYTES:
@@ -459,6 +532,11 @@ class Relayd:
                     break
                 token += chunk
         pending = self.pending.pop(token, None) if len(token) == protocol.DATA_TOKEN_BYTES else None
+        if pending is None and self.pools is not None:
+            sock = socket.socket(fileno=stream.socket.detach())
+            if self.pools.arrive(token, sock):
+                return  # it waits in the pool, with no task
+            stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
         if pending is None:
             self.counts["data_connection_refused"] += 1
             await trio.aclose_forcefully(stream)
@@ -630,6 +708,13 @@ async def serve(
             if config.tunnel.data_connections:
                 data_address = config.tunnel.data_listen or HostPort(config.tunnel.listen.host, 0)
                 relay.data_port = await listen("data", data_address, guarded(relay.data_connection))
+                if config.tunnel.data_pool:
+                    relay.pools = DataPools(
+                        config.tunnel.data_pool,
+                        config.tunnel.data_pool_idle_s,
+                        config.limits.handshake_timeout_s,
+                    )
+                    nursery.start_soon(relay.sweep_pools)
             if config.ingress.https_listen is not None:
                 relay.https_port = await listen(
                     "https", config.ingress.https_listen, guarded(relay.https_connection)

@@ -26,6 +26,11 @@ BAD: list[tuple[type[Any], dict[str, Any], str]] = [
     (protocol.Register, {"services": ("-web",)}, "hyphen"),
     (protocol.InstallRegister, {"setup_port": 0}, "setup_port"),
     (protocol.InstallRegister, {"cloud_key": ""}, "cloud_key"),
+    (protocol.DataPool, {"tokens": ()}, "1 to 16 tokens"),
+    (protocol.DataPool, {"tokens": (b"x" * 16,) * 17}, "1 to 16 tokens"),
+    (protocol.DataPool, {"tokens": (b"short",)}, "16 bytes"),
+    (protocol.DataPool, {"tokens": [b"x" * 16]}, "tuple"),
+    (protocol.DataPool, {"data_port": 0}, "data_port"),
     (protocol.Error, {"message": "x" * 257}, "message"),
 ]
 
@@ -44,6 +49,7 @@ GOOD: dict[type[Any], dict[str, Any]] = {
         "lan_addresses": (),
         "setup_port": 80,
     },
+    protocol.DataPool: {"tokens": (b"a" * 16, b"b" * 16), "data_port": 7444},
     protocol.Error: {"error_code": 1, "message": "m"},
 }
 
@@ -76,6 +82,9 @@ def test_good_values_round_trip(cls: type[Any]) -> None:
         {"t": "ack", "i": True},
         {"t": "register", "l": "192.0.2.1"},
         {"t": "register", "l": [["x"]]},
+        {"t": "pool", "k": [b"x" * 15], "p": 7444},
+        {"t": "pool", "k": ["x" * 16], "p": 7444},
+        {"t": "pool", "k": [b"x" * 16]},
     ],
 )
 def test_bad_values_from_the_peer_are_remote_errors(wire: dict[str, Any]) -> None:

@@ -41,7 +41,7 @@ _NAMES = {
     cls.__name__: cls for cls in (Hello, Auth, AuthOk, Open, Reset, WindowUpdate, Ping, GoAway)
 } | {
     name: getattr(protocol, name)
-    for name in ("Register", "DdnsUpdate", "InstallRegister", "Ack", "Error")
+    for name in ("Register", "DdnsUpdate", "InstallRegister", "DataPool", "Ack", "Error")
 }
 
 

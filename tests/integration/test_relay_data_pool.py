@@ -1,0 +1,185 @@
+"""Ready data connections between relayd and a real agent (SPEC.md 7.3.1): browser
+connections after the first skip the agent's connect, the pool refills and empties when the
+device is idle, a refusal on a ready connection hurts nobody else, and tokens are good once."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import trio
+import trio.testing
+
+import protocol
+from nasagent._agent import Agent
+from protocol.keys import load_or_create_key
+from protocol.tunnel import open_tunnel
+from relayd._daemon import Relayd, serve
+from tests.relay_harness import agent, listening_service, prepare, relay_config
+from tests.unit.test_relayd_sni import client_hello
+
+HELLO = client_hello("nas1.link.test")
+
+
+async def echo_service(service: trio.socket.SocketType) -> None:
+    """The NAS stand-in: echoes every connection until its end."""
+
+    async def echo(conn: trio.socket.SocketType) -> None:
+        with conn:
+            while data := await conn.recv(65536):
+                await conn.send(data)
+
+    async with trio.open_nursery() as nursery:
+        while True:
+            conn, _ = await service.accept()
+            nursery.start_soon(echo, conn)
+
+
+async def browse(relay: Relayd, payload: bytes) -> bytes:
+    """A browser connection: the ClientHello and `payload`; what comes back of the same size."""
+    host, port = relay.listening["https"][0].rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    async with stream:
+        await stream.send_all(HELLO + payload)
+        got = b""
+        while len(got) < len(HELLO) + len(payload):
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                break
+            got += chunk
+        return got
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Poll state that has no event of its own, for 10 s at most."""
+    for _ in range(1000):
+        if condition():
+            return
+        await trio.sleep(0.01)
+    raise AssertionError("the condition never held")
+
+
+async def with_relay_and_agent(
+    tmp_path: Path,
+    tunnel: str,
+    body: Callable[[Relayd, Agent], Awaitable[None]],
+    service_up: bool = True,
+) -> None:
+    await prepare(tmp_path)
+    service = await listening_service()
+    port = service.getsockname()[1]
+    if not service_up:
+        service.close()  # the NAS's web UI is down: its port refuses
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            relay: Relayd = await nursery.start(serve, relay_config(tmp_path, tunnel=tunnel))
+            nas = agent(tmp_path, relay.listening["tunnel"][0], f"127.0.0.1:{port}")
+            nursery.start_soon(nas.run)
+            if service_up:
+                nursery.start_soon(echo_service, service)
+            await nas.connected.wait()
+            await body(relay, nas)
+            nursery.cancel_scope.cancel()
+    service.close()
+
+
+async def test_connections_after_the_first_use_ready_data_connections(tmp_path: Path) -> None:
+    async def body(relay: Relayd, nas: Agent) -> None:
+        assert await browse(relay, b"first") == HELLO + b"first"
+        assert relay.counts["https_ready_data_connection"] == 0
+        assert relay.pools is not None
+        await until(lambda: relay.pools is not None and relay.pools.ready_count() == 4)
+        for n in range(6):
+            payload = f"browser {n}".encode() * 1000
+            assert await browse(relay, payload) == HELLO + payload
+        assert relay.counts["https_ready_data_connection"] == 6
+        assert relay.counts["https_connections"] == 7
+        # Each one used was asked for again: the pool is full once more.
+        await until(lambda: relay.pools is not None and relay.pools.ready_count() == 4)
+        assert len(nas.ready) == 4
+        assert relay.counts["data_connection_refused"] == 0
+
+    await with_relay_and_agent(tmp_path, "data_pool = 4", body)
+
+
+async def test_an_idle_device_keeps_no_ready_connections(tmp_path: Path) -> None:
+    async def body(relay: Relayd, nas: Agent) -> None:
+        await browse(relay, b"x")
+        await until(lambda: relay.pools is not None and relay.pools.ready_count() == 2)
+        await until(lambda: len(nas.ready) == 2)
+        # No browser for data_pool_idle_s: the relay closes them and the agent forgets them.
+        await until(lambda: relay.pools is not None and len(relay.pools) == 0)
+        await until(lambda: len(nas.ready) == 0)
+        assert await browse(relay, b"later") == HELLO + b"later"
+
+    await with_relay_and_agent(tmp_path, "data_pool = 2\ndata_pool_idle_s = 1", body)
+
+
+async def test_a_refusal_on_a_ready_connection_closes_that_browser_only(tmp_path: Path) -> None:
+    async def body(relay: Relayd, nas: Agent) -> None:
+        assert await browse(relay, b"x") == b""  # refused on a fresh data connection
+        await until(lambda: relay.pools is not None and relay.pools.ready_count() == 2)
+        for _ in range(4):
+            assert await browse(relay, b"x") == b""  # refused on a ready one: closed, no hang
+        assert relay.counts["https_ready_data_connection"] == 4
+        assert nas.streams_refused == 5
+        await until(lambda: relay.pools is not None and relay.pools.ready_count() == 2)
+        assert len(nas.ready) == 2  # none leaked on the NAS
+
+    await with_relay_and_agent(tmp_path, "data_pool = 2", body, service_up=False)
+
+
+async def test_pool_tokens_are_good_once_and_only_from_the_data_port(tmp_path: Path) -> None:
+    """The test plays the agent, to do what a real one never would."""
+    await prepare(tmp_path)
+    key = load_or_create_key(tmp_path / "nas1.key")
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            relay: Relayd = await nursery.start(
+                serve, relay_config(tmp_path, tunnel="data_pool = 2")
+            )
+            host, port = relay.listening["tunnel"][0].rsplit(":", 1)
+            context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+            stream = trio.SSLStream(
+                await trio.open_tcp_stream(host, int(port)), context, server_hostname="relay.test"
+            )
+            conn = protocol.Connection(
+                protocol.Role.CLIENT,
+                server_name="relay.test",
+                credentials=protocol.Credentials(protocol.AuthKind.DEVICE, "nas1", key),
+                settings=protocol.Settings(
+                    capabilities=frozenset({protocol.DATA_CONNECTIONS, protocol.DATA_POOL})
+                ),
+            )
+            async with open_tunnel(stream, conn) as tunnel:
+                await until(lambda: "nas1" in relay.tunnels)
+                https_host, https_port = relay.listening["https"][0].rsplit(":", 1)
+                browser = await trio.open_tcp_stream(https_host, int(https_port))
+                await browser.send_all(HELLO)
+                opened = await tunnel.accept_stream()  # the first goes the usual way
+                assert opened.data_token is not None
+                pool = await tunnel.receive_message()
+                assert isinstance(pool, protocol.DataPool) and len(pool.tokens) == 2
+                await opened.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)
+                await browser.aclose()
+
+                async def data_connection(token: bytes) -> socket.socket:
+                    sock = socket.create_connection(("127.0.0.1", pool.data_port))
+                    sock.sendall(token)
+                    return sock
+
+                kept = await data_connection(pool.tokens[0])
+                await until(lambda: relay.pools is not None and relay.pools.ready_count() == 1)
+                replayed = await data_connection(pool.tokens[0])
+                unknown = await data_connection(b"u" * 16)
+                await until(lambda: relay.counts["data_connection_refused"] == 2)
+                for refused in (replayed, unknown):
+                    refused.settimeout(5)
+                    assert refused.recv(1) == b""
+                    refused.close()
+                assert relay.pools is not None and relay.pools.ready_count() == 1
+                kept.close()
+                await tunnel.aclose()
+            nursery.cancel_scope.cancel()
