@@ -84,21 +84,36 @@ while True:
 """
 
 
-def round_trips(port: int, server_name: str, ca: Path, count: int) -> list[float]:
-    """Seconds for each of `count` new connections: TCP, TLS, and one 64-byte round trip."""
+def round_trips(
+    port: int,
+    server_name: str,
+    ca: Path,
+    count: int,
+    direct: int | None = None,
+    host: str = "127.0.0.1",
+) -> tuple[list[float], list[float]]:
+    """Seconds for each of `count` new connections: TCP, TLS, and one 64-byte round trip;
+    with `direct` (the echo server's own port), each one alternates with a direct one, so
+    that the two lists saw the same machine (this VM's latency drifts within a run)."""
     context = ssl.create_default_context(cafile=str(ca))
-    times = []
-    for _ in range(count):
+
+    def one(target: int) -> float:
         started = time.perf_counter()
-        raw = socket.create_connection(("127.0.0.1", port))
+        raw = socket.create_connection((host if target == port else "127.0.0.1", target))
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle on either end
         with raw, context.wrap_socket(raw, server_hostname=server_name) as tls:
             tls.sendall(b"x" * 64)
             got = b""
             while len(got) < 64:
                 got += tls.recv(64)
-        times.append(time.perf_counter() - started)
-    return sorted(times)
+        return time.perf_counter() - started
+
+    times, beside = [], []
+    for _ in range(count):
+        times.append(one(port))
+        if direct is not None:
+            beside.append(one(direct))
+    return sorted(times), sorted(beside or times)
 
 
 def parallel(port: int, server_name: str, ca: Path, megabytes: int, streams: int) -> list[float]:
@@ -134,10 +149,15 @@ def send(port: int, server_name: str, ca: Path, megabytes: int) -> float:
 
 @contextmanager
 def sshd_reverse(
-    work: Path, target: int, cipher: str | None, echo_target: int
+    work: Path,
+    target: int,
+    cipher: str | None,
+    echo_target: int,
+    link: tuple[str, int] | None = None,
 ) -> Iterator[tuple[int, int]]:
     """An sshd on loopback and `ssh -R` into it: connections to the yielded port reach
-    `target` the way they would reach a NAS behind an SSH reverse tunnel."""
+    `target` the way they would reach a NAS behind an SSH reverse tunnel. With `link` (host,
+    port), sshd listens on that port of 127.0.0.1 and ssh connects to it at `host`."""
     keys = work / f"ssh-{cipher or 'default'}"
     keys.mkdir()
     subprocess.run(
@@ -148,6 +168,9 @@ def sshd_reverse(
     )
     shutil.copy(keys / "user.pub", keys / "authorized_keys")
     sshd_port, forwarded, echo_forwarded = free_port(), free_port(), free_port()
+    ssh_host = "127.0.0.1"
+    if link is not None:
+        ssh_host, sshd_port = link
     (keys / "sshd_config").write_text(
         textwrap.dedent(f"""
         Port {sshd_port}
@@ -184,7 +207,7 @@ def sshd_reverse(
             f"127.0.0.1:{forwarded}:127.0.0.1:{target}",
             "-R",
             f"127.0.0.1:{echo_forwarded}:127.0.0.1:{echo_target}",
-            "root@127.0.0.1",
+            f"root@{ssh_host}",
         ]
         with process(ssh, None, keys / "ssh.log"):
             wait_port(forwarded)
@@ -194,12 +217,20 @@ def sshd_reverse(
 
 @contextmanager
 def relay_and_agent(
-    work: Path, ca: trustme.CA, target: int, echo_target: int, data_connections: bool = True
+    work: Path,
+    ca: trustme.CA,
+    target: int,
+    echo_target: int,
+    data_connections: bool = True,
+    data_pool: int = 4,
+    link: tuple[str, int, int] | None = None,
 ) -> Iterator[int]:
     """relayd with two devices: nas1's web service is the sink, nas2's the echo server. With
     `data_connections` off, every byte travels in the tunnel's DATA frames (the path of plain
-    HTTP forwarding and install sessions)."""
-    directory = work / ("relay" if data_connections else "relay-in-tunnel")
+    HTTP forwarding and install sessions); `data_pool` is relayd's `[tunnel].data_pool`. With
+    `link` (host, tunnel port, data port), relayd listens on those ports of 127.0.0.1 and the
+    agents connect to them at `host` (a proxy standing in for a long link)."""
+    directory = work / f"relay-{data_connections}-{data_pool}"
     directory.mkdir()
     ca.cert_pem.write_to_path(str(directory / "ca.pem"))
     cert = ca.issue_cert("relay.test")
@@ -217,6 +248,12 @@ def relay_and_agent(
 
     trio.run(enrol)
     tunnel, https = free_port(), free_port()
+    agents_reach = "127.0.0.1"
+    data_listen = ""
+    if link is not None:
+        agents_reach, tunnel, data = link
+        data_listen = f'data_listen = "127.0.0.1:{data}"'
+
     (directory / "relayd.toml").write_text(
         textwrap.dedent(f"""
         [relay]
@@ -228,6 +265,8 @@ def relay_and_agent(
         cert_file = "relay.crt"
         key_file = "relay.key"
         data_connections = {"true" if data_connections else "false"}
+        data_pool = {data_pool}
+        {data_listen}
         [ingress]
         link_zone = "link.test"
         https_listen = "127.0.0.1:{https}"
@@ -243,7 +282,7 @@ def relay_and_agent(
             key_file = "{device}.key"
             state_dir = "agent-{device}"
             [relay]
-            addresses = ["127.0.0.1:{tunnel}"]
+            addresses = ["{agents_reach}:{tunnel}"]
             server_name = "relay.test"
             ca_file = "ca.pem"
             [services]
@@ -284,7 +323,7 @@ def main() -> None:
         nas_port = free_port()
         results: dict[str, float] = {}
         aggregate: dict[str, list[float]] = {}
-        latency: dict[str, list[float]] = {}
+        latency: dict[str, tuple[list[float], list[float]]] = {}
         name = "nas1.link.test"
         echo_port = free_port()
         ca_path = work / "ca.pem"
@@ -292,7 +331,8 @@ def main() -> None:
         def measure(label: str, sink_port: int, echo: int) -> None:
             results[label] = send(sink_port, name, ca_path, args.megabytes)
             aggregate[label] = parallel(sink_port, name, ca_path, args.megabytes // 16, 16)
-            latency[label] = round_trips(echo, name, ca_path, args.round_trips)
+            direct = echo_port if echo != echo_port else None
+            latency[label] = round_trips(echo, name, ca_path, args.round_trips, direct)
 
         with (
             process(
@@ -355,11 +395,21 @@ def main() -> None:
                 results[label] = send(port, name, ca_path, args.megabytes)
                 aggregate[label] = parallel(port, name, ca_path, args.megabytes // 16, 16)
                 # The echo server stands behind a second device, nas2.
-                latency[label] = round_trips(port, "nas2.link.test", ca_path, args.round_trips)
+                latency[label] = round_trips(
+                    port, "nas2.link.test", ca_path, args.round_trips, echo_port
+                )
+            with relay_and_agent(work, ca, nas_port, echo_port, data_pool=0) as port:
+                # The same without ready data connections: each waits for the agent's connect.
+                label = "relayd + agent (passthrough, no pool)"
+                latency[label] = round_trips(
+                    port, "nas2.link.test", ca_path, args.round_trips, echo_port
+                )
             with relay_and_agent(work, ca, nas_port, echo_port, data_connections=False) as port:
                 label = "relayd + agent (in tunnel DATA)"
                 results[label] = send(port, name, ca_path, args.megabytes)
-                latency[label] = round_trips(port, "nas2.link.test", ca_path, args.round_trips)
+                latency[label] = round_trips(
+                    port, "nas2.link.test", ca_path, args.round_trips, echo_port
+                )
     rates = {k: args.megabytes * 8 * 1024 * 1024 / v / 1e9 for k, v in results.items()}
     best_ssh = max(v for k, v in rates.items() if k.startswith("ssh"))
     default_ssh = rates["ssh -R (default cipher)"]
@@ -380,16 +430,18 @@ def main() -> None:
         print(f"  {label:<36}{sum(per_stream):>7.2f} Gbit/s   slowest/mean {fairness:>4.2f}")
     ours_aggregate = sum(aggregate["relayd + agent (SNI passthrough)"])
     print(f"\n  relayd aggregate vs best ssh -R: {ours_aggregate / ssh_aggregate:.2f}x (target 1x)")
-    print(f"\nnew connection + TLS + 64-byte round trip, {args.round_trips} each: p50 / p99 ms\n")
-    direct = latency["direct"]
+    print(
+        f"\nnew connection + TLS + 64-byte round trip, {args.round_trips} each: p50 / p99 ms;"
+        "\nadded to direct connections made in turn with them (the first row: alone)\n"
+    )
 
     def pct(values: list[float], q: float) -> float:
         return values[min(len(values) - 1, int(len(values) * q))] * 1e3
 
-    for label, values in latency.items():
+    for label, (values, direct) in latency.items():
         p50, p99 = pct(values, 0.5), pct(values, 0.99)
         extra50, extra99 = p50 - pct(direct, 0.5), p99 - pct(direct, 0.99)
-        print(f"  {label:<36}{p50:>7.2f} / {p99:>6.2f}   p50 +{extra50:.2f}  p99 +{extra99:.2f}")
+        print(f"  {label:<38}{p50:>7.2f} / {p99:>6.2f}   p50 {extra50:+.2f}  p99 {extra99:+.2f}")
     print(json.dumps({k: round(v, 3) for k, v in rates.items()}))
 
 
