@@ -18,6 +18,7 @@ __all__ = ["splice_sockets"]
 
 CHUNK: Final = 1024 * 1024
 F_SETPIPE_SZ: Final = 1031
+F_GETPIPE_SZ: Final = 1032
 _FLAGS: Final = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
 _YIELD_EVERY: Final = 16  # let other tasks run while data keeps flowing
 
@@ -29,16 +30,23 @@ async def _one_way(source: trio.socket.SocketType, sink: trio.socket.SocketType)
             fcntl.fcntl(write_end, F_SETPIPE_SZ, CHUNK)
         except OSError:
             pass  # a smaller pipe only means more rounds
+        capacity = fcntl.fcntl(write_end, F_GETPIPE_SZ)
         total = 0
         rounds = 0
+        drained = False
         while True:
-            try:
-                moved = os.splice(source.fileno(), write_end, CHUNK, flags=_FLAGS)
-            except BlockingIOError:
+            if drained:
+                # The last read took less than asked: the socket is most likely empty, and
+                # waiting first saves a splice that would fail (a syscall per message).
                 await trio.lowlevel.wait_readable(source)
+            try:
+                moved = os.splice(source.fileno(), write_end, capacity, flags=_FLAGS)
+            except BlockingIOError:
+                drained = True
                 continue
             if moved == 0:
                 break  # EOF from the source
+            drained = moved < capacity
             left = moved
             while left:
                 try:
