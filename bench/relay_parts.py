@@ -5,8 +5,9 @@ bench/RESULTS.md cites when it explains the relay figures.
   sender is a plain blocking `ssl` socket in a child process).
 - connect: loopback TCP connects with trio.open_tcp_stream and with the agent's connect_tcp.
 - splice: 64-byte round trips from a client through one middle process to an echo process,
-  the middle joining its two sockets with protocol.splice.splice_sockets or with a bare
-  `select.epoll` splice loop.
+  the middle joining its two sockets with protocol.splice.splice_sockets (its splicing
+  thread), with a Trio task per direction (how splice_sockets worked before), or with a bare
+  `select.epoll` splice loop; wall time and the middle's CPU time per round trip.
 
 Run: .venv/bin/python bench/relay_parts.py [--megabytes 512] [--connects 300] [--trips 5000]
 """
@@ -132,23 +133,54 @@ def _epoll_splice(a: socket.socket, b: socket.socket) -> None:
                     moved -= os.splice(read_end, route[fd], moved, flags=flags)
 
 
-def splice_round_trip_us(kind: str, trips: int) -> float:
-    """Mean microseconds of a 64-byte round trip through a splicing middle process."""
+async def _trio_splice(a: trio.socket.SocketType, b: trio.socket.SocketType) -> None:
+    """A Trio task per direction waiting on its source: splice_sockets before its thread."""
+
+    async def one_way(source: trio.socket.SocketType, sink: trio.socket.SocketType) -> None:
+        read_end, write_end = os.pipe()
+        flags = os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+        while True:
+            try:
+                moved = os.splice(source.fileno(), write_end, 1 << 16, flags=flags)
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(source)
+                continue
+            if moved == 0:
+                nursery.cancel_scope.cancel()
+                return
+            while moved:
+                try:
+                    moved -= os.splice(read_end, sink.fileno(), moved, flags=flags)
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(sink)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(one_way, a, b)
+        nursery.start_soon(one_way, b, a)
+
+
+SPLICERS = ("splice_sockets (thread)", "a Trio task per direction", "bare epoll loop")
+
+
+def splice_round_trip_us(kind: str, trips: int) -> tuple[float, float]:
+    """Mean microseconds of a 64-byte round trip through a splicing middle process, and of
+    the middle's CPU time (user and system) per round trip."""
     client, middle_a = socket.socketpair()
     middle_b, echo = socket.socketpair()
     middle = os.fork()
     if middle == 0:
         client.close()
         echo.close()
-        if kind == "splice_sockets (Trio)":
+        if kind != "bare epoll loop":
+            join = splice_sockets if kind == SPLICERS[0] else _trio_splice
 
-            async def join() -> None:
-                await splice_sockets(
+            async def run() -> None:
+                await join(
                     trio.socket.from_stdlib_socket(middle_a),
                     trio.socket.from_stdlib_socket(middle_b),
                 )
 
-            trio.run(join)
+            trio.run(run)
         else:
             _epoll_splice(middle_a, middle_b)
         os._exit(0)
@@ -170,9 +202,9 @@ def splice_round_trip_us(kind: str, trips: int) -> float:
             got += client.recv(64)
     elapsed = time.perf_counter() - started
     client.close()
-    os.waitpid(middle, 0)
+    _, _, usage = os.wait4(middle, 0)
     os.waitpid(echoer, 0)
-    return elapsed / trips * 1e6
+    return elapsed / trips * 1e6, (usage.ru_utime + usage.ru_stime) / trips * 1e6
 
 
 def main() -> None:
@@ -190,9 +222,13 @@ def main() -> None:
     connects = {k: connect_p50(k, args.connects) for k in ("trio.open_tcp_stream", "connect_tcp")}
     for kind, ms in connects.items():
         print(f"  {kind:<24}{ms:>7.3f} ms")
-    print(f"\n64-byte round trip through one splicing process, mean of {args.trips}:")
-    for kind in ("splice_sockets (Trio)", "bare epoll loop"):
-        print(f"  {kind:<24}{splice_round_trip_us(kind, args.trips):>7.1f} µs")
+    print(
+        f"\n64-byte round trip through one splicing process, mean of {args.trips}: wall µs, "
+        "and the middle process's CPU µs"
+    )
+    for kind in SPLICERS:
+        wall, cpu = splice_round_trip_us(kind, args.trips)
+        print(f"  {kind:<28}{wall:>7.1f} µs   CPU {cpu:>6.1f} µs")
 
 
 if __name__ == "__main__":

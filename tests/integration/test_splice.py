@@ -72,3 +72,104 @@ async def test_a_reset_ends_both_directions() -> None:
             browser.close()
             assert await nas.recv(10) == b""
     nas.close()
+
+
+async def _echo_through(a: trio.socket.SocketType, payload: bytes) -> bytes:
+    """Send `payload` on `a` and read back as many bytes (the far side echoes)."""
+    await a.send(payload)
+    got = b""
+    while len(got) < len(payload):
+        chunk = await a.recv(65536)
+        assert chunk, "the joined connection ended early"
+        got += chunk
+    return got
+
+
+async def _echo(sock: trio.socket.SocketType) -> None:
+    with sock:
+        while data := await sock.recv(65536):
+            await sock.send(data)
+
+
+async def test_cancelling_one_join_closes_its_sockets_and_no_other() -> None:
+    browser1, a1 = await _pair()
+    b1, nas1 = await _pair()
+    browser2, a2 = await _pair()
+    b2, nas2 = await _pair()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_echo, nas1)
+            nursery.start_soon(_echo, nas2)
+            nursery.start_soon(splice_sockets, a2, b2)
+            with trio.CancelScope() as scope:
+                async with trio.open_nursery() as inner:
+                    inner.start_soon(splice_sockets, a1, b1)
+                    assert await _echo_through(browser1, b"one") == b"one"
+                    scope.cancel()
+            assert a1.fileno() == -1 and b1.fileno() == -1
+            assert await browser1.recv(10) == b""  # the relay's side is gone
+            # The other join goes on as if nothing happened.
+            for n in range(20):
+                assert (
+                    await _echo_through(browser2, b"x" * n * 1000 + b"!") == b"x" * n * 1000 + b"!"
+                )
+            browser2.shutdown(socket.SHUT_WR)
+            assert await browser2.recv(10) == b""
+    for sock in (browser1, browser2):
+        sock.close()
+
+
+async def test_a_sink_that_stops_reading_holds_the_source_back() -> None:
+    """Backpressure, not buffering: what a peer that never reads can make this process hold
+    is bounded by the pipe, and a second join meanwhile is not slowed."""
+    browser, a = await _pair()
+    b, stuck = await _pair()  # `stuck` never reads
+    browser2, a2 = await _pair()
+    b2, nas2 = await _pair()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(splice_sockets, a, b)
+            nursery.start_soon(splice_sockets, a2, b2)
+            nursery.start_soon(_echo, nas2)
+            accepted = 0
+            chunk = b"\0" * 65536
+            stalled_at = trio.current_time() + 2
+            while trio.current_time() < stalled_at:
+                with trio.move_on_after(0.2) as waited:
+                    accepted += await browser.send(chunk)
+                if waited.cancelled_caught:
+                    break  # the browser cannot send more: held back
+            else:
+                raise AssertionError("a sink that never reads took everything")
+            # Socket buffers on three sockets plus the 1 MiB pipe, far from unbounded.
+            assert accepted < 64 * 1024 * 1024
+            for _ in range(10):
+                assert await _echo_through(browser2, b"y" * 5000) == b"y" * 5000
+            nursery.cancel_scope.cancel()
+    for sock in (browser, stuck, browser2):
+        sock.close()
+
+
+async def test_many_joins_at_once_keep_their_bytes_apart() -> None:
+    count = 40
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            browsers = []
+            for _ in range(count):
+                browser, a = await _pair()
+                b, nas = await _pair()
+                nursery.start_soon(splice_sockets, a, b)
+                nursery.start_soon(_echo, nas)
+                browsers.append(browser)
+
+            async def talk(index: int, browser: trio.socket.SocketType) -> None:
+                payload = os.urandom(1000 + index * 997)
+                for _ in range(5):
+                    assert await _echo_through(browser, payload) == payload
+                browser.shutdown(socket.SHUT_WR)
+                assert await browser.recv(10) == b""
+                browser.close()
+
+            async with trio.open_nursery() as talks:
+                for index, browser in enumerate(browsers):
+                    talks.start_soon(talk, index, browser)
