@@ -8,6 +8,11 @@ bench/RESULTS.md cites when it explains the relay figures.
   the middle joining its two sockets with protocol.splice.splice_sockets (its splicing
   thread), with a Trio task per direction (how splice_sockets worked before), or with a bare
   `select.epoll` splice loop; wall time and the middle's CPU time per round trip.
+- chain: the floor of the relay's new-connection time. New connection, TLS 1.3 handshake and
+  one 64-byte round trip to a TLS echo server, directly and through two processes that each
+  accept, connect onwards and splice_sockets (what relayd and the agent are on that path,
+  with nothing else: no ClientHello parsing, no OPEN, no ready connection to find),
+  alternating; the p50 and p99 the chain adds.
 
 Run: .venv/bin/python bench/relay_parts.py [--megabytes 512] [--connects 300] [--trips 5000]
 """
@@ -207,6 +212,83 @@ def splice_round_trip_us(kind: str, trips: int) -> tuple[float, float]:
     return elapsed / trips * 1e6, (usage.ru_utime + usage.ru_stime) / trips * 1e6
 
 
+def _forwarder(listener: socket.socket, onward: int) -> None:
+    """A middle process: accept, connect to `onward`, join the two with splice_sockets."""
+
+    async def serve() -> None:
+        async def one(stream: trio.SocketStream) -> None:
+            stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            out = await connect_tcp("127.0.0.1", onward)
+            await splice_sockets(stream.socket, out.socket)
+
+        await trio.serve_listeners(
+            one, [trio.SocketListener(trio.socket.from_stdlib_socket(listener))]
+        )
+
+    trio.run(serve)
+
+
+def chain_added_ms(count: int) -> tuple[float, float]:
+    """p50 and p99 milliseconds two splicing middles add to a new TLS connection and one
+    64-byte round trip (each chained connection made right after a direct one)."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("nas.test")
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    echo = socket.create_server(("127.0.0.1", 0), backlog=64)
+    second = socket.create_server(("127.0.0.1", 0), backlog=64)
+    first = socket.create_server(("127.0.0.1", 0), backlog=64)
+    children = []
+    child = os.fork()
+    if child == 0:
+        while True:
+            conn, _ = echo.accept()
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                with server_context.wrap_socket(conn, server_side=True) as tls:
+                    while data := tls.recv(65536):
+                        tls.sendall(data)
+            except OSError:
+                pass
+    children.append(child)
+    for listener, onward in ((second, echo), (first, second)):
+        child = os.fork()
+        if child == 0:
+            _forwarder(listener, onward.getsockname()[1])
+            os._exit(0)
+        children.append(child)
+
+    def one(port: int) -> float:
+        started = time.perf_counter()
+        raw = socket.create_connection(("127.0.0.1", port))
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with raw, client_context.wrap_socket(raw, server_hostname="nas.test") as tls:
+            tls.sendall(b"x" * 64)
+            got = b""
+            while len(got) < 64:
+                got += tls.recv(64)
+        return time.perf_counter() - started
+
+    try:
+        direct, chained = [], []
+        for _ in range(count):
+            direct.append(one(echo.getsockname()[1]))
+            chained.append(one(first.getsockname()[1]))
+    finally:
+        for child in children:
+            os.kill(child, 9)
+            os.waitpid(child, 0)
+    direct.sort()
+    chained.sort()
+
+    def pct(values: list[float], q: float) -> float:
+        return values[min(len(values) - 1, int(len(values) * q))] * 1e3
+
+    return pct(chained, 0.5) - pct(direct, 0.5), pct(chained, 0.99) - pct(direct, 0.99)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megabytes", type=int, default=512)
@@ -229,6 +311,11 @@ def main() -> None:
     for kind in SPLICERS:
         wall, cpu = splice_round_trip_us(kind, args.trips)
         print(f"  {kind:<28}{wall:>7.1f} µs   CPU {cpu:>6.1f} µs")
+    p50, p99 = chain_added_ms(args.connects)
+    print(
+        f"\nnew connection + TLS + 64-byte round trip through two splicing processes, "
+        f"{args.connects} each:\n  added to direct: p50 {p50:+.2f} ms, p99 {p99:+.2f} ms"
+    )
 
 
 if __name__ == "__main__":

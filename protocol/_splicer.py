@@ -87,6 +87,11 @@ class Splicer:
     """The process's splicing thread, started on first use."""
 
     def __init__(self) -> None:
+        self._reset()
+        # A forked child has no splicing thread: it starts its own on first use.
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
         self._lock = threading.Lock()
         self._submitted: list[tuple[str, _Pair]] = []
         self._pairs: dict[int, _Pair] = {}
