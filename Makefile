@@ -50,6 +50,7 @@ bench: $(STAMP) deps
 	$(BIN)/python bench/dns.py
 	$(BIN)/python bench/relay.py
 	$(BIN)/python bench/relay_rps.py
+	$(BIN)/python bench/relay_wan.py
 	$(BIN)/python bench/relay_parts.py
 	$(BIN)/python bench/tunnels.py
 

@@ -183,3 +183,36 @@ async def test_pool_tokens_are_good_once_and_only_from_the_data_port(tmp_path: P
                 kept.close()
                 await tunnel.aclose()
             nursery.cancel_scope.cancel()
+
+
+async def test_a_relay_cannot_make_the_agent_open_connections_without_bound(
+    tmp_path: Path,
+) -> None:
+    """However many tokens a (compromised) relay sends, the NAS keeps at most 32 ready."""
+    await prepare(tmp_path)
+    nas = agent(tmp_path, "127.0.0.1:1", "127.0.0.1:1")
+    nas.relay_host = "127.0.0.1"
+    relay_side = await listening_service()
+    accepted: list[trio.socket.SocketType] = []
+
+    async def hold() -> None:
+        while True:
+            conn, _ = await relay_side.accept()
+            accepted.append(conn)
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hold)
+            port = relay_side.getsockname()[1]
+            for n in range(5):
+                tokens = tuple(bytes([n, i]) * 8 for i in range(16))
+                nas._on_message(nursery, protocol.DataPool(tokens, port))
+            await until(lambda: len(nas.ready) == 32)
+            await trio.testing.wait_all_tasks_blocked(cushion=0.2)
+            assert len(accepted) == 32 and nas.readying == 0
+            # The relay closing them: the agent forgets them.
+            for conn in accepted:
+                conn.close()
+            await until(lambda: not nas.ready)
+            nursery.cancel_scope.cancel()
+    relay_side.close()
