@@ -145,6 +145,13 @@ class Agent(RelayClient):
         # Data connections made ahead of need, by token, with their watch's cancel scope.
         self.ready: dict[bytes, tuple[trio.SocketStream, trio.CancelScope]] = {}
         self.readying = 0
+        self._streams: trio.Nursery | None = None
+
+    async def run(self) -> None:
+        # Streams outlive the tunnel that opened them: a spliced transfer goes on while the
+        # relay drains (GOAWAY) and while this agent reconnects.
+        async with trio.open_nursery() as self._streams:
+            await super().run()
 
     async def _session(self, address: HostPort) -> bool:
         relay = self.config.relay
@@ -180,7 +187,7 @@ class Agent(RelayClient):
                         stream_in = await tunnel.accept_stream()
                     except trio.BrokenResourceError:
                         break
-                    nursery.start_soon(self._serve_stream, stream_in)
+                    (self._streams or nursery).start_soon(self._serve_stream, stream_in)
             finally:
                 nursery.cancel_scope.cancel()
                 for ready, _ in self.ready.values():
@@ -214,80 +221,90 @@ class Agent(RelayClient):
             self.readying -= 1
         scope = trio.CancelScope()
         self.ready[token] = (connection, scope)  # before the token leaves: the relay may use it
+        claimed = False
         try:
             await connection.send_all(token)
-            with scope:
+            with scope:  # cancelled when an OPEN claims it
                 await trio.lowlevel.wait_readable(connection.socket)
                 # Readable before its OPEN: the relay closed it, or it sent the stream's first
                 # bytes ahead of the OPEN, which comes next (and claims it).
-                if await connection.socket.recv(1, socket.MSG_PEEK):
-                    return
-                raise trio.BrokenResourceError("closed by the relay")
+                claimed = bool(await connection.socket.recv(1, socket.MSG_PEEK))
         except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-            if self.ready.pop(token, None) is not None:
+            pass
+        finally:
+            # Closed by the relay, failed, or cancelled with its tunnel: forget it. (Claimed by
+            # an OPEN, it is no longer here and belongs to that stream.)
+            if not claimed and self.ready.pop(token, None) is not None:
                 connection.socket.close()
 
     async def _serve_stream(self, stream: TunnelStream) -> None:
         token, port = stream.data_token, stream.data_port
         local: trio.SocketStream | None = None
         data: trio.SocketStream | None = None
-        ready = self.ready.pop(token, None) if token is not None else None
-        if ready is not None:
-            data = ready[0]  # made ahead of need: no connect on this stream's path
-            ready[1].cancel()
-            token = None
-        target = self.config.services.get(stream.service)
-        if target is None:
-            await self._refuse(stream, data)
-            return
+        try:
+            ready = self.ready.pop(token, None) if token is not None else None
+            if ready is not None:
+                data = ready[0]  # made ahead of need: no connect on this stream's path
+                ready[1].cancel()
+                token = None
+            target = self.config.services.get(stream.service)
+            if target is None:
+                await self._refuse(stream, data)
+                return
 
-        async def open_local() -> None:
-            nonlocal local
-            with contextlib.suppress(OSError):
-                local = await connect_tcp(target.host, target.port)
+            async def open_local() -> None:
+                nonlocal local
+                with contextlib.suppress(OSError):
+                    local = await connect_tcp(target.host, target.port)
 
-        async def open_data(token: bytes, port: int) -> None:
-            """The stream's bytes on a connection of their own to the relay (SPEC.md 7.3)."""
-            nonlocal data
-            with contextlib.suppress(OSError, trio.TooSlowError, trio.BrokenResourceError):
-                with trio.fail_after(10):
-                    connection = await connect_tcp(self.relay_host, port)
-                    try:
-                        await connection.send_all(token)
-                    except BaseException:
-                        await trio.aclose_forcefully(connection)
-                        raise
-                    data = connection
+            async def open_data(token: bytes, port: int) -> None:
+                """The stream's bytes on a connection of their own to the relay (SPEC.md 7.3)."""
+                nonlocal data
+                with contextlib.suppress(OSError, trio.TooSlowError, trio.BrokenResourceError):
+                    with trio.fail_after(10):
+                        connection = await connect_tcp(self.relay_host, port)
+                        try:
+                            await connection.send_all(token)
+                        except BaseException:
+                            await trio.aclose_forcefully(connection)
+                            raise
+                        data = connection
 
-        # Both connections at once: each is a round trip on the new connection's path.
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(open_local)
-            if token is not None and port is not None:
-                nursery.start_soon(open_data, token, port)
-        if local is None or (token is not None and data is None):
-            await self._refuse(stream, local, data)
-            return
-        if self.config.agent.proxy_protocol and stream.client_address is not None:
-            try:
-                await local.send_all(
-                    proxy_v2_header(
-                        stream.client_address, stream.client_port, target.host, target.port
-                    )
-                )
-            except (OSError, trio.BrokenResourceError, ValueError):
+            # Both connections at once: each is a round trip on the new connection's path.
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(open_local)
+                if token is not None and port is not None:
+                    nursery.start_soon(open_data, token, port)
+            if local is None or (token is not None and data is None):
                 await self._refuse(stream, local, data)
                 return
-        self.streams_served += 1
-        if data is None:
-            await join_streams(stream, local)
-            return
-        try:
-            await stream.send_eof()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the relay may already have closed the stream: the data connection counts
-        await stream.aclose()
-        # Joined in the kernel: the bytes never enter Python.
-        await splice_sockets(data.socket, local.socket)
+            if self.config.agent.proxy_protocol and stream.client_address is not None:
+                try:
+                    await local.send_all(
+                        proxy_v2_header(
+                            stream.client_address, stream.client_port, target.host, target.port
+                        )
+                    )
+                except (OSError, trio.BrokenResourceError, ValueError):
+                    await self._refuse(stream, local, data)
+                    return
+            self.streams_served += 1
+            if data is None:
+                await join_streams(stream, local)
+                return
+            try:
+                await stream.send_eof()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the relay may already have closed the stream: the data connection counts
+            await stream.aclose()
+            # Joined in the kernel: the bytes never enter Python.
+            await splice_sockets(data.socket, local.socket)
+        finally:
+            # Whatever ended this (a cancel included), nothing opened for it stays open; the
+            # joins have closed what they were given already.
+            for connection in (local, data):
+                if connection is not None:
+                    connection.socket.close()
 
 
 async def connect_tcp(host: str, port: int) -> trio.SocketStream:

@@ -85,6 +85,8 @@ class Relayd:
     ddns_in_flight: Counter[str] = field(default_factory=Counter)  # DDNS updates per device
     settings: protocol.Settings | None = None  # what every tunnel offers, shared
     pools: DataPools | None = None  # ready data connections, if data connections are on
+    stopping: bool = False  # graceful stop: no new tunnels, browsers finish
+    browsers_changed: trio.Event | None = None  # set as browser connections end, if awaited
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -123,6 +125,10 @@ class Relayd:
         return device.public_key if device is not None else None
 
     async def agent_connection(self, stream: trio.SocketStream) -> None:
+        if self.stopping:
+            # Draining: an agent whose tunnel was just closed goes to the next relay process.
+            await trio.aclose_forcefully(stream)
+            return
         address = stream.socket.getpeername()[0]
         limits = self.config.limits
         if self.per_address[address] >= limits.max_tunnels_per_address:
@@ -359,6 +365,12 @@ class Relayd:
 
     # -- browsers --------------------------------------------------------------------------
 
+    async def browsers_done(self) -> None:
+        """Return once no browser connection is open (a graceful stop waits for this)."""
+        while self.active:
+            self.browsers_changed = trio.Event()
+            await self.browsers_changed.wait()
+
     async def https_connection(self, stream: trio.SocketStream) -> None:
         client, port = stream.socket.getpeername()[:2]
         limits = self.config.limits
@@ -404,6 +416,8 @@ class Relayd:
                 self.active[device] -= 1
                 if not self.active[device]:
                     del self.active[device]
+                if self.browsers_changed is not None:
+                    self.browsers_changed.set()
                 sent, received = moved or (0, 0)
                 self.record(
                     started, device, client, "https", sent, received, "ok" if moved else "refused"
@@ -770,9 +784,17 @@ async def main_async(config: RelaydConfig, config_path: Path | None = None) -> i
         name = await until_stopped(reload)
         log.info("stopping on %s", name)
         limits = relay.config.limits
+        relay.stopping = True
+        # GOAWAY to every agent; browser connections already passed through go on (their
+        # bytes travel outside the tunnels) until they end or the deadline comes.
         with trio.move_on_after(limits.drain_timeout_s):
             async with trio.open_nursery() as drains:
                 for tunnel in list(relay.tunnels.values()):
                     drains.start_soon(tunnel.drain, limits.drain_timeout_s)
+                drains.start_soon(relay.browsers_done)
+        if relay.active:
+            log.info(
+                "cutting %d browser connections at the drain deadline", sum(relay.active.values())
+            )
         nursery.cancel_scope.cancel()
     return 0
