@@ -26,6 +26,7 @@ import socket
 import ssl
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import trio
 import trustme
 
+from bench._servers import free_port, process
+from bench.relay import ECHO, round_trips
 from nasagent._agent import connect_tcp
 from protocol.splice import splice_sockets
 from protocol.tls import TlsStream
@@ -41,14 +44,18 @@ from protocol.tls import TlsStream
 CHUNK = 256 * 1024
 
 
-def tls_receive(kind: str, megabytes: int) -> float:
-    """Gbit/s received by a Trio task over TLS from a blocking sender in a child process."""
-    ca = trustme.CA()
-    cert = ca.issue_cert("relay.test")
+def _contexts(ca: trustme.CA, name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a certificate for `name` from `ca`, and a client trusting `ca`."""
     server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(server_context)
+    ca.issue_cert(name).configure_cert(server_context)
     client_context = ssl.create_default_context()
     ca.configure_trust(client_context)
+    return server_context, client_context
+
+
+def tls_receive(kind: str, megabytes: int) -> float:
+    """Gbit/s received by a Trio task over TLS from a blocking sender in a child process."""
+    server_context, client_context = _contexts(trustme.CA(), "relay.test")
     total = megabytes * 1024 * 1024
     listener = socket.create_server(("127.0.0.1", 0))
     child = os.fork()
@@ -231,57 +238,33 @@ def _forwarder(listener: socket.socket, onward: int) -> None:
 def chain_added_ms(count: int) -> tuple[float, float]:
     """p50 and p99 milliseconds two splicing middles add to a new TLS connection and one
     64-byte round trip (each chained connection made right after a direct one)."""
-    ca = trustme.CA()
-    cert = ca.issue_cert("nas.test")
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(server_context)
-    client_context = ssl.create_default_context()
-    ca.configure_trust(client_context)
-    echo = socket.create_server(("127.0.0.1", 0), backlog=64)
     second = socket.create_server(("127.0.0.1", 0), backlog=64)
     first = socket.create_server(("127.0.0.1", 0), backlog=64)
-    children = []
-    child = os.fork()
-    if child == 0:
-        while True:
-            conn, _ = echo.accept()
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    echo = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        ca = trustme.CA()
+        ca.cert_pem.write_to_path(str(work / "ca.pem"))
+        cert = ca.issue_cert("nas.test")
+        cert.private_key_pem.write_to_path(str(work / "nas.key"))
+        cert.cert_chain_pems[0].write_to_path(str(work / "nas.crt"))
+        server = [sys.executable, "-c", ECHO, str(echo), str(work / "nas.crt")]
+        with process([*server, str(work / "nas.key")], None, work / "echo.log", ready="ready"):
+            children = []
+            for listener, onward in ((second, echo), (first, second.getsockname()[1])):
+                child = os.fork()
+                if child == 0:
+                    _forwarder(listener, onward)
+                    os._exit(0)
+                children.append(child)
             try:
-                with server_context.wrap_socket(conn, server_side=True) as tls:
-                    while data := tls.recv(65536):
-                        tls.sendall(data)
-            except OSError:
-                pass
-    children.append(child)
-    for listener, onward in ((second, echo), (first, second)):
-        child = os.fork()
-        if child == 0:
-            _forwarder(listener, onward.getsockname()[1])
-            os._exit(0)
-        children.append(child)
-
-    def one(port: int) -> float:
-        started = time.perf_counter()
-        raw = socket.create_connection(("127.0.0.1", port))
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with raw, client_context.wrap_socket(raw, server_hostname="nas.test") as tls:
-            tls.sendall(b"x" * 64)
-            got = b""
-            while len(got) < 64:
-                got += tls.recv(64)
-        return time.perf_counter() - started
-
-    try:
-        direct, chained = [], []
-        for _ in range(count):
-            direct.append(one(echo.getsockname()[1]))
-            chained.append(one(first.getsockname()[1]))
-    finally:
-        for child in children:
-            os.kill(child, 9)
-            os.waitpid(child, 0)
-    direct.sort()
-    chained.sort()
+                chained, direct = round_trips(
+                    first.getsockname()[1], "nas.test", work / "ca.pem", count, echo
+                )
+            finally:
+                for child in children:
+                    os.kill(child, 9)
+                    os.waitpid(child, 0)
 
     def pct(values: list[float], q: float) -> float:
         return values[min(len(values) - 1, int(len(values) * q))] * 1e3

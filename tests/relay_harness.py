@@ -101,10 +101,14 @@ async def listening_service() -> trio.socket.SocketType:
 
 @asynccontextmanager
 async def device_tunnel(
-    tmp_path: Path, tunnel_address: str, name: str, key: Ed25519PrivateKey
+    tmp_path: Path,
+    tunnel_address: str,
+    name: str,
+    key: Ed25519PrivateKey,
+    capabilities: frozenset[str] = frozenset(),
 ) -> AsyncIterator[Tunnel]:
     """A tunnel to the relay as device `name`, the way an agent opens one (over TLS trusting
-    the test CA), for tests that play the agent themselves."""
+    the test CA, offering `capabilities`), for tests that play the agent themselves."""
     host, port = tunnel_address.rsplit(":", 1)
     context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
     stream = trio.SSLStream(
@@ -114,6 +118,7 @@ async def device_tunnel(
         protocol.Role.CLIENT,
         server_name="relay.test",
         credentials=protocol.Credentials(protocol.AuthKind.DEVICE, name, key),
+        settings=protocol.Settings(capabilities=capabilities),
     )
     async with open_tunnel(stream, conn) as tunnel:
         yield tunnel

@@ -5,7 +5,6 @@ device is idle, a refusal on a ready connection hurts nobody else, and tokens ar
 from __future__ import annotations
 
 import socket
-import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -15,9 +14,8 @@ import trio.testing
 import protocol
 from nasagent._agent import Agent
 from protocol.keys import load_or_create_key
-from protocol.tunnel import open_tunnel
 from relayd._daemon import Relayd, serve
-from tests.relay_harness import agent, listening_service, prepare, relay_config
+from tests.relay_harness import agent, device_tunnel, listening_service, prepare, relay_config
 from tests.unit.test_relayd_sni import client_hello
 
 HELLO = client_hello("nas1.link.test")
@@ -140,20 +138,10 @@ async def test_pool_tokens_are_good_once_and_only_from_the_data_port(tmp_path: P
             relay: Relayd = await nursery.start(
                 serve, relay_config(tmp_path, tunnel="data_pool = 2")
             )
-            host, port = relay.listening["tunnel"][0].rsplit(":", 1)
-            context = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
-            stream = trio.SSLStream(
-                await trio.open_tcp_stream(host, int(port)), context, server_hostname="relay.test"
-            )
-            conn = protocol.Connection(
-                protocol.Role.CLIENT,
-                server_name="relay.test",
-                credentials=protocol.Credentials(protocol.AuthKind.DEVICE, "nas1", key),
-                settings=protocol.Settings(
-                    capabilities=frozenset({protocol.DATA_CONNECTIONS, protocol.DATA_POOL})
-                ),
-            )
-            async with open_tunnel(stream, conn) as tunnel:
+            capabilities = frozenset({protocol.DATA_CONNECTIONS, protocol.DATA_POOL})
+            async with device_tunnel(
+                tmp_path, relay.listening["tunnel"][0], "nas1", key, capabilities
+            ) as tunnel:
                 await until(lambda: "nas1" in relay.tunnels)
                 https_host, https_port = relay.listening["https"][0].rsplit(":", 1)
                 browser = await trio.open_tcp_stream(https_host, int(https_port))
