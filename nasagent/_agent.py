@@ -270,11 +270,13 @@ class Agent(RelayClient):
                             raise
                         data = connection
 
-            # Both connections at once: each is a round trip on the new connection's path.
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(open_local)
-                if token is not None and port is not None:
+            if token is not None and port is not None:
+                # Both connections at once: each is a round trip on the new connection's path.
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(open_local)
                     nursery.start_soon(open_data, token, port)
+            else:
+                await open_local()  # a ready data connection, or the tunnel itself
             if local is None or (token is not None and data is None):
                 await self._refuse(stream, local, data)
                 return
