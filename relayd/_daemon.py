@@ -526,6 +526,14 @@ class Relayd:
             while view:  # the ClientHello already read goes first
                 view = view[await data_socket.send(view) :]
             sent, received = await splice_sockets(stream.socket, data_socket)
+            if not received:
+                # Nothing came back: a refusal (the agent resets the stream, and that reset
+                # may trail the connection's close) or a browser that left early.
+                with (
+                    trio.move_on_after(1),
+                    contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
+                ):
+                    await control.receive_some()
         finally:
             data_socket.close()
             await control.aclose()
