@@ -60,7 +60,7 @@ class _Direction:
 
 
 class _Pair:
-    __slots__ = ("a", "b", "backward", "done", "failed", "forward", "masks")
+    __slots__ = ("a", "b", "backward", "done", "failed", "forward", "masks", "over")
 
     def __init__(self, a: int, b: int, done: Callable[[_Pair], None]) -> None:
         self.a, self.b = a, b
@@ -68,6 +68,7 @@ class _Pair:
         self.backward = _Direction(b, a)
         self.done = done  # called from the splicer thread, once
         self.failed = False
+        self.over = False  # finished and let go of
         self.masks = {a: 0, b: 0}
 
     def outgoing(self, fd: int) -> _Direction:
@@ -164,7 +165,10 @@ class Splicer:
                     self._finish(pair)
             if woken:
                 # After the batch, so that no event in it can meet a new pair on a reused fd.
-                self._take_submissions()
+                try:
+                    self._take_submissions()
+                except Exception:
+                    log.exception("taking new joins failed")  # the thread goes on regardless
 
     def _take_submissions(self) -> None:
         assert self._epoll is not None
@@ -176,11 +180,18 @@ class Splicer:
             submitted, self._submitted = self._submitted, []
         for what, pair in submitted:
             if what == "add":
-                for fd in (pair.a, pair.b):
-                    self._pairs[fd] = pair
-                    pair.masks[fd] = pair.mask(fd)
-                    self._epoll.register(fd, pair.masks[fd])
-            elif self._pairs.get(pair.a) is pair:
+                try:
+                    for fd in (pair.a, pair.b):
+                        pair.masks[fd] = pair.mask(fd)
+                        self._epoll.register(fd, pair.masks[fd])
+                        self._pairs[fd] = pair
+                except (OSError, ValueError) as exc:
+                    # A socket closed by someone else before it got here (a closed socket's
+                    # number is -1, which epoll refuses with ValueError): end this pair.
+                    log.warning("a connection to join was already gone: %s", exc)
+                    pair.failed = True
+                    self._finish(pair)
+            elif self._pairs.get(pair.a) is pair or self._pairs.get(pair.b) is pair:
                 pair.failed = True
                 self._finish(pair)
 
@@ -247,7 +258,11 @@ class Splicer:
                 return
 
     def _finish(self, pair: _Pair) -> None:
+        """Let go of the pair's sockets and tell its task; once only."""
         assert self._epoll is not None
+        if pair.over:
+            return
+        pair.over = True
         for fd in (pair.a, pair.b):
             if self._pairs.get(fd) is pair:
                 del self._pairs[fd]

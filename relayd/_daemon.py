@@ -60,8 +60,7 @@ class _PendingData:
 
     def __init__(self) -> None:
         self.arrived = trio.Event()
-        self.done = trio.Event()  # the data connection's handler waits for this
-        self.socket: trio.socket.SocketType | None = None
+        self.socket: trio.socket.SocketType | None = None  # owned by the browser's task
 
 
 @dataclass
@@ -498,7 +497,8 @@ class Relayd:
             return sent + len(hello), received
         finally:
             self.pending.pop(token, None)
-            pending.done.set()
+            if pending.socket is not None:
+                pending.socket.close()  # came too late, or the join has closed it already
 
     async def _on_ready(
         self,
@@ -553,19 +553,20 @@ class Relayd:
                 if not chunk:
                     break
                 token += chunk
-        pending = self.pending.pop(token, None) if len(token) == protocol.DATA_TOKEN_BYTES else None
-        if pending is None and self.pools is not None:
+        if len(token) == protocol.DATA_TOKEN_BYTES:
+            # The socket leaves this handler's stream (which the listener closes when the
+            # handler returns): from here on, whoever takes it closes it.
             sock = socket.socket(fileno=stream.socket.detach())
-            if self.pools.arrive(token, sock):
+            pending = self.pending.pop(token, None)
+            if pending is not None:
+                pending.socket = trio.socket.from_stdlib_socket(sock)
+                pending.arrived.set()
+                return
+            if self.pools is not None and self.pools.arrive(token, sock):
                 return  # it waits in the pool, with no task
-            stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
-        if pending is None:
-            self.counts["data_connection_refused"] += 1
-            await trio.aclose_forcefully(stream)
-            return
-        pending.socket = stream.socket
-        pending.arrived.set()
-        await pending.done.wait()
+            sock.close()
+        self.counts["data_connection_refused"] += 1
+        await trio.aclose_forcefully(stream)
 
     async def http_connection(self, stream: trio.SocketStream) -> None:
         limits = self.config.limits

@@ -173,3 +173,24 @@ async def test_many_joins_at_once_keep_their_bytes_apart() -> None:
             async with trio.open_nursery() as talks:
                 for index, browser in enumerate(browsers):
                     talks.start_soon(talk, index, browser)
+
+
+async def test_a_socket_closed_by_someone_else_ends_its_join_and_no_other() -> None:
+    """The splicing thread outlives a join whose socket is gone before it gets there (a
+    registration that fails once stopped every join in the process)."""
+    browser, a = await _pair()
+    b, nas = await _pair()
+    a.close()
+    with trio.fail_after(10):
+        assert await splice_sockets(a, b) == (0, 0)
+        assert await nas.recv(10) == b""  # the other side is closed, not left hanging
+        browser2, a2 = await _pair()
+        b2, nas2 = await _pair()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(splice_sockets, a2, b2)
+            nursery.start_soon(_echo, nas2)
+            assert await _echo_through(browser2, b"still joining") == b"still joining"
+            browser2.shutdown(socket.SHUT_WR)
+            assert await browser2.recv(10) == b""
+    for sock in (browser, nas, browser2):
+        sock.close()
