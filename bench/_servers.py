@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import trustme
+
 ZONE = "dyn.test"
 BIN = Path(sys.executable).parent
 
@@ -38,6 +40,19 @@ def free_port() -> int:
         finally:
             udp.close()
             tcp.close()
+
+
+def write_certificate(
+    directory: Path, stem: str, *names: str, ca: trustme.CA | None = None
+) -> trustme.CA:
+    """Into `directory`: the CA (`ca.pem`, a new one unless given) and a certificate it issues
+    for `names` (`<stem>.crt`, `<stem>.key`). Returns the CA."""
+    ca = ca or trustme.CA()
+    ca.cert_pem.write_to_path(str(directory / "ca.pem"))
+    cert = ca.issue_cert(*names)
+    cert.private_key_pem.write_to_path(str(directory / f"{stem}.key"))
+    cert.cert_chain_pems[0].write_to_path(str(directory / f"{stem}.crt"))
+    return ca
 
 
 def address_of(index: int) -> str:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import trio
 import trustme
 
-from bench._servers import free_port, process, wait_port
+from bench._servers import free_port, process, wait_port, write_certificate
 from protocol import public_key_bytes
 from protocol.keys import load_or_create_key
 from registry import Registry
@@ -232,10 +232,7 @@ def relay_and_agent(
     agents connect to them at `host` (a proxy standing in for a long link)."""
     directory = work / f"relay-{data_connections}-{data_pool}"
     directory.mkdir()
-    ca.cert_pem.write_to_path(str(directory / "ca.pem"))
-    cert = ca.issue_cert("relay.test")
-    cert.private_key_pem.write_to_path(str(directory / "relay.key"))
-    cert.cert_chain_pems[0].write_to_path(str(directory / "relay.crt"))
+    write_certificate(directory, "relay", "relay.test", ca=ca)
     devices = {"nas1": target, "nas2": echo_target}
     keys = {d: load_or_create_key(directory / f"{d}.key") for d in devices}
 
@@ -315,11 +312,7 @@ def main() -> None:
         sys.exit(f"missing {missing or ['sshd']}: `make test` installs them")
     with tempfile.TemporaryDirectory(prefix="nascloud-relay-bench-") as tmp:
         work = Path(tmp)
-        ca = trustme.CA()
-        ca.cert_pem.write_to_path(str(work / "ca.pem"))
-        nas_cert = ca.issue_cert("nas1.link.test", "nas2.link.test")
-        nas_cert.private_key_pem.write_to_path(str(work / "nas.key"))
-        nas_cert.cert_chain_pems[0].write_to_path(str(work / "nas.crt"))
+        ca = write_certificate(work, "nas", "nas1.link.test", "nas2.link.test")
         nas_port = free_port()
         results: dict[str, float] = {}
         aggregate: dict[str, list[float]] = {}

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import trio
 import trustme
 
-from bench._servers import free_port, process
+from bench._servers import free_port, process, write_certificate
 from bench.relay import ECHO, round_trips
 from nasagent._agent import connect_tcp
 from protocol.splice import splice_sockets
@@ -243,11 +243,7 @@ def chain_added_ms(count: int) -> tuple[float, float]:
     echo = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        ca = trustme.CA()
-        ca.cert_pem.write_to_path(str(work / "ca.pem"))
-        cert = ca.issue_cert("nas.test")
-        cert.private_key_pem.write_to_path(str(work / "nas.key"))
-        cert.cert_chain_pems[0].write_to_path(str(work / "nas.crt"))
+        write_certificate(work, "nas", "nas.test")
         server = [sys.executable, "-c", ECHO, str(echo), str(work / "nas.crt")]
         with process([*server, str(work / "nas.key")], None, work / "echo.log", ready="ready"):
             children = []

@@ -21,9 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import trustme
 
-from bench._servers import free_port, process, wait_port
+from bench._servers import free_port, process, wait_port, write_certificate
 from bench.relay import relay_and_agent, sshd_reverse
 
 NAME = "nas1.link.test"
@@ -85,11 +84,7 @@ def main() -> None:
         work = Path(tmp)
         hosts = work / "hosts"
         hosts.write_text(f"127.0.0.1 localhost {NAME}\n")
-        ca = trustme.CA()
-        ca.cert_pem.write_to_path(str(work / "ca.pem"))
-        cert = ca.issue_cert(NAME)
-        cert.private_key_pem.write_to_path(str(work / "nas.key"))
-        cert.cert_chain_pems[0].write_to_path(str(work / "nas.crt"))
+        ca = write_certificate(work, "nas", NAME)
         page = free_port()
         rates: dict[str, float] = {}
         server = [sys.executable, "-c", PAGE_SERVER, str(page)]

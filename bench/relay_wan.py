@@ -25,9 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import trustme
 
-from bench._servers import free_port, process
+from bench._servers import free_port, process, write_certificate
 from bench.relay import ECHO, relay_and_agent, round_trips, sshd_reverse
 
 LINK = "127.0.0.2"  # the far end of the link, as the agent and ssh see the relay
@@ -42,12 +41,8 @@ def main() -> None:
         sys.exit("missing ssh or sshd: `make test` installs them")
     with tempfile.TemporaryDirectory(prefix="nascloud-relay-wan-") as tmp:
         work = Path(tmp)
-        ca = trustme.CA()
+        ca = write_certificate(work, "nas", "nas1.link.test", "nas2.link.test")
         ca_path = work / "ca.pem"
-        ca.cert_pem.write_to_path(str(ca_path))
-        cert = ca.issue_cert("nas1.link.test", "nas2.link.test")
-        cert.private_key_pem.write_to_path(str(work / "nas.key"))
-        cert.cert_chain_pems[0].write_to_path(str(work / "nas.crt"))
         echo = free_port()
         sshd = free_port()
         relays = {pool: (free_port(), free_port()) for pool in (0, 4)}

@@ -21,11 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trio
-import trustme
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
-from bench._servers import free_port, process, wait_port
+from bench._servers import free_port, process, wait_port, write_certificate
 from protocol.tunnel import open_tunnel
 from registry import SQLiteBackend
 
@@ -149,11 +148,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="nascloud-tunnels-") as tmp:
         work = Path(tmp)
-        ca = trustme.CA()
-        ca.cert_pem.write_to_path(str(work / "ca.pem"))
-        cert = ca.issue_cert("relay.test")
-        cert.private_key_pem.write_to_path(str(work / "relay.key"))
-        cert.cert_chain_pems[0].write_to_path(str(work / "relay.crt"))
+        write_certificate(work, "relay", "relay.test")
         keys = [(f"dev{i:05d}", Ed25519PrivateKey.generate()) for i in range(args.tunnels)]
         SQLiteBackend(work / "registry.sqlite3").close()
         db = sqlite3.connect(work / "registry.sqlite3")
