@@ -490,11 +490,7 @@ class Relayd:
                 self.counts["https_no_data_connection"] += 1
                 return None
             self.counts["https_connections"] += 1
-            view = memoryview(hello)
-            while view:  # the ClientHello already read goes first
-                view = view[await data_socket.send(view) :]
-            sent, received = await splice_sockets(stream.socket, data_socket)
-            return sent + len(hello), received
+            return await _join_data(stream, data_socket, hello)
         finally:
             self.pending.pop(token, None)
             if pending.socket is not None:
@@ -522,10 +518,7 @@ class Relayd:
         try:
             self.counts["https_connections"] += 1
             self.counts["https_ready_data_connection"] += 1
-            view = memoryview(hello)
-            while view:  # the ClientHello already read goes first
-                view = view[await data_socket.send(view) :]
-            sent, received = await splice_sockets(stream.socket, data_socket)
+            sent, received = await _join_data(stream, data_socket, hello)
             if not received:
                 # Nothing came back: a refusal (the agent resets the stream, and that reset
                 # may trail the connection's close) or a browser that left early.
@@ -540,7 +533,7 @@ class Relayd:
         if control.reset_code == protocol.ErrorCode.SERVICE_UNAVAILABLE:
             self.counts["https_refused"] += 1
             return None  # the agent could not reach the service and closed the connection
-        return sent + len(hello), received
+        return sent, received
 
     async def data_connection(self, stream: trio.SocketStream) -> None:
         """An agent's data connection: its first 16 bytes are the token of a waiting browser
@@ -658,6 +651,18 @@ async def _serve_guarded(
             await trio.aclose_forcefully(stream)
 
     await trio.serve_listeners(guarded, [listener], task_status=task_status)
+
+
+async def _join_data(
+    stream: trio.SocketStream, data_socket: trio.socket.SocketType, hello: bytes
+) -> tuple[int, int]:
+    """Pass a browser connection on to its data connection: the ClientHello already read
+    first, then both sockets joined in the kernel. Bytes from and to the browser."""
+    view = memoryview(hello)
+    while view:
+        view = view[await data_socket.send(view) :]
+    sent, received = await splice_sockets(stream.socket, data_socket)
+    return sent + len(hello), received
 
 
 def _raw_response(status: int, body: bytes) -> bytes:
