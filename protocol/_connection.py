@@ -139,7 +139,11 @@ class Settings:
     """Our receive-side limits and offers, sent in HELLO (SPEC.md 3.1)."""
 
     max_frame_bytes: int = 256 * 1024
-    stream_window_bytes: int = 1024 * 1024
+    # 2 MiB: a stream carried in the tunnel moves at most a window per round trip of its
+    # WINDOW credit (about 3 ms here through both processes); 1 MiB held one stream to
+    # 2.7 Gbit/s, 2 to 8 MiB gave 3.3 to 3.9 (bench/RESULTS.md). Eight stalled readers, not
+    # four, are needed to fill the connection's window.
+    stream_window_bytes: int = 2 * 1024 * 1024
     connection_window_bytes: int = 16 * 1024 * 1024
     max_streams: int = 256
     capabilities: frozenset[str] = field(default_factory=frozenset)
