@@ -173,8 +173,12 @@ class Agent(RelayClient):
             ) as tunnel,
             trio.open_nursery() as nursery,
         ):
-            # Before any await, so that no message waits unread.
+            # Before any await, so that no message waits unread. A stream starts from the
+            # reader, ahead of ready connections a pool message in the same read asks for.
             tunnel.on_message = lambda _, message: self._on_message(nursery, message)
+            tunnel.on_stream = lambda stream: (self._streams or nursery).start_soon(
+                self._serve_stream, stream
+            )
             self.tunnel = tunnel
             self.connected.set()
             log.info("tunnel up to %s as %s", address, self.device)
@@ -182,12 +186,7 @@ class Agent(RelayClient):
                 await tunnel.send_message(
                     protocol.Register(services=tuple(sorted(self.config.services)))
                 )
-                while True:
-                    try:
-                        stream_in = await tunnel.accept_stream()
-                    except trio.BrokenResourceError:
-                        break
-                    (self._streams or nursery).start_soon(self._serve_stream, stream_in)
+                await tunnel.wait_no_more_streams()
             finally:
                 nursery.cancel_scope.cancel()
                 for ready, _ in self.ready.values():
@@ -213,6 +212,9 @@ class Agent(RelayClient):
         """Open a data connection before it is needed and keep it until an OPEN names its
         token, or the relay closes it (SPEC.md 7.3.1)."""
         try:
+            # A stream opened in the same read as the pool message goes first: its connect
+            # is on a browser's path, this one is not.
+            await trio.lowlevel.checkpoint()
             with trio.fail_after(10):
                 connection = await connect_tcp(self.relay_host, port)
         except (OSError, trio.TooSlowError):
@@ -294,13 +296,11 @@ class Agent(RelayClient):
             if data is None:
                 await join_streams(stream, local)
                 return
-            try:
-                await stream.send_eof()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass  # the relay may already have closed the stream: the data connection counts
-            await stream.aclose()
-            # Joined in the kernel: the bytes never enter Python.
+            # Joined in the kernel: the bytes never enter Python. The stream carries nothing
+            # and ends with the data connection, so that its frames stay off the path of the
+            # connection's first bytes (SPEC.md 7.3).
             await splice_sockets(data.socket, local.socket)
+            await stream.aclose()
         finally:
             # Whatever ended this (a cancel included), nothing opened for it stays open; the
             # joins have closed what they were given already.

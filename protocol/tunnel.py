@@ -8,6 +8,7 @@ nothing of relayd, the agent, TLS or the registry.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import operator
 import struct
@@ -346,6 +347,11 @@ class Tunnel:
         #: application messages go to it, synchronously from the reader, instead of to
         #: receive_message: for a side that answers them without a task waiting per tunnel.
         self.on_message: MessageHandler | None = None
+        #: If set (likewise before the first await), streams the peer opens go to it, from the
+        #: reader and in the order they were opened, instead of to accept_stream: a stream
+        #: then starts without waiting for a task to take it. `wait_no_more_streams` tells
+        #: when the peer can open no more.
+        self.on_stream: Callable[[TunnelStream], None] | None = None
         self._writer_task: trio.lowlevel.Task | None = None  # the writer, while it sleeps
         self._writer_finished = False
         self._writer_done: trio.Event | None = None  # made when someone waits for it
@@ -395,6 +401,13 @@ class Tunnel:
             return await self._accepts.get()
         except trio.EndOfChannel:
             raise trio.BrokenResourceError(self._end_reason()) from None
+
+    async def wait_no_more_streams(self) -> None:
+        """Return once the peer can open no more streams: it sent GOAWAY, or the tunnel
+        ended. For a side whose streams go to `on_stream`."""
+        with contextlib.suppress(trio.EndOfChannel):
+            while True:
+                await self._accepts.get()  # empty: on_stream takes every stream
 
     async def send_message(self, message: AppMessage) -> None:
         await checkpoint()
@@ -685,6 +698,9 @@ class Tunnel:
             event.data_port,
         )
         self._streams[event.stream_id] = stream
+        if self.on_stream is not None:
+            self.on_stream(stream)
+            return
         try:
             self._accepts.put_nowait(stream)
         except (trio.WouldBlock, trio.ClosedResourceError):

@@ -209,3 +209,38 @@ async def test_peer_that_sends_garbage_loses_its_tunnel_only() -> None:
             await client.wait_closed()
         with pytest.raises(trio.BrokenResourceError):
             await stream.send_all(b"x")
+
+
+async def test_streams_go_to_on_stream_in_order_until_goaway() -> None:
+    async with tunnel_pair() as (client, server):
+        taken: list[TunnelStream] = []
+        three = trio.Event()
+
+        def take(stream: TunnelStream) -> None:
+            taken.append(stream)
+            if len(taken) == 3:
+                three.set()
+
+        client.on_stream = take
+        opened = [await server.open_stream(service) for service in ("web", "web-http", "setup")]
+        await opened[1].send_all(b"first bytes")
+        with trio.fail_after(5):
+            await three.wait()
+        # Taken from the reader, in the order they were opened, each working.
+        assert [s.service for s in taken] == ["web", "web-http", "setup"]
+        assert await taken[1].receive_some() == b"first bytes"
+        async with trio.open_nursery() as nursery:
+            done = trio.Event()
+
+            async def wait() -> None:
+                await client.wait_no_more_streams()
+                done.set()
+
+            nursery.start_soon(wait)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not done.is_set()  # streams may still come
+            nursery.start_soon(server.drain, 5)
+            with trio.fail_after(5):
+                await done.wait()  # GOAWAY: no stream can come any more
+            for stream in opened + taken:
+                await stream.aclose()
