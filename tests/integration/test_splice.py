@@ -194,3 +194,46 @@ async def test_a_socket_closed_by_someone_else_ends_its_join_and_no_other() -> N
             assert await browser2.recv(10) == b""
     for sock in (browser, nas, browser2):
         sock.close()
+
+
+async def test_bytes_waiting_before_the_join_move_at_once_and_ends_already_seen_finish_it() -> None:
+    # A ready data connection holds the browser's first bytes before its join starts.
+    browser, a = await _pair()
+    b, nas = await _pair()
+    await browser.send(b"waiting")
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            moved: list[tuple[int, int]] = []
+
+            async def join() -> None:
+                moved.append(await splice_sockets(a, b))
+
+            nursery.start_soon(join)
+            assert await nas.recv(100) == b"waiting"
+            await nas.send(b"answer")
+            assert await browser.recv(100) == b"answer"
+            browser.shutdown(socket.SHUT_WR)
+            nas.shutdown(socket.SHUT_WR)
+    assert moved == [(7, 6)]
+    # Both ends already shut before the join: it ends at once, the bytes delivered.
+    browser2, c = await _pair()
+    d, nas2 = await _pair()
+    await browser2.send(b"last words")
+    browser2.shutdown(socket.SHUT_WR)
+    nas2.shutdown(socket.SHUT_WR)
+    with trio.fail_after(5):
+        assert await splice_sockets(c, d) == (10, 0)
+    assert await nas2.recv(100) == b"last words"
+    assert await nas2.recv(100) == b""
+    assert await browser2.recv(100) == b""
+    # Nothing but both ends: over before the splicing thread hears of it, each end passed on.
+    browser3, e = await _pair()
+    f, nas3 = await _pair()
+    browser3.shutdown(socket.SHUT_WR)
+    nas3.shutdown(socket.SHUT_WR)
+    with trio.fail_after(5):
+        assert await splice_sockets(e, f) == (0, 0)
+    assert await nas3.recv(100) == b""
+    assert await browser3.recv(100) == b""
+    for sock in (browser, nas, browser2, nas2, browser3, nas3):
+        sock.close()
