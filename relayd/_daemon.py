@@ -51,6 +51,7 @@ __all__ = ["Relayd", "main_async", "serve"]
 log = logging.getLogger("relayd")
 
 MAX_DDNS_IN_FLIGHT = 16  # DDNS updates one device may have waiting on ddnsd at once
+REFILL_DELAY_S = 0.005  # from taking a ready data connection to asking for its replacement
 _DEVICES_ONLY: Final = frozenset({protocol.AuthKind.DEVICE})
 _WITH_INSTALL: Final = frozenset({protocol.AuthKind.DEVICE, protocol.AuthKind.INSTALL})
 
@@ -227,6 +228,15 @@ class Relayd:
     async def _reply(tunnel: Tunnel, reply: protocol.AppMessage) -> None:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await tunnel.send_message(reply)
+
+    async def _refill(self, tunnel: Tunnel, pool: protocol.DataPool) -> None:
+        """Ask for ready connections a little after the one taken: made at once, their
+        connects on the NAS and their accepts here ran just as that connection's first bytes
+        crossed both processes, and held the GIL from both splicing threads (bench/RESULTS.md).
+        They serve the next connection, which a round trip of the NAS's link would not reach
+        in time anyway."""
+        await trio.sleep(REFILL_DELAY_S)
+        await self._reply(tunnel, pool)
 
     async def _ddns_update(
         self, tunnel: Tunnel, device: str, address: str, update: protocol.DdnsUpdate
@@ -455,7 +465,7 @@ class Relayd:
                 if fresh:
                     assert self.background is not None  # set by serve()
                     pool = protocol.DataPool(tuple(fresh), self.data_port)
-                    self.background.start_soon(self._reply, tunnel, pool)
+                    self.background.start_soon(self._refill, tunnel, pool)
                 if ready is not None:
                     return await self._on_ready(stream, tunnel, client, port, data, token, ready)
             return await self._spliced(stream, tunnel, client, port, data)

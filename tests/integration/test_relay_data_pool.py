@@ -92,10 +92,10 @@ async def test_connections_after_the_first_use_ready_data_connections(tmp_path: 
         for n in range(6):
             payload = f"browser {n}".encode() * 1000
             assert await browse(relay, payload) == HELLO + payload
+            # Each one used is asked for again (a few ms later): the pool is full once more.
+            await until(lambda: relay.pools is not None and relay.pools.ready_count() == 4)
         assert relay.counts["https_ready_data_connection"] == 6
         assert relay.counts["https_connections"] == 7
-        # Each one used was asked for again: the pool is full once more.
-        await until(lambda: relay.pools is not None and relay.pools.ready_count() == 4)
         assert len(nas.ready) == 4
         assert relay.counts["data_connection_refused"] == 0
 
@@ -121,6 +121,7 @@ async def test_a_refusal_on_a_ready_connection_closes_that_browser_only(tmp_path
         await until(lambda: relay.pools is not None and relay.pools.ready_count() == 2)
         for _ in range(4):
             assert await browse(relay, b"x") == b""  # refused on a ready one: closed, no hang
+            await until(lambda: relay.pools is not None and relay.pools.ready_count() == 2)
         assert relay.counts["https_ready_data_connection"] == 4
         assert nas.streams_refused == 5
         # Recorded as refused, not as connections that moved nothing (once relayd has seen
