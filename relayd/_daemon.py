@@ -31,7 +31,7 @@ from nascloud.systemd import until_stopped
 from protocol.keys import load_key
 from protocol.splice import splice_sockets
 from protocol.tls import TlsStream
-from protocol.tunnel import Tunnel, join_streams, open_tunnel
+from protocol.tunnel import Tunnel, TunnelStream, join_streams, open_tunnel
 from registry import (
     RESERVED_DEVICE_NAMES,
     AccessLogKeys,
@@ -492,19 +492,23 @@ class Relayd:
             except (trio.BrokenResourceError, protocol.LocalProtocolError):
                 self.counts["https_refused"] += 1
                 return None
-            with trio.move_on_after(self.config.limits.handshake_timeout_s):
-                await pending.arrived.wait()
-            await control.aclose()
-            data_socket = pending.socket
+            try:
+                with trio.move_on_after(self.config.limits.handshake_timeout_s):
+                    await pending.arrived.wait()
+                data_socket, pending.socket = pending.socket, None
+            except BaseException:
+                await control.aclose()
+                raise
             if data_socket is None:
+                await control.aclose()
                 self.counts["https_no_data_connection"] += 1
                 return None
             self.counts["https_connections"] += 1
-            return await _join_data(stream, data_socket, hello)
+            return await self._join(stream, control, data_socket, hello)
         finally:
             self.pending.pop(token, None)
             if pending.socket is not None:
-                pending.socket.close()  # came too late, or the join has closed it already
+                pending.socket.close()  # came too late
 
     async def _on_ready(
         self,
@@ -525,13 +529,28 @@ class Relayd:
             data_socket.close()
             self.counts["https_refused"] += 1
             return None
+        self.counts["https_connections"] += 1
+        self.counts["https_ready_data_connection"] += 1
+        return await self._join(stream, control, data_socket, hello)
+
+    async def _join(
+        self,
+        stream: trio.SocketStream,
+        control: TunnelStream,
+        data_socket: trio.socket.SocketType,
+        hello: bytes,
+    ) -> tuple[int, int] | None:
+        """Pass a browser connection on to its data connection: the ClientHello already read
+        first, then both sockets joined in the kernel. Bytes from and to the browser, or None
+        if the agent refused it: it then resets the stream and closes the data connection,
+        and the reset may trail the close, so a connection that brought nothing back waits
+        for it (at most a second). Closes the data connection and the stream."""
         try:
-            self.counts["https_connections"] += 1
-            self.counts["https_ready_data_connection"] += 1
-            sent, received = await _join_data(stream, data_socket, hello)
+            view = memoryview(hello)
+            while view:
+                view = view[await data_socket.send(view) :]
+            sent, received = await splice_sockets(stream.socket, data_socket)
             if not received:
-                # Nothing came back: a refusal (the agent resets the stream, and that reset
-                # may trail the connection's close) or a browser that left early.
                 with (
                     trio.move_on_after(1),
                     contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
@@ -543,7 +562,7 @@ class Relayd:
         if control.reset_code == protocol.ErrorCode.SERVICE_UNAVAILABLE:
             self.counts["https_refused"] += 1
             return None  # the agent could not reach the service and closed the connection
-        return sent, received
+        return sent + len(hello), received
 
     async def data_connection(self, stream: trio.SocketStream) -> None:
         """An agent's data connection: its first 16 bytes are the token of a waiting browser
@@ -661,18 +680,6 @@ async def _serve_guarded(
             await trio.aclose_forcefully(stream)
 
     await trio.serve_listeners(guarded, [listener], task_status=task_status)
-
-
-async def _join_data(
-    stream: trio.SocketStream, data_socket: trio.socket.SocketType, hello: bytes
-) -> tuple[int, int]:
-    """Pass a browser connection on to its data connection: the ClientHello already read
-    first, then both sockets joined in the kernel. Bytes from and to the browser."""
-    view = memoryview(hello)
-    while view:
-        view = view[await data_socket.send(view) :]
-    sent, received = await splice_sockets(stream.socket, data_socket)
-    return sent + len(hello), received
 
 
 def _raw_response(status: int, body: bytes) -> bytes:
