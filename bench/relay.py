@@ -6,6 +6,11 @@ private sshd, with its default cipher and with aes128-gcm), and relayd + nasclou
 HTTPS passed through by SNI. The bytes are the same TLS stream every time; only the middle
 changes.
 
+Each path is measured twice. First with TLS ends, as a browser and the NAS would use it: on
+two cores the Python TLS ends take much of the CPU the middle needs. Then with plain ends, as
+iperf3 would measure a middle: a real ClientHello (relayd routes by it) and then plain bytes,
+which a passthrough relay moves untouched like any others; this is the relay's own capacity.
+
 Run: .venv/bin/python bench/relay.py [--megabytes 1024]
 """
 
@@ -84,6 +89,82 @@ while True:
 """
 
 
+# The plain ends: read the ClientHello record the client starts with, then count (PLAIN_SINK)
+# or echo (PLAIN_ECHO) the plain bytes after it.
+_READ_HELLO = """
+def read_hello(conn):
+    head = b""
+    while len(head) < 5:
+        head += conn.recv(5 - len(head)) or b"x" * 5
+    left = int.from_bytes(head[3:5], "big")
+    while left > 0:
+        left -= len(conn.recv(left)) or left
+"""
+
+PLAIN_SINK = (
+    """
+import socket, sys, threading
+port = int(sys.argv[1])
+server = socket.create_server(("127.0.0.1", port))
+print("ready", flush=True)
+"""
+    + _READ_HELLO
+    + """
+def serve(conn):
+    with conn:
+        read_hello(conn)
+        total = 0
+        buffer = bytearray(1 << 20)
+        while True:
+            n = conn.recv_into(buffer)
+            if not n:
+                break
+            total += n
+            if buffer[n - 1] == 0x21:  # the client's end mark: '!'
+                break
+        conn.sendall(str(total).encode())
+while True:
+    conn, _ = server.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"""
+)
+
+PLAIN_ECHO = (
+    """
+import socket, sys, threading
+port = int(sys.argv[1])
+server = socket.create_server(("127.0.0.1", port), backlog=512)
+print("ready", flush=True)
+"""
+    + _READ_HELLO
+    + """
+def serve(conn):
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        with conn:
+            read_hello(conn)
+            while data := conn.recv(65536):
+                conn.sendall(data)
+    except OSError:
+        pass
+while True:
+    conn, _ = server.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"""
+)
+
+
+def client_hello(server_name: str) -> bytes:
+    """The ClientHello a TLS client would send first for `server_name`."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ssl.create_default_context().wrap_bio(incoming, outgoing, server_hostname=server_name)
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return outgoing.read()
+
+
 def round_trips(
     port: int,
     server_name: str,
@@ -91,29 +172,50 @@ def round_trips(
     count: int,
     direct: int | None = None,
     host: str = "127.0.0.1",
+    plain: bool = False,
+    gap_s: float = 0.01,
 ) -> tuple[list[float], list[float]]:
-    """Seconds for each of `count` new connections: TCP, TLS, and one 64-byte round trip;
-    with `direct` (the echo server's own port), each one alternates with a direct one, so
-    that the two lists saw the same machine (this VM's latency drifts within a run)."""
+    """Seconds for each of `count` new connections: TCP, TLS, and one 64-byte round trip
+    (`plain`: TCP, and a ClientHello with 64 plain bytes, echoed); with `direct` (the echo
+    server's own port), each one alternates with a direct one, so that the two lists saw the
+    same machine (this VM's latency drifts within a run). `gap_s` apart, so that what a
+    middle does after a connection (relayd asks for a ready connection's replacement 5 ms
+    later) does not land on the next one and get counted against the other path."""
     context = ssl.create_default_context(cafile=str(ca))
+    hello = client_hello(server_name)
 
     def one(target: int) -> float:
         started = time.perf_counter()
         raw = socket.create_connection((host if target == port else "127.0.0.1", target))
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle on either end
-        with raw, context.wrap_socket(raw, server_hostname=server_name) as tls:
-            tls.sendall(b"x" * 64)
-            got = b""
-            while len(got) < 64:
-                got += tls.recv(64)
+        with raw:
+            if plain:
+                raw.sendall(hello + b"x" * 64)
+                _receive_exactly(raw, 64)
+            else:
+                with context.wrap_socket(raw, server_hostname=server_name) as tls:
+                    tls.sendall(b"x" * 64)
+                    _receive_exactly(tls, 64)
         return time.perf_counter() - started
 
     times, beside = [], []
     for _ in range(count):
         times.append(one(port))
+        time.sleep(gap_s)
         if direct is not None:
             beside.append(one(direct))
+            time.sleep(gap_s)
     return sorted(times), sorted(beside or times)
+
+
+def _receive_exactly(sock: socket.socket, size: int) -> bytes:
+    got = b""
+    while len(got) < size:
+        chunk = sock.recv(size - len(got))
+        if not chunk:
+            raise ConnectionError(f"closed after {len(got)} of {size} bytes")
+        got += chunk
+    return got
 
 
 def parallel(port: int, server_name: str, ca: Path, megabytes: int, streams: int) -> list[float]:
@@ -142,6 +244,24 @@ def send(port: int, server_name: str, ca: Path, megabytes: int) -> float:
             sent += CHUNK
         tls.sendall(b"\x00" * (total - sent - 1) + b"!")
         answer = tls.recv(64)
+        elapsed = time.perf_counter() - started
+    assert int(answer) == total, answer
+    return elapsed
+
+
+def send_plain(port: int, server_name: str, megabytes: int) -> float:
+    """Seconds to push a ClientHello and then `megabytes` of plain bytes, acknowledged."""
+    payload = b"\x00" * CHUNK
+    total = megabytes * 1024 * 1024
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(client_hello(server_name))
+        started = time.perf_counter()
+        sent = 0
+        while sent < total - CHUNK:
+            sock.sendall(payload)
+            sent += CHUNK
+        sock.sendall(b"\x00" * (total - sent - 1) + b"!")
+        answer = sock.recv(64)
         elapsed = time.perf_counter() - started
     assert int(answer) == total, answer
     return elapsed
@@ -302,6 +422,53 @@ def relay_and_agent(
         yield https
 
 
+PASSTHROUGH = "relayd + agent (SNI passthrough)"
+NO_POOL = "relayd + agent (passthrough, no pool)"
+IN_TUNNEL = "relayd + agent (in tunnel DATA)"
+SINK_NAME, ECHO_NAME = "nas1.link.test", "nas2.link.test"
+
+
+def middles(work: Path, ca: trustme.CA, sink: int, echo: int) -> Iterator[tuple[str, int, int]]:
+    """Each path in turn between this process and the NAS stand-ins `sink` and `echo`: its
+    label and the ports that reach each of them (relayd's one HTTPS port routes by name)."""
+    work.mkdir()
+    yield "direct", sink, echo
+    socat_port, socat_echo = free_port(), free_port()
+    with (
+        process(
+            [
+                "socat",
+                f"TCP4-LISTEN:{socat_port},bind=127.0.0.1,fork,reuseaddr",
+                f"TCP4:127.0.0.1:{sink}",
+            ],
+            None,
+            work / "socat.log",
+        ),
+        process(
+            [
+                "socat",
+                f"TCP4-LISTEN:{socat_echo},bind=127.0.0.1,fork,reuseaddr",
+                f"TCP4:127.0.0.1:{echo}",
+            ],
+            None,
+            work / "socat-echo.log",
+        ),
+    ):
+        wait_port(socat_port)
+        wait_port(socat_echo)
+        yield "socat", socat_port, socat_echo
+    for cipher in (None, "aes128-gcm@openssh.com"):
+        with sshd_reverse(work, sink, cipher, echo) as (port, echo_port):
+            yield f"ssh -R ({cipher or 'default cipher'})", port, echo_port
+    with relay_and_agent(work, ca, sink, echo) as port:
+        yield PASSTHROUGH, port, port
+    with relay_and_agent(work, ca, sink, echo, data_pool=0) as port:
+        # The same without ready data connections: each waits for the agent's connect.
+        yield NO_POOL, port, port
+    with relay_and_agent(work, ca, sink, echo, data_connections=False) as port:
+        yield IN_TUNNEL, port, port
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megabytes", type=int, default=1024)
@@ -310,122 +477,82 @@ def main() -> None:
     missing = [p for p in ("socat", "ssh", "ssh-keygen") if shutil.which(p) is None]
     if missing or not (shutil.which("sshd") or Path("/usr/sbin/sshd").exists()):
         sys.exit(f"missing {missing or ['sshd']}: `make test` installs them")
+    ends = ("TLS", "plain")
+    rates: dict[str, dict[str, float]] = {end: {} for end in ends}
+    aggregate: dict[str, list[float]] = {}
+    latency: dict[str, dict[str, tuple[list[float], list[float]]]] = {end: {} for end in ends}
     with tempfile.TemporaryDirectory(prefix="nascloud-relay-bench-") as tmp:
         work = Path(tmp)
-        ca = write_certificate(work, "nas", "nas1.link.test", "nas2.link.test")
-        nas_port = free_port()
-        results: dict[str, float] = {}
-        aggregate: dict[str, list[float]] = {}
-        latency: dict[str, tuple[list[float], list[float]]] = {}
-        name = "nas1.link.test"
-        echo_port = free_port()
+        ca = write_certificate(work, "nas", SINK_NAME, ECHO_NAME)
         ca_path = work / "ca.pem"
-
-        def measure(label: str, sink_port: int, echo: int) -> None:
-            results[label] = send(sink_port, name, ca_path, args.megabytes)
-            aggregate[label] = parallel(sink_port, name, ca_path, args.megabytes // 16, 16)
-            direct = echo_port if echo != echo_port else None
-            latency[label] = round_trips(echo, name, ca_path, args.round_trips, direct)
-
-        with (
-            process(
-                [
-                    sys.executable,
-                    "-c",
-                    SINK,
-                    str(nas_port),
-                    str(work / "nas.crt"),
-                    str(work / "nas.key"),
-                ],
-                None,
-                work / "sink.log",
-                ready="ready",
-            ),
-            process(
-                [
-                    sys.executable,
-                    "-c",
-                    ECHO,
-                    str(echo_port),
-                    str(work / "nas.crt"),
-                    str(work / "nas.key"),
-                ],
-                None,
-                work / "echo.log",
-                ready="ready",
-            ),
-        ):
-            measure("direct", nas_port, echo_port)
-            socat_port, socat_echo = free_port(), free_port()
+        tls_files = [str(work / "nas.crt"), str(work / "nas.key")]
+        for end in ends:
+            sink, echo = free_port(), free_port()
+            sink_code, echo_code = (SINK, ECHO) if end == "TLS" else (PLAIN_SINK, PLAIN_ECHO)
+            extra = tls_files if end == "TLS" else []
             with (
                 process(
-                    [
-                        "socat",
-                        f"TCP4-LISTEN:{socat_port},bind=127.0.0.1,fork,reuseaddr",
-                        f"TCP4:127.0.0.1:{nas_port}",
-                    ],
+                    [sys.executable, "-c", sink_code, str(sink), *extra],
                     None,
-                    work / "socat.log",
+                    work / f"sink-{end}.log",
+                    ready="ready",
                 ),
                 process(
-                    [
-                        "socat",
-                        f"TCP4-LISTEN:{socat_echo},bind=127.0.0.1,fork,reuseaddr",
-                        f"TCP4:127.0.0.1:{echo_port}",
-                    ],
+                    [sys.executable, "-c", echo_code, str(echo), *extra],
                     None,
-                    work / "socat-echo.log",
+                    work / f"echo-{end}.log",
+                    ready="ready",
                 ),
             ):
-                wait_port(socat_port)
-                wait_port(socat_echo)
-                measure("socat", socat_port, socat_echo)
-            for cipher in (None, "aes128-gcm@openssh.com"):
-                with sshd_reverse(work, nas_port, cipher, echo_port) as (port, echo):
-                    measure(f"ssh -R ({cipher or 'default cipher'})", port, echo)
-            with relay_and_agent(work, ca, nas_port, echo_port) as port:
-                label = "relayd + agent (SNI passthrough)"
-                results[label] = send(port, name, ca_path, args.megabytes)
-                aggregate[label] = parallel(port, name, ca_path, args.megabytes // 16, 16)
-                # The echo server stands behind a second device, nas2.
-                latency[label] = round_trips(
-                    port, "nas2.link.test", ca_path, args.round_trips, echo_port
-                )
-            with relay_and_agent(work, ca, nas_port, echo_port, data_pool=0) as port:
-                # The same without ready data connections: each waits for the agent's connect.
-                label = "relayd + agent (passthrough, no pool)"
-                latency[label] = round_trips(
-                    port, "nas2.link.test", ca_path, args.round_trips, echo_port
-                )
-            with relay_and_agent(work, ca, nas_port, echo_port, data_connections=False) as port:
-                label = "relayd + agent (in tunnel DATA)"
-                results[label] = send(port, name, ca_path, args.megabytes)
-                latency[label] = round_trips(
-                    port, "nas2.link.test", ca_path, args.round_trips, echo_port
-                )
-    rates = {k: args.megabytes * 8 * 1024 * 1024 / v / 1e9 for k, v in results.items()}
+                for label, sink_port, echo_port in middles(work / end, ca, sink, echo):
+                    if label != NO_POOL:
+                        if end == "TLS":
+                            took = send(sink_port, SINK_NAME, ca_path, args.megabytes)
+                        else:
+                            took = send_plain(sink_port, SINK_NAME, args.megabytes)
+                        rates[end][label] = args.megabytes * 8 * 1024 * 1024 / took / 1e9
+                    if end == "TLS" and label not in (NO_POOL, IN_TUNNEL):
+                        aggregate[label] = parallel(
+                            sink_port, SINK_NAME, ca_path, args.megabytes // 16, 16
+                        )
+                    latency[end][label] = round_trips(
+                        echo_port,
+                        ECHO_NAME,
+                        ca_path,
+                        args.round_trips,
+                        None if label == "direct" else echo,
+                        plain=end == "plain",
+                    )
+    for end in ends:
+        report(end, rates[end], latency[end], args.megabytes, args.round_trips)
+        if end == "TLS":
+            report_aggregate(aggregate)
+    print(json.dumps({end: {k: round(v, 3) for k, v in rates[end].items()} for end in ends}))
+
+
+def report(
+    end: str,
+    rates: dict[str, float],
+    latency: dict[str, tuple[list[float], list[float]]],
+    megabytes: int,
+    count: int,
+) -> None:
     best_ssh = max(v for k, v in rates.items() if k.startswith("ssh"))
     default_ssh = rates["ssh -R (default cipher)"]
-    ours = rates["relayd + agent (SNI passthrough)"]
-    print(f"one TLS stream of {args.megabytes} MiB, client to a NAS stand-in, on loopback\n")
+    ours = rates[PASSTHROUGH]
+    print(f"\n== {end} ends: one stream of {megabytes} MiB, client to a NAS stand-in\n")
     for label, rate in rates.items():
         print(f"  {label:<36}{rate:>7.2f} Gbit/s   relayd/this {ours / rate:>5.2f}")
-    in_tunnel = rates["relayd + agent (in tunnel DATA)"]
+    in_tunnel = rates[IN_TUNNEL]
     print(
         f"\n  relayd passthrough vs best ssh -R: {ours / best_ssh:.2f}x (target 2x); "
         f"vs default ssh -R: {ours / default_ssh:.2f}x"
         f"\n  relayd in-tunnel vs default ssh -R: {in_tunnel / default_ssh:.2f}x (target 1x)"
     )
-    print("\n16 streams at once: aggregate Gbit/s, slowest stream / mean\n")
-    ssh_aggregate = max(sum(v) for k, v in aggregate.items() if k.startswith("ssh"))
-    for label, per_stream in aggregate.items():
-        fairness = min(per_stream) / (sum(per_stream) / len(per_stream))
-        print(f"  {label:<36}{sum(per_stream):>7.2f} Gbit/s   slowest/mean {fairness:>4.2f}")
-    ours_aggregate = sum(aggregate["relayd + agent (SNI passthrough)"])
-    print(f"\n  relayd aggregate vs best ssh -R: {ours_aggregate / ssh_aggregate:.2f}x (target 1x)")
+    what = "TLS handshake and a 64-byte" if end == "TLS" else "ClientHello and 64 plain bytes,"
     print(
-        f"\nnew connection + TLS + 64-byte round trip, {args.round_trips} each: p50 / p99 ms;"
-        "\nadded to direct connections made in turn with them (the first row: alone)\n"
+        f"\n  new connection, {what} round trip, {count} each: p50 / p99 ms;"
+        "\n  added to direct connections made in turn with them (the first row: alone)\n"
     )
 
     def pct(values: list[float], q: float) -> float:
@@ -435,7 +562,16 @@ def main() -> None:
         p50, p99 = pct(values, 0.5), pct(values, 0.99)
         extra50, extra99 = p50 - pct(direct, 0.5), p99 - pct(direct, 0.99)
         print(f"  {label:<38}{p50:>7.2f} / {p99:>6.2f}   p50 {extra50:+.2f}  p99 {extra99:+.2f}")
-    print(json.dumps({k: round(v, 3) for k, v in rates.items()}))
+
+
+def report_aggregate(aggregate: dict[str, list[float]]) -> None:
+    print("\n  16 TLS streams at once: aggregate Gbit/s, slowest stream / mean\n")
+    ssh_aggregate = max(sum(v) for k, v in aggregate.items() if k.startswith("ssh"))
+    for label, per_stream in aggregate.items():
+        fairness = min(per_stream) / (sum(per_stream) / len(per_stream))
+        print(f"  {label:<36}{sum(per_stream):>7.2f} Gbit/s   slowest/mean {fairness:>4.2f}")
+    ours = sum(aggregate[PASSTHROUGH])
+    print(f"\n  relayd aggregate vs best ssh -R: {ours / ssh_aggregate:.2f}x (target 1x)")
 
 
 if __name__ == "__main__":
