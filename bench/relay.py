@@ -274,11 +274,14 @@ def sshd_reverse(
     cipher: str | None,
     echo_target: int,
     link: tuple[str, int] | None = None,
+    remote_command: str | None = None,
 ) -> Iterator[tuple[int, int]]:
     """An sshd on loopback and `ssh -R` into it: connections to the yielded port reach
     `target` the way they would reach a NAS behind an SSH reverse tunnel. With `link` (host,
-    port), sshd listens on that port of 127.0.0.1 and ssh connects to it at `host`."""
-    keys = work / f"ssh-{cipher or 'default'}"
+    port), sshd listens on that port of 127.0.0.1 and ssh connects to it at `host`. With
+    `remote_command`, ssh runs it instead of `-N` (no session): ssh then turns Nagle off on
+    its connection, as for any session."""
+    keys = work / f"ssh-{cipher or 'default'}{'-command' if remote_command else ''}"
     keys.mkdir()
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / "host")], check=True
@@ -311,7 +314,7 @@ def sshd_reverse(
         options = ["-c", cipher] if cipher else []
         ssh = [
             "ssh",
-            "-N",
+            *([] if remote_command else ["-N"]),
             "-i",
             str(keys / "user"),
             "-p",
@@ -328,6 +331,7 @@ def sshd_reverse(
             "-R",
             f"127.0.0.1:{echo_forwarded}:127.0.0.1:{echo_target}",
             f"root@{ssh_host}",
+            *([remote_command] if remote_command else []),
         ]
         with process(ssh, None, keys / "ssh.log"):
             wait_port(forwarded)
@@ -425,6 +429,10 @@ def relay_and_agent(
 PASSTHROUGH = "relayd + agent (SNI passthrough)"
 NO_POOL = "relayd + agent (passthrough, no pool)"
 IN_TUNNEL = "relayd + agent (in tunnel DATA)"
+# The Link issue's latency reference: `ssh -R` with a remote command, so a session that turns
+# Nagle off; `ssh -N` holds a new connection's first bytes about 20 to 40 ms.
+SSH_SESSION = "ssh -R (session, default cipher)"
+LATENCY_ONLY = (NO_POOL, SSH_SESSION)
 SINK_NAME, ECHO_NAME = "nas1.link.test", "nas2.link.test"
 
 
@@ -460,6 +468,8 @@ def middles(work: Path, ca: trustme.CA, sink: int, echo: int) -> Iterator[tuple[
     for cipher in (None, "aes128-gcm@openssh.com"):
         with sshd_reverse(work, sink, cipher, echo) as (port, echo_port):
             yield f"ssh -R ({cipher or 'default cipher'})", port, echo_port
+    with sshd_reverse(work, sink, None, echo, remote_command="sleep 3600") as (port, echo_port):
+        yield SSH_SESSION, port, echo_port
     with relay_and_agent(work, ca, sink, echo) as port:
         yield PASSTHROUGH, port, port
     with relay_and_agent(work, ca, sink, echo, data_pool=0) as port:
@@ -505,13 +515,13 @@ def main() -> None:
                 ),
             ):
                 for label, sink_port, echo_port in middles(work / end, ca, sink, echo):
-                    if label != NO_POOL:
+                    if label not in LATENCY_ONLY:
                         if end == "TLS":
                             took = send(sink_port, SINK_NAME, ca_path, args.megabytes)
                         else:
                             took = send_plain(sink_port, SINK_NAME, args.megabytes)
                         rates[end][label] = args.megabytes * 8 * 1024 * 1024 / took / 1e9
-                    if end == "TLS" and label not in (NO_POOL, IN_TUNNEL):
+                    if end == "TLS" and label not in (*LATENCY_ONLY, IN_TUNNEL):
                         aggregate[label] = parallel(
                             sink_port, SINK_NAME, ca_path, args.megabytes // 16, 16
                         )
@@ -558,10 +568,18 @@ def report(
     def pct(values: list[float], q: float) -> float:
         return values[min(len(values) - 1, int(len(values) * q))] * 1e3
 
+    added: dict[str, tuple[float, float]] = {}
     for label, (values, direct) in latency.items():
         p50, p99 = pct(values, 0.5), pct(values, 0.99)
-        extra50, extra99 = p50 - pct(direct, 0.5), p99 - pct(direct, 0.99)
+        added[label] = p50 - pct(direct, 0.5), p99 - pct(direct, 0.99)
+        extra50, extra99 = added[label]
         print(f"  {label:<38}{p50:>7.2f} / {p99:>6.2f}   p50 {extra50:+.2f}  p99 {extra99:+.2f}")
+    ours50, ours99 = added[PASSTHROUGH]
+    print(
+        f"\n  relayd passthrough adds p50 {ours50:+.2f} ms (target +0.65, the issue's figure for"
+        f" ssh -R with a session; here {added[SSH_SESSION][0]:+.2f}), p99 {ours99:+.2f} (target"
+        " +3)"
+    )
 
 
 def report_aggregate(aggregate: dict[str, list[float]]) -> None:
