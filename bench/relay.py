@@ -43,113 +43,65 @@ from registry import Registry
 BIN = Path(sys.executable).parent
 CHUNK = 256 * 1024
 
-SINK = """
+# The NAS stand-ins, run as `python -c CODE PORT [CERT KEY]`. With a certificate and key they
+# end TLS; without, they read the ClientHello record the client starts with and then take plain
+# bytes (the plain ends). SINK counts what arrives until the client's end mark ('!') and answers
+# the count; ECHO sends everything back.
+_ENDS = """
 import socket, ssl, sys, threading
-port, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-context.load_cert_chain(cert, key)
-server = socket.create_server(("127.0.0.1", port))
-print("ready", flush=True)
-def serve(conn):
-    with context.wrap_socket(conn, server_side=True) as tls:
-        total = 0
-        buffer = bytearray(1 << 20)
-        while True:
-            n = tls.recv_into(buffer)
-            if not n:
-                break
-            total += n
-            if buffer[n - 1] == 0x21 and total >= 9:  # the client's end mark: '!'
-                break
-        tls.sendall(str(total).encode())
-while True:
-    conn, _ = server.accept()
-    threading.Thread(target=serve, args=(conn,), daemon=True).start()
-"""
-
-
-ECHO = """
-import socket, ssl, sys, threading
-port, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-context.load_cert_chain(cert, key)
+port, tls_files = int(sys.argv[1]), sys.argv[2:4]
+if tls_files:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*tls_files)
 server = socket.create_server(("127.0.0.1", port), backlog=512)
 print("ready", flush=True)
-def serve(conn):
-    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        with context.wrap_socket(conn, server_side=True) as tls:
-            while data := tls.recv(65536):
-                tls.sendall(data)
-    except OSError:
-        pass
-while True:
-    conn, _ = server.accept()
-    threading.Thread(target=serve, args=(conn,), daemon=True).start()
-"""
-
-
-# The plain ends: read the ClientHello record the client starts with, then count (PLAIN_SINK)
-# or echo (PLAIN_ECHO) the plain bytes after it.
-_READ_HELLO = """
-def read_hello(conn):
+def opened(conn):
+    if tls_files:
+        return context.wrap_socket(conn, server_side=True)
     head = b""
     while len(head) < 5:
         head += conn.recv(5 - len(head)) or b"x" * 5
     left = int.from_bytes(head[3:5], "big")
     while left > 0:
         left -= len(conn.recv(left)) or left
+    return conn
+def serve_forever(serve):
+    while True:
+        conn, _ = server.accept()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
 """
 
-PLAIN_SINK = (
-    """
-import socket, sys, threading
-port = int(sys.argv[1])
-server = socket.create_server(("127.0.0.1", port))
-print("ready", flush=True)
-"""
-    + _READ_HELLO
+SINK = (
+    _ENDS
     + """
 def serve(conn):
-    with conn:
-        read_hello(conn)
+    with opened(conn) as ends:
         total = 0
         buffer = bytearray(1 << 20)
         while True:
-            n = conn.recv_into(buffer)
+            n = ends.recv_into(buffer)
             if not n:
                 break
             total += n
             if buffer[n - 1] == 0x21:  # the client's end mark: '!'
                 break
-        conn.sendall(str(total).encode())
-while True:
-    conn, _ = server.accept()
-    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+        ends.sendall(str(total).encode())
+serve_forever(serve)
 """
 )
 
-PLAIN_ECHO = (
-    """
-import socket, sys, threading
-port = int(sys.argv[1])
-server = socket.create_server(("127.0.0.1", port), backlog=512)
-print("ready", flush=True)
-"""
-    + _READ_HELLO
+ECHO = (
+    _ENDS
     + """
 def serve(conn):
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
-        with conn:
-            read_hello(conn)
-            while data := conn.recv(65536):
-                conn.sendall(data)
+        with opened(conn) as ends:
+            while data := ends.recv(65536):
+                ends.sendall(data)
     except OSError:
         pass
-while True:
-    conn, _ = server.accept()
-    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+serve_forever(serve)
 """
 )
 
@@ -231,38 +183,33 @@ def parallel(port: int, server_name: str, ca: Path, megabytes: int, streams: int
 def send(port: int, server_name: str, ca: Path, megabytes: int) -> float:
     """Seconds to push `megabytes` through a TLS connection and have them acknowledged."""
     context = ssl.create_default_context(cafile=str(ca))
-    payload = b"\x00" * CHUNK
-    total = megabytes * 1024 * 1024
     with (
         socket.create_connection(("127.0.0.1", port)) as raw,
         context.wrap_socket(raw, server_hostname=server_name) as tls,
     ):
-        started = time.perf_counter()
-        sent = 0
-        while sent < total - CHUNK:
-            tls.sendall(payload)
-            sent += CHUNK
-        tls.sendall(b"\x00" * (total - sent - 1) + b"!")
-        answer = tls.recv(64)
-        elapsed = time.perf_counter() - started
-    assert int(answer) == total, answer
-    return elapsed
+        return _push(tls, megabytes)
 
 
 def send_plain(port: int, server_name: str, megabytes: int) -> float:
     """Seconds to push a ClientHello and then `megabytes` of plain bytes, acknowledged."""
-    payload = b"\x00" * CHUNK
-    total = megabytes * 1024 * 1024
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(client_hello(server_name))
-        started = time.perf_counter()
-        sent = 0
-        while sent < total - CHUNK:
-            sock.sendall(payload)
-            sent += CHUNK
-        sock.sendall(b"\x00" * (total - sent - 1) + b"!")
-        answer = sock.recv(64)
-        elapsed = time.perf_counter() - started
+        return _push(sock, megabytes)
+
+
+def _push(sock: socket.socket, megabytes: int) -> float:
+    """Seconds to send `megabytes` of zeros ending with the sink's end mark '!', and to get
+    the sink's count back."""
+    payload = b"\x00" * CHUNK
+    total = megabytes * 1024 * 1024
+    started = time.perf_counter()
+    sent = 0
+    while sent < total - CHUNK:
+        sock.sendall(payload)
+        sent += CHUNK
+    sock.sendall(b"\x00" * (total - sent - 1) + b"!")
+    answer = sock.recv(64)
+    elapsed = time.perf_counter() - started
     assert int(answer) == total, answer
     return elapsed
 
@@ -498,17 +445,16 @@ def main() -> None:
         tls_files = [str(work / "nas.crt"), str(work / "nas.key")]
         for end in ends:
             sink, echo = free_port(), free_port()
-            sink_code, echo_code = (SINK, ECHO) if end == "TLS" else (PLAIN_SINK, PLAIN_ECHO)
             extra = tls_files if end == "TLS" else []
             with (
                 process(
-                    [sys.executable, "-c", sink_code, str(sink), *extra],
+                    [sys.executable, "-c", SINK, str(sink), *extra],
                     None,
                     work / f"sink-{end}.log",
                     ready="ready",
                 ),
                 process(
-                    [sys.executable, "-c", echo_code, str(echo), *extra],
+                    [sys.executable, "-c", ECHO, str(echo), *extra],
                     None,
                     work / f"echo-{end}.log",
                     ready="ready",
