@@ -100,6 +100,9 @@ class Splicer:
 
     def _reset(self) -> None:
         self._lock = threading.Lock()
+        self._reset_state()
+
+    def _reset_state(self) -> None:
         self._submitted: list[tuple[str, _Pair]] = []
         self._pairs: dict[int, _Pair] = {}
         self._epoll: select.epoll | None = None
@@ -116,7 +119,7 @@ class Splicer:
             if self._epoll is None:
                 self._start()
             self._submitted.append((what, pair))
-        os.eventfd_write(self._wake, 1)
+            os.eventfd_write(self._wake, 1)  # under the lock: a failed thread closes it
 
     async def join(self, a: trio.socket.SocketType, b: trio.socket.SocketType) -> tuple[int, int]:
         """Move bytes both ways until both directions have ended (or one failed); the bytes
@@ -157,6 +160,33 @@ class Splicer:
     # -- the thread ------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        except BaseException:
+            # Each pair's errors end that pair only, so nothing should get here. If something
+            # does, every join ends as failed and the next one starts a new thread, rather than
+            # all of them waiting for ever on a thread that is gone.
+            log.critical("the splicing thread failed; its connections end", exc_info=True)
+            self._abandon()
+
+    def _abandon(self) -> None:
+        with self._lock:
+            epoll, submitted = self._epoll, self._submitted
+            pairs = {id(pair): pair for pair in self._pairs.values()}
+            pairs.update((id(pair), pair) for _, pair in submitted)
+            if self._wake >= 0:
+                os.close(self._wake)
+            self._reset_state()
+        for pair in pairs.values():
+            if not pair.over:
+                pair.over = pair.failed = True
+                pair.forward.close()
+                pair.backward.close()
+                pair.done(pair)
+        if epoll is not None:
+            epoll.close()
+
+    def _serve(self) -> None:
         assert self._epoll is not None
         while True:
             woken = False

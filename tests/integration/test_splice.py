@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import select
 import socket
 
 import trio
 
-from protocol.splice import splice_sockets
+from protocol.splice import Splicer, splice_sockets
 
 
 async def _pair() -> tuple[trio.socket.SocketType, trio.socket.SocketType]:
@@ -236,4 +237,49 @@ async def test_bytes_waiting_before_the_join_move_at_once_and_ends_already_seen_
     assert await nas3.recv(100) == b""
     assert await browser3.recv(100) == b""
     for sock in (browser, nas, browser2, nas2, browser3, nas3):
+        sock.close()
+
+
+async def test_a_failed_splicing_thread_ends_its_joins_and_the_next_join_gets_a_new_one() -> None:
+    splicer = Splicer()
+    browser, a = await _pair()
+    b, nas = await _pair()
+
+    class _Broken:
+        """The thread's epoll, whose next wait fails as nothing in the thread should."""
+
+        def __init__(self, real: select.epoll) -> None:
+            self.real = real
+
+        def poll(self) -> list[tuple[int, int]]:
+            raise RuntimeError("broken on purpose")
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.real, name)
+
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            moved: list[tuple[int, int]] = []
+
+            async def join() -> None:
+                moved.append(await splicer.join(a, b))
+
+            nursery.start_soon(join)
+            await browser.send(b"before")
+            assert await nas.recv(100) == b"before"
+            assert splicer._epoll is not None
+            splicer._epoll = _Broken(splicer._epoll)  # type: ignore[assignment]
+            os.eventfd_write(splicer._wake, 1)  # wake the thread into its next wait
+    assert moved == [(6, 0)]  # ended, not left waiting
+    # The next join starts a new thread, which works.
+    browser2, c = await _pair()
+    d, nas2 = await _pair()
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(splicer.join, c, d)
+            await browser2.send(b"after")
+            assert await nas2.recv(100) == b"after"
+            browser2.shutdown(socket.SHUT_WR)
+            nas2.shutdown(socket.SHUT_WR)
+    for sock in (browser, a, b, nas, browser2, c, d, nas2):
         sock.close()
