@@ -80,6 +80,12 @@ class _Pair:
     def finished(self) -> bool:
         return self.failed or (self.forward.ended and self.backward.ended)
 
+    def release(self) -> None:
+        """Over: its pipes closed (its sockets are the caller's)."""
+        self.over = True
+        self.forward.close()
+        self.backward.close()
+
     def mask(self, fd: int) -> int:
         out, into = self.outgoing(fd), self.incoming(fd)
         mask = 0
@@ -141,9 +147,7 @@ class Splicer:
         for way in (pair.forward, pair.backward):
             self._pump(pair, way, rounds=1)
         if pair.finished():
-            pair.over = True
-            pair.forward.close()
-            pair.backward.close()
+            pair.release()
             await trio.lowlevel.checkpoint()
             return pair.forward.total, pair.backward.total
         self._submit("add", pair)
@@ -179,9 +183,8 @@ class Splicer:
             self._reset_state()
         for pair in pairs.values():
             if not pair.over:
-                pair.over = pair.failed = True
-                pair.forward.close()
-                pair.backward.close()
+                pair.failed = True
+                pair.release()
                 pair.done(pair)
         if epoll is not None:
             epoll.close()
@@ -303,7 +306,6 @@ class Splicer:
         assert self._epoll is not None
         if pair.over:
             return
-        pair.over = True
         for fd in (pair.a, pair.b):
             if self._pairs.get(fd) is pair:
                 del self._pairs[fd]
@@ -311,8 +313,7 @@ class Splicer:
                     self._epoll.unregister(fd)
                 except OSError:
                     pass
-        pair.forward.close()
-        pair.backward.close()
+        pair.release()
         pair.done(pair)
 
 
