@@ -496,15 +496,13 @@ class Relayd:
                 with trio.move_on_after(self.config.limits.handshake_timeout_s):
                     await pending.arrived.wait()
                 data_socket, pending.socket = pending.socket, None
-            except BaseException:
-                await control.aclose()
-                raise
-            if data_socket is None:
-                await control.aclose()
-                self.counts["https_no_data_connection"] += 1
-                return None
-            self.counts["https_connections"] += 1
-            return await self._join(stream, control, data_socket, hello)
+                if data_socket is None:
+                    self.counts["https_no_data_connection"] += 1
+                    return None
+                self.counts["https_connections"] += 1
+                return await self._join(stream, control, data_socket, hello)
+            finally:
+                await control.aclose()  # closed by the join already, if it ran
         finally:
             self.pending.pop(token, None)
             if pending.socket is not None:
