@@ -37,8 +37,8 @@ import trustme
 
 from bench._servers import free_port, process, wait_port, write_certificate
 from protocol import public_key_bytes
-from protocol.keys import load_or_create_key
 from registry import Registry
+from tunnel import load_or_create_key
 
 BIN = Path(sys.executable).parent
 CHUNK = 256 * 1024

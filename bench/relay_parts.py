@@ -38,8 +38,7 @@ import trustme
 from bench._servers import free_port, process, write_certificate
 from bench.relay import ECHO, round_trips
 from nasagent._agent import connect_tcp
-from protocol.splice import splice_sockets
-from protocol.tls import TlsStream
+from tunnel import TlsStream, splice_sockets
 
 CHUNK = 256 * 1024
 

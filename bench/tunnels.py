@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
 from bench._servers import free_port, process, wait_port, write_certificate
-from protocol.tunnel import open_tunnel
 from registry import SQLiteBackend
+from tunnel import open_tunnel
 
 BIN = Path(sys.executable).parent
 

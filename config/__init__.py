@@ -4,7 +4,6 @@
 ``file: [table].key: problem``.
 """
 
-from ._cli import daemon_main, package_version
 from ._load import ConfigError, HostPort, load, loads
 from .agent import AgentConfig
 from .ddnsd import DdnsdConfig
@@ -16,8 +15,6 @@ __all__ = [
     "DdnsdConfig",
     "HostPort",
     "RelaydConfig",
-    "daemon_main",
     "load",
     "loads",
-    "package_version",
 ]

@@ -6,7 +6,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from config import DdnsdConfig, daemon_main
+from config import DdnsdConfig
+from service import daemon_main
 
 from ._daemon import main_async
 

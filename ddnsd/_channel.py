@@ -15,7 +15,7 @@ import ssl
 import trio
 
 import protocol
-from protocol.tunnel import Tunnel, open_tunnel
+from tunnel import Tunnel, open_tunnel
 
 from ._store import ZoneStore
 from ._zone import Change

@@ -22,8 +22,8 @@ import trio
 
 from config import ConfigError, DdnsdConfig, HostPort, load
 from httpapi import HttpServer, Metric, metrics_handler
-from nascloud.systemd import until_stopped
 from registry import AccessLogKeys, AccessLogWriter, Registry
+from service import until_stopped
 
 from ._answer import Responder
 from ._channel import ServiceChannel

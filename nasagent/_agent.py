@@ -21,10 +21,15 @@ import trio
 
 import protocol
 from config import AgentConfig, HostPort
-from protocol.keys import load_or_create_key
-from protocol.splice import splice_sockets
-from protocol.tls import TlsStream
-from protocol.tunnel import Tunnel, TunnelStream, join_streams, open_tunnel
+from tunnel import (
+    TlsStream,
+    Tunnel,
+    TunnelStream,
+    join_streams,
+    load_or_create_key,
+    open_tunnel,
+    splice_sockets,
+)
 
 from ._proxy import proxy_v2_header
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import trio
 
 from config import AgentConfig, ConfigError, load
-from nascloud.systemd import until_stopped
+from service import until_stopped
 
 from ._agent import Agent, RelayClient
 from ._install import InstallAgent

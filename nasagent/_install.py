@@ -25,8 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
 from config import AgentConfig, HostPort
-from protocol.keys import write_secret_file
-from protocol.tunnel import TunnelStream, join_streams, open_tunnel
+from tunnel import TunnelStream, join_streams, open_tunnel, write_secret_file
 
 from ._agent import RelayClient
 

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from config import package_version
+from service import package_version
 
 from ._admin import add_commands, run_admin
 

@@ -26,8 +26,8 @@ import trio
 
 from nasagent import load_or_create_cloud_key
 from protocol import public_key_bytes
-from protocol.keys import load_or_create_key, public_key_base64
 from registry import Registry, TokenKind
+from tunnel import load_or_create_key, public_key_base64
 
 from ._devca import DevCA
 

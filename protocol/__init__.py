@@ -1,7 +1,7 @@
 """The nascloud wire protocol, sans-IO: bytes in, events out (see SPEC.md).
 
-This package imports no trio, socket, time or random. The Trio binding lives beside it in
-`protocol.tunnel`, which importing `protocol` does not load.
+This package imports no trio, socket, time or random, and holds nothing that does I/O: the
+Trio and OS binding (tunnels, TLS, splicing, key files) is the `tunnel` package.
 """
 
 from ._auth import auth_payload, public_key_bytes

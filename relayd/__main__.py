@@ -6,7 +6,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from config import RelaydConfig, daemon_main
+from config import RelaydConfig
+from service import daemon_main
 
 from ._daemon import main_async
 

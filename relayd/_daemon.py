@@ -27,17 +27,22 @@ import trio
 import protocol
 from config import ConfigError, HostPort, RelaydConfig, load
 from httpapi import HttpServer, Metric, metrics_handler
-from nascloud.systemd import until_stopped
-from protocol.keys import load_key
-from protocol.splice import splice_sockets
-from protocol.tls import TlsStream
-from protocol.tunnel import Tunnel, TunnelStream, join_streams, open_tunnel
 from registry import (
     RESERVED_DEVICE_NAMES,
     AccessLogKeys,
     AccessLogWriter,
     Registry,
     mask_address,
+)
+from service import until_stopped
+from tunnel import (
+    TlsStream,
+    Tunnel,
+    TunnelStream,
+    join_streams,
+    load_key,
+    open_tunnel,
+    splice_sockets,
 )
 
 from ._ddns import DdnsLink

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
 from config import HostPort
-from protocol.tunnel import Tunnel, open_tunnel
+from tunnel import Tunnel, open_tunnel
 
 __all__ = ["DdnsLink"]
 

@@ -31,8 +31,8 @@ import trio
 import protocol
 from config.relayd import InstallSiteSection, LimitsSection
 from httpapi import HttpRequest, HttpResponse, HttpServer
-from protocol.tunnel import Tunnel
 from registry import Conflict, InstallRegistration, InvalidValue, Registry, mask_address
+from tunnel import Tunnel
 
 from . import _install_pages as pages
 from ._ratelimit import SlidingWindow

@@ -16,9 +16,8 @@ import protocol
 from config import AgentConfig, RelaydConfig, loads
 from nasagent._agent import Agent
 from protocol import public_key_bytes
-from protocol.keys import load_or_create_key
-from protocol.tunnel import Tunnel, open_tunnel
 from registry import Registry
+from tunnel import Tunnel, load_or_create_key, open_tunnel
 
 
 async def prepare(tmp_path: Path, devices: tuple[str, ...] = ("nas1",)) -> trustme.CA:

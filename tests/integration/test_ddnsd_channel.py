@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import protocol
 from config import DdnsdConfig, loads
 from ddnsd._daemon import Ddnsd, serve
-from protocol.tunnel import Tunnel, open_tunnel
 from tests.ddnsd_harness import make_registry
+from tunnel import Tunnel, open_tunnel
 
 SERVER_NAME = "ddnsd.test"
 

@@ -25,9 +25,9 @@ import trustme
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocol import public_key_bytes
-from protocol.keys import load_or_create_key
 from registry import Registry
 from tests.database import database_bytes
+from tunnel import load_or_create_key
 
 BIN = Path(sys.executable).parent
 LINK_ZONE = "link.test"

@@ -13,10 +13,10 @@ import trio.testing
 
 import protocol
 from nasagent._agent import Agent
-from protocol.keys import load_or_create_key
 from relayd._daemon import Relayd, serve
 from tests.relay_harness import agent, device_tunnel, listening_service, prepare, relay_config
 from tests.unit.test_relayd_sni import client_hello
+from tunnel import load_or_create_key
 
 HELLO = client_hello("nas1.link.test")
 

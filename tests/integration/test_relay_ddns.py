@@ -13,11 +13,11 @@ import protocol
 from config import DdnsdConfig, RelaydConfig, loads
 from ddnsd._daemon import Ddnsd
 from ddnsd._daemon import serve as serve_ddnsd
-from protocol.keys import load_or_create_key, public_key_base64
 from registry import Registry
 from relayd._daemon import Relayd
 from relayd._daemon import serve as serve_relayd
 from tests.relay_harness import device_tunnel
+from tunnel import load_or_create_key, public_key_base64
 
 
 async def test_agent_update_is_forwarded_and_answered(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from protocol.keys import load_or_create_key
 from relayd._daemon import Relayd, serve
 from tests.relay_harness import (
     agent,
@@ -18,6 +17,7 @@ from tests.relay_harness import (
     relay_config,
 )
 from tests.unit.test_relayd_sni import client_hello
+from tunnel import load_or_create_key
 
 
 async def _browser(relay: Relayd) -> trio.SocketStream:

@@ -10,10 +10,10 @@ import trio
 import trustme
 
 import protocol
-from protocol.keys import load_or_create_key
 from registry import AccessMode, Registry, TokenKind
 from relayd._daemon import Relayd, serve
 from tests.relay_harness import device_tunnel, relay_config
+from tunnel import load_or_create_key
 
 
 async def get(address: str, path: str, token: str | None) -> tuple[int, dict[str, Any]]:

@@ -8,7 +8,7 @@ import socket
 
 import trio
 
-from protocol.splice import Splicer, splice_sockets
+from tunnel import Splicer, splice_sockets
 
 
 async def _pair() -> tuple[trio.socket.SocketType, trio.socket.SocketType]:

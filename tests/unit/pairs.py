@@ -10,7 +10,7 @@ import trio.testing
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
-from protocol.tunnel import Tunnel, open_tunnel
+from tunnel import Tunnel, open_tunnel
 
 SERVER_NAME = "relay.test"
 NONCE = bytes(range(32))

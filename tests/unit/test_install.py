@@ -24,11 +24,11 @@ from config.relayd import InstallSiteSection, LimitsSection
 from httpapi import HttpRequest
 from nasagent._install import _ALPHABET as cloud_key_alphabet
 from nasagent._install import InstallWindow, load_or_create_cloud_key, new_cloud_key
-from protocol.tunnel import Tunnel, open_tunnel
 from registry import Registry, hash_secret, normalize_cloud_key
 from relayd._install import InstallSite
 from relayd._ratelimit import SlidingWindow
 from tests.database import database_bytes
+from tunnel import Tunnel, open_tunnel
 
 from .pairs import SERVER_NAME
 

@@ -10,7 +10,7 @@ import logging
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nascloud.oplog import MaskingFilter, mask_text
+from service import MaskingFilter, mask_text
 
 _WORDS = st.text(alphabet="abcdefghij XYZ,;()=-/", max_size=12)
 

@@ -13,7 +13,7 @@ import pytest
 import trio
 import trio.testing
 
-from nascloud import systemd
+import service as systemd
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_listen_fds_takes_the_sockets_systemd_passed(tmp_path: Path) -> None:
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     code = (
-        "from nascloud import systemd; import os\n"
+        "import service as systemd; import os\n"
         "[s] = systemd.listen_fds()\n"
         "print(s.getsockname()[1], 'LISTEN_FDS' in os.environ)\n"
     )

@@ -10,7 +10,7 @@ import trio
 import trio.testing
 import trustme
 
-from protocol.tls import TlsStream
+from tunnel import TlsStream
 
 CA = trustme.CA()
 CERT = CA.issue_cert("relay.test")

@@ -7,7 +7,7 @@ import trio
 import trio.testing
 
 import protocol
-from protocol.tunnel import Tunnel, TunnelStream
+from tunnel import Tunnel, TunnelStream
 
 from .pairs import tunnel_pair
 
@@ -100,7 +100,7 @@ async def test_messages_both_ways_and_ping() -> None:
 async def test_wrong_key_fails_on_both_sides() -> None:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from protocol.tunnel import open_tunnel
+    from tunnel import open_tunnel
 
     from .pairs import client as make_client
     from .pairs import server as make_server
@@ -133,7 +133,7 @@ async def test_wrong_key_fails_on_both_sides() -> None:
 async def test_keepalive_declares_a_silent_peer_dead(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    from protocol.tunnel import open_tunnel
+    from tunnel import open_tunnel
 
     from .pairs import client as make_client
     from .pairs import server as make_server

@@ -20,23 +20,26 @@ from typing import Final, Generic, TypeVar
 import trio
 from trio.lowlevel import ParkingLot, checkpoint
 
-from ._connection import Connection, ConnectionState
-from ._errors import ErrorCode, LocalProtocolError, RemoteProtocolError
-from ._events import (
+from protocol import (
+    AppMessage,
     AuthenticationRequested,
+    Connection,
     ConnectionClosed,
+    ConnectionState,
     ConnectionTerminated,
     DataReceived,
+    ErrorCode,
     Event,
     HandshakeComplete,
+    LocalProtocolError,
     MessageReceived,
     PingAcknowledged,
+    RemoteProtocolError,
     StreamEnded,
     StreamOpened,
     StreamReset,
     WindowUpdated,
 )
-from ._messages import AppMessage
 
 __all__ = ["Authenticator", "Tunnel", "TunnelStream", "join_streams", "open_tunnel"]
 

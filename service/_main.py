@@ -1,4 +1,5 @@
-"""The command line every daemon shares: --config, --check-config, --version, --help."""
+"""The command line every daemon shares (--config, --check-config, --version, --help) and the
+reload of its configuration on SIGHUP."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from typing import TypeVar
 
 import trio
 
-from ._load import ConfigError, load
+from config import ConfigError, load
 
-__all__ = ["daemon_main", "package_version"]
+from ._oplog import setup as setup_logging
+
+__all__ = ["config_reloader", "daemon_main", "package_version"]
 
 _T = TypeVar("_T")
 
@@ -68,7 +71,30 @@ def daemon_main(
             f"{prog}: this build can only check its configuration (--check-config)", file=sys.stderr
         )
         return 2
-    from nascloud import oplog  # the one log path: masks addresses, removes e-mails
-
-    oplog.setup(logging.INFO)
+    setup_logging(logging.INFO)  # the one log path: masks addresses, removes e-mails
     return trio.run(serve, config, args.config)
+
+
+def config_reloader(
+    model: type[_T],
+    path: Path | None,
+    apply: Callable[[_T], Awaitable[None] | None],
+    log: logging.Logger,
+) -> Callable[[], Awaitable[None]]:
+    """What SIGHUP does (`until_stopped`'s reload): read `path` again and `apply` the new
+    configuration; an invalid file is refused whole, logged on the daemon's `log`, and the
+    running one stays."""
+
+    async def reload() -> None:
+        if path is None:
+            return
+        try:
+            new = load(model, path)
+        except ConfigError as exc:
+            log.error("reload refused, the running configuration stays:\n%s", exc)
+            return
+        applied = apply(new)
+        if applied is not None:
+            await applied
+
+    return reload

@@ -12,7 +12,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ._auth import public_key_bytes
+from protocol import public_key_bytes
 
 __all__ = ["load_key", "load_or_create_key", "public_key_base64", "write_secret_file"]
 

@@ -1,0 +1,44 @@
+"""What every daemon shares at run time, and nothing of any one daemon.
+
+- `daemon_main`: the command line (--config, --check-config), logging, then Trio;
+  `config_reloader`: SIGHUP's reload of the config file.
+- systemd: `until_stopped` (READY, the watchdog, SIGHUP, SIGTERM), `notify`, `listen_fds`.
+- the operational log filter (`mask_text`, `MaskingFilter`): privacy rule 2 on every line.
+- `Listening`: bind, serve and report listeners (`listening.json`); `server_tls_context`.
+- `serve_contained`: the boundary that keeps one connection's failure to itself.
+"""
+
+from ._boundary import Handler, serve_contained
+from ._listen import Listening, Serve, bound_address, server_tls_context
+from ._main import config_reloader, daemon_main, package_version
+from ._oplog import MaskingFilter, mask_text
+from ._oplog import setup as setup_logging
+from ._systemd import (
+    listen_fds,
+    notify,
+    reloading,
+    run_watchdog,
+    until_stopped,
+    watchdog_interval_s,
+)
+
+__all__ = [
+    "Handler",
+    "Listening",
+    "MaskingFilter",
+    "Serve",
+    "bound_address",
+    "config_reloader",
+    "daemon_main",
+    "listen_fds",
+    "mask_text",
+    "notify",
+    "package_version",
+    "reloading",
+    "run_watchdog",
+    "serve_contained",
+    "server_tls_context",
+    "setup_logging",
+    "until_stopped",
+    "watchdog_interval_s",
+]

@@ -1,0 +1,64 @@
+"""Binding and reporting listeners, the one way every daemon does it: bind an address from its
+config, start serving it, note the address as bound (port 0 resolved) and, once all are bound,
+write `<state_dir>/listening.json` for tests and `nascloud run`. Also the TLS context of a
+listener that ends TLS itself. Knows no daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import trio
+
+from config import HostPort
+
+__all__ = ["Listening", "Serve", "bound_address", "server_tls_context"]
+
+#: A `serve_*` function in Trio's shape: started with `nursery.start(serve, listener)`, it
+#: reports `task_status.started()` once it is accepting.
+Serve = Callable[..., Awaitable[None]]
+
+
+def bound_address(sock: socket.socket | trio.socket.SocketType) -> str:
+    """`host:port` (`[host]:port` for IPv6) of a bound socket, as listening.json shows it."""
+    host, port = sock.getsockname()[:2]
+    return str(HostPort(host, port))
+
+
+class Listening(dict[str, list[str]]):
+    """What a daemon is listening on, by kind (`"https"`, `"dns"`, ...), in the order bound."""
+
+    def note(self, kind: str, sock: socket.socket | trio.socket.SocketType) -> int:
+        """Record a socket bound for `kind`; its port."""
+        self.setdefault(kind, []).append(bound_address(sock))
+        return int(sock.getsockname()[1])
+
+    async def serve(self, nursery: trio.Nursery, kind: str, address: HostPort, serve: Serve) -> int:
+        """Bind `address`, start `serve` on it in `nursery` and record it; the port it got."""
+        listener = (await trio.open_tcp_listeners(address.port, host=address.host))[0]
+        await nursery.start(serve, listener)
+        return self.note(kind, listener.socket)
+
+    def write(self, state_dir: Path) -> None:
+        """Replace `<state_dir>/listening.json` in one step: a reader sees all or nothing."""
+        path = state_dir / "listening.json"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(self, indent=2, sort_keys=True) + "\n")
+        os.replace(temporary, path)
+
+
+def server_tls_context(
+    cert_file: Path, key_file: Path, *, alpn: list[str] | None = None
+) -> ssl.SSLContext:
+    """The context of a listener that ends TLS (tunnels, the protocol channel, the install
+    site); read again from the files on every reload."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    if alpn is not None:
+        context.set_alpn_protocols(alpn)
+    return context
