@@ -20,10 +20,10 @@ from typing import Any
 
 import trio
 
-from config import ConfigError, DdnsdConfig, HostPort, load
+from config import DdnsdConfig, HostPort
 from httpapi import HttpServer, Metric, metrics_handler
 from registry import AccessLogKeys, AccessLogWriter, Registry
-from service import until_stopped
+from service import Listening, config_reloader, server_tls_context, until_stopped
 
 from ._answer import Responder
 from ._channel import ServiceChannel
@@ -106,7 +106,7 @@ class Ddnsd:
     updates: UpdateHandler
     transfers: Transfers
     notifier: Notifier
-    listening: dict[str, list[str]] = field(default_factory=dict)
+    listening: Listening = field(default_factory=Listening)
     dyndns2: DynDns2 | None = None
     channel: ServiceChannel | None = None
     pool: WorkerPool | None = None
@@ -254,9 +254,7 @@ async def serve(
             for address in config.dns.listen:
                 udp, tcp = bind_dns_pair(address, reuse_port=workers > 1)
                 sockets += [udp, tcp]
-                port = udp.getsockname()[1]
-                shown = str(HostPort(address.host, port))
-                daemon.listening.setdefault("dns", []).append(shown)
+                daemon.listening.note("dns", udp)
                 await nursery.start(dns.serve_udp, udp)
                 listener = trio.SocketListener(trio.socket.from_stdlib_socket(tcp))
                 await nursery.start(dns.serve_tcp, listener)
@@ -283,10 +281,7 @@ async def serve(
                 dyndns2.access_log = access_log
                 daemon.dyndns2 = dyndns2
                 http = HttpServer(dyndns2.handle, server_name="ddnsd")
-                listeners = await nursery.start(
-                    http.serve, await _tcp_listener(config.dyndns2.listen)
-                )
-                daemon.listening["dyndns2"] = [_bound(listeners[0])]
+                await daemon.listening.serve(nursery, "dyndns2", config.dyndns2.listen, http.serve)
             if config.protocol.listen is not None:
                 channel = ServiceChannel(
                     store,
@@ -295,20 +290,18 @@ async def serve(
                     _server_tls(config),
                 )
                 daemon.channel = channel
-                listeners = await nursery.start(
-                    channel.serve, await _tcp_listener(config.protocol.listen)
+                await daemon.listening.serve(
+                    nursery, "protocol", config.protocol.listen, channel.serve
                 )
-                daemon.listening["protocol"] = [_bound(listeners[0])]
             if config.ddnsd.metrics_listen is not None:
                 metrics = HttpServer(metrics_handler(daemon.metrics), server_name="ddnsd")
-                listeners = await nursery.start(
-                    metrics.serve, await _tcp_listener(config.ddnsd.metrics_listen)
+                await daemon.listening.serve(
+                    nursery, "metrics", config.ddnsd.metrics_listen, metrics.serve
                 )
-                daemon.listening["metrics"] = [_bound(listeners[0])]
             nursery.start_soon(_sync_devices, store)
             if access_log is not None:
                 nursery.start_soon(access_log.run)
-            _write_listening(state_dir, daemon.listening)
+            daemon.listening.write(state_dir)
             log.info(
                 "serving %s (serial %d) on %s",
                 zones.device_zone.origin,
@@ -326,19 +319,7 @@ async def serve(
 def _server_tls(config: DdnsdConfig) -> ssl.SSLContext:
     cert, key = config.protocol.cert_file, config.protocol.key_file
     assert cert is not None and key is not None  # the config requires them with listen
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    return context
-
-
-async def _tcp_listener(address: HostPort) -> trio.SocketListener:
-    listeners = await trio.open_tcp_listeners(address.port, host=address.host)
-    return listeners[0]
-
-
-def _bound(listener: trio.SocketListener) -> str:
-    host, port = listener.socket.getsockname()[:2]
-    return str(HostPort(host, port))
+    return server_tls_context(cert, key)
 
 
 async def _sync_devices(store: ZoneStore) -> None:
@@ -348,13 +329,6 @@ async def _sync_devices(store: ZoneStore) -> None:
             await store.sync_devices()
         except Exception:
             log.exception("reading the device list from the registry failed; will retry")
-
-
-def _write_listening(state_dir: Path, listening: dict[str, list[str]]) -> None:
-    path = state_dir / "listening.json"
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(listening, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
 
 
 async def serve_worker(
@@ -453,18 +427,7 @@ async def main_async(config: DdnsdConfig, config_path: Path | None = None) -> in
         return 0
     async with trio.open_nursery() as nursery:
         daemon: Ddnsd = await nursery.start(serve, config, config_path)
-
-        async def reload() -> None:
-            if config_path is None:
-                return
-            try:
-                new = load(DdnsdConfig, config_path)
-            except ConfigError as exc:
-                log.error("reload refused, the running configuration stays:\n%s", exc)
-                return
-            daemon.reload(new)
-
-        name = await until_stopped(reload)
+        name = await until_stopped(config_reloader(DdnsdConfig, config_path, daemon.reload, log))
         log.info("stopping on %s", name)
         nursery.cancel_scope.cancel()
     return 0

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import trio
 
-from config import AgentConfig, ConfigError, load
-from service import until_stopped
+from config import AgentConfig
+from service import config_reloader, until_stopped
 
 from ._agent import Agent, RelayClient
 from ._install import InstallAgent
@@ -27,15 +27,8 @@ async def main_async(config: AgentConfig, config_path: Path | None = None) -> in
     async with trio.open_nursery() as nursery:
         nursery.start_soon(client.run)
 
-        async def reload() -> None:
+        async def apply(new: AgentConfig) -> None:
             nonlocal client
-            if config_path is None:
-                return
-            try:
-                new = load(AgentConfig, config_path)
-            except ConfigError as exc:
-                log.error("reload refused, the running configuration stays:\n%s", exc)
-                return
             if isinstance(client, InstallAgent) and new.agent.device_name is not None:
                 # Setup is done: stop reporting at once, then serve as the device.
                 await client.stop()
@@ -48,7 +41,7 @@ async def main_async(config: AgentConfig, config_path: Path | None = None) -> in
             client.config = new  # services and relay addresses apply from the next stream
             log.info("configuration reloaded")
 
-        name = await until_stopped(reload)
+        name = await until_stopped(config_reloader(AgentConfig, config_path, apply, log))
         log.info("stopping on %s", name)
         if client.tunnel is not None:
             await client.tunnel.aclose()
