@@ -15,8 +15,7 @@ from typing import Any
 from httpapi import HttpRequest, HttpResponse
 from protocol import validate_label
 from registry import Registry, TokenKind
-
-from ._ratelimit import SlidingWindow
+from service import SlidingWindow
 
 __all__ = ["LookupApi", "Presence"]
 

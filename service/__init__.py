@@ -13,6 +13,7 @@ from ._listen import Listening, Serve, bound_address, server_tls_context
 from ._main import config_reloader, daemon_main, package_version
 from ._oplog import MaskingFilter, mask_text
 from ._oplog import setup as setup_logging
+from ._ratelimit import SlidingWindow
 from ._systemd import (
     listen_fds,
     notify,
@@ -27,6 +28,7 @@ __all__ = [
     "Listening",
     "MaskingFilter",
     "Serve",
+    "SlidingWindow",
     "bound_address",
     "config_reloader",
     "daemon_main",

@@ -1,0 +1,55 @@
+"""Sliding-window rate limits per key (a client address, a device) for the daemons' front
+doors: relayd's lookup API and install site. Knows no daemon and no protocol: the caller
+chooses the key and what a refusal looks like.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+
+__all__ = ["SlidingWindow"]
+
+
+class SlidingWindow:
+    """At most `limit` events per `window_s` per key. Memory stays bounded: keys whose
+    window is empty are dropped once there are more than `max_keys`."""
+
+    def __init__(
+        self,
+        limit: int,
+        window_s: float = 60.0,
+        *,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.max_keys = max_keys
+        self.clock = clock
+        self._events: dict[str, deque[float]] = {}
+
+    def allow(self, key: str) -> bool:
+        """Count one event for `key`; False if it goes over the limit (it still counts, so
+        a client that keeps trying stays limited)."""
+        now = self.clock()
+        events = self._events.get(key)
+        if events is None:
+            if len(self._events) >= self.max_keys:
+                self._forget_idle(now)
+            events = self._events[key] = deque()
+        while events and now - events[0] >= self.window_s:
+            events.popleft()
+        if len(events) > self.limit:
+            # Keep the deque bounded even for a client that hammers: its oldest entries go.
+            events.popleft()
+        events.append(now)
+        return len(events) <= self.limit
+
+    def _forget_idle(self, now: float) -> None:
+        self._events = {
+            key: events
+            for key, events in self._events.items()
+            if events and now - events[-1] < self.window_s
+        }
