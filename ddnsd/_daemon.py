@@ -191,7 +191,7 @@ class Ddnsd:
             rrl.responses_per_second, rrl.slip, rrl.ipv4_prefix, rrl.ipv6_prefix
         )
         if self.dyndns2 is not None:
-            self.dyndns2.updates_per_minute = new.dyndns2.updates_per_host_per_minute
+            self.dyndns2.per_host.limit = new.dyndns2.updates_per_host_per_minute
         if self.channel is not None:
             self.channel.ssl_context = _server_tls(new)
         if (new.zone, new.dns.listen, new.ddnsd.workers) != (

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 from httpapi import HttpRequest, HttpResponse
 from protocol import canonical_address
 from registry import AccessLogWriter, Registry, TokenKind, hash_secret
+from service import SlidingWindow
 
 from ._store import ZoneStore
 from ._zone import Change
@@ -50,10 +51,12 @@ class DynDns2:
         self.registry = registry
         self.store = store
         self.zone = store.zones.device_zone.origin
-        self.updates_per_minute = updates_per_host_per_minute
+        #: Update requests per device per minute; `limit` is what a reload changes.
+        self.per_host = SlidingWindow(
+            updates_per_host_per_minute, 60.0, count_refused=False, clock=clock
+        )
         self.default_ttl_s = default_ttl_s
         self._clock = clock
-        self._recent: dict[str, list[float]] = {}  # device -> times of its recent requests
         self._tokens: dict[bytes, tuple[str | None, float]] = {}  # hash -> (device, until)
         self.counts: dict[str, int] = {}
         #: Where authenticated requests are recorded (device, full client address, result).
@@ -95,7 +98,7 @@ class DynDns2:
         return await self._update(device, params, request.client), device
 
     async def _update(self, device: str, params: dict[str, str], client: str) -> HttpResponse:
-        if not self._allowed(device):
+        if not self.per_host.allow(device):
             return _text(200, "abuse")
         hostnames = [h.strip().lower().rstrip(".") for h in params.get("hostname", "").split(",")]
         hostnames = [h for h in hostnames if h]
@@ -153,18 +156,6 @@ class DynDns2:
         if user not in (device, f"{device}.{self.zone}"):
             return None
         return device
-
-    def _allowed(self, device: str) -> bool:
-        now = self._clock()
-        recent = [t for t in self._recent.get(device, ()) if now - t < 60.0]
-        if len(recent) >= self.updates_per_minute:
-            self._recent[device] = recent
-            return False
-        recent.append(now)
-        self._recent[device] = recent
-        if len(self._recent) > 100_000:
-            self._recent = {d: r for d, r in self._recent.items() if now - r[-1] < 60.0}
-        return True
 
     @staticmethod
     def _addresses(params: dict[str, str], client: str) -> list[tuple[int, str]] | None:
