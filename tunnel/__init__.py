@@ -6,10 +6,12 @@ is the tunnels' TLS; the key files of devices and services live here too. Knows 
 relayd, ddnsd, the agent or the registry.
 """
 
+from ._join import join_streams
 from ._keys import load_key, load_or_create_key, public_key_base64, write_secret_file
 from ._splice import Splicer, splice_sockets
+from ._stream import TunnelStream
 from ._tls import TlsStream
-from ._tunnel import Authenticator, Tunnel, TunnelStream, join_streams, open_tunnel
+from ._tunnel import Authenticator, Tunnel, open_tunnel
 
 __all__ = [
     "Authenticator",

@@ -1,21 +1,18 @@
 """The Trio binding: a protocol `Connection` over a Trio stream, shared by relayd and the agent.
 
 One reader task feeds the connection, one writer task is the only caller of the transport's
-`send_all`; every tunnel stream is a `trio.abc.HalfCloseableStream`. Backpressure comes from
-flow-control credit only, so a stream whose reader stalls never stalls the others. Knows
-nothing of relayd, the agent, TLS or the registry.
+`send_all`. Backpressure comes from flow-control credit only, so a stream whose reader stalls
+never stalls the others. Knows nothing of relayd, the agent, TLS or the registry.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import operator
 import struct
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Final, Generic, TypeVar
+from typing import Final
 
 import trio
 from trio.lowlevel import ParkingLot, checkpoint
@@ -41,7 +38,10 @@ from protocol import (
     WindowUpdated,
 )
 
-__all__ = ["Authenticator", "Tunnel", "TunnelStream", "join_streams", "open_tunnel"]
+from ._inbox import Inbox
+from ._stream import TunnelStream
+
+__all__ = ["Authenticator", "Tunnel", "open_tunnel"]
 
 #: Server side: given who the client claims to be, return the public key registered for it,
 #: or None if there is none (the client is then refused without learning why).
@@ -52,271 +52,6 @@ MessageHandler = Callable[["Tunnel", AppMessage], None]
 DEFAULT_RECEIVE_BYTES: Final = 256 * 1024
 _TRANSPORT_ERRORS: Final = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 _PING: Final = struct.Struct("!Q")
-
-
-class TunnelStream(trio.abc.HalfCloseableStream):
-    """One multiplexed stream of a tunnel.
-
-    `receive_some` gives credit back as the application consumes data; `send_all` waits for
-    credit from the peer. A reset by the peer makes both directions raise BrokenResourceError
-    (after data already received has been read, unless the peer had ended cleanly).
-    """
-
-    def __init__(
-        self,
-        tunnel: Tunnel,
-        stream_id: int,
-        service: str,
-        client_address: str | None = None,
-        client_port: int = 0,
-        data_token: bytes | None = None,
-        data_port: int | None = None,
-    ) -> None:
-        self.stream_id = stream_id
-        self.service = service
-        self.client_address = client_address
-        self.client_port = client_port
-        #: Set when the stream's bytes travel on a data connection (SPEC.md 7.3).
-        self.data_token = data_token
-        self.data_port = data_port
-        #: Wire error code of the reset that ended this stream, if one did.
-        self.reset_code: int | None = None
-        self._tunnel = tunnel
-        self._buffer: deque[bytes] = deque()
-        self._buffered = 0
-        self._eof = False  # the peer ended its side
-        self._broken = False  # reset, or the tunnel is gone
-        self._closed = False  # we called aclose
-        self._send_ended = False  # we sent END_STREAM
-        self._receive_busy = False
-        self._send_busy = False
-        self._receive_lot = ParkingLot()
-        self._send_lot = ParkingLot()
-
-    @property
-    def bytes_buffered(self) -> int:
-        """Bytes received and not yet read by the application."""
-        return self._buffered
-
-    # -- receiving -----------------------------------------------------------------------
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if max_bytes is not None:
-            max_bytes = operator.index(max_bytes)
-            if max_bytes < 1:
-                raise ValueError("max_bytes must be >= 1")
-        if self._receive_busy:
-            raise trio.BusyResourceError("another task is already receiving on this stream")
-        self._receive_busy = True
-        try:
-            await checkpoint()
-            while True:
-                if self._closed:
-                    raise trio.ClosedResourceError("this stream was closed")
-                if self._buffer:
-                    break
-                if self._eof:
-                    return b""
-                if self._broken:
-                    raise trio.BrokenResourceError(self._broken_reason())
-                await self._receive_lot.park()
-            chunk = self._take(self._buffered if max_bytes is None else max_bytes)
-            self._buffered -= len(chunk)
-            self._tunnel._acknowledge(self.stream_id, len(chunk))
-            return chunk
-        finally:
-            self._receive_busy = False
-
-    def _take(self, limit: int) -> bytes:
-        """Up to `limit` buffered bytes; a lone chunk that fits is returned without a copy."""
-        buffer = self._buffer
-        first = buffer.popleft()
-        if len(first) >= limit or not buffer:
-            if len(first) > limit:
-                buffer.appendleft(first[limit:])
-                return first[:limit]
-            return first
-        parts = [first]
-        size = len(first)
-        while buffer and size < limit:
-            part = buffer.popleft()
-            if size + len(part) > limit:
-                buffer.appendleft(part[limit - size :])
-                part = part[: limit - size]
-            parts.append(part)
-            size += len(part)
-        return b"".join(parts)
-
-    # -- sending -------------------------------------------------------------------------
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if self._send_busy:
-            raise trio.BusyResourceError("another task is already sending on this stream")
-        self._send_busy = True
-        try:
-            await checkpoint()
-            self._check_sendable()
-            view = memoryview(data).cast("B") if not isinstance(data, bytes) else None
-            size = len(data)
-            sent = 0
-            conn = self._tunnel.conn
-            while sent < size:
-                window = conn.local_flow_control_window(self.stream_id)
-                if window == 0:
-                    await self._send_lot.park()
-                    self._check_sendable()
-                    continue
-                end = min(size, sent + window)
-                if view is None and sent == 0 and end == size:
-                    chunk = data  # the common case: one bytes object, queued without a copy
-                else:
-                    chunk = bytes((view if view is not None else memoryview(data))[sent:end])
-                conn.send_data(self.stream_id, bytes(chunk) if type(chunk) is not bytes else chunk)
-                sent = end
-                self._tunnel._wake_writer()
-        finally:
-            self._send_busy = False
-
-    async def wait_send_all_might_not_block(self) -> None:
-        if self._send_busy:
-            raise trio.BusyResourceError("another task is already sending on this stream")
-        self._send_busy = True
-        try:
-            await checkpoint()
-            self._check_sendable()
-            while self._tunnel.conn.local_flow_control_window(self.stream_id) == 0:
-                await self._send_lot.park()
-                if self._closed:
-                    raise trio.ClosedResourceError("this stream was closed")
-                if self._broken:
-                    return
-        finally:
-            self._send_busy = False
-
-    async def send_eof(self) -> None:
-        if self._send_busy:
-            raise trio.BusyResourceError("another task is sending on this stream")
-        await checkpoint()
-        if self._closed:
-            raise trio.ClosedResourceError("this stream was closed")
-        if self._send_ended:
-            return
-        if self._broken:
-            raise trio.BrokenResourceError(self._broken_reason())
-        self._send_ended = True
-        self._tunnel.conn.end_stream(self.stream_id)
-        self._tunnel._wake_writer()
-        self._tunnel._forget_if_done(self)
-
-    async def reset(self, error_code: int = ErrorCode.CANCEL) -> None:
-        """Abandon the stream in both directions with a reason the peer sees."""
-        if not self._closed and not self._broken:
-            tunnel = self._tunnel
-            if tunnel.conn.state is ConnectionState.OPEN and self.stream_id in tunnel.conn.streams:
-                tunnel.conn.reset_stream(self.stream_id, error_code)
-                tunnel._wake_writer()
-            self._broken = True
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Close both directions: END_STREAM if we had not sent it, and RESET(CANCEL) if the
-        peer is still sending. Data not yet read is discarded (its credit goes back)."""
-        if not self._closed:
-            self._closed = True
-            tunnel = self._tunnel
-            if not self._broken and tunnel.conn.state is ConnectionState.OPEN:
-                if self.stream_id in tunnel.conn.streams:
-                    if not self._send_ended:
-                        self._send_ended = True
-                        tunnel.conn.end_stream(self.stream_id)
-                    if not self._eof:
-                        tunnel.conn.reset_stream(self.stream_id, ErrorCode.CANCEL)
-                tunnel._wake_writer()
-            if self._buffered:
-                tunnel._acknowledge(self.stream_id, self._buffered)
-            self._buffer.clear()
-            self._buffered = 0
-            tunnel._forget(self.stream_id)
-            self._receive_lot.unpark_all()
-            self._send_lot.unpark_all()
-        await checkpoint()
-
-    def _check_sendable(self) -> None:
-        if self._closed or self._send_ended:
-            raise trio.ClosedResourceError("this stream was closed for sending")
-        if self._broken:
-            raise trio.BrokenResourceError(self._broken_reason())
-
-    def _broken_reason(self) -> str:
-        if self.reset_code is not None:
-            return f"stream reset by peer ({ErrorCode.describe(self.reset_code)})"
-        return "the tunnel is closed"
-
-    # -- called by the tunnel's reader -----------------------------------------------------
-
-    def _deliver(self, data: bytes) -> None:
-        self._buffer.append(data)
-        self._buffered += len(data)
-        self._receive_lot.unpark_all()
-
-    def _end(self) -> None:
-        self._eof = True
-        self._receive_lot.unpark_all()
-
-    def _break(self, reset_code: int | None) -> None:
-        self._broken = True
-        self.reset_code = reset_code
-        self._receive_lot.unpark_all()
-        self._send_lot.unpark_all()
-
-
-_T = TypeVar("_T")
-
-
-class _Inbox(Generic[_T]):
-    """What a memory channel did here, for one receiver and at a fraction of its memory (a
-    relay holds thousands of idle tunnels, each with two): a bounded deque, and a parking lot
-    made only when someone waits."""
-
-    __slots__ = ("_capacity", "_closed", "_items", "_lot")
-
-    def __init__(self, capacity: int) -> None:
-        self._items: deque[_T] | None = None  # made with the first item
-        self._capacity = capacity
-        self._lot: ParkingLot | None = None
-        self._closed = False
-
-    def put_nowait(self, item: _T) -> None:
-        """Raises WouldBlock when full and ClosedResourceError once closed."""
-        if self._closed:
-            raise trio.ClosedResourceError("closed")
-        if self._items is None:
-            self._items = deque()
-        elif len(self._items) >= self._capacity:
-            raise trio.WouldBlock
-        self._items.append(item)
-        if self._lot is not None:
-            self._lot.unpark_all()
-
-    def close(self) -> None:
-        """No more items; waiting getters get what is left, then EndOfChannel."""
-        self._closed = True
-        if self._lot is not None:
-            self._lot.unpark_all()
-
-    async def get(self) -> _T:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while not self._items:
-            if self._closed:
-                raise trio.EndOfChannel
-            if self._lot is None:
-                self._lot = ParkingLot()
-            await self._lot.park()
-        item = self._items.popleft()
-        if not self._items:
-            self._items = None  # an idle tunnel keeps no empty deque
-        await trio.lowlevel.cancel_shielded_checkpoint()
-        return item
 
 
 class Tunnel:
@@ -344,8 +79,8 @@ class Tunnel:
         self._keepalive_interval_s = keepalive_interval_s
         self._keepalive_timeout_s = keepalive_timeout_s
         self._streams: dict[int, TunnelStream] = {}
-        self._accepts = _Inbox[TunnelStream](accept_backlog)
-        self._messages = _Inbox[AppMessage](message_backlog)
+        self._accepts = Inbox[TunnelStream](accept_backlog)
+        self._messages = Inbox[AppMessage](message_backlog)
         #: If set (before the first await after open_tunnel returns, to see every message),
         #: application messages go to it, synchronously from the reader, instead of to
         #: receive_message: for a side that answers them without a task waiting per tunnel.
@@ -807,44 +542,3 @@ async def open_tunnel(
         finally:
             with trio.CancelScope(shield=True):
                 await tunnel.aclose()
-
-
-async def join_streams(
-    a: trio.abc.Stream, b: trio.abc.Stream, *, chunk_bytes: int = 256 * 1024
-) -> tuple[int, int]:
-    """Copy bytes both ways between two streams until both directions have ended.
-
-    An EOF in one direction is passed on as a half-close (send_eof) where the other stream
-    supports it, so protocols that finish sending before reading keep working. If either
-    stream breaks, both are closed. Returns the bytes copied from `a` to `b` and back.
-    """
-    counts = [0, 0]
-
-    async def copy(source: trio.abc.Stream, sink: trio.abc.Stream, index: int) -> None:
-        while True:
-            data = await source.receive_some(chunk_bytes)
-            if not data:
-                break
-            await sink.send_all(data)
-            counts[index] += len(data)
-        if isinstance(sink, trio.abc.HalfCloseableStream):
-            await sink.send_eof()
-        else:
-            await sink.aclose()
-
-    try:
-        async with trio.open_nursery() as nursery:
-
-            async def guarded(source: trio.abc.Stream, sink: trio.abc.Stream, index: int) -> None:
-                try:
-                    await copy(source, sink, index)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                    nursery.cancel_scope.cancel()
-
-            nursery.start_soon(guarded, a, b, 0)
-            nursery.start_soon(guarded, b, a, 1)
-    finally:
-        with trio.CancelScope(shield=True):
-            await trio.aclose_forcefully(a)
-            await trio.aclose_forcefully(b)
-    return counts[0], counts[1]
