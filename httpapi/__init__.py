@@ -5,13 +5,14 @@ bodies of known length, and answers anything else with a clear error.
 """
 
 from ._metrics import Metric, metrics_handler, render
-from ._server import HttpRequest, HttpResponse, HttpServer, parse_head
+from ._server import HttpRequest, HttpResponse, HttpServer, encode_response, parse_head
 
 __all__ = [
     "HttpRequest",
     "HttpResponse",
     "HttpServer",
     "Metric",
+    "encode_response",
     "metrics_handler",
     "parse_head",
     "render",

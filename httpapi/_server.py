@@ -21,7 +21,7 @@ from typing import Final
 
 import trio
 
-__all__ = ["HttpRequest", "HttpResponse", "HttpServer", "parse_head"]
+__all__ = ["HttpRequest", "HttpResponse", "HttpServer", "encode_response", "parse_head"]
 
 log = logging.getLogger("httpapi")
 
@@ -108,7 +108,8 @@ def parse_head(head: bytes, max_body_bytes: int) -> _Head:
     )
 
 
-def render(response: HttpResponse, server_name: str, keep_alive: bool) -> bytes:
+def encode_response(response: HttpResponse, server_name: str, keep_alive: bool) -> bytes:
+    """The one way the daemons write a response of their own (APIs, pages, redirects)."""
     lines = [
         f"HTTP/1.1 {response.status} {_REASONS.get(response.status, '')}",
         f"Server: {server_name}",
@@ -171,7 +172,7 @@ class HttpServer:
                     self.errors[error.status] = self.errors.get(error.status, 0) + 1
                     response = HttpResponse(error.status, f"{error}\n".encode())
                     with trio.move_on_after(2):
-                        await stream.send_all(render(response, self.server_name, False))
+                        await stream.send_all(encode_response(response, self.server_name, False))
                     return
                 if request is None:
                     return
@@ -183,7 +184,7 @@ class HttpServer:
                     response = HttpResponse(500, b"internal error\n")
                     keep_alive = False
                 self.requests += 1
-                await stream.send_all(render(response, self.server_name, keep_alive))
+                await stream.send_all(encode_response(response, self.server_name, keep_alive))
                 if not keep_alive:
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):

@@ -32,32 +32,20 @@ import protocol
 from config.relayd import InstallSiteSection, LimitsSection
 from httpapi import HttpRequest, HttpResponse, HttpServer
 from registry import Conflict, InstallRegistration, InvalidValue, Registry, mask_address
+from service import server_tls_context
 from tunnel import Tunnel
 
 from . import _install_pages as pages
+from ._install_proxy import Closed, answer, forward, header, next_request
+from ._names import host_of, port_suffix
 from ._ratelimit import SlidingWindow
 
-__all__ = ["InstallSite", "PrefixedStream", "tls_context"]
+__all__ = ["InstallSite", "PrefixedStream", "Recorder", "tls_context"]
 
 log = logging.getLogger("relayd.install")
 
 MAX_FORM_BYTES = 4096
 _ROUTES: Final = {"/": "GET", "/find": "POST", "/stop": "POST"}  # the install site's pages
-# Connection-level headers are the relay's business, not forwarded (RFC 9110 7.6.1).
-_HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"upgrade",
-        b"forwarded",
-    }
-)
-
 Recorder = Callable[[float, str, str, str, int, int, str], None]
 
 
@@ -94,10 +82,6 @@ class _Install:
     sessions: list[str] = field(default_factory=list)  # tokens, oldest first
 
 
-class _Closed(Exception):
-    """The browser went away or broke HTTP: close its connection, nothing to answer."""
-
-
 class InstallSite:
     def __init__(
         self,
@@ -108,6 +92,7 @@ class InstallSite:
         record: Recorder,
         counts: Counter[str],
         *,
+        https_port: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
@@ -116,7 +101,7 @@ class InstallSite:
         self.host = f"install.{link_zone}"
         self.record = record
         self.counts = counts
-        self.https_port: int | None = None  # set once the HTTPS ingress is bound
+        self.https_port = https_port  # as bound: the site's URLs point browsers there
         self.context = tls_context(config)
         self.installs: dict[str, _Install] = {}  # by install id
         self.by_public_key: dict[bytes, str] = {}
@@ -137,8 +122,7 @@ class InstallSite:
         return name == self.host or name.endswith("." + self.host)
 
     def url(self, host: str) -> str:
-        port = f":{self.https_port}" if self.https_port not in (None, 443) else ""
-        return f"https://{host}{port}/"
+        return f"https://{host}{port_suffix(self.https_port)}/"
 
     def _attempt_allowed(self, client: str) -> bool:
         """Cloud-key attempts (lookups and registrations) per client address and in all."""
@@ -288,7 +272,7 @@ class InstallSite:
         await self._session_connection(tls, name[: -len(self.host) - 1], client, port)
 
     async def _page(self, request: HttpRequest) -> HttpResponse:
-        if _host_of(request.headers.get("host", "")) != self.host:
+        if host_of(request.headers.get("host", "")) != self.host:
             return pages.message_page(421, "Wrong site", "This is the install site only.")
         path = request.target.split("?", 1)[0]
         if path not in _ROUTES:
@@ -370,20 +354,20 @@ class InstallSite:
         try:
             while True:
                 try:
-                    request = await self._next_request(browser, tls, first=not forwarded)
+                    request = await next_request(browser, tls, self.limits, first=not forwarded)
                 except trio.TooSlowError:
-                    await _answer(browser, tls, pages.message_page(408, "Too slow", "."))
+                    await answer(browser, tls, pages.message_page(408, "Too slow", "."))
                     result = "timeout"
                     return
                 except h11.RemoteProtocolError as exc:
                     status = 431 if exc.error_status_hint == 431 else 400
-                    await _answer(browser, tls, pages.message_page(status, "Bad request", "."))
+                    await answer(browser, tls, pages.message_page(status, "Bad request", "."))
                     result = "bad_request"
                     return
                 if not isinstance(request, h11.Request):
                     return  # the browser closed between requests
                 install = self.installs.get(self.sessions.get(token, ""))
-                if _host_of(_header(request, b"host")) != host:
+                if host_of(header(request, b"host")) != host:
                     response = pages.message_page(421, "Wrong site", "Wrong host for session.")
                 elif install is None:
                     self.counts["install_session_unknown"] += 1
@@ -396,15 +380,25 @@ class InstallSite:
                     )
                 else:
                     forwarded = True
-                    if not await self._forward(browser, tls, request, install, client, port, moved):
+                    if not await forward(
+                        browser,
+                        tls,
+                        request,
+                        install.tunnel,
+                        client,
+                        port,
+                        moved,
+                        self.limits,
+                        self.config.max_request_body_bytes,
+                    ):
                         return
                     if browser.our_state is h11.DONE and browser.their_state is h11.DONE:
                         browser.start_next_cycle()
                         continue
                     return
-                await _answer(browser, tls, response)
+                await answer(browser, tls, response)
                 return
-        except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+        except (Closed, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
             result = "closed"
         except (h11.LocalProtocolError, ssl.SSLError, OSError):
             result = "closed"
@@ -413,128 +407,10 @@ class InstallSite:
             if forwarded or result != "closed":
                 self.record(started, "install", client, "install", moved[0], moved[1], result)
 
-    async def _next_request(
-        self, browser: h11.Connection, tls: trio.abc.Stream, *, first: bool
-    ) -> object:
-        """The next request's head. It must arrive whole within the handshake timeout of its
-        first byte (slowloris); between requests a connection may idle for a minute."""
-        head_s = self.limits.handshake_timeout_s
-        deadline = trio.current_time() + (
-            head_s if first else min(60.0, self.limits.idle_timeout_s)
-        )
-        started = first
-        while True:
-            event = browser.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            with trio.move_on_at(deadline):
-                data = await tls.receive_some(65536)
-                if data and not started:
-                    started = True
-                    deadline = trio.current_time() + head_s
-                browser.receive_data(bytes(data))
-                continue
-            if started:
-                raise trio.TooSlowError
-            return h11.ConnectionClosed()  # idle between requests: close quietly
-
-    async def _forward(
-        self,
-        browser: h11.Connection,
-        tls: trio.SSLStream[PrefixedStream],
-        request: h11.Request,
-        install: _Install,
-        client: str,
-        port: int,
-        moved: list[int],
-    ) -> bool:
-        """One request to the NAS and its response back. False: close the connection."""
-        try:
-            stream = await install.tunnel.open_stream(protocol.SETUP_SERVICE, client, port)
-        except (trio.BrokenResourceError, protocol.LocalProtocolError):
-            await _answer(browser, tls, pages.message_page(502, "NAS unreachable", "Try again."))
-            return False
-        nas = h11.Connection(h11.CLIENT)
-        try:
-            headers = [(n, v) for n, v in request.headers if n not in _HOP_BY_HOP]
-            headers += [(b"forwarded", _forwarded(client)), (b"connection", b"close")]
-            await stream.send_all(
-                nas.send(h11.Request(method=request.method, target=request.target, headers=headers))
-            )
-            while True:
-                event = await _next_event(browser, tls, self.limits.handshake_timeout_s)
-                if isinstance(event, h11.Data):
-                    moved[0] += len(event.data)
-                    if moved[0] > self.config.max_request_body_bytes:
-                        await _answer(
-                            browser, tls, pages.message_page(413, "Too large", "Too large.")
-                        )
-                        return False
-                    await stream.send_all(nas.send(h11.Data(data=event.data)))
-                elif isinstance(event, h11.EndOfMessage):
-                    await stream.send_all(nas.send(h11.EndOfMessage()))
-                    break
-                else:
-                    raise _Closed()
-            answered = False
-            while True:
-                try:
-                    event = await _next_event(nas, stream, self.limits.idle_timeout_s)
-                except (h11.RemoteProtocolError, trio.BrokenResourceError, trio.TooSlowError):
-                    if not answered:
-                        await _answer(browser, tls, pages.message_page(502, "Bad answer", "."))
-                    return False
-                if isinstance(event, h11.Response):
-                    answered = True
-                    response_headers = [(n, v) for n, v in event.headers if n not in _HOP_BY_HOP]
-                    await tls.send_all(
-                        browser.send(
-                            h11.Response(
-                                status_code=event.status_code,
-                                headers=response_headers,
-                                reason=event.reason,
-                            )
-                        )
-                    )
-                elif isinstance(event, h11.Data):
-                    moved[1] += len(event.data)
-                    await tls.send_all(browser.send(h11.Data(data=event.data)))
-                elif isinstance(event, h11.EndOfMessage):
-                    await tls.send_all(browser.send(h11.EndOfMessage()))
-                    return True
-                elif isinstance(event, h11.ConnectionClosed):
-                    if not answered:
-                        await _answer(browser, tls, pages.message_page(502, "No answer", "."))
-                    return False
-        finally:
-            await stream.aclose()
-
-
-def tls_context(config: InstallSiteSection) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(config.cert_file, config.key_file)
-    context.set_alpn_protocols(["http/1.1"])
-    return context
-
 
 def _session_token() -> str:
     """160 random bits as one DNS label (32 lower-case base32 characters)."""
     return base64.b32encode(secrets.token_bytes(20)).decode().lower()
-
-
-def _host_of(host: str) -> str:
-    """The name in a Host header, without its port, lower-case."""
-    host = host.strip().lower()
-    if host.startswith("["):
-        return host.split("]", 1)[0] + "]"
-    return host.rsplit(":", 1)[0].rstrip(".")
-
-
-def _header(request: h11.Request, name: bytes) -> str:
-    for key, value in request.headers:
-        if key == name:
-            return value.decode("latin-1")
-    return ""
 
 
 def _same_address(a: str, b: str) -> bool:
@@ -549,11 +425,6 @@ def _same_address(a: str, b: str) -> bool:
     return first == second
 
 
-def _forwarded(client: str) -> bytes:
-    node = f'"[{client}]"' if ":" in client else client
-    return f"for={node};proto=https".encode()
-
-
 def _form(request: HttpRequest) -> dict[str, str] | None:
     """A URL-encoded form's fields (the first value of each), or None if it is not one."""
     kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -566,29 +437,6 @@ def _form(request: HttpRequest) -> dict[str, str] | None:
     return {name: values[0] for name, values in fields.items()}
 
 
-async def _next_event(conn: h11.Connection, stream: trio.abc.Stream, timeout_s: float) -> object:
-    while True:
-        event = conn.next_event()
-        if event is not h11.NEED_DATA:
-            return event
-        with trio.fail_after(timeout_s):
-            data = await stream.receive_some(65536)
-        conn.receive_data(bytes(data))
-
-
-async def _answer(browser: h11.Connection, stream: trio.abc.Stream, response: HttpResponse) -> None:
-    """Send one of our own pages on a session connection, then the connection closes."""
-    if browser.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-        return
-    headers = [
-        ("Content-Type", response.content_type),
-        ("Content-Length", str(len(response.body))),
-        ("Connection", "close"),
-        *response.headers,
-    ]
-    with trio.move_on_after(5):
-        await stream.send_all(
-            browser.send(h11.Response(status_code=response.status, headers=headers))
-            + browser.send(h11.Data(data=response.body))
-            + browser.send(h11.EndOfMessage())
-        )
+def tls_context(config: InstallSiteSection) -> ssl.SSLContext:
+    """The install site's own certificate: the relay ends TLS for it (and only for it)."""
+    return server_tls_context(config.cert_file, config.key_file, alpn=["http/1.1"])

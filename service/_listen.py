@@ -38,11 +38,18 @@ class Listening(dict[str, list[str]]):
         self.setdefault(kind, []).append(bound_address(sock))
         return int(sock.getsockname()[1])
 
+    async def bind(self, kind: str, address: HostPort) -> trio.SocketListener:
+        """Bind `address` for `kind` and record it: its port is known before anything that
+        announces it is built; serve it with `nursery.start(serve, listener)`."""
+        listener = (await trio.open_tcp_listeners(address.port, host=address.host))[0]
+        self.note(kind, listener.socket)
+        return listener
+
     async def serve(self, nursery: trio.Nursery, kind: str, address: HostPort, serve: Serve) -> int:
         """Bind `address`, start `serve` on it in `nursery` and record it; the port it got."""
-        listener = (await trio.open_tcp_listeners(address.port, host=address.host))[0]
+        listener = await self.bind(kind, address)
         await nursery.start(serve, listener)
-        return self.note(kind, listener.socket)
+        return int(listener.socket.getsockname()[1])
 
     def write(self, state_dir: Path) -> None:
         """Replace `<state_dir>/listening.json` in one step: a reader sees all or nothing."""

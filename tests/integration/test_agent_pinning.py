@@ -28,7 +28,7 @@ async def test_the_pinned_certificate_is_accepted_and_another_is_not(tmp_path: P
             right = agent(tmp_path, tunnel, web, extra=f'pinned_sha256 = "{_relay_pin(tmp_path)}"')
             nursery.start_soon(right.run)
             await right.connected.wait()
-            assert "nas1" in relay.tunnels
+            assert "nas1" in relay.agents.tunnels
             await right.tunnel.aclose()  # type: ignore[union-attr]
             wrong = agent(tmp_path, tunnel, web, extra=f'pinned_sha256 = "{"0" * 64}"')
             nursery.start_soon(wrong.run)

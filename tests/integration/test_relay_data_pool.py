@@ -14,11 +14,17 @@ import trio.testing
 import protocol
 from nasagent._agent import Agent
 from relayd._daemon import Relayd, serve
+from relayd._pool import DataPools
 from tests.relay_harness import agent, device_tunnel, listening_service, prepare, relay_config
 from tests.unit.test_relayd_sni import client_hello
 from tunnel import load_or_create_key
 
 HELLO = client_hello("nas1.link.test")
+
+
+def pools(relay: Relayd) -> DataPools:
+    assert relay.data is not None and relay.data.pools is not None
+    return relay.data.pools
 
 
 async def echo_service(service: trio.socket.SocketType) -> None:
@@ -87,13 +93,13 @@ async def test_connections_after_the_first_use_ready_data_connections(tmp_path: 
     async def body(relay: Relayd, nas: Agent) -> None:
         assert await browse(relay, b"first") == HELLO + b"first"
         assert relay.counts["https_ready_data_connection"] == 0
-        assert relay.pools is not None
-        await until(lambda: relay.pools is not None and relay.pools.ready_count() == 4)
+        assert relay.data is not None and relay.data.pools is not None
+        await until(lambda: pools(relay).ready_count() == 4)
         for n in range(6):
             payload = f"browser {n}".encode() * 1000
             assert await browse(relay, payload) == HELLO + payload
             # Each one used is asked for again (a few ms later): the pool is full once more.
-            await until(lambda: relay.pools is not None and relay.pools.ready_count() == 4)
+            await until(lambda: pools(relay).ready_count() == 4)
         assert relay.counts["https_ready_data_connection"] == 6
         assert relay.counts["https_connections"] == 7
         assert len(nas.ready) == 4
@@ -105,10 +111,10 @@ async def test_connections_after_the_first_use_ready_data_connections(tmp_path: 
 async def test_an_idle_device_keeps_no_ready_connections(tmp_path: Path) -> None:
     async def body(relay: Relayd, nas: Agent) -> None:
         await browse(relay, b"x")
-        await until(lambda: relay.pools is not None and relay.pools.ready_count() == 2)
+        await until(lambda: pools(relay).ready_count() == 2)
         await until(lambda: len(nas.ready) == 2)
         # No browser for data_pool_idle_s: the relay closes them and the agent forgets them.
-        await until(lambda: relay.pools is not None and len(relay.pools) == 0)
+        await until(lambda: len(pools(relay)) == 0)
         await until(lambda: len(nas.ready) == 0)
         assert await browse(relay, b"later") == HELLO + b"later"
 
@@ -118,17 +124,17 @@ async def test_an_idle_device_keeps_no_ready_connections(tmp_path: Path) -> None
 async def test_a_refusal_on_a_ready_connection_closes_that_browser_only(tmp_path: Path) -> None:
     async def body(relay: Relayd, nas: Agent) -> None:
         assert await browse(relay, b"x") == b""  # refused on a fresh data connection
-        await until(lambda: relay.pools is not None and relay.pools.ready_count() == 2)
+        await until(lambda: pools(relay).ready_count() == 2)
         for _ in range(4):
             assert await browse(relay, b"x") == b""  # refused on a ready one: closed, no hang
-            await until(lambda: relay.pools is not None and relay.pools.ready_count() == 2)
+            await until(lambda: pools(relay).ready_count() == 2)
         assert relay.counts["https_ready_data_connection"] == 4
         assert nas.streams_refused == 5
         # Recorded as refused, on a fresh data connection as on a ready one, not as
         # connections that moved nothing (once relayd has seen the browser go and the
         # agent's reset come).
         await until(lambda: relay.counts["https_refused"] == 5)
-        await until(lambda: relay.pools is not None and relay.pools.ready_count() == 2)
+        await until(lambda: pools(relay).ready_count() == 2)
         assert len(nas.ready) == 2  # none leaked on the NAS
 
     await with_relay_and_agent(tmp_path, "data_pool = 2", body, service_up=False)
@@ -147,7 +153,7 @@ async def test_pool_tokens_are_good_once_and_only_from_the_data_port(tmp_path: P
             async with device_tunnel(
                 tmp_path, relay.listening["tunnel"][0], "nas1", key, capabilities
             ) as tunnel:
-                await until(lambda: "nas1" in relay.tunnels)
+                await until(lambda: "nas1" in relay.agents.tunnels)
                 https_host, https_port = relay.listening["https"][0].rsplit(":", 1)
                 browser = await trio.open_tcp_stream(https_host, int(https_port))
                 await browser.send_all(HELLO)
@@ -164,7 +170,7 @@ async def test_pool_tokens_are_good_once_and_only_from_the_data_port(tmp_path: P
                     return sock
 
                 kept = await data_connection(pool.tokens[0])
-                await until(lambda: relay.pools is not None and relay.pools.ready_count() == 1)
+                await until(lambda: pools(relay).ready_count() == 1)
                 replayed = await data_connection(pool.tokens[0])
                 unknown = await data_connection(b"u" * 16)
                 await until(lambda: relay.counts["data_connection_refused"] == 2)
@@ -172,7 +178,7 @@ async def test_pool_tokens_are_good_once_and_only_from_the_data_port(tmp_path: P
                     refused.settimeout(5)
                     assert refused.recv(1) == b""
                     refused.close()
-                assert relay.pools is not None and relay.pools.ready_count() == 1
+                assert pools(relay).ready_count() == 1
                 kept.close()
                 await tunnel.aclose()
             nursery.cancel_scope.cancel()

@@ -117,7 +117,7 @@ async def test_agent_update_is_forwarded_and_answered(tmp_path: Path) -> None:
                 acked = [r for r in replies if isinstance(r, protocol.Ack)]
                 assert limited and len(acked) >= 16 and len(limited) + len(acked) == 40
                 assert relay.counts["ddns_rate_limited"] == len(limited)
-                assert not relay.ddns_in_flight  # every slot given back
+                assert not relay.agents.ddns_in_flight  # every slot given back
                 # Something the relay does not handle gets an answer too.
                 await agent.send_message(protocol.Ack(7))
                 reply = await agent.receive_message()

@@ -46,6 +46,6 @@ async def test_bytes_pass_through_the_tunnel_when_data_connections_are_off(tmp_p
             await echoed.wait()
             browser.close()
             assert relay.counts["https_connections"] == 1
-            assert relay.data_port is None
+            assert relay.data is None
             nursery.cancel_scope.cancel()
     service.close()
