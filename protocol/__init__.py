@@ -5,17 +5,7 @@ Trio and OS binding (tunnels, TLS, splicing, key files) is the `tunnel` package.
 """
 
 from ._auth import auth_payload, public_key_bytes
-from ._connection import (
-    DATA_CONNECTIONS,
-    DATA_POOL,
-    SETUP_SERVICE,
-    SUPPORTED_VERSIONS,
-    Connection,
-    ConnectionState,
-    Credentials,
-    Role,
-    Settings,
-)
+from ._connection import SETUP_SERVICE, Connection, ConnectionState, Role
 from ._errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._events import (
     AuthenticationRequested,
@@ -33,6 +23,7 @@ from ._events import (
     WindowUpdated,
 )
 from ._frames import HEADER_BYTES, Flag, FrameType
+from ._handshake import DATA_CONNECTIONS, DATA_POOL, SUPPORTED_VERSIONS, Credentials, Settings
 from ._messages import (
     DATA_TOKEN_BYTES,
     Ack,

@@ -8,14 +8,9 @@ through the constructor, and keepalive timing belongs to the caller (SPEC.md 3, 
 from __future__ import annotations
 
 import enum
-import hmac
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Final
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from ._auth import auth_payload, public_key_bytes, sign_auth, verify_auth
 from ._errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from ._events import (
     AuthenticationRequested,
@@ -41,6 +36,15 @@ from ._frames import (
     FrameType,
     encode_frame,
 )
+from ._handshake import (
+    DATA_CONNECTIONS,
+    SUPPORTED_VERSIONS,
+    Credentials,
+    Settings,
+    answer_client_hello,
+    answer_server_hello,
+    auth_verifies,
+)
 from ._messages import (
     MAX_STREAM_ID,
     MAX_WINDOW,
@@ -59,26 +63,10 @@ from ._messages import (
     decode_body,
     encode_body,
 )
-from ._names import validate_label
 from ._streams import Stream, StreamInput, StreamState, next_state
 
-__all__ = [
-    "DATA_CONNECTIONS",
-    "DATA_POOL",
-    "SETUP_SERVICE",
-    "SUPPORTED_VERSIONS",
-    "Connection",
-    "ConnectionState",
-    "Credentials",
-    "Role",
-    "Settings",
-]
+__all__ = ["SETUP_SERVICE", "Connection", "ConnectionState", "Role"]
 
-SUPPORTED_VERSIONS: Final = (1,)
-#: Capability: streams may carry their bytes on data connections (SPEC.md 7.3).
-DATA_CONNECTIONS: Final = "data-connections"
-#: Capability: the relay may ask for data connections made ahead of need (SPEC.md 7.3.1).
-DATA_POOL: Final = "data-pool"
 # The service of the streams that carry a relayed setup session to an install-mode client
 # (SPEC.md 7.4).
 SETUP_SERVICE: Final = "setup"
@@ -132,54 +120,6 @@ def _encode_window(stream_id: int, increment: int) -> bytes:
 
 _STREAM_FRAMES: Final = frozenset({_F.DATA, _F.OPEN, _F.RESET})
 _EITHER_FRAMES: Final = frozenset({_F.WINDOW})
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Our receive-side limits and offers, sent in HELLO (SPEC.md 3.1)."""
-
-    max_frame_bytes: int = 256 * 1024
-    # 2 MiB: a stream carried in the tunnel moves at most a window per round trip of its
-    # WINDOW credit (about 3 ms here through both processes); 1 MiB held one stream to
-    # 2.7 Gbit/s, 2 to 8 MiB gave 3.3 to 3.9 (bench/RESULTS.md). Eight stalled readers, not
-    # four, are needed to fill the connection's window.
-    stream_window_bytes: int = 2 * 1024 * 1024
-    connection_window_bytes: int = 16 * 1024 * 1024
-    max_streams: int = 256
-    capabilities: frozenset[str] = field(default_factory=frozenset)
-
-    def __post_init__(self) -> None:
-        # Building the HELLO once validates every limit with the wire rules.
-        self.hello((1,))
-
-    def hello(self, versions: tuple[int, ...], name: str = "", nonce: bytes = b"") -> Hello:
-        return Hello(
-            versions=versions,
-            capabilities=tuple(sorted(self.capabilities)),
-            max_frame_bytes=self.max_frame_bytes,
-            stream_window_bytes=self.stream_window_bytes,
-            connection_window_bytes=self.connection_window_bytes,
-            max_streams=self.max_streams,
-            name=name,
-            nonce=nonce,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """What a client proves: its kind, its name and the Ed25519 key registered for it."""
-
-    kind: str
-    name: str
-    private_key: Ed25519PrivateKey
-
-    def __post_init__(self) -> None:
-        if self.kind not in AuthKind.ALL:
-            raise LocalProtocolError(f"unknown credential kind {self.kind!r}")
-        try:
-            validate_label(self.name, "client name")
-        except ValueError as exc:
-            raise LocalProtocolError(str(exc)) from None
 
 
 class Connection:
@@ -321,15 +261,10 @@ class Connection:
         auth = self._pending_auth
         if self.state is not ConnectionState.AUTH_PENDING or auth is None:
             raise LocalProtocolError(f"no authentication is pending (state: {self.state.value})")
-        payload = auth_payload(
-            self.version, auth.kind, self.server_name, auth.name, self._nonce, auth.public_key
-        )
+        nonce = self._nonce
         # The nonce is single-use: a second verification on this connection cannot succeed.
         self._nonce = b""
-        if not (
-            hmac.compare_digest(registered_key, auth.public_key)
-            and verify_auth(auth.public_key, auth.signature, payload)
-        ):
+        if not auth_verifies(auth, registered_key, self.version, self.server_name, nonce):
             self.reject_authentication()
             raise RemoteProtocolError("authentication failed", ErrorCode.AUTHENTICATION_FAILED)
         self._pending_auth = None
@@ -762,54 +697,21 @@ class Connection:
 
     def _on_hello(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
         hello = decode_body(Hello, body)
+        reply: Body
         if self.role is Role.SERVER:
-            common = set(hello.versions) & set(SUPPORTED_VERSIONS)
-            if not common:
-                raise RemoteProtocolError(
-                    f"no common protocol version (offered {list(hello.versions)}, "
-                    f"supported {list(SUPPORTED_VERSIONS)})",
-                    ErrorCode.UNSUPPORTED_VERSION,
-                )
-            self.version = max(common)
+            self.version, self.capabilities, reply = answer_client_hello(
+                hello, self.settings, self.server_name, self._nonce
+            )
             self._peer = hello
-            self.capabilities = frozenset(hello.capabilities) & self.settings.capabilities
-            reply = self.settings.hello((self.version,), self.server_name, self._nonce)
             self._queue(FrameType.HELLO, 0, 0, reply)
             self._enter(ConnectionState.AWAIT_AUTH)
             return
-        if len(hello.versions) != 1 or hello.versions[0] not in SUPPORTED_VERSIONS:
-            raise RemoteProtocolError(
-                f"server chose version(s) {list(hello.versions)}, which we did not offer",
-                ErrorCode.UNSUPPORTED_VERSION,
-            )
-        if len(hello.nonce) != NONCE_BYTES:
-            raise RemoteProtocolError("server HELLO carries no nonce")
-        if hello.name != self.server_name:
-            raise RemoteProtocolError(
-                f"server calls itself {hello.name[:64]!r}, expected {self.server_name!r}",
-                ErrorCode.AUTHENTICATION_FAILED,
-            )
-        credentials = self._credentials
-        assert credentials is not None
-        self.version = hello.versions[0]
+        assert self._credentials is not None
+        self.version, self.capabilities, reply = answer_server_hello(
+            hello, self.settings, self.server_name, self._credentials
+        )
         self._peer = hello
-        self.capabilities = frozenset(hello.capabilities) & self.settings.capabilities
-        public_key = public_key_bytes(credentials.private_key)
-        payload = auth_payload(
-            self.version,
-            credentials.kind,
-            self.server_name,
-            credentials.name,
-            hello.nonce,
-            public_key,
-        )
-        auth = Auth(
-            kind=credentials.kind,
-            name=credentials.name,
-            public_key=public_key,
-            signature=sign_auth(credentials.private_key, payload),
-        )
-        self._queue(FrameType.AUTH, 0, 0, auth)
+        self._queue(FrameType.AUTH, 0, 0, reply)
         self._enter(ConnectionState.AWAIT_AUTH_OK)
 
     def _on_auth(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
