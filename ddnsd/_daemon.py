@@ -34,7 +34,7 @@ from ._server import DnsServer
 from ._store import ZoneStore, decode_changes
 from ._workers import WORKER_ENV, WorkerFeed, WorkerPool
 from ._xfr import Notifier, Transfers, load_key
-from ._zone import SoaFields, Zone, ZoneSet
+from ._zone import SoaFields, Zone, ZoneSet, serial_newer
 
 __all__ = ["Ddnsd", "main_async", "serve"]
 
@@ -406,11 +406,6 @@ def _apply_from_main(message: dict[str, Any], store: ZoneStore, responder: Respo
         for zone in zones.zones:
             zone.serial = message["serials"].get(zone.origin, zone.serial)
         responder.invalidate(changed, zones.zones)
-
-
-def serial_newer(serial: int, than: int) -> bool:
-    """RFC 1982 comparison of 32-bit serials."""
-    return serial != than and (serial - than) % 2**32 < 2**31
 
 
 async def main_async(config: DdnsdConfig, config_path: Path | None = None) -> int:

@@ -26,6 +26,8 @@ __all__ = [
     "SoaFields",
     "Zone",
     "ZoneSet",
+    "serial_after",
+    "serial_newer",
 ]
 
 TYPE_A: Final = QTYPE.A
@@ -102,6 +104,11 @@ class Lookup:
 def serial_after(serial: int) -> int:
     """The next serial in RFC 1982 arithmetic (never 0, which some secondaries mishandle)."""
     return (serial + 1) % 2**32 or 1
+
+
+def serial_newer(serial: int, than: int) -> bool:
+    """RFC 1982 comparison of 32-bit serials: `serial` is after `than`."""
+    return serial != than and (serial - than) % 2**32 < 2**31
 
 
 class Zone:
