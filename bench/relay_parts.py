@@ -1,11 +1,11 @@
 """The parts of the relay path measured one by one, side by side, printing ratios: what
 bench/RESULTS.md cites when it explains the relay figures.
 
-- tls: receiving one TLS stream with trio.SSLStream and with protocol.tls.TlsStream (the
+- tls: receiving one TLS stream with trio.SSLStream and with tunnel.TlsStream (the
   sender is a plain blocking `ssl` socket in a child process).
 - connect: loopback TCP connects with trio.open_tcp_stream and with the agent's connect_tcp.
 - splice: 64-byte round trips from a client through one middle process to an echo process,
-  the middle joining its two sockets with protocol.splice.splice_sockets (its splicing
+  the middle joining its two sockets with tunnel.splice_sockets (its splicing
   thread), with a Trio task per direction (how splice_sockets worked before), or with a bare
   `select.epoll` splice loop; wall time and the middle's CPU time per round trip.
 - chain: the floor of the relay's new-connection time. New connection, TLS 1.3 handshake and
