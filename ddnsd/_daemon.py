@@ -7,7 +7,6 @@ After binding it writes `<state_dir>/listening.json` with every bound address (p
 from __future__ import annotations
 
 import base64
-import errno
 import json
 import logging
 import os
@@ -16,11 +15,10 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import trio
 
-from config import DdnsdConfig, HostPort
+from config import DdnsdConfig
 from httpapi import HttpServer, Metric, metrics_handler
 from registry import AccessLogKeys, AccessLogWriter, Registry
 from service import Listening, config_reloader, server_tls_context, until_stopped
@@ -28,69 +26,20 @@ from service import Listening, config_reloader, server_tls_context, until_stoppe
 from ._answer import Responder
 from ._channel import ServiceChannel
 from ._dyndns2 import DynDns2
+from ._parts import bind_dns_pair, build_zones
 from ._rfc2136 import UpdateHandler
 from ._rrl import RateLimiter
 from ._server import DnsServer
-from ._store import ZoneStore, decode_changes
-from ._workers import WORKER_ENV, WorkerFeed, WorkerPool
+from ._store import ZoneStore
+from ._worker import serve_worker
+from ._workers import WORKER_ENV, WorkerPool
 from ._xfr import Notifier, Transfers, load_key
-from ._zone import SoaFields, Zone, ZoneSet, serial_newer
+from ._zone import ZoneSet
 
 __all__ = ["Ddnsd", "main_async", "serve"]
 
 log = logging.getLogger("ddnsd")
 DEVICE_SYNC_INTERVAL_S = 2.0
-
-
-def _family(host: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-def bind_dns_pair(
-    address: HostPort, reuse_port: bool = False
-) -> tuple[socket.socket, socket.socket]:
-    """A UDP and a TCP socket on the same address and port (port 0: the same free port).
-
-    With `reuse_port`, worker processes can bind the same pair and the kernel spreads
-    queries among them.
-    """
-    for _ in range(20):
-        udp = socket.socket(_family(address.host), socket.SOCK_DGRAM)
-        if reuse_port:
-            udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        udp.bind((address.host, address.port))
-        port = udp.getsockname()[1]
-        tcp = socket.socket(_family(address.host), socket.SOCK_STREAM)
-        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        try:
-            tcp.bind((address.host, port))
-        except OSError as exc:
-            udp.close()
-            tcp.close()
-            if address.port == 0 and exc.errno == errno.EADDRINUSE:
-                continue  # the free UDP port is taken for TCP: draw another
-            raise
-        tcp.listen(1024)
-        return udp, tcp
-    raise OSError(errno.EADDRINUSE, f"no free port pair for {address}")
-
-
-def build_zones(config: DdnsdConfig) -> ZoneSet:
-    zone = config.zone
-    soa = SoaFields(
-        zone.primary_ns,
-        zone.hostmaster,
-        zone.refresh_s,
-        zone.retry_s,
-        zone.expire_s,
-        zone.negative_ttl_s,
-    )
-    nameservers = zone.nameservers or (zone.primary_ns,)
-    device_zone = Zone(zone.name, soa, nameservers)
-    link_zone = Zone(zone.link_zone, soa, nameservers) if zone.link_zone else None
-    return ZoneSet(device_zone, link_zone, zone.relay_addresses, zone.default_ttl_s)
 
 
 @dataclass
@@ -329,83 +278,6 @@ async def _sync_devices(store: ZoneStore) -> None:
             await store.sync_devices()
         except Exception:
             log.exception("reading the device list from the registry failed; will retry")
-
-
-async def serve_worker(
-    config: DdnsdConfig,
-    worker: dict[str, Any],
-    *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """A worker process: answers queries from its own copy, kept current by the main one."""
-    feed = WorkerFeed(await trio.open_unix_socket(worker["socket"]))
-    if await feed.receive() is None:  # "hello": the main process now sends us every change
-        return
-    registry = Registry.open_sqlite(config.ddnsd.registry)
-    zones = build_zones(config)
-    responder = Responder(zones, edns_buffer_bytes=config.dns.edns_buffer_bytes)
-    store = ZoneStore(registry, zones, responder)
-    await store.load()
-    await registry.aclose()
-    transfer = config.transfer
-    rrl = config.rrl
-    dns = DnsServer(
-        responder,
-        RateLimiter(rrl.responses_per_second, rrl.slip, rrl.ipv4_prefix, rrl.ipv6_prefix),
-        updates=feed.forward_update,
-        transfers=Transfers(
-            zones, transfer.allow, load_key(transfer.tsig_key_name, transfer.tsig_secret_file)
-        ).handle,
-        max_tcp_clients=config.dns.max_tcp_clients,
-        tcp_idle_timeout_s=config.dns.tcp_idle_timeout_s,
-    )
-    sockets: list[socket.socket] = []
-    try:
-        async with trio.open_nursery() as nursery:
-            for shown in worker["dns"]:
-                udp, tcp = bind_dns_pair(HostPort.parse(shown), reuse_port=True)
-                sockets += [udp, tcp]
-                await nursery.start(dns.serve_udp, udp)
-                listener = trio.SocketListener(trio.socket.from_stdlib_socket(tcp))
-                await nursery.start(dns.serve_tcp, listener)
-            await feed.send({"t": "ready"})
-            task_status.started()
-            while True:
-                message = await feed.receive()
-                if message is None:
-                    log.info("the main process is gone; worker %d stops", worker["index"])
-                    nursery.cancel_scope.cancel()
-                    return
-                _apply_from_main(message, store, responder)
-                if message.get("t") == "reply":
-                    feed.deliver_reply(message)
-                elif "id" in message:
-                    await feed.send({"t": "applied", "id": message["id"]})
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def _apply_from_main(message: dict[str, Any], store: ZoneStore, responder: Responder) -> None:
-    zones = store.zones
-    kind = message.get("t")
-    if kind == "apply":
-        zone = zones.device_zone
-        serial = message["serial"]
-        # A batch already in the database when this worker loaded it is not applied twice.
-        if serial_newer(serial, zone.serial):
-            _, names = zones.apply(decode_changes(message["changes"]), serial=serial)
-            responder.invalidate(names, [zone])
-    elif kind == "devices":
-        wanted = set(message["devices"])
-        changed: list[str] = []
-        for name in wanted - zones.devices:
-            changed += zones.add_device(name)
-        for name in zones.devices - wanted:
-            changed += zones.remove_device(name)
-        for zone in zones.zones:
-            zone.serial = message["serials"].get(zone.origin, zone.serial)
-        responder.invalidate(changed, zones.zones)
 
 
 async def main_async(config: DdnsdConfig, config_path: Path | None = None) -> int:

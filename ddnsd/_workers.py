@@ -5,6 +5,7 @@ The main process stays the only writer. It sends every committed batch and every
 change to each worker over a Unix socket and acknowledges an update only once every worker
 has applied it, so all workers answer an update as soon as it is acknowledged. A worker
 forwards the UPDATE messages it receives to the main process and relays the reply.
+This is the main process's end of the worker socket; the worker's end is `_worker.py`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, Final
 import msgpack
 import trio
 
-__all__ = ["WORKER_ENV", "Replica", "WorkerFeed", "WorkerPool", "read_frame", "write_frame"]
+__all__ = ["WORKER_ENV", "Replica", "WorkerPool", "read_frame", "write_frame"]
 
 log = logging.getLogger("ddnsd.workers")
 
@@ -205,42 +206,3 @@ class WorkerPool:
             while sum(r.ready for r in self.replicas) < self.count - 1:
                 await self._ready.wait()
                 self._ready = trio.Event()
-
-
-class WorkerFeed:
-    """A worker's end: applies what the main process sends, forwards UPDATE messages."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self._buffer = bytearray()
-        self._send_lock = trio.Lock()
-        self._replies: dict[int, tuple[trio.Event, list[bytes]]] = {}
-        self._next_id = 0
-
-    async def send(self, message: dict[str, Any]) -> None:
-        async with self._send_lock:
-            await write_frame(self.stream, message)
-
-    async def receive(self) -> dict[str, Any] | None:
-        return await read_frame(self.stream, self._buffer)
-
-    async def forward_update(self, wire: bytes, client: str, tcp: bool) -> list[bytes]:
-        self._next_id += 1
-        number = self._next_id
-        done = trio.Event()
-        self._replies[number] = (done, [])
-        try:
-            await self.send(
-                {"t": "update", "id": number, "wire": wire, "client": client, "tcp": tcp}
-            )
-            with trio.move_on_after(30):
-                await done.wait()
-            return self._replies[number][1]
-        finally:
-            self._replies.pop(number, None)
-
-    def deliver_reply(self, message: dict[str, Any]) -> None:
-        entry = self._replies.get(message.get("id", -1))
-        if entry is not None:
-            entry[1].extend(message.get("replies", []))
-            entry[0].set()

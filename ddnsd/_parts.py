@@ -1,0 +1,65 @@
+"""What a ddnsd process builds from its config, the main process and its workers alike: the
+zones and the DNS listening sockets. Knows nothing of replication or of update channels.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+from config import DdnsdConfig, HostPort
+
+from ._zone import SoaFields, Zone, ZoneSet
+
+__all__ = ["bind_dns_pair", "build_zones"]
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def bind_dns_pair(
+    address: HostPort, reuse_port: bool = False
+) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a TCP socket on the same address and port (port 0: the same free port).
+
+    With `reuse_port`, worker processes can bind the same pair and the kernel spreads
+    queries among them.
+    """
+    for _ in range(20):
+        udp = socket.socket(_family(address.host), socket.SOCK_DGRAM)
+        if reuse_port:
+            udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        udp.bind((address.host, address.port))
+        port = udp.getsockname()[1]
+        tcp = socket.socket(_family(address.host), socket.SOCK_STREAM)
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        try:
+            tcp.bind((address.host, port))
+        except OSError as exc:
+            udp.close()
+            tcp.close()
+            if address.port == 0 and exc.errno == errno.EADDRINUSE:
+                continue  # the free UDP port is taken for TCP: draw another
+            raise
+        tcp.listen(1024)
+        return udp, tcp
+    raise OSError(errno.EADDRINUSE, f"no free port pair for {address}")
+
+
+def build_zones(config: DdnsdConfig) -> ZoneSet:
+    zone = config.zone
+    soa = SoaFields(
+        zone.primary_ns,
+        zone.hostmaster,
+        zone.refresh_s,
+        zone.retry_s,
+        zone.expire_s,
+        zone.negative_ttl_s,
+    )
+    nameservers = zone.nameservers or (zone.primary_ns,)
+    device_zone = Zone(zone.name, soa, nameservers)
+    link_zone = Zone(zone.link_zone, soa, nameservers) if zone.link_zone else None
+    return ZoneSet(device_zone, link_zone, zone.relay_addresses, zone.default_ttl_s)
