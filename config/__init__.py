@@ -4,6 +4,7 @@
 ``file: [table].key: problem``.
 """
 
+from ._dump import dumps
 from ._load import ConfigError, HostPort, load, loads
 from .agent import AgentConfig
 from .ddnsd import DdnsdConfig
@@ -14,6 +15,7 @@ __all__ = [
     "ConfigError",
     "DdnsdConfig",
     "HostPort",
+    "dumps",
     "RelaydConfig",
     "load",
     "loads",

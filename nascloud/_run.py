@@ -24,6 +24,10 @@ from typing import Any
 
 import trio
 
+from config import AgentConfig, DdnsdConfig, HostPort, RelaydConfig, dumps
+from config import agent as agent_config
+from config import ddnsd as ddnsd_config
+from config import relayd as relayd_config
 from nasagent import load_or_create_cloud_key
 from protocol import public_key_bytes
 from registry import Registry, TokenKind
@@ -117,126 +121,98 @@ async def _prepare_registry(state_dir: Path, agent_key_path: Path) -> dict[str, 
 
 
 def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int) -> None:
+    """Each daemon's config, built as its model and written by `config.dumps`: relative
+    paths are taken from the state directory, where the files are."""
     relay_cert, relay_key = ca.issue("relay", RELAY_NAME)
     install_cert, install_key = ca.issue(
         "install", f"install.{LINK_ZONE}", f"*.install.{LINK_ZONE}"
     )
     ddnsd_cert, ddnsd_key = ca.issue("ddnsd", DDNSD_NAME)
     service_key = load_or_create_key(state / "relayd" / "service.key")
+    registry = Path("registry.sqlite3")
+
+    def local(offset: int) -> HostPort:
+        return HostPort("127.0.0.1", base + offset)
+
+    ddnsd = DdnsdConfig(
+        ddnsd=ddnsd_config.DdnsdSection(
+            state_dir=Path("ddnsd"),
+            registry=registry,
+            metrics_listen=local(DNS_METRICS),
+            access_log_key_file=Path("ddnsd/access-log.keys"),
+        ),
+        zone=ddnsd_config.ZoneSection(
+            name=ZONE,
+            primary_ns=f"ns1.{ZONE}",
+            hostmaster=f"hostmaster.{ZONE}",
+            link_zone=LINK_ZONE,
+            relay_addresses=("127.0.0.1",),
+        ),
+        dns=ddnsd_config.DnsSection(listen=(local(DNS),)),
+        rrl=ddnsd_config.RrlSection(responses_per_second=0),
+        dyndns2=ddnsd_config.DynDns2Section(listen=local(DYNDNS2)),
+        protocol=ddnsd_config.ProtocolSection(
+            listen=local(DDNSD_PROTOCOL),
+            server_name=DDNSD_NAME,
+            cert_file=ddnsd_cert,
+            key_file=ddnsd_key,
+            services={"relayd": public_key_base64(service_key)},
+        ),
+    )
+    relayd = RelaydConfig(
+        relay=relayd_config.RelaySection(
+            name=RELAY_NAME,
+            state_dir=Path("relayd"),
+            registry=registry,
+            metrics_listen=local(METRICS),
+            access_log_key_file=Path("relayd/access-log.keys"),
+        ),
+        tunnel=relayd_config.TunnelSection(
+            listen=local(TUNNEL), data_listen=local(DATA), cert_file=relay_cert, key_file=relay_key
+        ),
+        ingress=relayd_config.IngressSection(
+            link_zone=LINK_ZONE, https_listen=local(HTTPS), http_listen=local(HTTP)
+        ),
+        api=relayd_config.ApiSection(listen=local(API)),
+        install=relayd_config.InstallSiteSection(cert_file=install_cert, key_file=install_key),
+        ddnsd=relayd_config.DdnsdLink(
+            address=local(DDNSD_PROTOCOL),
+            server_name=DDNSD_NAME,
+            key_file=Path("relayd/service.key"),
+            ca_file=ca.cert_path,
+        ),
+    )
+    relay = agent_config.RelayLink(
+        addresses=(local(TUNNEL),), server_name=RELAY_NAME, ca_file=ca.cert_path
+    )
+    reconnect = agent_config.ReconnectSection(initial_delay_s=0.2, max_delay_s=5)
+    agent = AgentConfig(
+        agent=agent_config.AgentSection(
+            device_name=DEMO_DEVICE, key_file=Path("agent/device.key"), state_dir=Path("agent")
+        ),
+        relay=relay,
+        services={"web": HostPort("127.0.0.1", nas_port)},
+        reconnect=reconnect,
+    )
+    # A NAS that is not set up yet: no device_name, so the agent runs in install mode.
+    new_nas = AgentConfig(
+        agent=agent_config.AgentSection(
+            key_file=Path("new-nas/device.key"), state_dir=Path("new-nas")
+        ),
+        relay=relay,
+        install=agent_config.InstallSection(
+            cloud_key_file=Path("new-nas/cloud.key"), setup_service=local(NEW_NAS_SETUP)
+        ),
+        reconnect=reconnect,
+    )
     header = "# Written by `nascloud run`; edits are overwritten on the next run.\n"
-    (state / "ddnsd.toml").write_text(
-        header
-        + f"""
-[ddnsd]
-state_dir = "ddnsd"
-registry = "registry.sqlite3"
-metrics_listen = "127.0.0.1:{base + DNS_METRICS}"
-access_log_key_file = "ddnsd/access-log.keys"
-
-[zone]
-name = "{ZONE}"
-primary_ns = "ns1.{ZONE}"
-hostmaster = "hostmaster.{ZONE}"
-link_zone = "{LINK_ZONE}"
-relay_addresses = ["127.0.0.1"]
-
-[dns]
-listen = ["127.0.0.1:{base + DNS}"]
-
-[rrl]
-responses_per_second = 0
-
-[dyndns2]
-listen = "127.0.0.1:{base + DYNDNS2}"
-
-[protocol]
-listen = "127.0.0.1:{base + DDNSD_PROTOCOL}"
-server_name = "{DDNSD_NAME}"
-cert_file = "{ddnsd_cert}"
-key_file = "{ddnsd_key}"
-
-[protocol.services]
-relayd = "{public_key_base64(service_key)}"
-"""
-    )
-    (state / "relayd.toml").write_text(
-        header
-        + f"""
-[relay]
-name = "{RELAY_NAME}"
-state_dir = "relayd"
-registry = "registry.sqlite3"
-metrics_listen = "127.0.0.1:{base + METRICS}"
-access_log_key_file = "relayd/access-log.keys"
-
-[tunnel]
-listen = "127.0.0.1:{base + TUNNEL}"
-data_listen = "127.0.0.1:{base + DATA}"
-cert_file = "{relay_cert}"
-key_file = "{relay_key}"
-
-[ingress]
-link_zone = "{LINK_ZONE}"
-https_listen = "127.0.0.1:{base + HTTPS}"
-http_listen = "127.0.0.1:{base + HTTP}"
-
-[api]
-listen = "127.0.0.1:{base + API}"
-
-[install]
-cert_file = "{install_cert}"
-key_file = "{install_key}"
-
-[ddnsd]
-address = "127.0.0.1:{base + DDNSD_PROTOCOL}"
-server_name = "{DDNSD_NAME}"
-key_file = "relayd/service.key"
-ca_file = "{ca.cert_path}"
-"""
-    )
-    (state / "agent.toml").write_text(
-        header
-        + f"""
-[agent]
-device_name = "{DEMO_DEVICE}"
-key_file = "agent/device.key"
-state_dir = "agent"
-
-[relay]
-addresses = ["127.0.0.1:{base + TUNNEL}"]
-server_name = "{RELAY_NAME}"
-ca_file = "{ca.cert_path}"
-
-[services]
-web = "127.0.0.1:{nas_port}"
-
-[reconnect]
-initial_delay_s = 0.2
-max_delay_s = 5
-"""
-    )
-    (state / "new-nas.toml").write_text(
-        header
-        + f"""
-# A NAS that is not set up yet: no device_name, so the agent runs in install mode.
-[agent]
-key_file = "new-nas/device.key"
-state_dir = "new-nas"
-
-[relay]
-addresses = ["127.0.0.1:{base + TUNNEL}"]
-server_name = "{RELAY_NAME}"
-ca_file = "{ca.cert_path}"
-
-[install]
-cloud_key_file = "new-nas/cloud.key"
-setup_service = "127.0.0.1:{base + NEW_NAS_SETUP}"
-
-[reconnect]
-initial_delay_s = 0.2
-max_delay_s = 5
-"""
-    )
+    for name, model in (
+        ("ddnsd.toml", ddnsd),
+        ("relayd.toml", relayd),
+        ("agent.toml", agent),
+        ("new-nas.toml", new_nas),
+    ):
+        (state / name).write_text(dumps(model, header))
 
 
 def _start_demo_nas(ca: DevCA, port: int) -> ThreadingHTTPServer:

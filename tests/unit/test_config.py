@@ -7,7 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from config import AgentConfig, ConfigError, DdnsdConfig, HostPort, RelaydConfig, load, loads
+from config import (
+    AgentConfig,
+    ConfigError,
+    DdnsdConfig,
+    HostPort,
+    RelaydConfig,
+    dumps,
+    load,
+    loads,
+)
+from config.agent import AgentSection, RelayLink
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "config" / "examples"
 MODELS: dict[str, type] = {
@@ -232,3 +242,37 @@ def test_toml_syntax_errors_and_unreadable_files(tmp_path: Path) -> None:
 def test_hostport_errors(text: str, problem: str) -> None:
     with pytest.raises(ValueError, match=re.escape(problem)):
         HostPort.parse(text)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_dumps_writes_what_loads_reads_back(name: str, tmp_path: Path) -> None:
+    text = (EXAMPLES / name).read_text()
+    for absolute in sorted(set(re.findall(r'"(/(?:etc|var)/[^"]+)"', text))):
+        local = tmp_path / absolute.lstrip("/")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        if "." in local.name:
+            local.write_text("placeholder")
+        text = text.replace(f'"{absolute}"', f'"{local}"')
+    loaded: object = loads(MODELS[name], text, name, tmp_path)
+    written = dumps(loaded, "# written by a test\n")
+    assert written.startswith("# written by a test\n")
+    assert loads(MODELS[name], written, name, tmp_path) == loaded
+
+
+def test_dumps_leaves_defaults_out_and_keeps_relative_paths(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("placeholder")
+    config = AgentConfig(
+        agent=AgentSection(key_file=Path("agent/device.key"), state_dir=Path("agent")),
+        relay=RelayLink(
+            addresses=(HostPort("127.0.0.1", 7443),),
+            server_name="relay.test",
+            ca_file=Path("ca.pem"),
+        ),
+    )
+    written = dumps(config)
+    assert 'key_file = "agent/device.key"' in written
+    assert loads(AgentConfig, written, "agent.toml", tmp_path).relay.addresses == (
+        HostPort("127.0.0.1", 7443),
+    )
+    assert "[reconnect]" not in written  # every value there is the default
+    assert "keepalive" not in written
