@@ -26,7 +26,7 @@ from service import Listening, config_reloader, server_tls_context, until_stoppe
 from ._answer import Responder
 from ._channel import ServiceChannel
 from ._dyndns2 import DynDns2
-from ._parts import bind_dns_pair, build_zones
+from ._parts import bind_dns_pair, build_dns_server, build_zones, serve_dns_pair
 from ._rfc2136 import UpdateHandler
 from ._rrl import RateLimiter
 from ._server import DnsServer
@@ -135,10 +135,7 @@ class Ddnsd:
     def reload(self, new: DdnsdConfig) -> None:
         """Take what can change while running: rate limits, the DynDNS2 per-host limit, the
         protocol listener's certificate. Zones, addresses and workers need a restart."""
-        rrl = new.rrl
-        self.dns.rate_limiter = RateLimiter(
-            rrl.responses_per_second, rrl.slip, rrl.ipv4_prefix, rrl.ipv6_prefix
-        )
+        self.dns.rate_limiter = RateLimiter.from_config(new.rrl)
         if self.dyndns2 is not None:
             self.dyndns2.per_host.limit = new.dyndns2.updates_per_host_per_minute
         if self.channel is not None:
@@ -175,7 +172,6 @@ async def serve(
     notifier = Notifier(zones, transfer.notify, transfer_key)
     store = ZoneStore(registry, zones, responder, on_change=notifier.changed)
     await store.load()
-    rrl = config.rrl
     updates = UpdateHandler(registry, store)
     access_log = None
     if config.ddnsd.access_log_key_file is not None:
@@ -186,14 +182,7 @@ async def serve(
         )
         updates.access_log = access_log
     transfers = Transfers(zones, transfer.allow, transfer_key)
-    dns = DnsServer(
-        responder,
-        RateLimiter(rrl.responses_per_second, rrl.slip, rrl.ipv4_prefix, rrl.ipv6_prefix),
-        updates=updates.handle,
-        transfers=transfers.handle,
-        max_tcp_clients=config.dns.max_tcp_clients,
-        tcp_idle_timeout_s=config.dns.tcp_idle_timeout_s,
-    )
+    dns = build_dns_server(config, responder, updates=updates.handle, transfers=transfers.handle)
     daemon = Ddnsd(config, registry, zones, responder, store, dns, updates, transfers, notifier)
     sockets: list[socket.socket] = []
     try:
@@ -204,9 +193,7 @@ async def serve(
                 udp, tcp = bind_dns_pair(address, reuse_port=workers > 1)
                 sockets += [udp, tcp]
                 daemon.listening.note("dns", udp)
-                await nursery.start(dns.serve_udp, udp)
-                listener = trio.SocketListener(trio.socket.from_stdlib_socket(tcp))
-                await nursery.start(dns.serve_tcp, listener)
+                await serve_dns_pair(nursery, dns, udp, tcp)
             if workers > 1:
                 assert config_path is not None
                 pool = WorkerPool(

@@ -1,5 +1,6 @@
 """What a ddnsd process builds from its config, the main process and its workers alike: the
-zones and the DNS listening sockets. Knows nothing of replication or of update channels.
+zones, the DNS server and its listening sockets. Knows nothing of replication or of update
+channels: the handlers for UPDATE and zone transfers are passed in.
 """
 
 from __future__ import annotations
@@ -7,11 +8,16 @@ from __future__ import annotations
 import errno
 import socket
 
+import trio
+
 from config import DdnsdConfig, HostPort
 
+from ._answer import Responder
+from ._rrl import RateLimiter
+from ._server import DnsServer, MessageHandler
 from ._zone import SoaFields, Zone, ZoneSet
 
-__all__ = ["bind_dns_pair", "build_zones"]
+__all__ = ["bind_dns_pair", "build_dns_server", "build_zones", "serve_dns_pair"]
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -63,3 +69,29 @@ def build_zones(config: DdnsdConfig) -> ZoneSet:
     device_zone = Zone(zone.name, soa, nameservers)
     link_zone = Zone(zone.link_zone, soa, nameservers) if zone.link_zone else None
     return ZoneSet(device_zone, link_zone, zone.relay_addresses, zone.default_ttl_s)
+
+
+def build_dns_server(
+    config: DdnsdConfig,
+    responder: Responder,
+    *,
+    updates: MessageHandler,
+    transfers: MessageHandler,
+) -> DnsServer:
+    return DnsServer(
+        responder,
+        RateLimiter.from_config(config.rrl),
+        updates=updates,
+        transfers=transfers,
+        max_tcp_clients=config.dns.max_tcp_clients,
+        tcp_idle_timeout_s=config.dns.tcp_idle_timeout_s,
+    )
+
+
+async def serve_dns_pair(
+    nursery: trio.Nursery, dns: DnsServer, udp: socket.socket, tcp: socket.socket
+) -> None:
+    """Serve a pair from `bind_dns_pair` in `nursery`; the caller closes the sockets."""
+    await nursery.start(dns.serve_udp, udp)
+    listener = trio.SocketListener(trio.socket.from_stdlib_socket(tcp))
+    await nursery.start(dns.serve_tcp, listener)

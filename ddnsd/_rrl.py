@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from config.ddnsd import RrlSection
 
 __all__ = ["RateLimiter", "Verdict", "truncated"]
 
@@ -38,6 +41,11 @@ class RateLimiter:
         self._buckets: dict[str, list[float]] = {}  # prefix -> [tokens, last time, dropped]
         self.dropped = 0
         self.slipped = 0
+
+    @classmethod
+    def from_config(cls, rrl: RrlSection) -> RateLimiter:
+        """The limiter `[rrl]` describes: at start, in every worker, and on reload."""
+        return cls(rrl.responses_per_second, rrl.slip, rrl.ipv4_prefix, rrl.ipv6_prefix)
 
     def prefix(self, address: str) -> str:
         if self.ipv4_prefix == 24 and address.count(".") == 3 and ":" not in address:

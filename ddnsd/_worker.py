@@ -16,9 +16,7 @@ from config import DdnsdConfig, HostPort
 from registry import Registry
 
 from ._answer import Responder
-from ._parts import bind_dns_pair, build_zones
-from ._rrl import RateLimiter
-from ._server import DnsServer
+from ._parts import bind_dns_pair, build_dns_server, build_zones, serve_dns_pair
 from ._store import ZoneStore, decode_changes
 from ._workers import read_frame, write_frame
 from ._xfr import Transfers, load_key
@@ -85,16 +83,10 @@ async def serve_worker(
     await store.load()
     await registry.aclose()
     transfer = config.transfer
-    rrl = config.rrl
-    dns = DnsServer(
-        responder,
-        RateLimiter(rrl.responses_per_second, rrl.slip, rrl.ipv4_prefix, rrl.ipv6_prefix),
-        updates=feed.forward_update,
-        transfers=Transfers(
-            zones, transfer.allow, load_key(transfer.tsig_key_name, transfer.tsig_secret_file)
-        ).handle,
-        max_tcp_clients=config.dns.max_tcp_clients,
-        tcp_idle_timeout_s=config.dns.tcp_idle_timeout_s,
+    transfer_key = load_key(transfer.tsig_key_name, transfer.tsig_secret_file)
+    transfers = Transfers(zones, transfer.allow, transfer_key)
+    dns = build_dns_server(
+        config, responder, updates=feed.forward_update, transfers=transfers.handle
     )
     sockets: list[socket.socket] = []
     try:
@@ -102,9 +94,7 @@ async def serve_worker(
             for shown in worker["dns"]:
                 udp, tcp = bind_dns_pair(HostPort.parse(shown), reuse_port=True)
                 sockets += [udp, tcp]
-                await nursery.start(dns.serve_udp, udp)
-                listener = trio.SocketListener(trio.socket.from_stdlib_socket(tcp))
-                await nursery.start(dns.serve_tcp, listener)
+                await serve_dns_pair(nursery, dns, udp, tcp)
             await feed.send({"t": "ready"})
             task_status.started()
             while True:
