@@ -12,7 +12,7 @@ import math
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Final
+from typing import Any, Final
 
 import trio
 from trio.lowlevel import ParkingLot, checkpoint
@@ -369,61 +369,62 @@ class Tunnel:
         self._finish(ConnectionResetError("peer closed the tunnel"))
 
     def _dispatch(self, events: list[Event]) -> None:
-        streams = self._streams
+        handlers = _HANDLERS
         for event in events:
-            kind = type(event)
-            if kind is DataReceived:
-                assert isinstance(event, DataReceived)
-                stream = streams.get(event.stream_id)
-                if stream is not None:
-                    stream._deliver(event.data)
-                else:
-                    self._acknowledge(event.stream_id, event.flow_controlled_length)
-            elif kind is WindowUpdated:
-                assert isinstance(event, WindowUpdated)
-                if event.stream_id == 0:
-                    for stream in streams.values():
-                        stream._send_lot.unpark_all()
-                elif (stream := streams.get(event.stream_id)) is not None:
-                    stream._send_lot.unpark_all()
-            elif kind is StreamEnded:
-                assert isinstance(event, StreamEnded)
-                if (stream := streams.get(event.stream_id)) is not None:
-                    stream._end()
-                    self._forget_if_done(stream)
-            elif kind is StreamReset:
-                assert isinstance(event, StreamReset)
-                if (stream := streams.get(event.stream_id)) is not None:
-                    stream._break(event.error_code)
-                    self._forget(event.stream_id)
-            elif kind is StreamOpened:
-                assert isinstance(event, StreamOpened)
-                self._on_stream_opened(event)
-            elif kind is MessageReceived:
-                assert isinstance(event, MessageReceived)
-                if self.on_message is not None:
-                    self.on_message(self, event.message)
-                    continue
-                try:
-                    self._messages.put_nowait(event.message)
-                except trio.WouldBlock:
-                    # The application is not keeping up with control messages: a peer that
-                    # floods them loses its tunnel rather than our memory.
-                    self.conn.close(ErrorCode.RATE_LIMITED, "too many unanswered messages")
-                    self._finish(RemoteProtocolError("message flood", ErrorCode.RATE_LIMITED))
-            elif kind is PingAcknowledged:
-                assert isinstance(event, PingAcknowledged)
-                if len(event.opaque) == _PING.size:
-                    waiter = self._pings.get(_PING.unpack(event.opaque)[0])
-                    if waiter is not None:
-                        waiter.set()
-            elif kind is ConnectionTerminated:
-                assert isinstance(event, ConnectionTerminated)
-                self.goaway = event
-                self._accepts.close()
-                if self.conn.state is ConnectionState.CLOSED:
-                    self._finish(RemoteProtocolError(self._end_reason(), event.error_code))
+            handler = handlers.get(type(event))
+            if handler is not None:  # the rest (PING, the handshake's) need nothing from us
+                handler(self, event)
         self._wake_writer()
+
+    # -- the reader's handlers, one per event type (_HANDLERS) ------------------------------
+
+    def _on_data(self, event: DataReceived) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is not None:
+            stream._deliver(event.data)
+        else:
+            self._acknowledge(event.stream_id, event.flow_controlled_length)
+
+    def _on_window_updated(self, event: WindowUpdated) -> None:
+        if event.stream_id == 0:
+            for stream in self._streams.values():
+                stream._send_lot.unpark_all()
+        elif (one := self._streams.get(event.stream_id)) is not None:
+            one._send_lot.unpark_all()
+
+    def _on_stream_ended(self, event: StreamEnded) -> None:
+        if (stream := self._streams.get(event.stream_id)) is not None:
+            stream._end()
+            self._forget_if_done(stream)
+
+    def _on_stream_reset(self, event: StreamReset) -> None:
+        if (stream := self._streams.get(event.stream_id)) is not None:
+            stream._break(event.error_code)
+            self._forget(event.stream_id)
+
+    def _on_message_received(self, event: MessageReceived) -> None:
+        if self.on_message is not None:
+            self.on_message(self, event.message)
+            return
+        try:
+            self._messages.put_nowait(event.message)
+        except trio.WouldBlock:
+            # The application is not keeping up with control messages: a peer that floods
+            # them loses its tunnel rather than our memory.
+            self.conn.close(ErrorCode.RATE_LIMITED, "too many unanswered messages")
+            self._finish(RemoteProtocolError("message flood", ErrorCode.RATE_LIMITED))
+
+    def _on_ping_acknowledged(self, event: PingAcknowledged) -> None:
+        if len(event.opaque) == _PING.size:
+            waiter = self._pings.get(_PING.unpack(event.opaque)[0])
+            if waiter is not None:
+                waiter.set()
+
+    def _on_connection_terminated(self, event: ConnectionTerminated) -> None:
+        self.goaway = event
+        self._accepts.close()
+        if self.conn.state is ConnectionState.CLOSED:
+            self._finish(RemoteProtocolError(self._end_reason(), event.error_code))
 
     def _on_stream_opened(self, event: StreamOpened) -> None:
         stream = TunnelStream(
@@ -488,6 +489,20 @@ class Tunnel:
             self.conn.ping(_PING.pack(self._ping_counter))
             self._wake_writer()
         return True
+
+
+#: The reader's handler for each event type, called with the tunnel and the event. (Each
+#: handler takes its own event type; the table cannot say so, hence Any.)
+_HANDLERS: Final[dict[type[Event], Callable[[Tunnel, Any], None]]] = {
+    DataReceived: Tunnel._on_data,
+    WindowUpdated: Tunnel._on_window_updated,
+    StreamEnded: Tunnel._on_stream_ended,
+    StreamReset: Tunnel._on_stream_reset,
+    StreamOpened: Tunnel._on_stream_opened,
+    MessageReceived: Tunnel._on_message_received,
+    PingAcknowledged: Tunnel._on_ping_acknowledged,
+    ConnectionTerminated: Tunnel._on_connection_terminated,
+}
 
 
 class _ignoring_transport_errors:
