@@ -10,23 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import trio
 
 from registry import DnsRRset, Registry
 
 from ._answer import Responder
+from ._replication import Apply, Devices
 from ._zone import Change, ZoneSet, serial_after
-
-
-def encode_changes(changes: list[Change]) -> list[list[Any]]:
-    return [[c.owner, c.rrtype, c.ttl, list(c.values)] for c in changes]
-
-
-def decode_changes(raw: list[list[Any]]) -> list[Change]:
-    return [Change(owner, rrtype, ttl, tuple(values)) for owner, rrtype, ttl, values in raw]
-
 
 __all__ = ["UpdateResult", "ZoneStore"]
 
@@ -59,7 +50,7 @@ class ZoneStore:
         self.responder = responder
         self._on_change = on_change
         #: Set by the worker pool: send a change to every worker and wait until applied.
-        self.replicate: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+        self.replicate: Callable[[Apply | Devices], Awaitable[None]] | None = None
         self._queue: list[tuple[str, list[Change], _Waiter]] = []
         self._wake = trio.Event()
         # The newest value of every RRset that is queued or being written, so that "no
@@ -109,8 +100,8 @@ class ZoneStore:
                 await self.replicate(self.device_message())
         self._on_change()
 
-    def device_message(self) -> dict[str, Any]:
-        return {"t": "devices", "devices": sorted(self.zones.devices), "serials": self._serials()}
+    def device_message(self) -> Devices:
+        return Devices(tuple(sorted(self.zones.devices)), self._serials())
 
     async def knows_device(self, name: str) -> bool:
         if name in self.zones.devices:
@@ -187,9 +178,7 @@ class ZoneStore:
         self.responder.invalidate(names, [zone])
         if self.replicate is not None:
             with trio.CancelScope(shield=True):
-                await self.replicate(
-                    {"t": "apply", "serial": serial, "changes": encode_changes(changes)}
-                )
+                await self.replicate(Apply(serial, tuple(changes)))
         self._forget_pending(latest)
         self.batches += 1
         self.updates += len(batch)

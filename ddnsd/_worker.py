@@ -17,8 +17,8 @@ from registry import Registry
 
 from ._answer import Responder
 from ._parts import bind_dns_pair, build_dns_server, build_zones, serve_dns_pair
-from ._store import ZoneStore, decode_changes
-from ._workers import read_frame, write_frame
+from ._replication import Applied, Apply, Devices, Message, Ready, Reply, Update, WorkerSocket
+from ._store import ZoneStore
 from ._xfr import Transfers, load_key
 from ._zone import serial_newer
 
@@ -31,18 +31,15 @@ class WorkerFeed:
     """A worker's end: applies what the main process sends, forwards UPDATE messages."""
 
     def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self._buffer = bytearray()
-        self._send_lock = trio.Lock()
+        self.socket = WorkerSocket(stream)
         self._replies: dict[int, tuple[trio.Event, list[bytes]]] = {}
         self._next_id = 0
 
-    async def send(self, message: dict[str, Any]) -> None:
-        async with self._send_lock:
-            await write_frame(self.stream, message)
+    async def send(self, message: Ready | Applied | Update) -> None:
+        await self.socket.send(message)
 
-    async def receive(self) -> dict[str, Any] | None:
-        return await read_frame(self.stream, self._buffer)
+    async def receive(self) -> Message | None:
+        return await self.socket.receive()
 
     async def forward_update(self, wire: bytes, client: str, tcp: bool) -> list[bytes]:
         self._next_id += 1
@@ -50,19 +47,17 @@ class WorkerFeed:
         done = trio.Event()
         self._replies[number] = (done, [])
         try:
-            await self.send(
-                {"t": "update", "id": number, "wire": wire, "client": client, "tcp": tcp}
-            )
+            await self.send(Update(number, wire, client, tcp))
             with trio.move_on_after(30):
                 await done.wait()
             return self._replies[number][1]
         finally:
             self._replies.pop(number, None)
 
-    def deliver_reply(self, message: dict[str, Any]) -> None:
-        entry = self._replies.get(message.get("id", -1))
+    def deliver_reply(self, message: Reply) -> None:
+        entry = self._replies.get(message.id)
         if entry is not None:
-            entry[1].extend(message.get("replies", []))
+            entry[1].extend(message.replies)
             entry[0].set()
 
 
@@ -95,7 +90,7 @@ async def serve_worker(
                 udp, tcp = bind_dns_pair(HostPort.parse(shown), reuse_port=True)
                 sockets += [udp, tcp]
                 await serve_dns_pair(nursery, dns, udp, tcp)
-            await feed.send({"t": "ready"})
+            await feed.send(Ready())
             task_status.started()
             while True:
                 message = await feed.receive()
@@ -103,33 +98,33 @@ async def serve_worker(
                     log.info("the main process is gone; worker %d stops", worker["index"])
                     nursery.cancel_scope.cancel()
                     return
-                _apply_from_main(message, store, responder)
-                if message.get("t") == "reply":
-                    feed.deliver_reply(message)
-                elif "id" in message:
-                    await feed.send({"t": "applied", "id": message["id"]})
+                match message:
+                    case Reply():
+                        feed.deliver_reply(message)
+                    case Apply() | Devices():
+                        _apply_from_main(message, store, responder)
+                        await feed.send(Applied(message.id))
     finally:
         for sock in sockets:
             sock.close()
 
 
-def _apply_from_main(message: dict[str, Any], store: ZoneStore, responder: Responder) -> None:
+def _apply_from_main(message: Apply | Devices, store: ZoneStore, responder: Responder) -> None:
     zones = store.zones
-    kind = message.get("t")
-    if kind == "apply":
-        zone = zones.device_zone
-        serial = message["serial"]
-        # A batch already in the database when this worker loaded it is not applied twice.
-        if serial_newer(serial, zone.serial):
-            _, names = zones.apply(decode_changes(message["changes"]), serial=serial)
-            responder.invalidate(names, [zone])
-    elif kind == "devices":
-        wanted = set(message["devices"])
-        changed: list[str] = []
-        for name in wanted - zones.devices:
-            changed += zones.add_device(name)
-        for name in zones.devices - wanted:
-            changed += zones.remove_device(name)
-        for zone in zones.zones:
-            zone.serial = message["serials"].get(zone.origin, zone.serial)
-        responder.invalidate(changed, zones.zones)
+    match message:
+        case Apply(serial, changes):
+            zone = zones.device_zone
+            # A batch already in the database when this worker loaded it is not applied twice.
+            if serial_newer(serial, zone.serial):
+                _, names = zones.apply(changes, serial=serial)
+                responder.invalidate(names, [zone])
+        case Devices(devices, serials):
+            wanted = set(devices)
+            changed: list[str] = []
+            for name in wanted - zones.devices:
+                changed += zones.add_device(name)
+            for name in zones.devices - wanted:
+                changed += zones.remove_device(name)
+            for zone in zones.zones:
+                zone.serial = serials.get(zone.origin, zone.serial)
+            responder.invalidate(changed, zones.zones)

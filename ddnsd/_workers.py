@@ -10,76 +10,45 @@ This is the main process's end of the worker socket; the worker's end is `_worke
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
-import struct
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-import msgpack
 import trio
 
-__all__ = ["WORKER_ENV", "Replica", "WorkerPool", "read_frame", "write_frame"]
+from ._replication import Applied, Apply, Devices, Hello, Ready, Reply, Update, WorkerSocket
+
+__all__ = ["WORKER_ENV", "Replica", "WorkerPool"]
 
 log = logging.getLogger("ddnsd.workers")
 
 WORKER_ENV: Final = "NASCLOUD_DDNSD_WORKER"  # JSON: {"socket": path, "index": n}
 APPLY_TIMEOUT_S: Final = 2.0
-_LENGTH = struct.Struct("!I")
-MAX_FRAME: Final = 64 * 1024 * 1024
-
-
-async def write_frame(stream: trio.abc.SendStream, message: dict[str, Any]) -> None:
-    body = msgpack.packb(message, use_bin_type=True)
-    await stream.send_all(_LENGTH.pack(len(body)) + body)
-
-
-async def read_frame(stream: trio.abc.ReceiveStream, buffer: bytearray) -> dict[str, Any] | None:
-    """The next message, or None at EOF. `buffer` carries bytes between calls."""
-    while True:
-        if len(buffer) >= 4:
-            size = _LENGTH.unpack_from(buffer)[0]
-            if size > MAX_FRAME:
-                raise ValueError("oversized frame on the worker socket")
-            if len(buffer) >= 4 + size:
-                body = bytes(buffer[4 : 4 + size])
-                del buffer[: 4 + size]
-                message = msgpack.unpackb(body, raw=False)
-                if not isinstance(message, dict):
-                    raise ValueError("malformed frame on the worker socket")
-                return message
-        data = await stream.receive_some(65536)
-        if not data:
-            return None
-        buffer += data
 
 
 class Replica:
     """The main process's end of one worker's socket."""
 
     def __init__(self, stream: trio.SocketStream, pool: WorkerPool) -> None:
-        self.stream = stream
+        self.socket = WorkerSocket(stream)
         self.pool = pool
-        self._send_lock = trio.Lock()
         self._pending: dict[int, trio.Event] = {}
         self._next_id = 0
         self.alive = True
         self.ready = False  # loaded and answering: from then on changes wait for it
 
-    async def send(self, message: dict[str, Any]) -> None:
-        async with self._send_lock:
-            await write_frame(self.stream, message)
-
-    async def apply(self, message: dict[str, Any]) -> None:
+    async def apply(self, message: Apply | Devices) -> None:
         """Send a change and wait until the worker has applied it (or is dropped)."""
         self._next_id += 1
         number = self._next_id
         done = self._pending[number] = trio.Event()
         try:
-            await self.send({**message, "id": number})
+            await self.socket.send(dataclasses.replace(message, id=number))
             if not self.ready:
                 return  # it applies this after loading, before it answers anyone
             with trio.move_on_after(APPLY_TIMEOUT_S) as scope:
@@ -93,32 +62,31 @@ class Replica:
             self._pending.pop(number, None)
 
     async def run(self) -> None:
-        buffer = bytearray()
         try:
             async with trio.open_nursery() as nursery:
                 while True:
-                    message = await read_frame(self.stream, buffer)
+                    message = await self.socket.receive()
                     if message is None:
                         break
-                    kind = message.get("t")
-                    if kind == "ready":
-                        self.ready = True
-                        self.pool.ready_changed()
-                    elif kind == "applied":
-                        event = self._pending.get(message.get("id", -1))
-                        if event is not None:
-                            event.set()
-                    elif kind == "update":
-                        nursery.start_soon(self._forwarded_update, message)
+                    match message:
+                        case Ready():
+                            self.ready = True
+                            self.pool.ready_changed()
+                        case Applied(number):
+                            event = self._pending.get(number)
+                            if event is not None:
+                                event.set()
+                        case Update():
+                            nursery.start_soon(self._forwarded_update, message)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ValueError):
             pass
         finally:
             await self.close()
 
-    async def _forwarded_update(self, message: dict[str, Any]) -> None:
-        replies = await self.pool.handle_update(message["wire"], message["client"], message["tcp"])
+    async def _forwarded_update(self, message: Update) -> None:
+        replies = await self.pool.handle_update(message.wire, message.client, message.tcp)
         try:
-            await self.send({"t": "reply", "id": message["id"], "replies": replies})
+            await self.socket.send(Reply(message.id, tuple(replies)))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             await self.close()
 
@@ -128,7 +96,7 @@ class Replica:
             self.pool.replicas.discard(self)
             for event in self._pending.values():
                 event.set()
-            await trio.aclose_forcefully(self.stream)
+            await self.socket.aclose()
 
 
 class WorkerPool:
@@ -151,7 +119,7 @@ class WorkerPool:
         self.processes: list[trio.Process] = []
         self._ready = trio.Event()
 
-    async def replicate(self, message: dict[str, Any]) -> None:
+    async def replicate(self, message: Apply | Devices) -> None:
         """Send to every worker and wait until all have applied it."""
         if not self.replicas:
             return
@@ -195,7 +163,7 @@ class WorkerPool:
     async def _accept(self, stream: trio.SocketStream) -> None:
         replica = Replica(stream, self)
         self.replicas.add(replica)  # from now on it gets every change
-        await replica.send({"t": "hello"})
+        await replica.socket.send(Hello())
         await replica.run()
 
     def ready_changed(self) -> None:
