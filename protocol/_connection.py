@@ -47,7 +47,6 @@ from ._handshake import (
 )
 from ._messages import (
     MAX_STREAM_ID,
-    MAX_WINDOW,
     NONCE_BYTES,
     AppMessage,
     Auth,
@@ -64,6 +63,7 @@ from ._messages import (
     encode_body,
 )
 from ._streams import Stream, StreamInput, StreamState, next_state
+from ._windows import WindowManager
 
 __all__ = ["SETUP_SERVICE", "Connection", "ConnectionState", "Role"]
 
@@ -135,9 +135,6 @@ class Connection:
         "_accepted_kinds",
         "_allowed",
         "_chunks",
-        "_connection_credit_threshold",
-        "_connection_pending_credit",
-        "_connection_unacknowledged",
         "_credentials",
         "_frame",
         "_goaway_last_stream",
@@ -154,10 +151,8 @@ class Connection:
         "_pending_ping_acks",
         "_receive_limit",
         "_send_frame_limit",
-        "_stream_credit_threshold",
+        "_window",
         "capabilities",
-        "connection_receive_window",
-        "connection_send_window",
         "goaway_received",
         "goaway_sent",
         "peer_kind",
@@ -223,12 +218,8 @@ class Connection:
         self._highest_peer_stream = 0  # highest id the peer opened, accepted or refused
         self._last_processed_stream = 0  # highest peer stream we accepted; GOAWAY carries it
         self._peer_streams_open = 0
-        self.connection_send_window = 0
-        self.connection_receive_window = self.settings.connection_window_bytes
-        self._connection_unacknowledged = 0
-        self._connection_pending_credit = 0
-        self._connection_credit_threshold = self.settings.connection_window_bytes // 2
-        self._stream_credit_threshold = self.settings.stream_window_bytes // 2
+        # The connection's credit; the send side is the peer's to announce, in its HELLO.
+        self._window = WindowManager(0, 0, self.settings.connection_window_bytes)
         self.goaway_sent = False
         self.goaway_received = False
         self._goaway_last_stream = MAX_STREAM_ID
@@ -283,7 +274,7 @@ class Connection:
 
     def _open(self) -> None:
         self._enter(ConnectionState.OPEN)
-        self.connection_send_window = self._peer.connection_window_bytes
+        self._window.send_window = self._peer.connection_window_bytes
         self._send_frame_limit = self._peer.max_frame_bytes
         self._receive_limit = self.settings.max_frame_bytes
 
@@ -321,8 +312,7 @@ class Connection:
 
     def local_flow_control_window(self, stream_id: int) -> int:
         """How many bytes `send_data` accepts for this stream right now."""
-        stream = self._local_stream(stream_id)
-        return max(0, min(stream.send_window, self.connection_send_window))
+        return self._local_stream(stream_id).send_credit(self._window)
 
     def send_data(self, stream_id: int, data: bytes, *, end_stream: bool = False) -> None:
         """Queue `data` on a stream, split into frames of the peer's maximum size.
@@ -336,16 +326,16 @@ class Connection:
         if stream.state is not _SENDING_OPEN and stream.state is not _SENDING_HCR:
             self._transition(stream, StreamInput.SEND_DATA)  # raises
         size = len(data)
-        if size > stream.send_window or size > self.connection_send_window:
+        window = self._window
+        if size > stream.send_window or size > window.send_window:
             raise LocalProtocolError(
-                f"{size} bytes exceed the flow-control window "
-                f"({min(stream.send_window, self.connection_send_window)})",
+                f"{size} bytes exceed the flow-control window ({stream.send_credit(window)})",
                 ErrorCode.FLOW_CONTROL_ERROR,
             )
         if type(data) is not bytes:
             data = bytes(data)  # a caller may reuse its buffer once we return
         stream.send_window -= size
-        self.connection_send_window -= size
+        window.send_window -= size
         limit = self._send_frame_limit
         out = self._out
         if size <= limit:
@@ -384,32 +374,21 @@ class Connection:
         once half a window has been given back (as h2 does), so a reader that consumes a byte
         at a time does not cause a frame per byte.
         """
-        if length < 0 or length > self._connection_unacknowledged:
+        window = self._window
+        if length < 0 or length > window.unacknowledged:
             raise LocalProtocolError(
-                f"acknowledged {length} bytes, but only {self._connection_unacknowledged} "
-                "are unacknowledged"
+                f"acknowledged {length} bytes, but only {window.unacknowledged} are unacknowledged"
             )
-        self._connection_unacknowledged -= length
-        credit = self._connection_pending_credit + length
-        if credit >= self._connection_credit_threshold:
-            self._connection_pending_credit = 0
-            self.connection_receive_window += credit
-            self._out.append(_encode_window(0, credit))
-        else:
-            self._connection_pending_credit = credit
+        increment = window.process_bytes(length)
+        if increment:
+            self._out.append(_encode_window(0, increment))
         stream = self.streams.get(stream_id)
         # Once the peer has ended the stream its credit is moot; only the connection's counts.
         if stream is None or stream.state is StreamState.HALF_CLOSED_REMOTE:
             return
-        length = min(length, stream.unacknowledged)
-        stream.unacknowledged -= length
-        credit = stream.pending_credit + length
-        if credit >= self._stream_credit_threshold:
-            stream.pending_credit = 0
-            stream.receive_window += credit
-            self._out.append(_encode_window(stream_id, credit))
-        else:
-            stream.pending_credit = credit
+        increment = stream.process_bytes(length)
+        if increment:
+            self._out.append(_encode_window(stream_id, increment))
 
     # -- connection-level local actions --------------------------------------------------------
 
@@ -443,6 +422,16 @@ class Connection:
                     message=message,
                 ),
             )
+
+    @property
+    def connection_send_window(self) -> int:
+        """Bytes we may still send on the connection, all streams together."""
+        return self._window.send_window
+
+    @property
+    def connection_receive_window(self) -> int:
+        """Bytes the peer may still send on the connection, all streams together."""
+        return self._window.receive_window
 
     @property
     def open_stream_count(self) -> int:
@@ -587,6 +576,7 @@ class Connection:
         pos = 0
         unpack = _unpack_header
         streams = self.streams
+        window = self._window
         limit = self._receive_limit
         append = events.append
         while size - pos >= HEADER_BYTES:
@@ -598,16 +588,17 @@ class Connection:
             if (
                 stream is None
                 or length > stream.receive_window
-                or length > self.connection_receive_window
+                or length > window.receive_window
                 or stream.state is StreamState.HALF_CLOSED_REMOTE
             ):
                 break
             if length:
                 body = data[pos + HEADER_BYTES : end]
-                self.connection_receive_window -= length
+                # WindowManager.window_consumed at both levels, less the checks made above.
+                window.receive_window -= length
                 stream.receive_window -= length
+                window.unacknowledged += length
                 stream.unacknowledged += length
-                self._connection_unacknowledged += length
                 append(DataReceived(stream_id, body, length))
             if flags:
                 self._transition(stream, StreamInput.RECV_END)
@@ -657,31 +648,22 @@ class Connection:
 
     def _on_data(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
         length = len(body)
-        if length > self.connection_receive_window:
-            raise RemoteProtocolError(
-                "DATA exceeds the connection flow-control window", ErrorCode.FLOW_CONTROL_ERROR
-            )
-        self.connection_receive_window -= length
+        self._window.window_consumed(length)
         stream = self.streams.get(stream_id)
         if stream is None:
             self._check_known_stream(stream_id)
             # A stream we reset may still receive frames in flight: drop them, but give the
             # connection credit back, since no application will ever consume them.
             if length:
-                self._connection_unacknowledged += length
+                self._window.unacknowledged += length
                 self.acknowledge_received_data(stream_id, length)
             return
         if stream.state is StreamState.HALF_CLOSED_REMOTE:
             self._transition(stream, StreamInput.RECV_DATA)  # raises STREAM_CLOSED
         if length:
-            if length > stream.receive_window:
-                raise RemoteProtocolError(
-                    f"DATA exceeds the flow-control window of stream {stream_id}",
-                    ErrorCode.FLOW_CONTROL_ERROR,
-                )
-            stream.receive_window -= length
+            stream.window_consumed(length)
             stream.unacknowledged += length
-            self._connection_unacknowledged += length
+            self._window.unacknowledged += length
             events.append(DataReceived(stream_id, body, length))
         if flags & _END_STREAM:
             self._transition(stream, StreamInput.RECV_END)
@@ -777,23 +759,11 @@ class Connection:
 
     def _on_window(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
         increment = decode_body(WindowUpdate, body).increment
-        if stream_id == 0:
-            if self.connection_send_window + increment > MAX_WINDOW:
-                raise RemoteProtocolError(
-                    "connection window exceeds 2^31-1", ErrorCode.FLOW_CONTROL_ERROR
-                )
-            self.connection_send_window += increment
-            events.append(WindowUpdated(0, increment))
-            return
-        stream = self.streams.get(stream_id)
-        if stream is None:
+        window = self._window if stream_id == 0 else self.streams.get(stream_id)
+        if window is None:
             self._check_known_stream(stream_id)
             return
-        if stream.send_window + increment > MAX_WINDOW:
-            raise RemoteProtocolError(
-                f"window of stream {stream_id} exceeds 2^31-1", ErrorCode.FLOW_CONTROL_ERROR
-            )
-        stream.send_window += increment
+        window.send_window_opened(increment)
         events.append(WindowUpdated(stream_id, increment))
 
     def _on_ping(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:

@@ -1,4 +1,4 @@
-"""Per-stream state: the state machine table and the two flow-control windows (SPEC.md 7, 8).
+"""Per-stream state: the state machine table, and a stream's credit (SPEC.md 7, 8).
 
 A stream knows nothing of frames or of the connection; `_connection` drives it.
 """
@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import enum
 from typing import Final
+
+from ._windows import WindowManager
 
 __all__ = ["StreamInput", "StreamState", "next_state"]
 
@@ -55,27 +57,14 @@ def next_state(state: StreamState, event: StreamInput) -> StreamState | None:
     return TRANSITIONS.get((state, event))
 
 
-class Stream:
-    """Bookkeeping for one live stream.
+class Stream(WindowManager):
+    """Bookkeeping for one live stream: its state, and its credit as a `WindowManager`.
 
-    send_window: bytes we may still send. receive_window: bytes the peer may still send.
-    unacknowledged: bytes delivered to the application and not yet given back.
-    pending_credit: bytes given back by the application and not yet advertised.
+    A subclass, not a field: the DATA hot path reads the windows without another lookup.
     """
 
-    __slots__ = (
-        "pending_credit",
-        "receive_window",
-        "send_window",
-        "state",
-        "stream_id",
-        "unacknowledged",
-    )
+    __slots__ = ("state",)
 
     def __init__(self, stream_id: int, send_window: int, receive_window: int) -> None:
-        self.stream_id = stream_id
+        super().__init__(stream_id, send_window, receive_window)
         self.state = StreamState.OPEN
-        self.send_window = send_window
-        self.receive_window = receive_window
-        self.unacknowledged = 0
-        self.pending_credit = 0
