@@ -2,7 +2,8 @@
 
 The export names what it leaves out and why, so a reader can tell an omission from a gap:
 token secrets exist only as hashes, TSIG secrets are credentials the owner already holds.
-Access-log records are decrypted for the account's own devices only.
+Access-log records are decrypted for the account's own devices only. Knows `Registry` only
+as `AccountData`, the queries it reads through.
 """
 
 from __future__ import annotations
@@ -11,20 +12,41 @@ import base64
 import datetime
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ._accesslog import AccessLogKeys, AccessRecord
+from ._accesslog import AccessLogKeys, AccessRecord, UnreadableRecord
+from ._models import Account, Device, DnsRRset, Token, TsigKey
 
-if TYPE_CHECKING:
-    from ._registry import Registry
-
-__all__ = ["export_account"]
+__all__ = ["AccountData", "export_account"]
 
 NOT_INCLUDED = [
     "token secrets: only a one-way hash of each is stored, the secret itself is not kept",
     "TSIG key secrets: credentials the device already holds; delete and re-create to rotate",
     "operational logs: they hold no account data (addresses masked, e-mails removed)",
 ]
+
+
+class AccountData(Protocol):
+    """The queries the export reads through: `Registry` has them, and the export needs no
+    more of it (so it does not import the module that calls it)."""
+
+    async def get_account(self, account_id: str) -> Account: ...
+
+    async def list_devices(self, owner_id: str | None = None) -> list[Device]: ...
+
+    async def list_tokens(
+        self, *, account_id: str | None = None, device_name: str | None = None
+    ) -> list[Token]: ...
+
+    async def list_tsig_keys(self, device_name: str) -> list[TsigKey]: ...
+
+    async def list_rrsets(self, device_name: str) -> list[DnsRRset]: ...
+
+    async def read_access(
+        self, keys: AccessLogKeys | Sequence[AccessLogKeys], devices: list[str] | None = None
+    ) -> list[AccessRecord | UnreadableRecord]: ...
+
+    async def devices_granted_to(self, account_id: str) -> list[str]: ...
 
 
 def _when(timestamp: float | None) -> str | None:
@@ -34,7 +56,7 @@ def _when(timestamp: float | None) -> str | None:
 
 
 async def export_account(
-    registry: Registry, account_id: str, keys: Sequence[AccessLogKeys], now: float
+    registry: AccountData, account_id: str, keys: Sequence[AccessLogKeys], now: float
 ) -> dict[str, Any]:
     account = await registry.get_account(account_id)
     devices_out = []
