@@ -1,11 +1,8 @@
-"""Worker processes for machines with more cores: every worker answers queries on the same
-ports (SO_REUSEPORT), from its own copy of the zones.
-
-The main process stays the only writer. It sends every committed batch and every device
-change to each worker over a Unix socket and acknowledges an update only once every worker
-has applied it, so all workers answer an update as soon as it is acknowledged. A worker
-forwards the UPDATE messages it receives to the main process and relays the reply.
-This is the main process's end of the worker socket; the worker's end is `_worker.py`.
+"""The main process's end of worker processes: every worker answers queries on the same ports
+(SO_REUSEPORT) from its own copy of the zones; the main process stays the only writer, sends
+each one every committed batch and device change, and acknowledges an update only once every
+worker has applied it. Workers forward UPDATE messages here. The worker's end: `_worker.py`;
+the messages: `_replication.py`.
 """
 
 from __future__ import annotations
