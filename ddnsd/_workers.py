@@ -24,7 +24,7 @@ __all__ = ["WORKER_ENV", "Replica", "WorkerPool"]
 
 log = logging.getLogger("ddnsd.workers")
 
-WORKER_ENV: Final = "NASCLOUD_DDNSD_WORKER"  # JSON: {"socket": path, "index": n}
+WORKER_ENV: Final = "NASCLOUD_DDNSD_WORKER"  # JSON: {"socket": path, "index": n, "dns": [...]}
 APPLY_TIMEOUT_S: Final = 2.0
 
 
