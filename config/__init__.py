@@ -15,8 +15,8 @@ __all__ = [
     "ConfigError",
     "DdnsdConfig",
     "HostPort",
-    "dumps",
     "RelaydConfig",
+    "dumps",
     "load",
     "loads",
 ]

@@ -32,13 +32,12 @@ import protocol
 from config.relayd import InstallSiteSection, LimitsSection
 from httpapi import HttpRequest, HttpResponse, HttpServer
 from registry import Conflict, InstallRegistration, InvalidValue, Registry, mask_address
-from service import server_tls_context
+from service import SlidingWindow, server_tls_context
 from tunnel import Tunnel
 
 from . import _install_pages as pages
 from ._install_proxy import Closed, answer, forward, header, next_request
 from ._names import host_of, port_suffix
-from ._ratelimit import SlidingWindow
 
 __all__ = ["InstallSite", "PrefixedStream", "Recorder", "tls_context"]
 

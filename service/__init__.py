@@ -6,6 +6,7 @@
 - the operational log filter (`mask_text`, `MaskingFilter`): privacy rule 2 on every line.
 - `Listening`: bind, serve and report listeners (`listening.json`); `server_tls_context`.
 - `serve_contained`: the boundary that keeps one connection's failure to itself.
+- `SlidingWindow`: per-key rate limits (lookups, cloud keys, DynDNS2 updates).
 """
 
 from ._boundary import Handler, serve_contained

@@ -26,7 +26,7 @@ from nasagent._install import _ALPHABET as cloud_key_alphabet
 from nasagent._install import InstallWindow, load_or_create_cloud_key, new_cloud_key
 from registry import Registry, hash_secret, normalize_cloud_key
 from relayd._install import InstallSite
-from relayd._ratelimit import SlidingWindow
+from service import SlidingWindow
 from tests.database import database_bytes
 from tunnel import Tunnel, open_tunnel
 

@@ -1,1 +1,0 @@
-from service import SlidingWindow as SlidingWindow  # until relayd/_install.py imports service
