@@ -5,7 +5,7 @@ Trio and OS binding (tunnels, TLS, splicing, key files) is the `tunnel` package.
 """
 
 from ._auth import auth_payload, public_key_bytes
-from ._connection import SETUP_SERVICE, Connection, ConnectionState, Role
+from ._connection import SETUP_SERVICE, Connection
 from ._errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._events import (
     AuthenticationRequested,
@@ -36,6 +36,7 @@ from ._messages import (
     Register,
 )
 from ._names import canonical_address, validate_label
+from ._state import ConnectionState, Role
 from ._streams import StreamState
 
 __all__ = [

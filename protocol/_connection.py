@@ -7,7 +7,6 @@ through the constructor, and keepalive timing belongs to the caller (SPEC.md 3, 
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from typing import Final
 
@@ -62,10 +61,11 @@ from ._messages import (
     decode_body,
     encode_body,
 )
+from ._state import ALLOWED, TRANSITIONS, ConnectionInput, ConnectionState, Role
 from ._streams import Stream, StreamInput, StreamState, next_state
 from ._windows import WindowManager
 
-__all__ = ["SETUP_SERVICE", "Connection", "ConnectionState", "Role"]
+__all__ = ["SETUP_SERVICE", "Connection"]
 
 # The service of the streams that carry a relayed setup session to an install-mode client
 # (SPEC.md 7.4).
@@ -74,36 +74,8 @@ SETUP_SERVICE: Final = "setup"
 MAX_PENDING_PING_ACKS: Final = 32
 
 
-class Role(enum.Enum):
-    CLIENT = "client"  # the agent, or relayd when it connects to ddnsd
-    SERVER = "server"  # relayd for agents, ddnsd for relayd
-
-
-class ConnectionState(enum.Enum):
-    AWAIT_HELLO = "await HELLO"
-    AWAIT_AUTH = "await AUTH"  # server
-    AUTH_PENDING = "authentication pending"  # server, waiting for the application's verdict
-    AWAIT_AUTH_OK = "await AUTH_OK"  # client
-    OPEN = "open"
-    CLOSED = "closed"
-
-
-_C = ConnectionState
 _F = FrameType
-#: Which frames each role accepts in each state (SPEC.md 9). Anything else is PROTOCOL_ERROR.
-_ALLOWED: Final[dict[tuple[Role, ConnectionState], frozenset[FrameType]]] = {
-    (Role.CLIENT, _C.AWAIT_HELLO): frozenset({_F.HELLO, _F.GOAWAY}),
-    (Role.CLIENT, _C.AWAIT_AUTH_OK): frozenset({_F.AUTH_OK, _F.GOAWAY}),
-    (Role.SERVER, _C.AWAIT_HELLO): frozenset({_F.HELLO, _F.GOAWAY}),
-    (Role.SERVER, _C.AWAIT_AUTH): frozenset({_F.AUTH, _F.GOAWAY}),
-    (Role.SERVER, _C.AUTH_PENDING): frozenset({_F.GOAWAY}),
-    (Role.CLIENT, _C.OPEN): frozenset(
-        {_F.DATA, _F.OPEN, _F.RESET, _F.WINDOW, _F.PING, _F.GOAWAY, _F.MESSAGE}
-    ),
-    (Role.SERVER, _C.OPEN): frozenset(
-        {_F.DATA, _F.OPEN, _F.RESET, _F.WINDOW, _F.PING, _F.GOAWAY, _F.MESSAGE}
-    ),
-}
+_I = ConnectionInput
 _DATA: Final = int(FrameType.DATA)
 _END_STREAM: Final = int(Flag.END_STREAM)
 _pack_header = HEADER.pack
@@ -186,7 +158,7 @@ class Connection:
         self.server_name = server_name
         self.settings = settings or Settings()
         self.state = ConnectionState.AWAIT_HELLO
-        self._allowed = _ALLOWED[(role, self.state)]
+        self._allowed = ALLOWED[(role, self.state)]
         self.version = 0
         self.capabilities: frozenset[str] = frozenset()
         self.peer_name = ""
@@ -262,7 +234,7 @@ class Connection:
         self.peer_name, self.peer_kind = auth.name, auth.kind
         self.peer_public_key = auth.public_key
         self._queue(FrameType.AUTH_OK, 0, 0, AuthOk(name=auth.name))
-        self._open()
+        self._open(_I.SEND_AUTH_OK)
         return HandshakeComplete(self.version, self.capabilities, auth.kind, auth.name)
 
     def reject_authentication(self) -> None:
@@ -272,8 +244,8 @@ class Connection:
         self._pending_auth = None
         self._terminate(ErrorCode.AUTHENTICATION_FAILED, "authentication failed")
 
-    def _open(self) -> None:
-        self._enter(ConnectionState.OPEN)
+    def _open(self, event: ConnectionInput) -> None:
+        self._move(event)
         self._window.send_window = self._peer.connection_window_bytes
         self._send_frame_limit = self._peer.max_frame_bytes
         self._receive_limit = self.settings.max_frame_bytes
@@ -407,8 +379,9 @@ class Connection:
         with any other code the connection is closed at once."""
         if self.state is ConnectionState.CLOSED:
             return
-        if error_code != ErrorCode.NO_ERROR or self.state is not ConnectionState.OPEN:
-            self._terminate(error_code, message)
+        event = _I.SEND_GOAWAY if error_code == ErrorCode.NO_ERROR else _I.SEND_GOAWAY_ERROR
+        if TRANSITIONS[(self.state, event)] is ConnectionState.CLOSED:
+            self._terminate(error_code, message, event)
             return
         if not self.goaway_sent:
             self.goaway_sent = True
@@ -442,7 +415,9 @@ class Connection:
         """How many streams the peer lets us have open at once (its HELLO's max_streams)."""
         return self._peer.max_streams
 
-    def _terminate(self, error_code: int, message: str) -> None:
+    def _terminate(
+        self, error_code: int, message: str, event: ConnectionInput = _I.SEND_GOAWAY_ERROR
+    ) -> None:
         """Queue a final GOAWAY and close; nothing else is sent or accepted afterwards."""
         if self.state is ConnectionState.CLOSED:
             return
@@ -457,12 +432,18 @@ class Connection:
                 message=message[:256],
             ),
         )
-        self._enter(ConnectionState.CLOSED)
-        self.streams.clear()
+        self._move(event)
 
-    def _enter(self, state: ConnectionState) -> None:
+    def _move(self, event: ConnectionInput) -> ConnectionState:
+        """Enter the state the table gives for `event` (SPEC.md 9.1); closing drops the streams."""
+        state = TRANSITIONS.get((self.state, event))
+        if state is None:  # a bug here: ALLOWED refuses the peer's frames before they get here
+            raise LocalProtocolError(f"cannot {event.value} in state {self.state.value}")
         self.state = state
-        self._allowed = _ALLOWED.get((self.role, state), frozenset())
+        self._allowed = ALLOWED.get((self.role, state), frozenset())
+        if state is ConnectionState.CLOSED:
+            self.streams.clear()
+        return state
 
     def _require_open(self) -> None:
         if self.state is not ConnectionState.OPEN:
@@ -509,8 +490,7 @@ class Connection:
             if not data:
                 if self._header_buf or self._frame is not None:
                     raise RemoteProtocolError("connection closed in the middle of a frame")
-                self._enter(ConnectionState.CLOSED)
-                self.streams.clear()
+                self._move(_I.RECV_EOF)
                 events.append(ConnectionClosed())
             else:
                 self._parse(data if type(data) is bytes else bytes(data), events)
@@ -686,7 +666,7 @@ class Connection:
             )
             self._peer = hello
             self._queue(FrameType.HELLO, 0, 0, reply)
-            self._enter(ConnectionState.AWAIT_AUTH)
+            self._move(_I.SEND_HELLO)
             return
         assert self._credentials is not None
         self.version, self.capabilities, reply = answer_server_hello(
@@ -694,7 +674,7 @@ class Connection:
         )
         self._peer = hello
         self._queue(FrameType.AUTH, 0, 0, reply)
-        self._enter(ConnectionState.AWAIT_AUTH_OK)
+        self._move(_I.SEND_AUTH)
 
     def _on_auth(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
         auth = decode_body(Auth, body)
@@ -704,7 +684,7 @@ class Connection:
                 f"{auth.kind} clients are not accepted here", ErrorCode.AUTHENTICATION_FAILED
             )
         self._pending_auth = auth
-        self._enter(ConnectionState.AUTH_PENDING)
+        self._move(_I.RECV_AUTH)
         events.append(AuthenticationRequested(auth.kind, auth.name, auth.public_key))
 
     def _on_auth_ok(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
@@ -714,7 +694,7 @@ class Connection:
         if ok.name != credentials.name:
             raise RemoteProtocolError(f"server authenticated {ok.name!r}, not {credentials.name!r}")
         self.peer_name, self.peer_kind = self.server_name, "server"
-        self._open()
+        self._open(_I.RECV_AUTH_OK)
         events.append(
             HandshakeComplete(self.version, self.capabilities, credentials.kind, self.server_name)
         )
@@ -781,10 +761,8 @@ class Connection:
         goaway = decode_body(GoAway, body)
         self.goaway_received = True
         self._goaway_last_stream = min(self._goaway_last_stream, goaway.last_stream_id)
-        if goaway.error_code != ErrorCode.NO_ERROR or self.state is not ConnectionState.OPEN:
-            self._enter(ConnectionState.CLOSED)
-            self.streams.clear()
-        else:
+        event = _I.RECV_GOAWAY if goaway.error_code == ErrorCode.NO_ERROR else _I.RECV_GOAWAY_ERROR
+        if self._move(event) is ConnectionState.OPEN:
             # Streams we opened that the peer never processed will not be: refuse them here.
             ours = [
                 sid

@@ -18,7 +18,6 @@ from protocol import (
     Role,
     Settings,
 )
-from protocol._connection import _ALLOWED
 from protocol._frames import FrameType, encode_frame
 from protocol._messages import (
     Auth,
@@ -31,6 +30,8 @@ from protocol._messages import (
     WindowUpdate,
     encode_body,
 )
+from protocol._state import ALLOWED, ConnectionInput
+from protocol._state import TRANSITIONS as CONNECTION_TRANSITIONS
 from protocol._streams import TRANSITIONS, StreamInput, StreamState
 
 from .pairs import NONCE, SERVER_NAME, client, open_pair, server, shuttle
@@ -289,7 +290,7 @@ def _connection_in(role: Role, state: ConnectionState) -> tuple[Connection, byte
 
 @pytest.mark.parametrize(
     ("role", "state", "frame_type"),
-    [(role, state, ft) for (role, state) in _ALLOWED for ft in FrameType],
+    [(role, state, ft) for (role, state) in ALLOWED for ft in FrameType],
     ids=lambda value: getattr(value, "name", str(value)),
 )
 def test_connection_state_table_cell(
@@ -306,13 +307,56 @@ def test_connection_state_table_cell(
         if state is ConnectionState.OPEN:  # these need a stream: the peer opens one first
             conn.receive_data(encode_frame(FrameType.OPEN, 0, peer_stream, encode_body(Open("w"))))
     frame = encode_frame(frame_type, flags, stream_id, body)
-    if frame_type in _ALLOWED[(role, state)]:
+    if frame_type in ALLOWED[(role, state)]:
         conn.receive_data(frame)  # no exception
     else:
         with pytest.raises(RemoteProtocolError) as info:
             conn.receive_data(frame)
         assert info.value.error_code == ErrorCode.PROTOCOL_ERROR
         assert conn.state is ConnectionState.CLOSED
+
+
+@pytest.mark.parametrize("state", list(ConnectionState), ids=lambda state: state.name)
+def test_connection_transitions_close_on_errors_and_drain_only_when_open(
+    state: ConnectionState,
+) -> None:
+    closing = (
+        ConnectionInput.SEND_GOAWAY_ERROR,
+        ConnectionInput.RECV_GOAWAY_ERROR,
+        ConnectionInput.RECV_EOF,
+    )
+    drain = (ConnectionInput.SEND_GOAWAY, ConnectionInput.RECV_GOAWAY)
+    if state is ConnectionState.CLOSED:
+        assert not [key for key in CONNECTION_TRANSITIONS if key[0] is state]
+        return
+    for event in closing:
+        assert CONNECTION_TRANSITIONS[(state, event)] is ConnectionState.CLOSED
+    expected = state if state is ConnectionState.OPEN else ConnectionState.CLOSED
+    for event in drain:
+        assert CONNECTION_TRANSITIONS[(state, event)] is expected
+
+
+def test_handshake_walks_the_transition_table_in_order() -> None:
+    c, key = client()
+    s = server()
+    seen = [(c.state, s.state)]
+    shuttle(c, s)
+    seen.append((c.state, s.state))
+    shuttle(s, c)
+    seen.append((c.state, s.state))
+    shuttle(c, s)
+    seen.append((c.state, s.state))
+    s.accept_authentication(protocol.public_key_bytes(key))
+    shuttle(s, c)
+    seen.append((c.state, s.state))
+    C = ConnectionState
+    assert seen == [
+        (C.AWAIT_HELLO, C.AWAIT_HELLO),
+        (C.AWAIT_HELLO, C.AWAIT_AUTH),  # SEND_HELLO
+        (C.AWAIT_AUTH_OK, C.AWAIT_AUTH),  # SEND_AUTH
+        (C.AWAIT_AUTH_OK, C.AUTH_PENDING),  # RECV_AUTH
+        (C.OPEN, C.OPEN),  # SEND_AUTH_OK, RECV_AUTH_OK
+    ]
 
 
 def test_closed_connection_refuses_input_but_reports_eof() -> None:
