@@ -15,7 +15,7 @@ import ssl
 import trio
 
 import protocol
-from tunnel import Tunnel, open_tunnel
+from tunnel import Tunnel, open_tunnel, tunnel_ending
 
 from ._store import ZoneStore
 from ._zone import Change
@@ -65,31 +65,25 @@ class ServiceChannel:
             accepted_kinds=frozenset({protocol.AuthKind.SERVICE}),
         )
         try:
-            with trio.fail_after(self.handshake_timeout_s):
-                await tls.do_handshake()
-            async with open_tunnel(
-                tls,
-                conn,
-                authenticate=self._authenticate,
-                handshake_timeout_s=self.handshake_timeout_s,
-                keepalive_interval_s=15,
-                keepalive_timeout_s=45,
-            ) as tunnel:
-                log.info("service %s connected", conn.peer_name)
-                async with trio.open_nursery() as nursery:
-                    while True:
-                        try:
-                            message = await tunnel.receive_message()
-                        except trio.BrokenResourceError:
-                            break
-                        nursery.start_soon(self._answer, tunnel, message)
-        # except*: errors from inside the tunnel's nursery arrive as exception groups.
-        except* (protocol.RemoteProtocolError, trio.TooSlowError) as group:
-            log.warning("service connection refused or failed: %s", group.exceptions[0])
-        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
-        except* Exception as group:
-            log.error("a service connection failed", exc_info=group)
+            with tunnel_ending(log, "service connection", client=False):
+                with trio.fail_after(self.handshake_timeout_s):
+                    await tls.do_handshake()
+                async with open_tunnel(
+                    tls,
+                    conn,
+                    authenticate=self._authenticate,
+                    handshake_timeout_s=self.handshake_timeout_s,
+                    keepalive_interval_s=15,
+                    keepalive_timeout_s=45,
+                ) as tunnel:
+                    log.info("service %s connected", conn.peer_name)
+                    async with trio.open_nursery() as nursery:
+                        while True:
+                            try:
+                                message = await tunnel.receive_message()
+                            except trio.BrokenResourceError:
+                                break
+                            nursery.start_soon(self._answer, tunnel, message)
         finally:
             await trio.aclose_forcefully(tls)
 

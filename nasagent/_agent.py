@@ -22,6 +22,8 @@ import trio
 import protocol
 from config import AgentConfig, HostPort
 from tunnel import (
+    Backoff,
+    Ending,
     TlsStream,
     Tunnel,
     TunnelStream,
@@ -29,6 +31,7 @@ from tunnel import (
     load_or_create_key,
     open_tunnel,
     splice_sockets,
+    tunnel_ending,
 )
 
 from ._proxy import proxy_v2_header
@@ -77,32 +80,22 @@ class RelayClient:
         if not hmac.compare_digest(hashlib.sha256(der).hexdigest(), pin):
             raise ssl.SSLError("the relay's certificate does not match pinned_sha256")
 
-    def delay(self, failures: int) -> float:
-        """Exponential backoff with full jitter, capped (the AWS architecture blog's form)."""
-        reconnect = self.config.reconnect
-        ceiling = min(reconnect.max_delay_s, reconnect.initial_delay_s * 2 ** min(failures, 30))
-        return self.rng.uniform(0, ceiling)
-
     async def run(self) -> None:
-        failures = 0
+        reconnect = self.config.reconnect
+        backoff = Backoff(reconnect.initial_delay_s, reconnect.max_delay_s, random=self.rng)
         while True:
             addresses = self.config.relay.addresses  # re-read: a reload may change them
-            address = addresses[failures % len(addresses)]
-            try:
+            address = addresses[backoff.failures % len(addresses)]
+            # A bug must not end the agent either: the NAS would be unreachable until a restart.
+            with tunnel_ending(log, f"tunnel to relay {address}", client=True) as end:
                 if await self._session(address):
                     return
-                failures = 0  # it was up: start the backoff afresh
-            # except*: errors from inside the tunnel's nursery arrive as exception groups.
-            except* (OSError, trio.BrokenResourceError, trio.TooSlowError, ssl.SSLError) as group:
-                log.warning("relay %s unreachable: %s", address, group.exceptions[0])
-            except* protocol.RemoteProtocolError as group:
-                log.warning("relay %s refused the tunnel: %s", address, group.exceptions[0])
-            except* Exception as group:
-                # A bug must not end the agent: the NAS would be unreachable until a restart.
-                log.error("the tunnel to %s failed", address, exc_info=group)
-            failures += 1
+            if end.ending is Ending.CLOSED:
+                backoff.reset()  # it was up: start the backoff afresh
             self.attempts += 1
-            await trio.sleep(self.delay(failures))
+            reconnect = self.config.reconnect  # likewise
+            backoff.base_s, backoff.cap_s = reconnect.initial_delay_s, reconnect.max_delay_s
+            await trio.sleep(backoff.next_delay())
 
     async def _connect(self, address: HostPort) -> TlsStream:
         """TCP and TLS to the relay, its certificate checked (CA or pin)."""

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
 from config import HostPort
-from tunnel import Tunnel, open_tunnel
+from tunnel import Backoff, Ending, Tunnel, open_tunnel, tunnel_ending
 
 __all__ = ["DdnsLink"]
 
@@ -33,6 +33,8 @@ class DdnsLink:
         service_name: str,
         key: Ed25519PrivateKey,
         context: ssl.SSLContext,
+        *,
+        rng: random.Random | None = None,
     ) -> None:
         self.address = address
         self.server_name = server_name
@@ -44,19 +46,19 @@ class DdnsLink:
         self._ids = itertools.count(1)
         self._waiting: dict[int, tuple[trio.Event, list[protocol.AppMessage]]] = {}
         self.forwarded = 0
+        self._random = rng or random.SystemRandom()
 
     async def run(self) -> None:
-        failures = 0
+        backoff = Backoff(0.2, 30.0, random=self._random)
         while True:
-            try:
+            # A refusal is this relay's misconfiguration (its key is not listed): an error.
+            with tunnel_ending(
+                log, f"tunnel to ddnsd at {self.address}", client=True, refused_level=logging.ERROR
+            ) as end:
                 await self._session()
-                failures = 0
-            except (OSError, ssl.SSLError, trio.BrokenResourceError, trio.TooSlowError) as exc:
-                log.warning("ddnsd unreachable: %s", exc)
-            except protocol.RemoteProtocolError as exc:
-                log.error("ddnsd refused this relay: %s", exc)
-            failures += 1
-            await trio.sleep(random.uniform(0, min(30.0, 0.2 * 2 ** min(failures, 10))))
+            if end.ending is Ending.CLOSED:
+                backoff.reset()
+            await trio.sleep(backoff.next_delay())
 
     async def _session(self) -> None:
         with trio.fail_after(30):
