@@ -11,14 +11,16 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Final
 
 import trio
 
 from protocol import RemoteProtocolError
 
-__all__ = ["Ending", "TunnelEnd", "tunnel_ending"]
+__all__ = ["TRANSPORT_ERRORS", "Ending", "TunnelEnd", "tunnel_ending"]
 
-_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)  # ssl.SSLError too
+#: What says a tunnel's transport failed or was closed (ssl.SSLError is an OSError).
+TRANSPORT_ERRORS: Final = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 class Ending(enum.Enum):
@@ -55,7 +57,7 @@ def tunnel_ending(
     except* Exception as group:
         leaves = list(_leaves(group))
         refused = (RemoteProtocolError,) if client else (RemoteProtocolError, trio.TooSlowError)
-        gone = (*_GONE, trio.TooSlowError) if client else _GONE
+        gone = (*TRANSPORT_ERRORS, trio.TooSlowError) if client else TRANSPORT_ERRORS
         first_refused = next((e for e in leaves if isinstance(e, refused)), None)
         first_gone = next((e for e in leaves if isinstance(e, gone)), None)
         if any(not isinstance(e, (*refused, *gone)) for e in leaves):

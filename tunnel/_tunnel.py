@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -19,9 +19,7 @@ from trio.lowlevel import ParkingLot, checkpoint
 
 from protocol import (
     AppMessage,
-    AuthenticationRequested,
     Connection,
-    ConnectionClosed,
     ConnectionState,
     ConnectionTerminated,
     DataReceived,
@@ -38,19 +36,17 @@ from protocol import (
     WindowUpdated,
 )
 
+from ._ending import TRANSPORT_ERRORS
+from ._handshake import Authenticator, run_handshake
 from ._inbox import Inbox
 from ._stream import TunnelStream
 
 __all__ = ["Authenticator", "Tunnel", "open_tunnel"]
 
-#: Server side: given who the client claims to be, return the public key registered for it,
-#: or None if there is none (the client is then refused without learning why).
-Authenticator = Callable[[AuthenticationRequested], Awaitable[bytes | None]]
 # Tunnel.on_message: called by the reader for each application message.
 MessageHandler = Callable[["Tunnel", AppMessage], None]
 
 DEFAULT_RECEIVE_BYTES: Final = 256 * 1024
-_TRANSPORT_ERRORS: Final = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 _PING: Final = struct.Struct("!Q")
 
 
@@ -268,51 +264,6 @@ class Tunnel:
         if self._receive_scope is not None:
             self._receive_scope.cancel()  # the reader sees the tunnel finished and stops
 
-    async def _handshake(self, authenticate: Authenticator | None) -> HandshakeComplete:
-        """Run the handshake inline, before the reader and writer exist."""
-        conn = self.conn
-        try:
-            while True:
-                out = conn.data_to_send()
-                if out:
-                    await self.transport.send_all(out)
-                if self.handshake is not None:
-                    return self.handshake
-                data = await self.transport.receive_some(self._receive_bytes)
-                events = conn.receive_data(data)
-                for index, event in enumerate(events):
-                    if isinstance(event, AuthenticationRequested):
-                        key = await authenticate(event) if authenticate is not None else None
-                        if key is None:
-                            conn.reject_authentication()
-                            await self.transport.send_all(conn.data_to_send())
-                            raise RemoteProtocolError(
-                                "authentication failed", ErrorCode.AUTHENTICATION_FAILED
-                            )
-                        self.handshake = conn.accept_authentication(key)
-                    elif isinstance(event, HandshakeComplete):
-                        self.handshake = event
-                        # Frames that followed AUTH_OK in the same read belong to the tunnel.
-                        self._pending_events = events[index + 1 :]
-                        break
-                    elif isinstance(event, ConnectionTerminated):
-                        raise RemoteProtocolError(
-                            f"peer refused the handshake: {ErrorCode.describe(event.error_code)}",
-                            event.error_code,
-                        )
-                    elif isinstance(event, ConnectionClosed):
-                        raise RemoteProtocolError("peer closed the connection during handshake")
-        except RemoteProtocolError:
-            out = conn.data_to_send()
-            if out:
-                with trio.move_on_after(1.0), _ignoring_transport_errors():
-                    await self.transport.send_all(out)
-            await trio.aclose_forcefully(self.transport)
-            raise
-        except BaseException:
-            await trio.aclose_forcefully(self.transport)
-            raise
-
     async def _run_background(self) -> None:
         """The reader (keepalive included) until the tunnel ends; then give the writer a
         second to flush and close the transport. One task where there were three: an idle
@@ -363,7 +314,7 @@ class Tunnel:
                 await self._wait_writer_done()
             self._finish(exc)
             return
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             self._finish(exc)
             return
         self._finish(ConnectionResetError("peer closed the tunnel"))
@@ -466,7 +417,7 @@ class Tunnel:
                     return trio.lowlevel.Abort.SUCCEEDED
 
                 await trio.lowlevel.wait_task_rescheduled(abort)
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             self._finish(exc)
         finally:
             self._writer_finished = True
@@ -505,14 +456,6 @@ _HANDLERS: Final[dict[type[Event], Callable[[Tunnel, Any], None]]] = {
 }
 
 
-class _ignoring_transport_errors:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: object, value: object, traceback: object) -> bool:
-        return isinstance(value, _TRANSPORT_ERRORS)
-
-
 @asynccontextmanager
 async def open_tunnel(
     transport: trio.abc.Stream,
@@ -545,7 +488,9 @@ async def open_tunnel(
     )
     try:
         with trio.fail_after(handshake_timeout_s):
-            await tunnel._handshake(authenticate)
+            tunnel.handshake, tunnel._pending_events = await run_handshake(
+                transport, conn, authenticate, receive_bytes
+            )
     except trio.TooSlowError:
         await trio.aclose_forcefully(transport)
         raise
