@@ -21,6 +21,7 @@ from config import HostPort, RelaydConfig
 from httpapi import HttpServer, Metric, metrics_handler
 from registry import AccessLogKeys, AccessLogWriter, Registry
 from service import (
+    Boundary,
     Handler,
     Listening,
     Serve,
@@ -57,11 +58,13 @@ class Relayd:
     data: DataConnections | None
     install: InstallSite | None
     access_log: AccessLogWriter | None
+    boundary: Boundary
     counts: Counter[str] = field(default_factory=Counter)
     listening: Listening = field(default_factory=Listening)
 
     def metrics(self) -> list[Metric]:
-        return relay_metrics(self.counts, self.agents, self.https, self.data, self.install)
+        parts = relay_metrics(self.counts, self.agents, self.https, self.data, self.install)
+        return [*parts, self.boundary.metric()]
 
     def reload(self, new: RelaydConfig) -> None:
         """Take a new configuration without dropping a tunnel or a stream: limits and
@@ -113,6 +116,7 @@ async def serve(
     registry = Registry.open_sqlite(config.relay.registry)
     counts: Counter[str] = Counter()
     listening = Listening()
+    boundary = Boundary()
     ingress, tunnels = config.ingress, config.tunnel
     try:
         async with trio.open_nursery() as nursery:
@@ -167,20 +171,29 @@ async def serve(
             names = LinkZone(ingress.link_zone)
             https = HttpsIngress(config.limits, names, agents, data, install, recorder, counts)
             relay = Relayd(
-                config, registry, agents, https, data, install, access_log, counts, listening
+                config,
+                registry,
+                agents,
+                https,
+                data,
+                install,
+                access_log,
+                boundary,
+                counts,
+                listening,
             )
 
-            def contained(handler: Handler) -> Serve:
-                return functools.partial(serve_contained, handler, counts)
+            def contained(handler: Handler, unit: str) -> Serve:
+                return functools.partial(serve_contained, handler, boundary, unit)
 
             if ddns is not None:
                 nursery.start_soon(ddns.run)
-            await nursery.start(contained(agents.connection), tunnel_listener)
+            await nursery.start(contained(agents.connection, "agent_connection"), tunnel_listener)
             if data is not None and data_listener is not None:
-                await nursery.start(contained(data.connection), data_listener)
+                await nursery.start(contained(data.connection, "data_connection"), data_listener)
                 nursery.start_soon(data.sweep_pools)
             if https_listener is not None:
-                await nursery.start(contained(https.connection), https_listener)
+                await nursery.start(contained(https.connection, "https_connection"), https_listener)
                 if install is not None:
                     nursery.start_soon(install.run)
             if config.api.listen is not None:
@@ -190,7 +203,10 @@ async def serve(
             if ingress.http_listen is not None:
                 http = HttpIngress(config.limits, names, https_port, install, recorder, counts)
                 await listening.serve(
-                    nursery, "http", ingress.http_listen, contained(http.connection)
+                    nursery,
+                    "http",
+                    ingress.http_listen,
+                    contained(http.connection, "http_connection"),
                 )
             nursery.start_soon(agents.follow_deletions)
             if access_log is not None:

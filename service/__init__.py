@@ -5,11 +5,12 @@
 - systemd: `until_stopped` (READY, the watchdog, SIGHUP, SIGTERM), `notify`, `listen_fds`.
 - the operational log filter (`mask_text`, `MaskingFilter`): privacy rule 2 on every line.
 - `Listening`: bind, serve and report listeners (`listening.json`); `server_tls_context`.
-- `serve_contained`: the boundary that keeps one connection's failure to itself.
+- `Boundary`, `serve_contained`: one unit of work's failure stays its own, logged once and
+  counted (`nascloud_handler_errors_total`).
 - `SlidingWindow`: per-key rate limits (lookups, cloud keys, DynDNS2 updates).
 """
 
-from ._boundary import Handler, serve_contained
+from ._boundary import Boundary, Handler, serve_contained
 from ._listen import Listening, Serve, bound_address, server_tls_context
 from ._main import config_reloader, daemon_main, package_version
 from ._oplog import MaskingFilter, mask_text
@@ -25,6 +26,7 @@ from ._systemd import (
 )
 
 __all__ = [
+    "Boundary",
     "Handler",
     "Listening",
     "MaskingFilter",

@@ -1,7 +1,9 @@
 """The boundary around one unit of work: whatever goes wrong inside it ends that unit only.
 
-A connection handler's unexpected exception is logged once with its traceback (the log
-filter masks it), counted, and that connection is closed; the daemon goes on serving the
+A unit (a datagram, a DNS message on TCP, an HTTP request, a browser connection, a tunnel's
+frames, an agent's message, a reload) that raises an unexpected exception is answered or
+dropped by its caller, logged once at ERROR with its traceback (the log filter masks it),
+and counted in `nascloud_handler_errors_total{unit=...}`; the daemon goes on serving the
 others. Knows no daemon.
 """
 
@@ -9,33 +11,66 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 
 import trio
 
-__all__ = ["Handler", "serve_contained"]
+from httpapi import Metric
+
+__all__ = ["Boundary", "Handler", "serve_contained"]
 
 log = logging.getLogger("nascloud.boundary")
 
 Handler = Callable[[trio.SocketStream], Awaitable[None]]
 
 
+class Boundary:
+    """A daemon's count of failed units of work, by unit (fixed words only: privacy rule 8)."""
+
+    def __init__(self) -> None:
+        self.errors: Counter[str] = Counter()
+
+    def failed(self, unit: str) -> None:
+        """Call from an ``except`` block: log the exception being handled once, count it."""
+        self.errors[unit] += 1
+        log.exception("a unit of work failed (%s); it alone is dropped", unit)
+
+    @contextmanager
+    def contain(self, unit: str) -> Iterator[None]:
+        """Run the body as one unit: an unexpected exception is logged, counted and stopped
+        here. Cancellation and KeyboardInterrupt pass (they are not failures of the unit)."""
+        try:
+            yield
+        except Exception:
+            self.failed(unit)
+
+    def metric(self) -> Metric:
+        return Metric.by(
+            "nascloud_handler_errors_total",
+            "counter",
+            "Units of work that failed unexpectedly and were dropped alone.",
+            "unit",
+            {unit: float(n) for unit, n in self.errors.items()},
+        )
+
+
 async def serve_contained(
     handler: Handler,
-    counts: Counter[str],
+    boundary: Boundary,
+    unit: str,
     listener: trio.SocketListener,
     *,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve `listener` with `handler`, whose unexpected errors close that connection only
-    (counted as `connection_error`)."""
+    """Serve `listener` with `handler`, each connection one `unit`: an unexpected error
+    closes that connection only."""
 
     async def contained(stream: trio.SocketStream) -> None:
         try:
             await handler(stream)
         except Exception:
-            counts["connection_error"] += 1
-            log.exception("a connection handler failed")
+            boundary.failed(unit)
             await trio.aclose_forcefully(stream)
 
     await trio.serve_listeners(contained, [listener], task_status=task_status)

@@ -1,0 +1,81 @@
+"""relayd's boundaries: a connection whose handler fails unexpectedly is closed, logged once and
+counted by unit, and the relay goes on serving every other connection."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import trio
+
+from relayd._daemon import Relayd, serve
+from relayd._names import LinkZone
+from tests.relay_harness import agent, listening_service, prepare, relay_config
+from tests.unit.test_relayd_sni import client_hello
+
+
+class _BrokenFor(LinkZone):
+    """The link zone's names, but looking one name up raises, as a bug would."""
+
+    def device_for(self, host: str) -> str | None:
+        if host.startswith("boom."):
+            raise RuntimeError("injected failure")
+        return super().device_for(host)
+
+
+async def _echo(service: trio.socket.SocketType) -> None:
+    async def one(conn: trio.socket.SocketType) -> None:
+        with conn:
+            while data := await conn.recv(65536):
+                await conn.send(data)
+
+    async with trio.open_nursery() as nursery:
+        while True:
+            conn, _ = await service.accept()
+            nursery.start_soon(one, conn)
+
+
+async def _through(relay: Relayd, name: str, payload: bytes) -> bytes:
+    host, port = relay.listening["https"][0].rsplit(":", 1)
+    stream = await trio.open_tcp_stream(host, int(port))
+    hello = client_hello(name)
+    await stream.send_all(hello + payload)
+    received = b""
+    with trio.move_on_after(5):
+        while len(received) < len(hello) + len(payload):
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                break
+            received += chunk
+    await stream.aclose()
+    return received
+
+
+async def test_a_failing_browser_connection_is_dropped_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await prepare(tmp_path)
+    service = await listening_service()
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            relay: Relayd = await nursery.start(serve, relay_config(tmp_path))
+            relay.https.names = _BrokenFor("link.test")
+            nas = agent(
+                tmp_path, relay.listening["tunnel"][0], f"127.0.0.1:{service.getsockname()[1]}"
+            )
+            nursery.start_soon(nas.run)
+            nursery.start_soon(_echo, service)
+            await nas.connected.wait()
+            with caplog.at_level(logging.ERROR, logger="nascloud.boundary"):
+                assert await _through(relay, "boom.nas1.link.test", b"x") == b""
+            assert relay.boundary.errors == {"https_connection": 1}
+            failures = [r for r in caplog.records if r.name == "nascloud.boundary"]
+            assert len(failures) == 1 and failures[0].exc_info is not None
+            # The relay goes on: the next browser reaches the NAS.
+            echoed = await _through(relay, "nas1.link.test", b"still here")
+            assert echoed.endswith(b"still here")
+            metrics = "\n".join(m.name for m in relay.metrics())
+            assert "nascloud_handler_errors_total" in metrics
+            nursery.cancel_scope.cancel()
+    service.close()
