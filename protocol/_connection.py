@@ -1,8 +1,9 @@
 """The sans-IO connection: bytes in, events out; method calls in, bytes out.
 
-Keeps the handshake and connection state machines, every stream's state, and both levels of
-flow control. It must not know sockets, trio, clocks or randomness: the server's nonce comes in
-through the constructor, and keepalive timing belongs to the caller (SPEC.md 3, 7, 8, 9).
+Drives the connection's and every stream's state tables, both levels of credit and the
+handshake's rules (`_state`, `_streams`, `_windows`, `_handshake`). It must not know sockets,
+trio, clocks or randomness: the server's nonce comes in through the constructor, and keepalive
+timing belongs to the caller (SPEC.md 3, 7, 8, 9).
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ from ._frames import (
     HANDSHAKE_MAX_FRAME_BYTES,
     HEADER,
     HEADER_BYTES,
-    MAX_CONTROL_BODY_BYTES,
     Flag,
     FrameType,
+    check_header,
     encode_frame,
 )
 from ._handshake import (
@@ -88,10 +89,6 @@ _SENDING_HCR: Final = StreamState.HALF_CLOSED_REMOTE
 
 def _encode_window(stream_id: int, increment: int) -> bytes:
     return encode_frame(FrameType.WINDOW, 0, stream_id, encode_body(WindowUpdate(increment)))
-
-
-_STREAM_FRAMES: Final = frozenset({_F.DATA, _F.OPEN, _F.RESET})
-_EITHER_FRAMES: Final = frozenset({_F.WINDOW})
 
 
 class Connection:
@@ -532,7 +529,7 @@ class Connection:
             else:
                 frame_type, flags, stream_id, length = HEADER.unpack_from(data, pos)
                 pos += HEADER_BYTES
-            self._check_header(frame_type, stream_id, length)
+            check_header(frame_type, stream_id, length, self._receive_limit)
             if size - pos >= length:
                 body = data[pos : pos + length]
                 pos += length
@@ -585,32 +582,6 @@ class Connection:
                 append(StreamEnded(stream_id))
             pos = end
         return pos
-
-    def _check_header(self, frame_type: int, stream_id: int, length: int) -> None:
-        """Everything knowable from the header alone, checked before the body is buffered."""
-        if length > self._receive_limit:
-            raise RemoteProtocolError(
-                f"frame of {length} bytes exceeds the limit of {self._receive_limit}",
-                ErrorCode.FRAME_SIZE_ERROR,
-            )
-        if stream_id > MAX_STREAM_ID:
-            raise RemoteProtocolError(f"stream id {stream_id} uses the reserved high bit")
-        if frame_type == _DATA:
-            if stream_id == 0:
-                raise RemoteProtocolError("DATA on stream 0")
-            return
-        if frame_type > FrameType.MESSAGE:
-            raise RemoteProtocolError(f"unknown frame type {frame_type:#x}")
-        if length > MAX_CONTROL_BODY_BYTES:
-            raise RemoteProtocolError(
-                f"control frame of {length} bytes exceeds {MAX_CONTROL_BODY_BYTES}",
-                ErrorCode.FRAME_SIZE_ERROR,
-            )
-        if frame_type in _STREAM_FRAMES:
-            if stream_id == 0:
-                raise RemoteProtocolError(f"{FrameType(frame_type).name} on stream 0")
-        elif frame_type not in _EITHER_FRAMES and stream_id != 0:
-            raise RemoteProtocolError(f"{FrameType(frame_type).name} on stream {stream_id}")
 
     def _dispatch(
         self, frame_type: int, flags: int, stream_id: int, body: bytes, events: list[Event]

@@ -1,7 +1,7 @@
 """Frame layout: a 10-byte header (type, flags, stream id, length) then the body (SPEC.md 2).
 
-Only constants and the header codec live here; the parser loop is in `_connection`, where
-it can hand DATA bodies over without extra copies.
+Only constants, the header codec and the header's own checks live here; the parser loop is in
+`_connection`, where it can hand DATA bodies over without extra copies.
 """
 
 from __future__ import annotations
@@ -10,7 +10,10 @@ import enum
 import struct
 from typing import Final
 
-__all__ = ["HEADER", "HEADER_BYTES", "Flag", "FrameType", "encode_frame"]
+from ._errors import ErrorCode, RemoteProtocolError
+from ._messages import MAX_STREAM_ID
+
+__all__ = ["HEADER", "HEADER_BYTES", "Flag", "FrameType", "check_header", "encode_frame"]
 
 #: type (u8), flags (u8), stream id (u32), body length (u32), network byte order.
 HEADER: Final = struct.Struct("!BBII")
@@ -45,3 +48,35 @@ class Flag(enum.IntFlag):
 def encode_frame(frame_type: int, flags: int, stream_id: int, body: bytes) -> bytes:
     """One whole frame (used for control frames and by the test vectors)."""
     return HEADER.pack(frame_type, flags, stream_id, len(body)) + body
+
+
+_STREAM_FRAMES: Final = frozenset({FrameType.DATA, FrameType.OPEN, FrameType.RESET})
+_EITHER_FRAMES: Final = frozenset({FrameType.WINDOW})
+_DATA: Final = int(FrameType.DATA)
+
+
+def check_header(frame_type: int, stream_id: int, length: int, limit: int) -> None:
+    """Everything knowable from the header alone, checked before the body is buffered."""
+    if length > limit:
+        raise RemoteProtocolError(
+            f"frame of {length} bytes exceeds the limit of {limit}",
+            ErrorCode.FRAME_SIZE_ERROR,
+        )
+    if stream_id > MAX_STREAM_ID:
+        raise RemoteProtocolError(f"stream id {stream_id} uses the reserved high bit")
+    if frame_type == _DATA:
+        if stream_id == 0:
+            raise RemoteProtocolError("DATA on stream 0")
+        return
+    if frame_type > FrameType.MESSAGE:
+        raise RemoteProtocolError(f"unknown frame type {frame_type:#x}")
+    if length > MAX_CONTROL_BODY_BYTES:
+        raise RemoteProtocolError(
+            f"control frame of {length} bytes exceeds {MAX_CONTROL_BODY_BYTES}",
+            ErrorCode.FRAME_SIZE_ERROR,
+        )
+    if frame_type in _STREAM_FRAMES:
+        if stream_id == 0:
+            raise RemoteProtocolError(f"{FrameType(frame_type).name} on stream 0")
+    elif frame_type not in _EITHER_FRAMES and stream_id != 0:
+        raise RemoteProtocolError(f"{FrameType(frame_type).name} on stream {stream_id}")
