@@ -11,10 +11,11 @@ from ._backoff import Backoff
 from ._ending import Ending, TunnelEnd, tunnel_ending
 from ._join import join_streams
 from ._keys import load_key, load_or_create_key, public_key_base64, write_secret_file
+from ._open import Authenticator, open_tunnel
 from ._splice import Splicer, splice_sockets
 from ._stream import TunnelStream
 from ._tls import TlsStream
-from ._tunnel import Authenticator, Tunnel, open_tunnel
+from ._tunnel import Tunnel
 
 __all__ = [
     "Authenticator",

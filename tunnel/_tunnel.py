@@ -10,9 +10,8 @@ from __future__ import annotations
 import contextlib
 import math
 import struct
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import Any, Final
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVarTuple, Unpack
 
 import trio
 from trio.lowlevel import ParkingLot, checkpoint
@@ -26,7 +25,6 @@ from protocol import (
     ErrorCode,
     Event,
     HandshakeComplete,
-    LocalProtocolError,
     MessageReceived,
     PingAcknowledged,
     RemoteProtocolError,
@@ -37,17 +35,21 @@ from protocol import (
 )
 
 from ._ending import TRANSPORT_ERRORS
-from ._handshake import Authenticator, run_handshake
 from ._inbox import Inbox
 from ._stream import TunnelStream
+from ._tasks import BoundedTasks
 
-__all__ = ["Authenticator", "Tunnel", "open_tunnel"]
+__all__ = ["DEFAULT_MAX_TASKS", "DEFAULT_MAX_UNSENT_MESSAGES", "DEFAULT_RECEIVE_BYTES", "Tunnel"]
 
 # Tunnel.on_message: called by the reader for each application message.
 MessageHandler = Callable[["Tunnel", AppMessage], None]
 
 DEFAULT_RECEIVE_BYTES: Final = 256 * 1024
+#: Tasks (start_soon) and queued messages (send_message_soon) one tunnel may have at once.
+DEFAULT_MAX_TASKS: Final = 64
+DEFAULT_MAX_UNSENT_MESSAGES: Final = 64
 _PING: Final = struct.Struct("!Q")
+_Ts = TypeVarTuple("_Ts")
 
 
 class Tunnel:
@@ -63,6 +65,8 @@ class Tunnel:
         keepalive_timeout_s: float | None = None,
         accept_backlog: int = 64,
         message_backlog: int = 64,
+        max_tasks: int = DEFAULT_MAX_TASKS,
+        max_unsent_messages: int = DEFAULT_MAX_UNSENT_MESSAGES,
     ) -> None:
         self.transport = transport
         self.conn = conn
@@ -97,6 +101,9 @@ class Tunnel:
         self._last_receive = 0.0
         self._receive_scope: trio.CancelScope | None = None  # the reader's wait, if waiting
         self._pending_events: list[Event] = []
+        self._tasks = BoundedTasks(max_tasks)  # bound to the nursery by open_tunnel
+        self._max_unsent_messages = max_unsent_messages
+        self._unsent_messages = 0  # by send_message_soon, since the writer last took output
 
     @property
     def closed(self) -> bool:
@@ -148,6 +155,39 @@ class Tunnel:
         self._check_usable()
         self.conn.send_message(message)
         self._wake_writer()
+
+    def send_message_soon(self, message: AppMessage) -> bool:
+        """Queue a message for the writer without waiting, as from `on_message` in the reader.
+
+        False, and the message dropped, if the tunnel is over or closing, or if
+        `max_unsent_messages` already wait for the writer (a peer that sends requests but
+        does not read the answers gets no more answers, rather than our memory).
+        """
+        if self._closing or self.closed or self.conn.state is not ConnectionState.OPEN:
+            return False
+        if self._unsent_messages >= self._max_unsent_messages:
+            return False
+        self._unsent_messages += 1
+        self.conn.send_message(message)
+        self._wake_writer()
+        return True
+
+    def start_soon(self, fn: Callable[[Unpack[_Ts]], Awaitable[object]], *args: *_Ts) -> bool:
+        """Run `fn(*args)` for no longer than this tunnel lives, in the tunnel's own nursery.
+
+        False, and nothing started, if the tunnel is over or closing, or already runs
+        `max_tasks` such tasks (a peer's every message must not get a task of its own). The
+        tasks are cancelled when the tunnel ends. An exception from one ends the tunnel and is
+        raised out of `open_tunnel`, as in any nursery.
+        """
+        if self._closing or self.closed:
+            return False
+        return self._tasks.start_soon(fn, *args)
+
+    @property
+    def tasks_running(self) -> int:
+        """Tasks started by `start_soon` that have not ended yet."""
+        return self._tasks.running
 
     async def receive_message(self) -> AppMessage:
         """The next application message; BrokenResourceError once the tunnel ends."""
@@ -258,6 +298,7 @@ class Tunnel:
         self._messages.close()
         for waiter in self._pings.values():
             waiter.set()
+        self._tasks.close()
         self._closing = True
         self._wake_writer()
         self._finished.set()
@@ -404,6 +445,7 @@ class Tunnel:
             while True:
                 out = conn.data_to_send()
                 if out:
+                    self._unsent_messages = 0
                     await self.transport.send_all(out)
                     continue
                 if self._closing:
@@ -454,51 +496,3 @@ _HANDLERS: Final[dict[type[Event], Callable[[Tunnel, Any], None]]] = {
     PingAcknowledged: Tunnel._on_ping_acknowledged,
     ConnectionTerminated: Tunnel._on_connection_terminated,
 }
-
-
-@asynccontextmanager
-async def open_tunnel(
-    transport: trio.abc.Stream,
-    conn: Connection,
-    *,
-    authenticate: Authenticator | None = None,
-    handshake_timeout_s: float = 10.0,
-    keepalive_interval_s: float | None = None,
-    keepalive_timeout_s: float | None = None,
-    receive_bytes: int = DEFAULT_RECEIVE_BYTES,
-    accept_backlog: int = 64,
-) -> AsyncIterator[Tunnel]:
-    """Handshake over `transport`, then run the tunnel for the body of the ``async with``.
-
-    A server passes `authenticate`. Handshake failures raise RemoteProtocolError (the peer's
-    fault or a refusal) or trio.TooSlowError, with the transport closed. On exit the tunnel is
-    closed with GOAWAY.
-    """
-    if (keepalive_interval_s is None) != (keepalive_timeout_s is None):
-        raise LocalProtocolError(
-            "set both keepalive_interval_s and keepalive_timeout_s, or neither"
-        )
-    tunnel = Tunnel(
-        transport,
-        conn,
-        receive_bytes=receive_bytes,
-        keepalive_interval_s=keepalive_interval_s,
-        keepalive_timeout_s=keepalive_timeout_s,
-        accept_backlog=accept_backlog,
-    )
-    try:
-        with trio.fail_after(handshake_timeout_s):
-            tunnel.handshake, tunnel._pending_events = await run_handshake(
-                transport, conn, authenticate, receive_bytes
-            )
-    except trio.TooSlowError:
-        await trio.aclose_forcefully(transport)
-        raise
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(tunnel._run_background)
-        nursery.start_soon(tunnel._run_writer)
-        try:
-            yield tunnel
-        finally:
-            with trio.CancelScope(shield=True):
-                await tunnel.aclose()

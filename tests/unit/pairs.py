@@ -70,6 +70,8 @@ async def tunnel_pair(
     client_settings: protocol.Settings | None = None,
     server_settings: protocol.Settings | None = None,
     keepalive_s: tuple[float, float] | None = None,
+    max_tasks: int = 64,
+    max_unsent_messages: int = 64,
 ) -> AsyncIterator[tuple[Tunnel, Tunnel]]:
     """Two tunnels joined by an in-memory transport, both running until the block exits."""
     a, b = make_transports()
@@ -92,6 +94,8 @@ async def tunnel_pair(
             authenticate=auth,
             keepalive_interval_s=interval,
             keepalive_timeout_s=timeout,
+            max_tasks=max_tasks,
+            max_unsent_messages=max_unsent_messages,
         ) as tunnel:
             tunnels[side] = tunnel
             if len(tunnels) == 2:

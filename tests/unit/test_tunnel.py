@@ -1,4 +1,5 @@
-"""The Trio binding: conformance with trio's stream suite, isolation of streams, keepalive."""
+"""The Trio binding: conformance with trio's stream suite, isolation of streams, keepalive,
+and the tasks and replies a tunnel owns."""
 
 from __future__ import annotations
 
@@ -244,3 +245,94 @@ async def test_streams_go_to_on_stream_in_order_until_goaway() -> None:
                 await done.wait()  # GOAWAY: no stream can come any more
             for stream in opened + taken:
                 await stream.aclose()
+
+
+# -- tasks and replies owned by the tunnel -------------------------------------------------------
+
+
+async def test_a_tunnels_tasks_are_cancelled_when_it_ends() -> None:
+    started = trio.Event()
+    cancelled = trio.Event()
+
+    async def task(label: str) -> None:
+        assert label == "reply"
+        started.set()
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            cancelled.set()
+            raise
+
+    async with tunnel_pair() as (client, server):
+        assert server.start_soon(task, "reply")
+        await started.wait()
+        assert server.tasks_running == 1
+        await client.aclose()
+        with trio.fail_after(5):
+            await cancelled.wait()
+            await server.wait_closed()
+        await trio.testing.wait_all_tasks_blocked()
+        assert server.tasks_running == 0
+        assert not server.start_soon(task, "reply")  # over: refused
+
+
+async def test_tasks_beyond_the_cap_are_refused_until_one_ends() -> None:
+    release = trio.Event()
+
+    async def task() -> None:
+        await release.wait()
+
+    async with tunnel_pair(max_tasks=2) as (_, server):
+        assert server.start_soon(task)
+        assert server.start_soon(task)
+        assert not server.start_soon(task)
+        assert server.tasks_running == 2
+        release.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert server.tasks_running == 0
+        assert server.start_soon(task)
+
+
+async def test_a_task_that_fails_ends_its_tunnel_and_is_raised() -> None:
+    async def task() -> None:
+        raise KeyError("a bug")
+
+    with pytest.raises(ExceptionGroup) as info:
+        async with tunnel_pair() as (_, server):
+            assert server.start_soon(task)
+            with trio.fail_after(5):
+                await server.wait_closed()
+    assert info.group_contains(KeyError)
+
+
+async def test_send_message_soon_queues_a_reply_without_waiting() -> None:
+    async with tunnel_pair() as (client, server):
+        assert server.send_message_soon(protocol.Ack(7))
+        with trio.fail_after(5):
+            assert await client.receive_message() == protocol.Ack(7)
+
+
+async def test_send_message_soon_refuses_beyond_the_cap_until_the_writer_runs() -> None:
+    async with tunnel_pair(max_unsent_messages=3) as (client, server):
+        # No checkpoint in between: the writer has not taken any of them yet.
+        assert [server.send_message_soon(protocol.Ack(n)) for n in range(1, 5)] == [
+            True,
+            True,
+            True,
+            False,
+        ]
+        with trio.fail_after(5):
+            assert [await client.receive_message() for _ in range(3)] == [
+                protocol.Ack(1),
+                protocol.Ack(2),
+                protocol.Ack(3),
+            ]
+        assert server.send_message_soon(protocol.Ack(5))  # taken by the writer: room again
+        with trio.fail_after(5):
+            assert await client.receive_message() == protocol.Ack(5)
+
+
+async def test_send_message_soon_refuses_once_the_tunnel_is_closed() -> None:
+    async with tunnel_pair() as (_, server):
+        await server.aclose()
+        assert not server.send_message_soon(protocol.Ack(1))
