@@ -64,7 +64,11 @@ class DdnsLink:
         with trio.fail_after(30):
             stream = await trio.open_tcp_stream(self.address.host, self.address.port)
             tls = trio.SSLStream(stream, self.context, server_hostname=self.server_name)
-            await tls.do_handshake()
+            try:
+                await tls.do_handshake()
+            except BaseException:
+                await trio.aclose_forcefully(stream)  # open_tunnel closes it from here on
+                raise
         conn = protocol.Connection(
             protocol.Role.CLIENT,
             server_name=self.server_name,
