@@ -17,20 +17,33 @@ from registry import masked_network
 __all__ = ["MaskingFilter", "mask_text", "setup"]
 
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
-_IPV4 = re.compile(r"(?<![\d.])(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
+# A run of four or more dotted numbers: every four in a row that make an IPv4 address may be
+# one (`a1.10.0.0.1`, tcpdump's `192.0.2.5.443`), so each such window loses its last octet.
+_DOTTED = re.compile(r"\d+(?:\.\d+){3,}")
 # Anything that might be an IPv6 address: a run of hex digits, colons and dots with at least
 # two colons (and a zone after %); checked with ipaddress before it is replaced, so times like
 # 10:20:30 are left alone.
 _IPV6 = re.compile(r"(?<![0-9A-Fa-f:.])[0-9A-Fa-f.]*:[0-9A-Fa-f.]*:[0-9A-Fa-f:.]*(?:%\w+)?")
 
 
+def _octet(text: str) -> bool:
+    return len(text) <= 3 and int(text) <= 255
+
+
 def _mask_v4(match: re.Match[str]) -> str:
-    octets = [int(part) for part in match.groups()]
-    if any(octet > 255 for octet in octets):
-        return match.group(0)  # not an address
-    # Built from the numbers, so a form with leading zeros (010.001.002.003) is masked too.
-    address = ipaddress.IPv4Address(".".join(map(str, octets)))
-    return str(masked_network(address).network_address)
+    parts = match.group(0).split(".")
+    masked = list(parts)
+    for start in range(len(parts) - 3):
+        window = parts[start : start + 4]
+        if all(_octet(part) for part in window):
+            # Built from the numbers, so a form with leading zeros (010.001.002.003) is
+            # masked by the same rule.
+            address = ipaddress.IPv4Address(".".join(str(int(part)) for part in window))
+            network = str(masked_network(address).network_address).split(".")
+            for index, (part, kept) in enumerate(zip(window, network, strict=True)):
+                if int(part) != int(kept):  # masked away: it stays masked for every window
+                    masked[start + index] = kept
+    return ".".join(masked)
 
 
 def _ipv6_suffix(candidate: str) -> tuple[str, ipaddress.IPv6Address] | None:
@@ -64,7 +77,7 @@ def mask_text(text: str) -> str:
     """The text with e-mail addresses removed and IP addresses masked."""
     text = _EMAIL.sub("<e-mail>", text)
     text = _IPV6.sub(_mask_v6, text)
-    return _IPV4.sub(_mask_v4, text)
+    return _DOTTED.sub(_mask_v4, text)
 
 
 class MaskingFilter(logging.Filter):
