@@ -29,6 +29,7 @@ _TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TARGET: Final = re.compile(rb"[\x21-\x7e]+")
 _FIELD_VALUE: Final = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")
 _REASONS: Final = {status.value: status.phrase for status in HTTPStatus}
+ERROR_WRITE_TIMEOUT_S: Final = 2.0  # for the short answer to a request that was refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +172,7 @@ class HttpServer:
                 except HttpError as error:
                     self.errors[error.status] = self.errors.get(error.status, 0) + 1
                     response = HttpResponse(error.status, f"{error}\n".encode())
-                    with trio.move_on_after(2):
+                    with trio.move_on_after(ERROR_WRITE_TIMEOUT_S):
                         await stream.send_all(encode_response(response, self.server_name, False))
                     return
                 if request is None:
@@ -184,8 +185,11 @@ class HttpServer:
                     response = HttpResponse(500, b"internal error\n")
                     keep_alive = False
                 self.requests += 1
-                await stream.send_all(encode_response(response, self.server_name, keep_alive))
-                if not keep_alive:
+                # A client that stops reading holds no slot: its answer has the request's
+                # deadline to go out, then the connection closes.
+                with trio.move_on_after(self.request_timeout_s) as sending:
+                    await stream.send_all(encode_response(response, self.server_name, keep_alive))
+                if sending.cancelled_caught or not keep_alive:
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass

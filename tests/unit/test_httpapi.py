@@ -129,3 +129,20 @@ async def test_a_failing_handler_costs_its_request_a_500_and_nothing_else() -> N
     reply = await _exchange(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", HttpServer(broken))
     assert reply.startswith(b"HTTP/1.1 500 ")
     assert b"a bug" not in reply
+
+
+async def test_a_client_that_stops_reading_is_closed_at_the_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def big(request: HttpRequest) -> HttpResponse:
+        return HttpResponse(200, b"x" * 1_000_000)
+
+    server = HttpServer(big, request_timeout_s=3)
+    client, served = trio.testing.lockstep_stream_pair()  # a send waits for the reader
+    started = trio.current_time()
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.send_all, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            await server.serve_stream(served, "203.0.113.9")  # the client never reads
+    assert 3 <= trio.current_time() - started < 4
+    assert server.requests == 1
