@@ -137,6 +137,9 @@ def _keyrings(paths: list[Path]) -> list[AccessLogKeys]:
     return [AccessLogKeys(path) for path in paths]
 
 
+ERASURE_WAIT_S = 30.0
+
+
 async def _run(args: argparse.Namespace) -> tuple[Any, str]:
     """(what --json prints, what a person reads)."""
     registry = Registry.open_sqlite(args.registry)
@@ -235,6 +238,14 @@ async def _run(args: argparse.Namespace) -> tuple[Any, str]:
                 return {"revoked": args.token_id}, f"revoked {args.token_id}"
         raise AssertionError(f"unhandled command {what} {action}")
     finally:
+        # An erasure is done when it is gone from every file, not when the rows are: wait
+        # for daemons that read the registry to let go of their snapshots (privacy rule 5).
+        if registry.erasure_pending() and not await registry.finish_erasure(ERASURE_WAIT_S):
+            print(
+                "nascloud: the erased data is still in the registry's write-ahead log, held "
+                "by a process reading it; it goes when that process next writes",
+                file=sys.stderr,
+            )
         await registry.aclose()
 
 

@@ -110,6 +110,22 @@ class Registry:
     async def aclose(self) -> None:
         await self._run(self.backend.close)
 
+    def erasure_pending(self) -> bool:
+        """Whether erased data may still be in the write-ahead log (another process held a
+        snapshot when it was erased; see `finish_erasure`)."""
+        return self.backend.erasure_pending()
+
+    async def finish_erasure(self, timeout_s: float = 30.0, interval_s: float = 0.05) -> bool:
+        """Wait, at most `timeout_s`, until erased data is gone from every file (privacy
+        rule 5); False if other processes held their snapshots all that time."""
+        with trio.move_on_after(timeout_s):
+            # Polled: the snapshots are other processes', with nothing here to wait on.
+            while True:
+                if await self._run(self.backend.finish_erasure):
+                    return True
+                await trio.sleep(interval_s)
+        return False
+
     async def _run(self, fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
         return await trio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._limiter)
 

@@ -29,6 +29,8 @@ from ._schema import MIGRATIONS
 
 __all__ = ["SQLiteBackend"]
 
+BUSY_TIMEOUT_MS = 5000  # how long a write waits for another process's write lock
+
 
 class SQLiteBackend:
     def __init__(self, path: Path | str) -> None:
@@ -41,7 +43,8 @@ class SQLiteBackend:
         self._db.execute("PRAGMA secure_delete = ON")
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = FULL")
-        self._db.execute("PRAGMA busy_timeout = 5000")
+        self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._erase_pending = False  # an erasure whose WAL truncation is still to be done
         self._migrate()
 
     def close(self) -> None:
@@ -56,6 +59,8 @@ class SQLiteBackend:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        if self._erase_pending:
+            self.finish_erasure()
 
     def _migrate(self) -> None:
         with self._transaction() as db:
@@ -208,9 +213,31 @@ class SQLiteBackend:
 
     def _erase_history(self) -> None:
         """secure_delete zeroes deleted rows in the pages it writes, but in WAL mode the old
-        page images remain in the write-ahead log until a checkpoint; truncate it so erased
-        data is gone from every file at once."""
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page images remain in the write-ahead log until a checkpoint truncates it. Another
+        process reading the registry (relayd, ddnsd) may hold a snapshot that stops the
+        truncation: then the erasure stays pending and is tried again after every later
+        transaction of this process and by `finish_erasure`, never waited for here (the one
+        registry thread would wait `busy_timeout` per delete)."""
+        self._erase_pending = True
+        self.finish_erasure()
+
+    def finish_erasure(self) -> bool:
+        """One attempt to truncate the WAL, without waiting for other processes; True once
+        no erased page image is left in it."""
+        if not self._erase_pending:
+            return True
+        self._db.execute("PRAGMA busy_timeout = 0")
+        try:
+            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.OperationalError:  # locked by a writer of another process
+            busy = 1
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._erase_pending = bool(busy)
+        return not self._erase_pending
+
+    def erasure_pending(self) -> bool:
+        return self._erase_pending
 
     # -- tokens ----------------------------------------------------------------------------------
 

@@ -224,3 +224,29 @@ async def test_blocking_calls_run_off_the_trio_thread(registry: Registry) -> Non
             nursery.start_soon(registry.list_accounts)
     assert len(seen) == 4
     assert threading.get_ident() not in seen
+
+
+async def test_an_erasure_waits_out_a_concurrent_reader_and_then_leaves_no_bytes(
+    registry: Registry, tmp_path: Path
+) -> None:
+    # Another process (relayd, ddnsd) reading the registry holds a snapshot: the WAL cannot
+    # be truncated while it does. The erasure must not report done while the old page images
+    # are still in the WAL, and must finish once the reader lets go.
+    alice = await registry.create_account("alice@example.org", "Alice")
+    marker_key = b"\x5a" * 16 + b"ERASE-ME-LATER-1"
+    await registry.enrol_device(alice.account_id, "reader-held-device", marker_key)
+    path = tmp_path / "registry.sqlite3"
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM devices").fetchone()  # the snapshot is held
+    assert await registry.delete_device("reader-held-device")
+    assert registry.erasure_pending()
+    assert marker_key in database_bytes(path)  # what the old code called erased
+    assert not await registry.finish_erasure(timeout_s=0.2)  # the reader still holds it
+    reader.execute("COMMIT")
+    reader.close()
+    await registry.finish_erasure()
+    assert not registry.erasure_pending()
+    remaining = database_bytes(path)
+    assert marker_key not in remaining
+    assert b"reader-held-device" not in remaining
