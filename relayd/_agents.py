@@ -86,7 +86,11 @@ class Agents:
             # Draining: an agent whose tunnel was just closed goes to the next relay process.
             await trio.aclose_forcefully(stream)
             return
-        address = stream.socket.getpeername()[0]
+        try:
+            address = stream.socket.getpeername()[0]
+        except OSError:  # reset before it was accepted: nothing to serve
+            await trio.aclose_forcefully(stream)
+            return
         limits = self.config.limits
         if self.per_address[address] >= limits.max_tunnels_per_address:
             self.counts["tunnel_refused_limit"] += 1

@@ -65,11 +65,11 @@ class HttpsIngress:
             await self._changed.wait()
 
     async def connection(self, stream: trio.SocketStream) -> None:
-        client, port = stream.socket.getpeername()[:2]
         limits = self.limits
         data = b""
         result: object = NeedMore()
         try:
+            client, port = stream.socket.getpeername()[:2]  # ENOTCONN if already reset
             with trio.move_on_after(limits.handshake_timeout_s):
                 while isinstance(result, NeedMore):
                     chunk = await stream.receive_some(limits.max_client_hello_bytes)

@@ -4,10 +4,13 @@ counted by unit, and the relay goes on serving every other connection."""
 from __future__ import annotations
 
 import logging
+import socket
+import struct
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from relayd._daemon import Relayd, serve
 from relayd._names import LinkZone
@@ -79,3 +82,21 @@ async def test_a_failing_browser_connection_is_dropped_alone(
             assert "nascloud_handler_errors_total" in metrics
             nursery.cancel_scope.cancel()
     service.close()
+
+
+async def test_connections_reset_before_they_are_served_are_no_failures(tmp_path: Path) -> None:
+    await prepare(tmp_path)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            relay: Relayd = await nursery.start(serve, relay_config(tmp_path))
+            for kind in ("https", "tunnel"):
+                host, port = relay.listening[kind][0].rsplit(":", 1)
+                for _ in range(20):
+                    sock = socket.socket()
+                    # SO_LINGER 0: close sends a reset, before the relay's handler runs.
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    sock.connect((host, int(port)))
+                    sock.close()
+            await trio.testing.wait_all_tasks_blocked(cushion=0.2)
+            assert relay.boundary.errors == {}
+            nursery.cancel_scope.cancel()
