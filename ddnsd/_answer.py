@@ -17,7 +17,7 @@ from dnslib.dns import RD
 
 from ._zone import Zone, ZoneSet
 
-__all__ = ["Responder", "header_only_reply"]
+__all__ = ["Responder", "encodable", "header_only_reply", "servfail_reply"]
 
 OPCODE_QUERY: Final = 0
 CLASS_IN: Final = 1
@@ -29,6 +29,9 @@ TYPE_OPT: Final = QTYPE.OPT
 TYPE_HINFO: Final = 13
 TRANSFER_TYPES: Final = frozenset({QTYPE.AXFR, QTYPE.IXFR})
 BADVERS: Final = 16
+RCODE_SERVFAIL: Final = 2
+MAX_LABEL_OCTETS: Final = 63  # RFC 1035 section 2.3.4
+MAX_NAME_OCTETS: Final = 255
 #: RFC 8482 section 4.2: the answer to ANY is one synthesized HINFO.
 _RFC8482 = RD(b"\x07RFC8482\x00")
 _EDNS_HEAD: Final = b"\x00\x00\x29"  # root owner name, type OPT
@@ -40,6 +43,46 @@ def header_only_reply(query: bytes, rcode: int) -> bytes | None:
         return None
     flags = 0x80 | (query[2] & 0x79)  # QR, the query's opcode and RD
     return query[:2] + bytes([flags, rcode & 0x0F]) + b"\x00" * 8
+
+
+def servfail_reply(query: bytes) -> bytes | None:
+    """SERVFAIL for a query whose handling failed unexpectedly, or None (no header, or a
+    response). Written by hand from the query's bytes, never by an encoder, so that it cannot
+    fail on whatever made the handling fail: the header, and the first question echoed as it
+    came when it is plainly encoded (no pointers, RFC 1035 sizes), else no question."""
+    if len(query) < 12 or query[2] & 0x80:
+        return None
+    flags = bytes([0x80 | (query[2] & 0x79), RCODE_SERVFAIL])  # QR, the opcode and RD
+    end = _question_end(query)
+    if end is None:
+        return query[:2] + flags + b"\x00" * 8
+    return query[:2] + flags + b"\x00\x01" + b"\x00" * 6 + query[12:end]
+
+
+def _question_end(query: bytes) -> int | None:
+    """Where the first question ends, if there is one written plainly (no compression)."""
+    if query[4:6] == b"\x00\x00":
+        return None
+    pos = 12
+    while pos < len(query) and query[pos] != 0:
+        if query[pos] > MAX_LABEL_OCTETS:
+            return None
+        pos += query[pos] + 1
+    end = pos + 5
+    if end > len(query) or pos - 12 + 1 > MAX_NAME_OCTETS:
+        return None
+    return end
+
+
+def encodable(labels: Iterable[bytes]) -> bool:
+    """Whether a parsed name can be written again: dnslib reads labels of 64 octets and more
+    and names past 255 octets, but raises when packing them (RFC 1035 section 2.3.4)."""
+    total = 1
+    for label in labels:
+        if len(label) > MAX_LABEL_OCTETS:
+            return False
+        total += len(label) + 1
+    return total <= MAX_NAME_OCTETS
 
 
 class Responder:
@@ -97,6 +140,8 @@ class Responder:
         template, cache_name, zone = self._build(lowered, tcp)
         if template is None:
             return None
+        if len(template) < end:  # a reply without the question (FORMERR): nothing to splice
+            return query[:2] + template[2:]
         response = query[:2] + template[2:12] + query[12:end] + template[end:]
         if cache_name is not None:
             self._store(key, template, cache_name, zone)
@@ -122,8 +167,8 @@ class Responder:
             if pos >= size:
                 return None
         qend = pos + 5
-        if qend > size:
-            return None
+        if qend > size or pos - 12 >= MAX_NAME_OCTETS:
+            return None  # cut short, or a name too long to write back: the slow path refuses
         if arcount == b"\x00\x00":
             if qend != size:
                 return None
@@ -202,6 +247,10 @@ class Responder:
             return header_only_reply(query, RCODE.FORMERR), None, None
         edns = opts[0] if opts else None
         question = request.questions[0]
+        if not encodable(question.qname.label):
+            # The message is at fault, so FORMERR; the header alone, for a question that
+            # cannot be echoed. (Other sections' names are read, never written back.)
+            return header_only_reply(query, RCODE.FORMERR), None, None
         reply = DNSRecord(
             DNSHeader(id=header.id, qr=1, aa=1, ra=0, rd=header.rd, opcode=OPCODE_QUERY),
             q=DNSQuestion(question.qname, question.qtype, question.qclass),
