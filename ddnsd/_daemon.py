@@ -7,6 +7,7 @@ After binding it writes `<state_dir>/listening.json` with every bound address (p
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import os
@@ -21,7 +22,14 @@ import trio
 from config import DdnsdConfig
 from httpapi import HttpServer, Metric, metrics_handler
 from registry import AccessLogKeys, AccessLogWriter, Registry
-from service import Listening, config_reloader, server_tls_context, until_stopped
+from service import (
+    Boundary,
+    Listening,
+    config_reloader,
+    serve_contained,
+    server_tls_context,
+    until_stopped,
+)
 
 from ._answer import Responder
 from ._channel import ServiceChannel
@@ -55,6 +63,8 @@ class Ddnsd:
     updates: UpdateHandler
     transfers: Transfers
     notifier: Notifier
+    #: Units of work that failed unexpectedly (each alone), by unit.
+    boundary: Boundary = field(default_factory=Boundary)
     listening: Listening = field(default_factory=Listening)
     dyndns2: DynDns2 | None = None
     channel: ServiceChannel | None = None
@@ -130,6 +140,7 @@ class Ddnsd:
             Metric.single(
                 "nascloud_dns_devices", "gauge", "Devices with names.", len(self.zones.devices)
             ),
+            self.boundary.metric(),
         ]
 
     def reload(self, new: DdnsdConfig) -> None:
@@ -165,11 +176,12 @@ async def serve(
     state_dir = config.ddnsd.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
     registry = Registry.open_sqlite(config.ddnsd.registry)
+    boundary = Boundary()
     zones = build_zones(config)
     responder = Responder(zones, edns_buffer_bytes=config.dns.edns_buffer_bytes)
     transfer = config.transfer
     transfer_key = load_key(transfer.tsig_key_name, transfer.tsig_secret_file)
-    notifier = Notifier(zones, transfer.notify, transfer_key)
+    notifier = Notifier(zones, transfer.notify, transfer_key, boundary)
     store = ZoneStore(registry, zones, responder, on_change=notifier.changed)
     await store.load()
     updates = UpdateHandler(registry, store)
@@ -182,8 +194,12 @@ async def serve(
         )
         updates.access_log = access_log
     transfers = Transfers(zones, transfer.allow, transfer_key)
-    dns = build_dns_server(config, responder, updates=updates.handle, transfers=transfers.handle)
-    daemon = Ddnsd(config, registry, zones, responder, store, dns, updates, transfers, notifier)
+    dns = build_dns_server(
+        config, responder, boundary, updates=updates.handle, transfers=transfers.handle
+    )
+    daemon = Ddnsd(
+        config, registry, zones, responder, store, dns, updates, transfers, notifier, boundary
+    )
     sockets: list[socket.socket] = []
     try:
         async with trio.open_nursery() as nursery:
@@ -200,7 +216,7 @@ async def serve(
                     state_dir / "workers.sock",
                     workers,
                     config_path,
-                    updates.handle,
+                    dns.update,  # forwarded UPDATE messages are units of work here too
                     daemon.listening["dns"],
                 )
                 daemon.pool = pool
@@ -213,6 +229,7 @@ async def serve(
                     store,
                     updates_per_host_per_minute=config.dyndns2.updates_per_host_per_minute,
                     default_ttl_s=config.zone.default_ttl_s,
+                    boundary=boundary,
                 )
                 dyndns2.access_log = access_log
                 daemon.dyndns2 = dyndns2
@@ -226,9 +243,12 @@ async def serve(
                     _server_tls(config),
                 )
                 daemon.channel = channel
-                await daemon.listening.serve(
-                    nursery, "protocol", config.protocol.listen, channel.serve
+                # Each service connection is one unit: a failure closes it alone.
+                # (ServiceChannel.serve would let it end the daemon.)
+                contained = functools.partial(
+                    serve_contained, channel._connection, boundary, "protocol_connection"
                 )
+                await daemon.listening.serve(nursery, "protocol", config.protocol.listen, contained)
             if config.ddnsd.metrics_listen is not None:
                 metrics = HttpServer(metrics_handler(daemon.metrics), server_name="ddnsd")
                 await daemon.listening.serve(

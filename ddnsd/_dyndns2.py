@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 from httpapi import HttpRequest, HttpResponse
 from protocol import canonical_address
 from registry import AccessLogWriter, Registry, TokenKind, hash_secret
-from service import SlidingWindow
+from service import Boundary, SlidingWindow
 
 from ._store import ZoneStore
 from ._zone import Change
@@ -47,6 +47,7 @@ class DynDns2:
         updates_per_host_per_minute: int = 10,
         default_ttl_s: int = 60,
         clock: Callable[[], float] = time.monotonic,
+        boundary: Boundary | None = None,
     ) -> None:
         self.registry = registry
         self.store = store
@@ -57,6 +58,7 @@ class DynDns2:
         )
         self.default_ttl_s = default_ttl_s
         self._clock = clock
+        self.boundary = boundary if boundary is not None else Boundary()
         self._tokens: dict[bytes, tuple[str | None, float]] = {}  # hash -> (device, until)
         self.counts: dict[str, int] = {}
         #: Where authenticated requests are recorded (device, full client address, result).
@@ -67,7 +69,13 @@ class DynDns2:
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
         started = time.time()
-        response, device = await self._handle(request)
+        try:
+            response, device = await self._handle(request)
+        except Exception:
+            # One request is one unit of work: it alone fails, with the word the clients
+            # read as "the server's fault, try later" (ddclient and inadyn back off on 911).
+            self.boundary.failed("dyndns2")
+            response, device = _text(200, "911"), None
         first = response.body.split(b" ", 1)[0].split(b"\n", 1)[0].decode()
         self._count(first)
         if device is not None and self.access_log is not None:

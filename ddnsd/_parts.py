@@ -11,6 +11,7 @@ import socket
 import trio
 
 from config import DdnsdConfig, HostPort
+from service import Boundary
 
 from ._answer import Responder
 from ._rrl import RateLimiter
@@ -74,6 +75,7 @@ def build_zones(config: DdnsdConfig) -> ZoneSet:
 def build_dns_server(
     config: DdnsdConfig,
     responder: Responder,
+    boundary: Boundary,
     *,
     updates: MessageHandler,
     transfers: MessageHandler,
@@ -81,6 +83,7 @@ def build_dns_server(
     return DnsServer(
         responder,
         RateLimiter.from_config(config.rrl),
+        boundary,
         updates=updates,
         transfers=transfers,
         max_tcp_clients=config.dns.max_tcp_clients,

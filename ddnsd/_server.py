@@ -2,7 +2,9 @@
 and TCP with many queries per connection (RFC 7766), an idle timeout and a client cap.
 
 Queries go to the Responder; UPDATE messages and zone transfers go to their handlers, which
-may block on disk or send several messages. One bad client never stalls another.
+may block on disk or send several messages. One bad client never stalls another, and no
+message stops the server: each datagram, each message on TCP, each UPDATE and each transfer
+is one unit of the Boundary, answered SERVFAIL (or dropped) if it fails unexpectedly.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import Final
 import trio
 
 from registry import mask_address
+from service import Boundary, serve_contained
 
-from ._answer import Responder
+from ._answer import Responder, servfail_reply
 from ._rrl import RateLimiter, Verdict, truncated
 
 __all__ = ["DnsServer", "MessageHandler"]
@@ -30,6 +33,7 @@ OPCODE_UPDATE: Final = 5
 TYPE_AXFR: Final = 252
 TYPE_IXFR: Final = 251
 RCODE_FORMERR: Final = 1
+RCODE_SERVFAIL: Final = 2
 LOG_PER_SECOND: Final = 10
 
 #: (message, client address, transport is TCP) -> replies to send, in order
@@ -54,11 +58,34 @@ def _question_type(message: bytes) -> int | None:
     return int.from_bytes(message[pos + 1 : pos + 3], "big")
 
 
+class _LogBudget:
+    """At most LOG_PER_SECOND lines a second for one kind of event; the rest are counted and
+    told in one line when the next second begins, so that a flood cannot fill the journal."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._window = 0.0
+        self._count = 0
+        self._suppressed = 0
+
+    def allow(self, now: float) -> bool:
+        if now - self._window >= 1.0:
+            if self._suppressed:
+                log.warning("%d more %s were not logged", self._suppressed, self.what)
+            self._window, self._count, self._suppressed = now, 0, 0
+        if self._count < LOG_PER_SECOND:
+            self._count += 1
+            return True
+        self._suppressed += 1
+        return False
+
+
 class DnsServer:
     def __init__(
         self,
         responder: Responder,
         rate_limiter: RateLimiter,
+        boundary: Boundary,
         *,
         updates: MessageHandler | None = None,
         transfers: MessageHandler | None = None,
@@ -69,6 +96,7 @@ class DnsServer:
     ) -> None:
         self.responder = responder
         self.rate_limiter = rate_limiter
+        self.boundary = boundary
         self.updates = updates
         self.transfers = transfers
         self.notify_replies = notify_replies
@@ -80,23 +108,40 @@ class DnsServer:
         self.dropped = 0
         self.malformed = 0
         self.rcodes = [0] * 16  # responses sent, by rcode
-        self._log_window = 0.0
-        self._log_count = 0
-        self._log_suppressed = 0
+        self._malformed_log = _LogBudget("malformed messages")
+        self._failure_log = _LogBudget("failed units of work")
 
     def _note_malformed(self, address: str, now: float, outcome: str) -> None:
         """One log line per malformed message, at most LOG_PER_SECOND a second in all, with
         the client's address masked to its prefix (privacy rule 2)."""
         self.malformed += 1
-        if now - self._log_window >= 1.0:
-            if self._log_suppressed:
-                log.warning("%d more malformed messages were not logged", self._log_suppressed)
-            self._log_window, self._log_count, self._log_suppressed = now, 0, 0
-        if self._log_count < LOG_PER_SECOND:
-            self._log_count += 1
+        if self._malformed_log.allow(now):
             log.warning("malformed message from %s: %s", mask_address(address), outcome)
+
+    def _failed(self, unit: str, now: float) -> None:
+        """Call from an ``except`` block: count the unit as failed, and log it (with its
+        traceback) within the budget: one query repeated can fail a million times."""
+        if self._failure_log.allow(now):
+            self.boundary.failed(unit)
         else:
-            self._log_suppressed += 1
+            self.boundary.errors[unit] += 1
+
+    async def _contained(
+        self, unit: str, handler: MessageHandler, message: bytes, client: str, tcp: bool
+    ) -> list[bytes]:
+        """`handler`'s replies to `message`, as one unit of work: SERVFAIL if it fails."""
+        try:
+            return await handler(message, client, tcp)
+        except Exception:
+            self._failed(unit, trio.current_time())
+            reply = servfail_reply(message)
+            return [reply] if reply is not None else []
+
+    async def update(self, message: bytes, client: str, tcp: bool) -> list[bytes]:
+        """The replies to an UPDATE, as one unit of work; also what the main process runs
+        for the UPDATE messages its workers forward."""
+        assert self.updates is not None
+        return await self._contained("dns_update", self.updates, message, client, tcp)
 
     # -- UDP --------------------------------------------------------------------------------
 
@@ -120,33 +165,61 @@ class DnsServer:
                     except OSError:
                         continue  # an ICMP error queued by the kernel for an earlier reply
                     self.queries += 1
-                    if len(query) >= 12 and _opcode(query) != 0:
-                        self._udp_special(nursery, sock, query, address)
-                        continue
-                    response = respond(query)
-                    if response is None:
-                        self.dropped += 1
-                        self._note_malformed(address[0], now, "dropped")
-                        continue
-                    if response[3] & 0x0F == RCODE_FORMERR:
-                        self._note_malformed(address[0], now, "FORMERR")
-                    verdict = check(address[0], now)
-                    if verdict is Verdict.DROP:
-                        continue
-                    if verdict is Verdict.SLIP:
-                        response = truncated(response)
-                    self.rcodes[response[3] & 0x0F] += 1
+                    # One datagram is one unit of work. The try costs nothing until it raises.
                     try:
-                        sock.sendto(response, address)
-                    except OSError:
-                        pass  # a full send buffer or an unreachable client: UDP may drop
+                        if len(query) >= 12 and _opcode(query) != 0:
+                            self._udp_special(nursery, sock, query, address)
+                            continue
+                        response = respond(query)
+                        if response is None:
+                            self.dropped += 1
+                            self._note_malformed(address[0], now, "dropped")
+                            continue
+                        if response[3] & 0x0F == RCODE_FORMERR:
+                            self._note_malformed(address[0], now, "FORMERR")
+                        verdict = check(address[0], now)
+                        if verdict is Verdict.DROP:
+                            continue
+                        if verdict is Verdict.SLIP:
+                            response = truncated(response)
+                        self.rcodes[response[3] & 0x0F] += 1
+                        try:
+                            sock.sendto(response, address)
+                        except OSError:
+                            pass  # a full send buffer or an unreachable client: UDP may drop
+                    except Exception:
+                        self._failed("dns_udp", now)
+                        self._udp_servfail(sock, query, address, now)
+
+    def _udp_servfail(
+        self, sock: socket.socket, query: bytes, address: tuple[str, int], now: float
+    ) -> None:
+        """Answer a datagram whose handling failed with SERVFAIL, within the rate limit. The
+        reply is never longer than the query, so it amplifies nothing."""
+        reply = servfail_reply(query)
+        if reply is None:
+            return
+        try:
+            verdict = self.rate_limiter.check(address[0], now)
+        except Exception:
+            return  # the limiter itself failed (counted above): drop rather than flood
+        if verdict is not Verdict.SEND:
+            return
+        self.rcodes[RCODE_SERVFAIL] += 1
+        try:
+            sock.sendto(reply, address)
+        except OSError:
+            pass
 
     def _udp_special(
         self, nursery: trio.Nursery, sock: socket.socket, message: bytes, address: tuple[str, int]
     ) -> None:
         opcode = _opcode(message)
         if opcode == OPCODE_NOTIFY and message[2] & 0x80 and self.notify_replies is not None:
-            self.notify_replies(message, address[0])
+            try:
+                self.notify_replies(message, address[0])
+            except Exception:
+                self._failed("dns_notify_reply", trio.current_time())  # a reply: no answer
             return
         if opcode == OPCODE_UPDATE and self.updates is not None and not message[2] & 0x80:
             nursery.start_soon(self._udp_update, sock, message, address)
@@ -173,7 +246,7 @@ class DnsServer:
             )
             return
         try:
-            for reply in await self.updates(message, address[0], False):
+            for reply in await self.update(message, address[0], False):
                 try:
                     sock.sendto(reply, address)
                 except OSError:
@@ -189,7 +262,11 @@ class DnsServer:
         *,
         task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        await trio.serve_listeners(self._tcp_client, [listener], task_status=task_status)
+        # Each message is a unit of its own (below); the connection is one too, for whatever
+        # fails between messages.
+        await serve_contained(
+            self._tcp_client, self.boundary, "dns_tcp_connection", listener, task_status=task_status
+        )
 
     async def _tcp_client(self, stream: trio.SocketStream) -> None:
         if self.tcp_clients >= self.max_tcp_clients:
@@ -214,7 +291,7 @@ class DnsServer:
                 message = bytes(buffer[2 : 2 + size])
                 del buffer[: 2 + size]
                 self.queries += 1
-                for reply in await self._tcp_replies(message, peer):
+                for reply in await self.tcp_replies(message, peer):
                     await stream.send_all(len(reply).to_bytes(2, "big") + reply)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
@@ -222,18 +299,27 @@ class DnsServer:
             self.tcp_clients -= 1
             await trio.aclose_forcefully(stream)
 
-    async def _tcp_replies(self, message: bytes, peer: str) -> list[bytes]:
+    async def tcp_replies(self, message: bytes, peer: str) -> list[bytes]:
+        """The replies to one message on TCP, as one unit of work: SERVFAIL if it fails."""
         if len(message) >= 12 and not message[2] & 0x80:
             opcode = _opcode(message)
             if opcode == OPCODE_UPDATE and self.updates is not None:
                 async with self._update_slots:
-                    return await self.updates(message, peer, True)
+                    return await self.update(message, peer, True)
             if (
                 opcode == 0
                 and self.transfers is not None
                 and _question_type(message) in (TYPE_AXFR, TYPE_IXFR)
             ):
-                return await self.transfers(message, peer, True)
+                return await self._contained("dns_transfer", self.transfers, message, peer, True)
+        try:
+            return self._tcp_answer(message, peer)
+        except Exception:
+            self._failed("dns_tcp", trio.current_time())
+            reply = servfail_reply(message)
+            return [reply] if reply is not None else []
+
+    def _tcp_answer(self, message: bytes, peer: str) -> list[bytes]:
         response = self.responder.respond(message, tcp=True)
         if response is None or response[3] & 0x0F == RCODE_FORMERR:
             self._note_malformed(peer, trio.current_time(), "FORMERR" if response else "dropped")

@@ -14,6 +14,7 @@ import trio
 
 from config import DdnsdConfig, HostPort
 from registry import Registry
+from service import Boundary
 
 from ._answer import Responder
 from ._parts import bind_dns_pair, build_dns_server, build_zones, serve_dns_pair
@@ -80,8 +81,10 @@ async def serve_worker(
     transfer = config.transfer
     transfer_key = load_key(transfer.tsig_key_name, transfer.tsig_secret_file)
     transfers = Transfers(zones, transfer.allow, transfer_key)
+    # The worker's own failures are logged here; its counts are not exported (the main
+    # process serves the metrics).
     dns = build_dns_server(
-        config, responder, updates=feed.forward_update, transfers=transfers.handle
+        config, responder, Boundary(), updates=feed.forward_update, transfers=transfers.handle
     )
     sockets: list[socket.socket] = []
     try:

@@ -27,6 +27,7 @@ import dns.tsig
 import trio
 
 from config import HostPort
+from service import Boundary
 
 from ._answer import header_only_reply
 from ._zone import JournalEntry, Zone, ZoneSet
@@ -170,11 +171,16 @@ class Notifier:
     """Tells secondaries that a zone's serial changed, until each one acknowledges."""
 
     def __init__(
-        self, zones: ZoneSet, targets: tuple[HostPort, ...], key: dns.tsig.Key | None
+        self,
+        zones: ZoneSet,
+        targets: tuple[HostPort, ...],
+        key: dns.tsig.Key | None,
+        boundary: Boundary,
     ) -> None:
         self.zones = zones
         self.targets = targets
         self.key = key
+        self.boundary = boundary
         self._wake = trio.Event()
         self._notified: dict[tuple[str, HostPort], int] = {}
         self._busy: set[tuple[str, HostPort]] = set()
@@ -200,7 +206,8 @@ class Notifier:
 
     async def _notify(self, zone: Zone, target: HostPort) -> None:
         """NOTIFY one secondary until it acknowledges the zone's current serial; a slow or
-        absent secondary holds up no other."""
+        absent secondary holds up no other. One round is one unit of work: a failure ends
+        it alone, and the next change starts another."""
         key = (zone.origin, target)
         family = trio.socket.AF_INET6 if ":" in target.host else trio.socket.AF_INET
         try:
@@ -216,6 +223,8 @@ class Notifier:
                         tries += 1
                 if self._notified.get(key) != zone.serial:
                     log.warning("no answer to NOTIFY for %s from a secondary", zone.origin)
+        except Exception:
+            self.boundary.failed("dns_notify")
         finally:
             self._busy.discard(key)
 
@@ -239,7 +248,13 @@ class Notifier:
                 except OSError:
                     await trio.sleep(NOTIFY_RETRY_S)  # ICMP port unreachable: wait it out
                     return False
-                if reply[:2] == wire[:2] and reply[2] & 0x80 and reply[2] & 0x78 == 0x20:
+                # Anything shorter than a header is not a reply (and must not be indexed).
+                if (
+                    len(reply) >= 12
+                    and reply[:2] == wire[:2]
+                    and reply[2] & 0x80
+                    and reply[2] & 0x78 == 0x20
+                ):
                     self.acknowledged += 1
                     return True
         return False

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,12 +17,12 @@ import pytest
 import trio
 
 from config import DdnsdConfig, loads
-from httpapi import render
 from ddnsd._answer import Responder
 from ddnsd._daemon import Ddnsd, serve
 from ddnsd._dyndns2 import DynDns2
 from ddnsd._rfc2136 import UpdateHandler
 from ddnsd._xfr import Notifier, Transfers
+from httpapi import render
 from tests.ddnsd_harness import make_registry
 
 BOOM = "boom.dyn.test"
@@ -95,13 +95,21 @@ def servfail_for(wire: bytes, reply: bytes | None) -> None:
     assert reply[2] & 0x78 == wire[2] & 0x78  # the opcode
     assert reply[3] & 0x0F == dns.rcode.SERVFAIL
     assert reply[4:6] == wire[4:6] and reply[6:12] == b"\x00" * 6
-    question_end = 12 + len(dns.message.from_wire(wire).question[0].name.to_wire()) + 4
+    question_end = 12 + len(dns.message.from_wire(wire).question[0].name.to_digestable()) + 4
     assert reply[12:] == wire[12:question_end]
 
 
 async def answered(daemon: Ddnsd) -> bool:
     reply = await udp(daemon, query())
     return reply is not None and dns.message.from_wire(reply).rcode() == dns.rcode.NOERROR
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait for a condition of the daemon's parts (bounded by the test's fail_after)."""
+    for _ in range(10_000):
+        if condition():
+            return
+        await trio.sleep(0.01)
 
 
 def counted(daemon: Ddnsd) -> str:
@@ -201,8 +209,7 @@ async def test_a_short_notify_reply_is_ignored_and_a_failing_notify_counted(
             await secondary.sendto(notify[:2], source)
             ack = dns.message.make_response(dns.message.from_wire(notify)).to_wire()
             await secondary.sendto(ack, source)
-            while daemon.notifier.acknowledged == 0:
-                await trio.sleep(0.01)
+            await until(lambda: daemon.notifier.acknowledged > 0)
             assert await answered(daemon)
             assert not daemon.boundary.errors
 
@@ -212,8 +219,7 @@ async def test_a_short_notify_reply_is_ignored_and_a_failing_notify_counted(
             monkeypatch.setattr(Notifier, "_send_once", fail)
             daemon.zones.device_zone.serial += 1
             daemon.notifier.changed()
-            while not daemon.boundary.errors:
-                await trio.sleep(0.01)
+            await until(lambda: bool(daemon.boundary.errors))
             assert daemon.boundary.errors == {"dns_notify": 1}
             assert await answered(daemon)
 
