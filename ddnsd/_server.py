@@ -17,7 +17,7 @@ from typing import Final
 import trio
 
 from registry import mask_address
-from service import Boundary, serve_contained
+from service import Boundary, LogBudget, serve_contained
 
 from ._answer import Responder, servfail_reply
 from ._rrl import RateLimiter, Verdict, truncated
@@ -34,7 +34,6 @@ TYPE_AXFR: Final = 252
 TYPE_IXFR: Final = 251
 RCODE_FORMERR: Final = 1
 RCODE_SERVFAIL: Final = 2
-LOG_PER_SECOND: Final = 10
 
 #: (message, client address, transport is TCP) -> replies to send, in order
 MessageHandler = Callable[[bytes, str, bool], Awaitable[list[bytes]]]
@@ -56,28 +55,6 @@ def _question_type(message: bytes) -> int | None:
     if pos + 3 > len(message):
         return None
     return int.from_bytes(message[pos + 1 : pos + 3], "big")
-
-
-class _LogBudget:
-    """At most LOG_PER_SECOND lines a second for one kind of event; the rest are counted and
-    told in one line when the next second begins, so that a flood cannot fill the journal."""
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self._window = 0.0
-        self._count = 0
-        self._suppressed = 0
-
-    def allow(self, now: float) -> bool:
-        if now - self._window >= 1.0:
-            if self._suppressed:
-                log.warning("%d more %s were not logged", self._suppressed, self.what)
-            self._window, self._count, self._suppressed = now, 0, 0
-        if self._count < LOG_PER_SECOND:
-            self._count += 1
-            return True
-        self._suppressed += 1
-        return False
 
 
 class DnsServer:
@@ -108,23 +85,14 @@ class DnsServer:
         self.dropped = 0
         self.malformed = 0
         self.rcodes = [0] * 16  # responses sent, by rcode
-        self._malformed_log = _LogBudget("malformed messages")
-        self._failure_log = _LogBudget("failed units of work")
+        self._malformed_log = LogBudget("malformed messages", clock=trio.current_time)
 
-    def _note_malformed(self, address: str, now: float, outcome: str) -> None:
-        """One log line per malformed message, at most LOG_PER_SECOND a second in all, with
+    def _note_malformed(self, address: str, outcome: str) -> None:
+        """One log line per malformed message, within the budget (service.LogBudget), with
         the client's address masked to its prefix (privacy rule 2)."""
         self.malformed += 1
-        if self._malformed_log.allow(now):
+        if self._malformed_log.allow():
             log.warning("malformed message from %s: %s", mask_address(address), outcome)
-
-    def _failed(self, unit: str, now: float) -> None:
-        """Call from an ``except`` block: count the unit as failed, and log it (with its
-        traceback) within the budget: one query repeated can fail a million times."""
-        if self._failure_log.allow(now):
-            self.boundary.failed(unit)
-        else:
-            self.boundary.errors[unit] += 1
 
     async def _contained(
         self, unit: str, handler: MessageHandler, message: bytes, client: str, tcp: bool
@@ -133,7 +101,7 @@ class DnsServer:
         try:
             return await handler(message, client, tcp)
         except Exception:
-            self._failed(unit, trio.current_time())
+            self.boundary.failed(unit)
             reply = servfail_reply(message)
             return [reply] if reply is not None else []
 
@@ -173,10 +141,10 @@ class DnsServer:
                         response = respond(query)
                         if response is None:
                             self.dropped += 1
-                            self._note_malformed(address[0], now, "dropped")
+                            self._note_malformed(address[0], "dropped")
                             continue
                         if response[3] & 0x0F == RCODE_FORMERR:
-                            self._note_malformed(address[0], now, "FORMERR")
+                            self._note_malformed(address[0], "FORMERR")
                         verdict = check(address[0], now)
                         if verdict is Verdict.DROP:
                             continue
@@ -188,7 +156,7 @@ class DnsServer:
                         except OSError:
                             pass  # a full send buffer or an unreachable client: UDP may drop
                     except Exception:
-                        self._failed("dns_udp", now)
+                        self.boundary.failed("dns_udp")
                         self._udp_servfail(sock, query, address, now)
 
     def _udp_servfail(
@@ -219,7 +187,7 @@ class DnsServer:
             try:
                 self.notify_replies(message, address[0])
             except Exception:
-                self._failed("dns_notify_reply", trio.current_time())  # a reply: no answer
+                self.boundary.failed("dns_notify_reply")  # a reply: no answer
             return
         if opcode == OPCODE_UPDATE and self.updates is not None and not message[2] & 0x80:
             nursery.start_soon(self._udp_update, sock, message, address)
@@ -315,12 +283,12 @@ class DnsServer:
         try:
             return self._tcp_answer(message, peer)
         except Exception:
-            self._failed("dns_tcp", trio.current_time())
+            self.boundary.failed("dns_tcp")
             reply = servfail_reply(message)
             return [reply] if reply is not None else []
 
     def _tcp_answer(self, message: bytes, peer: str) -> list[bytes]:
         response = self.responder.respond(message, tcp=True)
         if response is None or response[3] & 0x0F == RCODE_FORMERR:
-            self._note_malformed(peer, trio.current_time(), "FORMERR" if response else "dropped")
+            self._note_malformed(peer, "FORMERR" if response else "dropped")
         return [response] if response is not None else []

@@ -10,7 +10,7 @@
 - `SlidingWindow`: per-key rate limits (lookups, cloud keys, DynDNS2 updates).
 """
 
-from ._boundary import Boundary, Handler, serve_contained
+from ._boundary import Boundary, Handler, LogBudget, serve_contained
 from ._listen import Listening, Serve, bound_address, server_tls_context
 from ._main import config_reloader, daemon_main, package_version
 from ._oplog import MaskingFilter, mask_text
@@ -29,6 +29,7 @@ __all__ = [
     "Boundary",
     "Handler",
     "Listening",
+    "LogBudget",
     "MaskingFilter",
     "Serve",
     "SlidingWindow",

@@ -10,6 +10,7 @@ others. Knows no daemon.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -18,23 +19,60 @@ import trio
 
 from httpapi import Metric
 
-__all__ = ["Boundary", "Handler", "serve_contained"]
+__all__ = ["Boundary", "Handler", "LogBudget", "serve_contained"]
+
+LOG_PER_SECOND = 10  # lines a second for one kind of event, the rest counted
 
 log = logging.getLogger("nascloud.boundary")
 
 Handler = Callable[[trio.SocketStream], Awaitable[None]]
 
 
+class LogBudget:
+    """At most `per_second` lines a second for one kind of event; the rest are counted and
+    told in one line when the next second begins, so that a flood cannot fill the journal."""
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        per_second: int = LOG_PER_SECOND,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.what = what
+        self.per_second = per_second
+        self._clock = clock
+        self._window = -1.0
+        self._count = 0
+        self._suppressed = 0
+
+    def allow(self) -> bool:
+        now = self._clock()
+        if now - self._window >= 1.0:
+            if self._suppressed:
+                log.warning("%d more %s were not logged", self._suppressed, self.what)
+            self._window, self._count, self._suppressed = now, 0, 0
+        if self._count < self.per_second:
+            self._count += 1
+            return True
+        self._suppressed += 1
+        return False
+
+
 class Boundary:
     """A daemon's count of failed units of work, by unit (fixed words only: privacy rule 8)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.errors: Counter[str] = Counter()
+        # One input repeated can fail a million times: the log gets a budget, the count all.
+        self._log = LogBudget("failed units of work", clock=clock)
 
     def failed(self, unit: str) -> None:
-        """Call from an ``except`` block: log the exception being handled once, count it."""
+        """Call from an ``except`` block: count the exception being handled, and log it with
+        its traceback once (within the budget)."""
         self.errors[unit] += 1
-        log.exception("a unit of work failed (%s); it alone is dropped", unit)
+        if self._log.allow():
+            log.exception("a unit of work failed (%s); it alone is dropped", unit)
 
     @contextmanager
     def contain(self, unit: str) -> Iterator[None]:

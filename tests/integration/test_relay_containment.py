@@ -72,6 +72,9 @@ async def test_a_failing_browser_connection_is_dropped_alone(
             await nas.connected.wait()
             with caplog.at_level(logging.ERROR, logger="nascloud.boundary"):
                 assert await _through(relay, "boom.nas1.link.test", b"x") == b""
+                # The handler closes the connection on its way out, before the boundary
+                # above it counts: let it get there.
+                await trio.testing.wait_all_tasks_blocked(cushion=0.1)
             assert relay.boundary.errors == {"https_connection": 1}
             failures = [r for r in caplog.records if r.name == "nascloud.boundary"]
             assert len(failures) == 1 and failures[0].exc_info is not None
