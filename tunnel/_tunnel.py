@@ -362,20 +362,23 @@ class Tunnel:
 
     def _dispatch(self, events: list[Event]) -> None:
         handlers = _HANDLERS
+        streams = self._streams
         for event in events:
+            if type(event) is DataReceived:
+                # The hot path, inline: a table look-up and a call cost DATA about 5% per event
+                # (in-process dispatch of 1 KiB DATA events; not seen end to end).
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream._deliver(event.data)
+                else:
+                    self._acknowledge(event.stream_id, event.flow_controlled_length)
+                continue
             handler = handlers.get(type(event))
             if handler is not None:  # the rest (PING, the handshake's) need nothing from us
                 handler(self, event)
         self._wake_writer()
 
     # -- the reader's handlers, one per event type (_HANDLERS) ------------------------------
-
-    def _on_data(self, event: DataReceived) -> None:
-        stream = self._streams.get(event.stream_id)
-        if stream is not None:
-            stream._deliver(event.data)
-        else:
-            self._acknowledge(event.stream_id, event.flow_controlled_length)
 
     def _on_window_updated(self, event: WindowUpdated) -> None:
         if event.stream_id == 0:
@@ -484,10 +487,9 @@ class Tunnel:
         return True
 
 
-#: The reader's handler for each event type, called with the tunnel and the event. (Each
-#: handler takes its own event type; the table cannot say so, hence Any.)
+#: The reader's handler for each event type but DATA (inline in _dispatch), called with the
+#: tunnel and the event. (Each takes its own event type; the table cannot say so, hence Any.)
 _HANDLERS: Final[dict[type[Event], Callable[[Tunnel, Any], None]]] = {
-    DataReceived: Tunnel._on_data,
     WindowUpdated: Tunnel._on_window_updated,
     StreamEnded: Tunnel._on_stream_ended,
     StreamReset: Tunnel._on_stream_reset,
