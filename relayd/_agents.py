@@ -5,7 +5,6 @@ Knows nothing of browsers: the ingress asks it for a device's tunnel.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import ssl
@@ -18,7 +17,7 @@ import trio
 import protocol
 from config import RelaydConfig
 from registry import Registry, mask_address
-from tunnel import TlsStream, Tunnel, open_tunnel
+from tunnel import Ending, TlsStream, Tunnel, open_tunnel, tunnel_ending
 
 from ._ddns import DdnsLink
 from ._install import InstallSite
@@ -28,7 +27,7 @@ __all__ = ["Agents"]
 
 log = logging.getLogger("relayd")
 
-MAX_DDNS_IN_FLIGHT: Final = 16  # DDNS updates one device may have waiting on ddnsd at once
+MAX_DDNS_IN_FLIGHT: Final = 16  # DDNS updates one tunnel may have waiting on ddnsd at once
 _DEVICES_ONLY: Final = frozenset({protocol.AuthKind.DEVICE})
 _WITH_INSTALL: Final = frozenset({protocol.AuthKind.DEVICE, protocol.AuthKind.INSTALL})
 
@@ -47,7 +46,6 @@ class Agents:
         ddns: DdnsLink | None,
         on_tunnel_end: Callable[[str, Tunnel], None],
         counts: Counter[str],
-        nursery: trio.Nursery,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -65,7 +63,6 @@ class Agents:
         self.ddns_in_flight: Counter[str] = Counter()  # DDNS updates per device
         self.stopping = False  # graceful stop: no new tunnels
         self._on_tunnel_end = on_tunnel_end
-        self._nursery = nursery
 
     def tunnel_of(self, device: str) -> Tunnel | None:
         """The device's live tunnel, if it is connected."""
@@ -108,33 +105,35 @@ class Agents:
         name = ""
         tunnel: Tunnel | None = None
         try:
-            with trio.fail_after(limits.handshake_timeout_s):
-                tls = await TlsStream.connect(stream, self.context, server_side=True)
-            async with open_tunnel(
-                tls,
-                conn,
-                authenticate=self._authenticate,
-                handshake_timeout_s=limits.handshake_timeout_s,
-                keepalive_interval_s=self.config.tunnel.keepalive_interval_s,
-                keepalive_timeout_s=self.config.tunnel.keepalive_timeout_s,
-            ) as tunnel:
-                if conn.peer_kind == protocol.AuthKind.INSTALL:
-                    assert self.install is not None  # install clients are accepted only then
-                    await self.install.serve_tunnel(tunnel, address)
-                    return
-                name = conn.peer_name
-                await self._serve_device(tunnel, name, address)
-        # except*: errors from inside the tunnel's nursery arrive as exception groups.
-        except* (protocol.RemoteProtocolError, trio.TooSlowError) as group:
-            self.counts["tunnel_refused"] += 1
-            log.info("tunnel from %s refused: %s", mask_address(address), group.exceptions[0])
-        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
-        except* Exception as group:
-            # One bad tunnel never takes the relay down: log it and close this one only.
-            self.counts["tunnel_error"] += 1
-            log.error("tunnel from %s failed", mask_address(address), exc_info=group)
+            with tunnel_ending(
+                log,
+                f"tunnel from {mask_address(address)}",
+                client=False,
+                refused_level=logging.INFO,
+            ) as end:
+                with trio.fail_after(limits.handshake_timeout_s):
+                    tls = await TlsStream.connect(stream, self.context, server_side=True)
+                async with open_tunnel(
+                    tls,
+                    conn,
+                    authenticate=self._authenticate,
+                    handshake_timeout_s=limits.handshake_timeout_s,
+                    keepalive_interval_s=self.config.tunnel.keepalive_interval_s,
+                    keepalive_timeout_s=self.config.tunnel.keepalive_timeout_s,
+                    max_tasks=MAX_DDNS_IN_FLIGHT,
+                ) as tunnel:
+                    if conn.peer_kind == protocol.AuthKind.INSTALL:
+                        assert self.install is not None  # install clients are accepted only then
+                        await self.install.serve_tunnel(tunnel, address)
+                        return
+                    name = conn.peer_name
+                    await self._serve_device(tunnel, name, address)
         finally:
+            # One bad tunnel never takes the relay down: tunnel_ending logged it once.
+            if end.ending is Ending.REFUSED:
+                self.counts["tunnel_refused"] += 1
+            elif end.ending is Ending.FAILED:
+                self.counts["tunnel_error"] += 1
             self.per_address[address] -= 1
             if not self.per_address[address]:
                 del self.per_address[address]
@@ -163,33 +162,33 @@ class Agents:
     def _on_message(
         self, tunnel: Tunnel, device: str, address: str, message: protocol.AppMessage
     ) -> None:
-        """An agent's message, from its tunnel's reader: no task waits per tunnel (memory)."""
+        """An agent's message, from its tunnel's reader: no task waits per tunnel (memory).
+        Replies are queued on the tunnel, and DDNS updates run as the tunnel's own tasks,
+        both bounded by the tunnel: an agent that floods gets refusals, then nothing."""
         if isinstance(message, protocol.Register):
             self.counts["register"] += 1
             self.presence.registered(device, message.lan_addresses)
         elif isinstance(message, protocol.DdnsUpdate):
-            if self.ddns_in_flight[device] >= MAX_DDNS_IN_FLIGHT:
-                # An agent that floods updates gets refusals, not a task each.
-                self.counts["ddns_rate_limited"] += 1
-                error = protocol.Error(
+            if tunnel.start_soon(self._ddns_update, tunnel, device, address, message):
+                self.ddns_in_flight[device] += 1
+                return
+            self.counts["ddns_rate_limited"] += 1
+            tunnel.send_message_soon(
+                protocol.Error(
                     protocol.ErrorCode.RATE_LIMITED, "too many updates at once", message.request_id
                 )
-                self._nursery.start_soon(_reply, tunnel, error)
-                return
-            self.ddns_in_flight[device] += 1
-            self._nursery.start_soon(self._ddns_update, tunnel, device, address, message)
+            )
         else:
             request_id = getattr(message, "request_id", None)
-            error = protocol.Error(
-                protocol.ErrorCode.INVALID_REQUEST, "not handled here", request_id
+            tunnel.send_message_soon(
+                protocol.Error(protocol.ErrorCode.INVALID_REQUEST, "not handled here", request_id)
             )
-            self._nursery.start_soon(_reply, tunnel, error)
 
     async def _ddns_update(
         self, tunnel: Tunnel, device: str, address: str, update: protocol.DdnsUpdate
     ) -> None:
         try:
-            await _reply(tunnel, await self._forward_update(device, address, update))
+            tunnel.send_message_soon(await self._forward_update(device, address, update))
         finally:
             self.ddns_in_flight[device] -= 1
             if not self.ddns_in_flight[device]:
@@ -236,8 +235,3 @@ class Agents:
         async with trio.open_nursery() as drains:
             for tunnel in list(self.tunnels.values()):
                 drains.start_soon(tunnel.drain, timeout_s)
-
-
-async def _reply(tunnel: Tunnel, reply: protocol.AppMessage) -> None:
-    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-        await tunnel.send_message(reply)

@@ -155,7 +155,7 @@ async def serve(
             data = None
             if data_listener is not None:
                 data_port = int(data_listener.socket.getsockname()[1])
-                data = DataConnections(data_port, tunnels, config.limits, counts, nursery)
+                data = DataConnections(data_port, tunnels, config.limits, counts)
             ddns = _ddns_link(config)
             agents = Agents(
                 config,
@@ -166,7 +166,6 @@ async def serve(
                 ddns=ddns,
                 on_tunnel_end=data.drop if data is not None else _nothing_to_drop,
                 counts=counts,
-                nursery=nursery,
             )
             names = LinkZone(ingress.link_zone)
             https = HttpsIngress(config.limits, names, agents, data, install, recorder, counts)

@@ -44,7 +44,6 @@ class DataConnections:
         tunnel_config: TunnelSection,
         limits: LimitsSection,
         counts: Counter[str],
-        nursery: trio.Nursery,
     ) -> None:
         self.port = port  # as bound, announced in OPEN
         self.limits = limits
@@ -55,7 +54,6 @@ class DataConnections:
             self.pools = DataPools(
                 tunnel_config.data_pool, tunnel_config.data_pool_idle_s, limits.handshake_timeout_s
             )
-        self._nursery = nursery
 
     @property
     def capabilities(self) -> frozenset[str]:
@@ -80,7 +78,7 @@ class DataConnections:
             ready, token, fresh = self.pools.want(device, tunnel)
             if fresh:
                 pool = protocol.DataPool(tuple(fresh), self.port)
-                self._nursery.start_soon(self._refill, tunnel, pool)
+                tunnel.start_soon(self._refill, tunnel, pool)  # none if it is ending
             if ready is not None:
                 data_socket = trio.socket.from_stdlib_socket(ready)
                 control = await self._open_stream(tunnel, client, port, token)
