@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from protocol import Open
+
 # This script shares its name with the package it measures: keep its own folder off the path.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
@@ -75,7 +77,7 @@ def nascloud_pair(frame_bytes: int) -> tuple[protocol.Connection, protocol.Conne
     server.receive_data(client.data_to_send())
     server.accept_authentication(protocol.public_key_bytes(key))
     client.receive_data(server.data_to_send())
-    stream_id = client.open_stream("web")
+    stream_id = client.open_stream(Open("web"))
     server.receive_data(client.data_to_send())
     return client, server, stream_id
 

@@ -238,7 +238,8 @@ class Agent(RelayClient):
                 connection.socket.close()
 
     async def _serve_stream(self, stream: TunnelStream) -> None:
-        token, port = stream.data_token, stream.data_port
+        request = stream.request
+        token, port = request.data_token, request.data_port
         local: trio.SocketStream | None = None
         data: trio.SocketStream | None = None
         try:
@@ -247,7 +248,7 @@ class Agent(RelayClient):
                 data = ready[0]  # made ahead of need: no connect on this stream's path
                 ready[1].cancel()
                 token = None
-            target = self.config.services.get(stream.service)
+            target = self.config.services.get(request.service)
             if target is None:
                 await self._refuse(stream, data)
                 return
@@ -280,11 +281,11 @@ class Agent(RelayClient):
             if local is None or (token is not None and data is None):
                 await self._refuse(stream, local, data)
                 return
-            if self.config.agent.proxy_protocol and stream.client_address is not None:
+            if self.config.agent.proxy_protocol and request.client_address is not None:
                 try:
                     await local.send_all(
                         proxy_v2_header(
-                            stream.client_address, stream.client_port, target.host, target.port
+                            request.client_address, request.client_port, target.host, target.port
                         )
                     )
                 except (OSError, trio.BrokenResourceError, ValueError):

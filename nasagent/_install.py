@@ -199,7 +199,7 @@ class InstallAgent(RelayClient):
 
     async def _serve_setup(self, stream: TunnelStream) -> None:
         """A relayed setup request: to the setup UI, and nothing else (default deny)."""
-        if stream.service != protocol.SETUP_SERVICE:
+        if stream.request.service != protocol.SETUP_SERVICE:
             await self._refuse(stream)
             return
         local = await self._connect_local(stream, self.config.install.setup_service)

@@ -33,6 +33,7 @@ from ._messages import (
     DdnsUpdate,
     Error,
     InstallRegister,
+    Open,
     Register,
 )
 from ._names import canonical_address, validate_label
@@ -67,6 +68,7 @@ __all__ = [
     "InstallRegister",
     "LocalProtocolError",
     "MessageReceived",
+    "Open",
     "PingAcknowledged",
     "PingReceived",
     "ProtocolError",

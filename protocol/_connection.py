@@ -249,15 +249,8 @@ class Connection:
 
     # -- streams (local actions) -------------------------------------------------------------
 
-    def open_stream(
-        self,
-        service: str,
-        client_address: str | None = None,
-        client_port: int = 0,
-        data_token: bytes | None = None,
-        data_port: int | None = None,
-    ) -> int:
-        """Open a stream to the peer's `service`; returns its id."""
+    def open_stream(self, request: Open) -> int:
+        """Open a stream to `request.service` on the peer; returns its id."""
         self._require_open()
         if self.goaway_sent or self.goaway_received:
             raise LocalProtocolError("the connection is going away; no new streams")
@@ -269,14 +262,13 @@ class Connection:
         stream_id = self._next_stream_id
         if stream_id > MAX_STREAM_ID:
             raise LocalProtocolError("stream ids are exhausted; open a new connection")
-        if data_token is not None and DATA_CONNECTIONS not in self.capabilities:
+        if request.data_token is not None and DATA_CONNECTIONS not in self.capabilities:
             raise LocalProtocolError("the peer did not offer data connections")
-        body = Open(service, client_address, client_port, data_token, data_port)
         self._next_stream_id += 2
         self.streams[stream_id] = Stream(
             stream_id, self._peer.stream_window_bytes, self.settings.stream_window_bytes
         )
-        self._queue(FrameType.OPEN, 0, stream_id, body)
+        self._queue(FrameType.OPEN, 0, stream_id, request)
         return stream_id
 
     def local_flow_control_window(self, stream_id: int) -> int:
@@ -688,16 +680,7 @@ class Connection:
         self.streams[stream_id] = Stream(
             stream_id, self._peer.stream_window_bytes, self.settings.stream_window_bytes
         )
-        events.append(
-            StreamOpened(
-                stream_id,
-                request.service,
-                request.client_address,
-                request.client_port,
-                request.data_token,
-                request.data_port,
-            )
-        )
+        events.append(StreamOpened(stream_id, request))
 
     def _on_reset(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
         reset = decode_body(Reset, body)

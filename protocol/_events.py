@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._messages import AppMessage
+from ._messages import AppMessage, Open
 
 __all__ = [
     "AuthenticationRequested",
@@ -55,15 +55,11 @@ class HandshakeComplete(Event):
 
 @dataclass(frozen=True, slots=True)
 class StreamOpened(Event):
-    """The peer opened a stream. With a data token, its bytes come on a data connection
-    (SPEC.md 7.3) to `data_port`."""
+    """The peer opened a stream, as `request` says: to which service, for which client, and
+    with a data token whether its bytes come on a data connection (SPEC.md 7.3)."""
 
     stream_id: int
-    service: str
-    client_address: str | None
-    client_port: int
-    data_token: bytes | None = None
-    data_port: int | None = None
+    request: Open
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,7 +119,7 @@ class DataConnections:
         self, tunnel: Tunnel, client: str, port: int, token: bytes
     ) -> TunnelStream | None:
         try:
-            return await tunnel.open_stream("web", client, port, token, self.port)
+            return await tunnel.open_stream(protocol.Open("web", client, port, token, self.port))
         except (trio.BrokenResourceError, protocol.LocalProtocolError):
             self.counts["https_refused"] += 1
             return None

@@ -146,7 +146,7 @@ class HttpsIngress:
             control, data_socket = opened
             return await self._join(stream, control, data_socket, hello)
         try:
-            tunnel_stream = await tunnel.open_stream("web", client, port)
+            tunnel_stream = await tunnel.open_stream(protocol.Open("web", client, port))
         except (trio.BrokenResourceError, protocol.LocalProtocolError):
             self.counts["https_refused"] += 1
             return None

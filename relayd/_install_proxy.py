@@ -76,7 +76,7 @@ async def forward(
 ) -> bool:
     """One request to the NAS and its response back. False: close the connection."""
     try:
-        stream = await nas_tunnel.open_stream(protocol.SETUP_SERVICE, client, port)
+        stream = await nas_tunnel.open_stream(protocol.Open(protocol.SETUP_SERVICE, client, port))
     except (trio.BrokenResourceError, protocol.LocalProtocolError):
         await answer(browser, tls, pages.message_page(502, "NAS unreachable", "Try again."))
         return False

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import trio
 from trio.lowlevel import ParkingLot, checkpoint
 
-from protocol import ConnectionState, ErrorCode
+from protocol import ConnectionState, ErrorCode, Open
 
 if TYPE_CHECKING:
     from ._tunnel import Tunnel
@@ -34,19 +34,12 @@ class TunnelStream(trio.abc.HalfCloseableStream):
         self,
         tunnel: Tunnel,
         stream_id: int,
-        service: str,
-        client_address: str | None = None,
-        client_port: int = 0,
-        data_token: bytes | None = None,
-        data_port: int | None = None,
+        request: Open,
     ) -> None:
         self.stream_id = stream_id
-        self.service = service
-        self.client_address = client_address
-        self.client_port = client_port
-        #: Set when the stream's bytes travel on a data connection (SPEC.md 7.3).
-        self.data_token = data_token
-        self.data_port = data_port
+        #: What the OPEN said: the service, the client, and, when the stream's bytes travel
+        #: on a data connection (SPEC.md 7.3), its token and port.
+        self.request = request
         #: Wire error code of the reset that ended this stream, if one did.
         self.reset_code: int | None = None
         self._tunnel = tunnel

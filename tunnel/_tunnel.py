@@ -26,6 +26,7 @@ from protocol import (
     Event,
     HandshakeComplete,
     MessageReceived,
+    Open,
     PingAcknowledged,
     RemoteProtocolError,
     StreamEnded,
@@ -113,26 +114,15 @@ class Tunnel:
 
     # -- the application's API -------------------------------------------------------------
 
-    async def open_stream(
-        self,
-        service: str,
-        client_address: str | None = None,
-        client_port: int = 0,
-        data_token: bytes | None = None,
-        data_port: int | None = None,
-    ) -> TunnelStream:
-        """Open a stream to the peer's `service` (its bytes on a data connection if a data
-        token and port are given)."""
+    async def open_stream(self, request: Open) -> TunnelStream:
+        """Open a stream as `request` says: to the peer's `service`, for a client, its bytes
+        on a data connection if it carries a data token and port."""
         await checkpoint()
         self._check_usable()
         if self.conn.goaway_sent or self.conn.goaway_received:
             raise trio.BrokenResourceError("the tunnel is draining; no new streams")
-        stream_id = self.conn.open_stream(
-            service, client_address, client_port, data_token, data_port
-        )
-        stream = TunnelStream(
-            self, stream_id, service, client_address, client_port, data_token, data_port
-        )
+        stream_id = self.conn.open_stream(request)
+        stream = TunnelStream(self, stream_id, request)
         self._streams[stream_id] = stream
         self._wake_writer()
         return stream
@@ -424,15 +414,7 @@ class Tunnel:
             self._finish(RemoteProtocolError(self._end_reason(), event.error_code))
 
     def _on_stream_opened(self, event: StreamOpened) -> None:
-        stream = TunnelStream(
-            self,
-            event.stream_id,
-            event.service,
-            event.client_address,
-            event.client_port,
-            event.data_token,
-            event.data_port,
-        )
+        stream = TunnelStream(self, event.stream_id, event.request)
         self._streams[event.stream_id] = stream
         if self.on_stream is not None:
             self.on_stream(stream)

@@ -158,7 +158,7 @@ async def test_pool_tokens_are_good_once_and_only_from_the_data_port(tmp_path: P
                 browser = await trio.open_tcp_stream(https_host, int(https_port))
                 await browser.send_all(HELLO)
                 opened = await tunnel.accept_stream()  # the first goes the usual way
-                assert opened.data_token is not None
+                assert opened.request.data_token is not None
                 pool = await tunnel.receive_message()
                 assert isinstance(pool, protocol.DataPool) and len(pool.tokens) == 2
                 await opened.reset(protocol.ErrorCode.SERVICE_UNAVAILABLE)

@@ -384,7 +384,7 @@ def test_eof_mid_frame_is_an_error_and_between_frames_is_clean() -> None:
 
 def _stream_in(state: StreamState) -> tuple[Connection, Connection, int]:
     c, s = open_pair()
-    stream_id = c.open_stream("web")
+    stream_id = c.open_stream(Open("web"))
     shuttle(c, s)
     if state in (StreamState.HALF_CLOSED_LOCAL, StreamState.CLOSED):
         c.end_stream(stream_id)
@@ -448,8 +448,8 @@ def test_closed_stream_frames_are_dropped_and_never_opened_ids_are_errors() -> N
 
 def test_stream_ids_parity_and_order() -> None:
     c, s = open_pair()
-    assert [c.open_stream("a"), c.open_stream("b")] == [1, 3]
-    assert s.open_stream("c") == 2
+    assert [c.open_stream(Open("a")), c.open_stream(Open("b"))] == [1, 3]
+    assert s.open_stream(Open("c")) == 2
     shuttle(c, s)
     with pytest.raises(RemoteProtocolError):  # our own parity
         s.receive_data(encode_frame(FrameType.OPEN, 0, 4, encode_body(Open("x"))))
@@ -491,9 +491,9 @@ def _frames(wire: bytes) -> list[tuple[FrameType, int, object]]:
 
 def test_open_beyond_peer_limit_is_local_error() -> None:
     c, _s = open_pair(server_settings=Settings(max_streams=1))
-    c.open_stream("web")
+    c.open_stream(Open("web"))
     with pytest.raises(LocalProtocolError):
-        c.open_stream("web")
+        c.open_stream(Open("web"))
 
 
 # -- flow control ---------------------------------------------------------------------------
@@ -503,20 +503,20 @@ _SMALL = Settings(stream_window_bytes=1000, connection_window_bytes=1500)
 
 def test_send_window_limits_local_sends() -> None:
     c, _s = open_pair(server_settings=_SMALL)
-    sid = c.open_stream("web")
+    sid = c.open_stream(Open("web"))
     assert c.local_flow_control_window(sid) == 1000
     c.send_data(sid, b"x" * 600)
     assert c.local_flow_control_window(sid) == 400
     with pytest.raises(LocalProtocolError) as info:
         c.send_data(sid, b"x" * 401)
     assert info.value.error_code == ErrorCode.FLOW_CONTROL_ERROR
-    sid2 = c.open_stream("web")
+    sid2 = c.open_stream(Open("web"))
     assert c.local_flow_control_window(sid2) == 900  # the connection window is shared
 
 
 def test_peer_that_sends_past_the_stream_window_is_a_protocol_error() -> None:
     c, s = open_pair(server_settings=_SMALL)
-    sid = c.open_stream("web")
+    sid = c.open_stream(Open("web"))
     shuttle(c, s)
     s.receive_data(encode_frame(FrameType.DATA, 0, sid, b"x" * 1000))
     with pytest.raises(RemoteProtocolError) as info:
@@ -526,7 +526,7 @@ def test_peer_that_sends_past_the_stream_window_is_a_protocol_error() -> None:
 
 def test_peer_that_sends_past_the_connection_window_is_a_protocol_error() -> None:
     c, s = open_pair(server_settings=_SMALL)
-    a, b = c.open_stream("web"), c.open_stream("web")
+    a, b = c.open_stream(Open("web")), c.open_stream(Open("web"))
     shuttle(c, s)
     s.receive_data(encode_frame(FrameType.DATA, 0, a, b"x" * 1000))
     with pytest.raises(RemoteProtocolError) as info:
@@ -536,7 +536,7 @@ def test_peer_that_sends_past_the_connection_window_is_a_protocol_error() -> Non
 
 def test_credit_returns_only_when_the_application_acknowledges() -> None:
     c, s = open_pair(server_settings=_SMALL)
-    sid = c.open_stream("web")
+    sid = c.open_stream(Open("web"))
     c.send_data(sid, b"x" * 1000)
     events = shuttle(c, s)
     assert [type(e) for e in events] == [protocol.StreamOpened, protocol.DataReceived]
@@ -551,7 +551,7 @@ def test_credit_returns_only_when_the_application_acknowledges() -> None:
 
 def test_acknowledging_more_than_received_is_local_error() -> None:
     c, s = open_pair()
-    sid = c.open_stream("web")
+    sid = c.open_stream(Open("web"))
     c.send_data(sid, b"abc")
     shuttle(c, s)
     with pytest.raises(LocalProtocolError):
@@ -560,7 +560,7 @@ def test_acknowledging_more_than_received_is_local_error() -> None:
 
 def test_data_for_a_reset_stream_still_counts_and_is_credited_back() -> None:
     c, s = open_pair(server_settings=_SMALL)
-    sid = c.open_stream("web")
+    sid = c.open_stream(Open("web"))
     shuttle(c, s)
     s.reset_stream(sid)
     s.data_to_send()
@@ -579,7 +579,7 @@ def test_window_overflow_is_flow_control_error() -> None:
 
 def test_large_send_is_split_at_the_peer_frame_limit() -> None:
     c, s = open_pair(server_settings=Settings(max_frame_bytes=16384))
-    sid = c.open_stream("web")
+    sid = c.open_stream(Open("web"))
     payload = bytes(range(256)) * 200  # 51200 bytes
     c.send_data(sid, payload, end_stream=True)
     events = shuttle(c, s)
@@ -602,15 +602,15 @@ def test_frame_above_our_limit_is_refused_from_the_header_alone() -> None:
 
 def test_graceful_goaway_refuses_unprocessed_streams_and_keeps_the_others() -> None:
     c, s = open_pair()
-    early = c.open_stream("web")
+    early = c.open_stream(Open("web"))
     shuttle(c, s)
-    late = c.open_stream("web")  # in flight when the server says GOAWAY
+    late = c.open_stream(Open("web"))  # in flight when the server says GOAWAY
     s.close()
     events = shuttle(s, c)
     assert protocol.StreamReset(late, ErrorCode.REFUSED_STREAM, remote=False) in events
     assert events[-1] == protocol.ConnectionTerminated(ErrorCode.NO_ERROR, early, "")
     with pytest.raises(LocalProtocolError):
-        c.open_stream("web")
+        c.open_stream(Open("web"))
     c.send_data(early, b"still fine")
     assert isinstance(shuttle(c, s)[0], protocol.DataReceived)
     # A stream the server receives after its GOAWAY is refused, not processed.
@@ -621,7 +621,7 @@ def test_graceful_goaway_refuses_unprocessed_streams_and_keeps_the_others() -> N
 
 def test_goaway_with_an_error_closes_at_once() -> None:
     c, s = open_pair()
-    c.open_stream("web")
+    c.open_stream(Open("web"))
     s.close(ErrorCode.INTERNAL_ERROR, "disk full")
     assert s.state is ConnectionState.CLOSED
     events = shuttle(s, c)
@@ -662,7 +662,7 @@ def test_messages_round_trip() -> None:
 def test_local_actions_before_the_handshake_are_local_errors() -> None:
     c, _ = client()
     for action in (
-        lambda: c.open_stream("web"),
+        lambda: c.open_stream(Open("web")),
         lambda: c.ping(bytes(8)),
         lambda: c.send_message(protocol.Ack(1)),
         lambda: c.send_data(1, b"x"),

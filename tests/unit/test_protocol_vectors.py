@@ -125,7 +125,7 @@ def test_data_frames_through_a_connection_match_the_vectors() -> None:
     from .pairs import open_pair
 
     client, server = open_pair()
-    stream_id = client.open_stream("web")
+    stream_id = client.open_stream(Open("web"))
     server.receive_data(client.data_to_send())
     client.send_data(stream_id, b"hello")
     client.end_stream(stream_id)

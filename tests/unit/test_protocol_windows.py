@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from protocol import ErrorCode, RemoteProtocolError, Settings
+from protocol import ErrorCode, Open, RemoteProtocolError, Settings
 from protocol._frames import HEADER, FrameType, encode_frame
 from protocol._messages import WindowUpdate, decode_body
 from protocol._windows import WindowManager
@@ -207,7 +207,7 @@ def test_window_frames_at_both_levels(
     c, s = open_pair(
         server_settings=Settings(stream_window_bytes=1000, connection_window_bytes=1600)
     )
-    ids = {"a": c.open_stream("web"), "b": c.open_stream("web")}
+    ids = {"a": c.open_stream(Open("web")), "b": c.open_stream(Open("web"))}
     for name in "ab":
         c.send_data(ids[name], b"x" * 600)
     shuttle(c, s)
@@ -228,7 +228,7 @@ def test_data_dropped_for_a_closed_stream_is_returned_by_the_same_rule(
     c, s = open_pair(
         server_settings=Settings(stream_window_bytes=2000, connection_window_bytes=1500)
     )
-    sid = c.open_stream("web")
+    sid = c.open_stream(Open("web"))
     shuttle(c, s)
     s.reset_stream(sid)
     s.data_to_send()

@@ -8,13 +8,14 @@ import trio
 import trio.testing
 
 import protocol
+from protocol import Open
 from tunnel import Tunnel, TunnelStream
 
 from .pairs import open_pair, tunnel_pair
 
 
 async def _stream_pair(client: Tunnel, server: Tunnel) -> tuple[TunnelStream, TunnelStream]:
-    mine = await client.open_stream("web")
+    mine = await client.open_stream(Open("web"))
     theirs = await server.accept_stream()
     return mine, theirs
 
@@ -176,13 +177,13 @@ async def test_keepalive_keeps_a_quiet_but_live_tunnel(
 
 async def test_drain_lets_open_streams_finish_and_refuses_new_ones() -> None:
     async with tunnel_pair() as (client, server):
-        out, into = await server.open_stream("web"), None
+        out, into = await server.open_stream(Open("web")), None
         into = await client.accept_stream()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(server.drain, 5)
             await trio.testing.wait_all_tasks_blocked()
             with pytest.raises(trio.BrokenResourceError):
-                await server.open_stream("web")
+                await server.open_stream(Open("web"))
             # The stream that was open still works in both directions until it ends.
             await out.send_all(b"last words")
             assert await into.receive_some() == b"last words"
@@ -197,7 +198,7 @@ async def test_drain_lets_open_streams_finish_and_refuses_new_ones() -> None:
 
 async def test_peer_that_sends_garbage_loses_its_tunnel_only() -> None:
     async with tunnel_pair() as (client, server):
-        stream = await client.open_stream("web")
+        stream = await client.open_stream(Open("web"))
         accepted = await server.accept_stream()
         # Bypass the client's connection: write a frame with an unknown type onto the wire.
         await client.transport.send_all(b"\xee" + b"\x00" * 9)
@@ -223,12 +224,14 @@ async def test_streams_go_to_on_stream_in_order_until_goaway() -> None:
                 three.set()
 
         client.on_stream = take
-        opened = [await server.open_stream(service) for service in ("web", "web-http", "setup")]
+        opened = [
+            await server.open_stream(Open(service)) for service in ("web", "web-http", "setup")
+        ]
         await opened[1].send_all(b"first bytes")
         with trio.fail_after(5):
             await three.wait()
         # Taken from the reader, in the order they were opened, each working.
-        assert [s.service for s in taken] == ["web", "web-http", "setup"]
+        assert [s.request.service for s in taken] == ["web", "web-http", "setup"]
         assert await taken[1].receive_some() == b"first bytes"
         async with trio.open_nursery() as nursery:
             done = trio.Event()
