@@ -21,11 +21,13 @@ from config import HostPort, RelaydConfig
 from httpapi import HttpServer, Metric, metrics_handler
 from registry import AccessLogKeys, AccessLogWriter, Registry
 from service import (
+    Accepting,
     Boundary,
     Handler,
     Listening,
     Serve,
     config_reloader,
+    drain,
     serve_contained,
     server_tls_context,
     until_stopped,
@@ -59,6 +61,7 @@ class Relayd:
     install: InstallSite | None
     access_log: AccessLogWriter | None
     boundary: Boundary
+    accepting: Accepting  # the tunnel and browser listeners, closed first on a stop
     counts: Counter[str] = field(default_factory=Counter)
     listening: Listening = field(default_factory=Listening)
 
@@ -120,6 +123,7 @@ async def serve(
     ingress, tunnels = config.ingress, config.tunnel
     try:
         async with trio.open_nursery() as nursery:
+            accepting = Accepting(nursery)
             # Bound first: the parts announce these ports (OPEN, redirects, lookups).
             tunnel_listener = await listening.bind("tunnel", tunnels.listen)
             data_listener = None
@@ -178,18 +182,23 @@ async def serve(
                 install,
                 access_log,
                 boundary,
+                accepting,
                 counts,
                 listening,
             )
 
             def contained(handler: Handler, unit: str) -> Serve:
-                return functools.partial(serve_contained, handler, boundary, unit)
+                return functools.partial(accepting.serve, boundary.contained(handler, unit))
 
             if ddns is not None:
                 nursery.start_soon(ddns.run)
             await nursery.start(contained(agents.connection, "agent_connection"), tunnel_listener)
             if data is not None and data_listener is not None:
-                await nursery.start(contained(data.connection, "data_connection"), data_listener)
+                # Not closed on a stop: browsers already taken may still wait for theirs.
+                serve_data = functools.partial(
+                    serve_contained, data.connection, boundary, "data_connection"
+                )
+                await nursery.start(serve_data, data_listener)
                 nursery.start_soon(data.sweep_pools)
             if https_listener is not None:
                 await nursery.start(contained(https.connection, "https_connection"), https_listener)
@@ -249,12 +258,15 @@ async def main_async(config: RelaydConfig, config_path: Path | None = None) -> i
         name = await until_stopped(config_reloader(RelaydConfig, config_path, relay.reload, log))
         log.info("stopping on %s", name)
         timeout_s = relay.config.limits.drain_timeout_s
-        # GOAWAY to every agent; browser connections already passed through go on (their
-        # bytes travel outside the tunnels) until they end or the deadline comes.
-        with trio.move_on_after(timeout_s):
-            async with trio.open_nursery() as drains:
-                drains.start_soon(relay.agents.drain, timeout_s)
-                drains.start_soon(relay.https.browsers_done)
+        # No new tunnels or browsers; GOAWAY to every agent; browser connections already
+        # passed through go on (their bytes travel outside the tunnels) until they end or
+        # the deadline comes.
+        await drain(
+            relay.accepting,
+            timeout_s,
+            functools.partial(relay.agents.drain, timeout_s),
+            relay.https.browsers_done,
+        )
         if relay.https.active:
             log.info(
                 "cutting %d browser connections at the drain deadline",

@@ -4,14 +4,15 @@
   `config_reloader`: SIGHUP's reload of the config file.
 - systemd: `until_stopped` (READY, the watchdog, SIGHUP, SIGTERM), `notify`, `listen_fds`.
 - the operational log filter (`mask_text`, `MaskingFilter`): privacy rule 2 on every line.
-- `Listening`: bind, serve and report listeners (`listening.json`); `server_tls_context`.
+- `Listening`: bind, serve and report listeners (`listening.json`); `server_tls_context`;
+  `Accepting` and `drain`: stop accepting, then let what is in progress finish.
 - `Boundary`, `serve_contained`: one unit of work's failure stays its own, logged once and
   counted (`nascloud_handler_errors_total`).
 - `SlidingWindow`: per-key rate limits (lookups, cloud keys, DynDNS2 updates).
 """
 
 from ._boundary import Boundary, Handler, LogBudget, serve_contained
-from ._listen import Listening, Serve, bound_address, server_tls_context
+from ._listen import Accepting, Listening, Serve, bound_address, drain, server_tls_context
 from ._main import config_reloader, daemon_main, package_version
 from ._oplog import MaskingFilter, mask_text
 from ._oplog import setup as setup_logging
@@ -26,6 +27,7 @@ from ._systemd import (
 )
 
 __all__ = [
+    "Accepting",
     "Boundary",
     "Handler",
     "Listening",
@@ -36,6 +38,7 @@ __all__ = [
     "bound_address",
     "config_reloader",
     "daemon_main",
+    "drain",
     "listen_fds",
     "mask_text",
     "notify",

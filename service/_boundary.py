@@ -83,6 +83,19 @@ class Boundary:
         except Exception:
             self.failed(unit)
 
+    def contained(self, handler: Handler, unit: str) -> Handler:
+        """`handler` with each call one `unit`: an unexpected error closes that connection
+        only."""
+
+        async def contained(stream: trio.SocketStream) -> None:
+            try:
+                await handler(stream)
+            except Exception:
+                self.failed(unit)
+                await trio.aclose_forcefully(stream)
+
+        return contained
+
     def metric(self) -> Metric:
         return Metric.by(
             "nascloud_handler_errors_total",
@@ -103,12 +116,6 @@ async def serve_contained(
 ) -> None:
     """Serve `listener` with `handler`, each connection one `unit`: an unexpected error
     closes that connection only."""
-
-    async def contained(stream: trio.SocketStream) -> None:
-        try:
-            await handler(stream)
-        except Exception:
-            boundary.failed(unit)
-            await trio.aclose_forcefully(stream)
-
-    await trio.serve_listeners(contained, [listener], task_status=task_status)
+    await trio.serve_listeners(
+        boundary.contained(handler, unit), [listener], task_status=task_status
+    )

@@ -17,7 +17,7 @@ import trio
 
 from config import HostPort
 
-__all__ = ["Listening", "Serve", "bound_address", "server_tls_context"]
+__all__ = ["Accepting", "Listening", "Serve", "bound_address", "drain", "server_tls_context"]
 
 #: A `serve_*` function in Trio's shape: started with `nursery.start(serve, listener)`, it
 #: reports `task_status.started()` once it is accepting.
@@ -57,6 +57,50 @@ class Listening(dict[str, list[str]]):
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps(self, indent=2, sort_keys=True) + "\n")
         os.replace(temporary, path)
+
+
+class Accepting:
+    """Accept loops that stop on their own while the connections they took go on: trio's
+    `serve_listeners` with a nursery for the handlers that outlives the loops. Stopping
+    closes the listeners, so new connections are refused at once (agents and load balancers
+    move on) and the ones in progress drain."""
+
+    def __init__(self, handlers: trio.Nursery) -> None:
+        self._handlers = handlers
+        self._scopes: list[trio.CancelScope] = []
+
+    async def serve(
+        self,
+        handler: Callable[[trio.SocketStream], Awaitable[None]],
+        listener: trio.SocketListener,
+        *,
+        task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """`serve_listeners(handler, [listener])`, its handlers in the outer nursery."""
+        with trio.CancelScope() as scope:
+            self._scopes.append(scope)
+            await trio.serve_listeners(
+                handler, [listener], handler_nursery=self._handlers, task_status=task_status
+            )
+
+    def stop(self) -> None:
+        """Close every listener served here; the connections already taken go on."""
+        for scope in self._scopes:
+            scope.cancel()
+
+
+async def drain(
+    accepting: Accepting, timeout_s: float, *finishing: Callable[[], Awaitable[None]]
+) -> bool:
+    """A graceful stop in hypercorn's order: stop accepting, then let each of `finishing`
+    run until all have returned or `timeout_s` has passed; True if they all finished."""
+    accepting.stop()
+    with trio.move_on_after(timeout_s):
+        async with trio.open_nursery() as nursery:
+            for finish in finishing:
+                nursery.start_soon(finish)
+        return True
+    return False
 
 
 def server_tls_context(

@@ -115,3 +115,26 @@ async def test_a_transfer_longer_than_the_drain_is_cut_at_its_deadline(tmp_path:
             assert await relayd.wait() == 0
             assert 0.9 < trio.current_time() - stopped_at < 6
     assert "cutting 1 browser connections" in (tmp_path / "relayd.log").read_text()
+
+
+async def test_a_draining_relay_takes_no_new_browsers_or_agents(tmp_path: Path) -> None:
+    """Stop accepting first (the listeners close, so a load balancer and the agents move on
+    at once), then the connections in progress finish."""
+    with trio.fail_after(30):
+        async with relay_with_a_download(tmp_path, 10, chunks=20) as (relayd, browser, _):
+            ports = json.loads((tmp_path / "relay" / "listening.json").read_text())
+            relayd.send_signal(signal.SIGTERM)
+            for kind in ("https", "tunnel"):
+                host, port = ports[kind][0].rsplit(":", 1)
+                for _ in range(100):  # the signal is handled within a few milliseconds
+                    try:
+                        newcomer = await trio.open_tcp_stream(host, int(port))
+                    except OSError:
+                        break  # refused: not listening any more
+                    await newcomer.aclose()
+                    await trio.sleep(0.05)
+                else:
+                    raise AssertionError(f"relayd still accepts on its {kind} port while draining")
+            await receive_all(browser)  # the download in progress still finishes
+            await browser.aclose()
+            assert await relayd.wait() == 0
