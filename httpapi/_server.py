@@ -95,7 +95,8 @@ def parse_head(head: bytes, max_body_bytes: int) -> _Head:
     if "transfer-encoding" in headers:
         raise HttpError(501, "transfer codings are not supported")
     length_text = headers.get("content-length", "0")
-    if not length_text.isdigit() or len(length_text) > 12:
+    # isdigit() alone accepts superscripts and other Unicode digits that int() refuses.
+    if not (length_text.isascii() and length_text.isdigit()) or len(length_text) > 12:
         raise HttpError(400, "invalid content-length")
     length = int(length_text)
     if length > max_body_bytes:

@@ -146,3 +146,12 @@ async def test_a_client_that_stops_reading_is_closed_at_the_deadline(
             await server.serve_stream(served, "203.0.113.9")  # the client never reads
     assert 3 <= trio.current_time() - started < 4
     assert server.requests == 1
+
+
+@pytest.mark.parametrize("length", ["\xb9", "4\xb2", "\u0663"])
+def test_a_content_length_of_unicode_digits_is_400(length: str) -> None:
+    # Found by tests/fuzz/fuzz_http_head.py: str.isdigit() accepts them, int() does not.
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: " + length.encode("latin-1", "replace")
+    with pytest.raises(HttpError) as raised:
+        parse_head(head, 65536)
+    assert raised.value.status == 400
