@@ -9,7 +9,6 @@ never 429 (inadyn exits on 429). A and AAAA are updated independently.
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 import time
 from collections.abc import Callable
@@ -141,7 +140,7 @@ class DynDns2:
             return None
         try:
             decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError):  # binascii.Error, or non-ASCII text
             return None
         username, sep, secret = decoded.partition(":")
         if not sep:

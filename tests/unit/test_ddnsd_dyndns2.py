@@ -71,3 +71,14 @@ async def test_per_host_limit_answers_abuse_and_refusals_do_not_count() -> None:
     assert answers == ["good", "good", "abuse", "abuse", "abuse", "good", "good", "abuse"]
     assert len(store.updates) == 4
     assert dyndns2.counts == {"good": 4, "abuse": 4}
+
+
+async def test_basic_auth_with_non_ascii_text_is_badauth_not_a_failure() -> None:
+    # Found by tests/fuzz/fuzz_dyndns2.py: b64decode raised ValueError on non-ASCII text.
+    dyndns2 = DynDns2(cast(Registry, FakeRegistry()), cast(ZoneStore, FakeStore()))
+    bad = HttpRequest(
+        "GET", "/nic/update?hostname=nas1.dyn.test", {"authorization": "Basic \xe9=="}, b"", "::1"
+    )
+    response = await dyndns2.handle(bad)
+    assert (response.status, response.body) == (401, b"badauth\n")
+    assert not dyndns2.boundary.errors
