@@ -22,6 +22,7 @@ import dns.rrset
 import dns.tsig
 import dns.update
 
+from protocol import canonical_address
 from registry import AccessLogWriter, Registry
 
 from ._answer import header_only_reply
@@ -52,7 +53,14 @@ def _value(rdata: object) -> str:
         if len(text) > 255:
             raise _Refusal(dns.rcode.REFUSED, "TXT values are at most 255 bytes")
         return text.decode("utf-8", "replace")
-    return str(rdata)
+    # An A or AAAA value as the zone stores it: canonical text of its own family. Empty
+    # rdata (dnspython's generic "\\# 0") and IPv4-mapped IPv6 addresses are not, and the
+    # zone would refuse them only when writing, as SERVFAIL.
+    found = canonical_address(str(rdata))
+    rdtype = getattr(rdata, "rdtype", None)
+    if found is None or found[0] != (4 if rdtype == dns.rdatatype.A else 6):
+        raise _Refusal(dns.rcode.FORMERR, f"{str(rdata)[:60]!r} is not an address of its type")
+    return found[1]
 
 
 class UpdateHandler:
