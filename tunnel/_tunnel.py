@@ -340,11 +340,9 @@ class Tunnel:
                 if not data:
                     break
         except RemoteProtocolError as exc:
-            # GOAWAY with the reason is queued; give the writer a moment to send it.
-            self._closing = True
-            self._wake_writer()
-            with trio.move_on_after(1.0):
-                await self._wait_writer_done()
+            # GOAWAY with the reason is queued: the tunnel is over for its streams at once
+            # (the connection takes no more calls), and _run_background gives the writer a
+            # second to send it before the transport closes.
             self._finish(exc)
             return
         except TRANSPORT_ERRORS as exc:

@@ -347,3 +347,57 @@ def test_a_tunnel_keeps_few_enough_attributes_to_share_its_dict_keys() -> None:
     conn, _ = open_pair()
     tunnel = Tunnel(trio.testing.memory_stream_pair()[0], conn)
     assert len(vars(tunnel)) <= 29
+
+
+class _Stallable(trio.abc.Stream):
+    """A transport whose sends can be held up, as a peer that stops reading holds them."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+        self.go = trio.Event()
+        self.go.set()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.go.wait()
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        return bytes(await self.inner.receive_some(max_bytes))
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_protocol_error_breaks_the_streams_at_once() -> None:
+    # The reader stops on a peer's protocol error and gives the writer a second to send the
+    # GOAWAY; a stream used in that second must see a broken stream (which join_streams and
+    # every caller handle), not the connection's LocalProtocolError, which ended the agent.
+    from protocol._frames import FrameType
+    from protocol._messages import MAX_WINDOW, WindowUpdate
+
+    held: list[_Stallable] = []
+
+    def transports() -> tuple[trio.abc.Stream, trio.abc.Stream]:
+        a, b = trio.testing.memory_stream_pair()
+        held.append(_Stallable(a))
+        return held[0], b
+
+    async with tunnel_pair(transports) as (client, server):
+        mine, _ = await _stream_pair(client, server)
+        held[0].go = trio.Event()  # the client's GOAWAY will wait in its writer
+        server.conn._queue(FrameType.WINDOW, 0, 0, WindowUpdate(MAX_WINDOW))  # overflows
+        server._wake_writer()
+        await trio.testing.wait_all_tasks_blocked()
+        assert client.conn.state is protocol.ConnectionState.CLOSED  # the GOAWAY is queued
+        with pytest.raises(trio.BrokenResourceError):
+            await mine.send_all(b"after the error")
+        with pytest.raises(trio.BrokenResourceError):
+            await mine.send_eof()
+        held[0].go.set()
+        with trio.fail_after(5):
+            await server.wait_closed()  # the GOAWAY still went out, with the reason
+        assert server.goaway is not None
+        assert server.goaway.error_code == protocol.ErrorCode.FLOW_CONTROL_ERROR
