@@ -55,7 +55,7 @@ class ZoneStore:
         self._wake = trio.Event()
         # The newest value of every RRset that is queued or being written, so that "no
         # change" is judged against what will be, not what was.
-        self._pending: dict[tuple[str, str], tuple[tuple[str, ...], int]] = {}
+        self._pending: dict[tuple[str, str], tuple[tuple[str, ...], int | None]] = {}
         self.batches = 0
         self.updates = 0
 
@@ -112,17 +112,12 @@ class ZoneStore:
         return True
 
     def unchanged(self, changes: list[Change]) -> bool:
+        """Whether every change leaves its RRset as it is (values and TTL) or will be."""
         for change in changes:
-            pending = self._pending.get((change.owner, change.rrtype))
-            current = (
-                pending
-                if pending is not None
-                else (
-                    self.zones.current(change.owner, change.rrtype),
-                    change.ttl,
-                )
-            )
-            if current[0] != tuple(dict.fromkeys(change.values)):
+            key = (change.owner, change.rrtype)
+            pending = self._pending.get(key)
+            current = pending if pending is not None else self.zones.current(*key)
+            if current != change.outcome():
                 return False
         return True
 
@@ -133,10 +128,7 @@ class ZoneStore:
             return UpdateResult(False, self.zones.device_zone.serial)
         waiter = _Waiter()
         for change in changes:
-            self._pending[(change.owner, change.rrtype)] = (
-                tuple(dict.fromkeys(change.values)),
-                change.ttl,
-            )
+            self._pending[(change.owner, change.rrtype)] = change.outcome()
         self._queue.append((device, changes, waiter))
         self._wake.set()
         await waiter.done.wait()
@@ -190,5 +182,5 @@ class ZoneStore:
     def _forget_pending(self, written: dict[tuple[str, str], tuple[str, Change]]) -> None:
         for key, (_, change) in written.items():
             pending = self._pending.get(key)
-            if pending is not None and pending[0] == tuple(dict.fromkeys(change.values)):
+            if pending is not None and pending == change.outcome():
                 del self._pending[key]

@@ -81,6 +81,13 @@ class Change:
     ttl: int
     values: tuple[str, ...]
 
+    def outcome(self) -> tuple[tuple[str, ...], int | None]:
+        """What the RRset is once the change is applied: its values (no duplicates, order
+        kept) and TTL. A change of TTL alone is a change; an absent RRset has no TTL, so
+        deleting one that is not there is none, whatever the TTL."""
+        values = tuple(dict.fromkeys(self.values))
+        return values, (self.ttl if values else None)
+
 
 @dataclass(frozen=True, slots=True)
 class JournalEntry:
@@ -348,7 +355,8 @@ class ZoneSet:
                 zone.drop_node(change.owner)  # an emptied _acme-challenge name is gone
         return zone.bump(removed, added, serial), changed
 
-    def current(self, owner: str, rrtype: str) -> tuple[str, ...]:
-        """The values of one RRset of the device zone (empty if there is none)."""
+    def current(self, owner: str, rrtype: str) -> tuple[tuple[str, ...], int | None]:
+        """The values and TTL of one RRset of the device zone, in the form of
+        `Change.outcome`: no values and no TTL if there is none."""
         rrset = self.device_zone.nodes.get(owner, {}).get(RECORD_TYPES[rrtype])
-        return rrset.values if rrset else ()
+        return (rrset.values, rrset.ttl) if rrset else ((), None)
