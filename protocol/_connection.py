@@ -36,15 +36,7 @@ from ._frames import (
     check_header,
     encode_frame,
 )
-from ._handshake import (
-    DATA_CONNECTIONS,
-    SUPPORTED_VERSIONS,
-    Credentials,
-    Settings,
-    answer_client_hello,
-    answer_server_hello,
-    auth_verifies,
-)
+from ._handshake import DATA_CONNECTIONS, SUPPORTED_VERSIONS, Credentials, Handshake, Settings
 from ._messages import (
     MAX_STREAM_ID,
     NONCE_BYTES,
@@ -101,22 +93,19 @@ class Connection:
 
     # Slots, not a __dict__: a relay holds one Connection per tunnel, thousands idle.
     __slots__ = (
-        "_accepted_kinds",
         "_allowed",
         "_chunks",
-        "_credentials",
         "_frame",
         "_goaway_last_stream",
+        "_handshake",
         "_have",
         "_header_buf",
         "_highest_peer_stream",
         "_last_processed_stream",
         "_next_stream_id",
-        "_nonce",
         "_out",
         "_peer",
         "_peer_streams_open",
-        "_pending_auth",
         "_pending_ping_acks",
         "_receive_limit",
         "_send_frame_limit",
@@ -161,10 +150,7 @@ class Connection:
         self.peer_name = ""
         self.peer_kind = ""
         self.peer_public_key = b""  # server: the key the client authenticated with
-        self._credentials = credentials
-        self._nonce = nonce or b""
-        self._accepted_kinds = accepted_kinds
-        self._pending_auth: Auth | None = None
+        self._handshake = Handshake(credentials, nonce or b"", accepted_kinds)
 
         # Outbound: a list of byte strings, joined once by data_to_send.
         self._out: list[bytes] = []
@@ -218,16 +204,14 @@ class Connection:
         On success AUTH_OK is queued and the connection is open. On failure GOAWAY is queued
         and RemoteProtocolError(AUTHENTICATION_FAILED) is raised.
         """
-        auth = self._pending_auth
+        handshake = self._handshake
+        auth = handshake.pending_auth
         if self.state is not ConnectionState.AUTH_PENDING or auth is None:
             raise LocalProtocolError(f"no authentication is pending (state: {self.state.value})")
-        nonce = self._nonce
-        # The nonce is single-use: a second verification on this connection cannot succeed.
-        self._nonce = b""
-        if not auth_verifies(auth, registered_key, self.version, self.server_name, nonce):
+        if not handshake.verify(auth, registered_key, self.version, self.server_name):
             self.reject_authentication()
             raise RemoteProtocolError("authentication failed", ErrorCode.AUTHENTICATION_FAILED)
-        self._pending_auth = None
+        handshake.pending_auth = None
         self.peer_name, self.peer_kind = auth.name, auth.kind
         self.peer_public_key = auth.public_key
         self._queue(FrameType.AUTH_OK, 0, 0, AuthOk(name=auth.name))
@@ -238,7 +222,7 @@ class Connection:
         """Server: refuse the pending AUTH. The peer learns nothing about why."""
         if self.state is not ConnectionState.AUTH_PENDING:
             raise LocalProtocolError(f"no authentication is pending (state: {self.state.value})")
-        self._pending_auth = None
+        self._handshake.pending_auth = None
         self._terminate(ErrorCode.AUTHENTICATION_FAILED, "authentication failed")
 
     def _open(self, event: ConnectionInput) -> None:
@@ -622,40 +606,30 @@ class Connection:
 
     def _on_hello(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
         hello = decode_body(Hello, body)
-        reply: Body
-        if self.role is Role.SERVER:
-            self.version, self.capabilities, reply = answer_client_hello(
-                hello, self.settings, self.server_name, self._nonce
-            )
-            self._peer = hello
-            self._queue(FrameType.HELLO, 0, 0, reply)
-            self._move(_I.SEND_HELLO)
-            return
-        assert self._credentials is not None
-        self.version, self.capabilities, reply = answer_server_hello(
-            hello, self.settings, self.server_name, self._credentials
+        self.version, self.capabilities, reply = self._handshake.answer_hello(
+            hello, self.settings, self.server_name
         )
         self._peer = hello
-        self._queue(FrameType.AUTH, 0, 0, reply)
-        self._move(_I.SEND_AUTH)
+        if self.role is Role.SERVER:
+            self._queue(FrameType.HELLO, 0, 0, reply)
+            self._move(_I.SEND_HELLO)
+        else:
+            self._queue(FrameType.AUTH, 0, 0, reply)
+            self._move(_I.SEND_AUTH)
 
     def _on_auth(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
         auth = decode_body(Auth, body)
-        if auth.kind not in self._accepted_kinds:
+        try:
+            self._handshake.receive_auth(auth)
+        except RemoteProtocolError:
+            # The peer learns only that it failed, as when its signature does not verify.
             self._terminate(ErrorCode.AUTHENTICATION_FAILED, "authentication failed")
-            raise RemoteProtocolError(
-                f"{auth.kind} clients are not accepted here", ErrorCode.AUTHENTICATION_FAILED
-            )
-        self._pending_auth = auth
+            raise
         self._move(_I.RECV_AUTH)
         events.append(AuthenticationRequested(auth.kind, auth.name, auth.public_key))
 
     def _on_auth_ok(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
-        ok = decode_body(AuthOk, body)
-        credentials = self._credentials
-        assert credentials is not None
-        if ok.name != credentials.name:
-            raise RemoteProtocolError(f"server authenticated {ok.name!r}, not {credentials.name!r}")
+        credentials = self._handshake.check_auth_ok(decode_body(AuthOk, body))
         self.peer_name, self.peer_kind = self.server_name, "server"
         self._open(_I.RECV_AUTH_OK)
         events.append(

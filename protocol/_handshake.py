@@ -1,5 +1,5 @@
 """The handshake's rules (SPEC.md 3): our HELLO, the version and capabilities agreed, what a
-client signs and what a server checks.
+client signs and what a server checks, and `Handshake`, one connection's secrets and pending AUTH.
 
 It must not know frames, streams or the connection's states: `_connection` hands it decoded
 bodies and queues what it returns. The server's nonce comes from the caller.
@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ._auth import auth_payload, public_key_bytes, sign_auth, verify_auth
 from ._errors import ErrorCode, LocalProtocolError, RemoteProtocolError
-from ._messages import NONCE_BYTES, Auth, AuthKind, Hello
+from ._messages import NONCE_BYTES, Auth, AuthKind, AuthOk, Hello
 from ._names import validate_label
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "DATA_POOL",
     "SUPPORTED_VERSIONS",
     "Credentials",
+    "Handshake",
     "Settings",
     "answer_client_hello",
     "answer_server_hello",
@@ -139,3 +140,52 @@ def auth_verifies(
     return hmac.compare_digest(registered_key, auth.public_key) and verify_auth(
         auth.public_key, auth.signature, payload
     )
+
+
+class Handshake:
+    """What one connection's handshake proves or checks: the client's credentials, or the
+    server's single-use nonce, the kinds it accepts and the AUTH awaiting the application's
+    verdict. The connection asks it for answers and keeps the states itself (`_state`).
+    """
+
+    __slots__ = ("_accepted_kinds", "_credentials", "_nonce", "pending_auth")
+
+    def __init__(
+        self, credentials: Credentials | None, nonce: bytes, accepted_kinds: frozenset[str]
+    ) -> None:
+        self._credentials = credentials
+        self._nonce = nonce
+        self._accepted_kinds = accepted_kinds
+        self.pending_auth: Auth | None = None
+
+    def answer_hello(
+        self, hello: Hello, settings: Settings, server_name: str
+    ) -> tuple[int, frozenset[str], Hello | Auth]:
+        """The version and capabilities agreed with the peer's HELLO, and our answer: the
+        server's HELLO, or (with credentials, as a client) our AUTH."""
+        if self._credentials is None:
+            return answer_client_hello(hello, settings, server_name, self._nonce)
+        return answer_server_hello(hello, settings, server_name, self._credentials)
+
+    def receive_auth(self, auth: Auth) -> None:
+        """Server: hold `auth` for the application's verdict, if its kind is accepted here."""
+        if auth.kind not in self._accepted_kinds:
+            raise RemoteProtocolError(
+                f"{auth.kind} clients are not accepted here", ErrorCode.AUTHENTICATION_FAILED
+            )
+        self.pending_auth = auth
+
+    def verify(self, auth: Auth, registered_key: bytes, version: int, server_name: str) -> bool:
+        """Server: True if `auth` is signed by the registered key over our nonce. The nonce is
+        single-use: a second verification on this connection cannot succeed."""
+        nonce = self._nonce
+        self._nonce = b""
+        return auth_verifies(auth, registered_key, version, server_name, nonce)
+
+    def check_auth_ok(self, ok: AuthOk) -> Credentials:
+        """Client: the server's AUTH_OK must name us; returns the credentials it accepted."""
+        credentials = self._credentials
+        assert credentials is not None
+        if ok.name != credentials.name:
+            raise RemoteProtocolError(f"server authenticated {ok.name!r}, not {credentials.name!r}")
+        return credentials
