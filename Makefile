@@ -12,8 +12,12 @@ DEB_PACKAGES := bind9-dnsutils knot-dnsutils ddclient inadyn nsd knot dnsperf wr
 	socat openssh-client openssh-server
 STATE_DIR ?= ./var
 BASE_PORT ?= 5300
+# `make fuzz`: seconds per target; every tests/fuzz/fuzz_<name>.py is one target.
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS := $(patsubst tests/fuzz/fuzz_%.py,%,$(wildcard tests/fuzz/fuzz_*.py))
+FUZZ_STAMP := $(VENV)/.fuzz-stamp
 
-.PHONY: test run lint typecheck unit deps bench clean
+.PHONY: test run lint typecheck unit deps bench clean fuzz fuzz-minimize
 
 test: $(STAMP) deps lint typecheck
 	$(BIN)/pytest
@@ -53,6 +57,34 @@ bench: $(STAMP) deps
 	$(BIN)/python bench/relay_wan.py
 	$(BIN)/python bench/relay_parts.py
 	$(BIN)/python bench/tunnels.py
+
+# Fuzz each target for FUZZ_SECONDS into its corpus; crashes land in tests/fuzz/crashes/<name>/.
+# Every target runs even when one crashes; the exit status says whether any did.
+fuzz: $(FUZZ_STAMP)
+	@failed=""; \
+	for target in $(FUZZ_TARGETS); do \
+		mkdir -p tests/fuzz/corpus/$$target tests/fuzz/crashes/$$target; \
+		echo "== fuzz_$$target for $(FUZZ_SECONDS) s"; \
+		$(BIN)/python -m tests.fuzz.fuzz_$$target tests/fuzz/corpus/$$target \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 \
+			-artifact_prefix=tests/fuzz/crashes/$$target/ -print_final_stats=1 \
+			|| failed="$$failed $$target"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "crashes in:$$failed"; exit 1; fi
+
+# Shrink every corpus to the inputs that keep its coverage (libFuzzer's -merge=1).
+fuzz-minimize: $(FUZZ_STAMP)
+	@for target in $(FUZZ_TARGETS); do \
+		rm -rf tests/fuzz/corpus/.$$target.min && mkdir tests/fuzz/corpus/.$$target.min; \
+		$(BIN)/python -m tests.fuzz.fuzz_$$target -merge=1 \
+			tests/fuzz/corpus/.$$target.min tests/fuzz/corpus/$$target && \
+		rm -rf tests/fuzz/corpus/$$target && \
+		mv tests/fuzz/corpus/.$$target.min tests/fuzz/corpus/$$target; \
+	done
+
+$(FUZZ_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test,bench,fuzz]'
+	touch $@
 
 run: $(STAMP)
 	$(BIN)/nascloud run --state-dir $(STATE_DIR) --base-port $(BASE_PORT)

@@ -1,0 +1,1 @@
+"""Coverage-guided fuzz targets, one per parser of outside bytes, with their corpora."""

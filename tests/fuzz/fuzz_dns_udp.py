@@ -1,0 +1,41 @@
+"""Fuzz ddnsd's query-to-answer path (`ddnsd._answer.Responder.respond`) on raw datagrams.
+
+Contract: it never raises; the reply is silence or a well-formed response with the query's
+ID; UDP replies fit 1232 bytes; the cache never changes an answer: asking again, asking with
+another ID, or asking a fresh Responder after a warm one gives the same bytes.
+"""
+
+from __future__ import annotations
+
+from ddnsd._answer import Responder
+
+from ._dns import ZONES, check_reply
+
+
+def one_input(data: bytes) -> None:
+    warm = Responder(ZONES)
+    first = warm.respond(data)
+    check_reply(data, first)
+    if first is not None:
+        assert len(first) <= 1232, len(first)
+    assert warm.respond(data) == first  # from the cache now, perhaps
+    if len(data) >= 2:
+        other = bytes([data[0] ^ 0x5A, data[1] ^ 0xA5]) + data[2:]
+        again = warm.respond(other)
+        assert again == (None if first is None else other[:2] + first[2:]), (first, again)
+    tcp = warm.respond(data, tcp=True)
+    check_reply(data, tcp)
+    assert tcp == Responder(ZONES).respond(data, tcp=True)
+    # Another letter case of the same question: the warm cache answers as a cold one would.
+    swapped = data[:12] + data[12:].swapcase()
+    assert warm.respond(swapped) == Responder(ZONES).respond(swapped)
+
+
+def main() -> None:
+    from ._atheris import fuzz
+
+    fuzz(one_input)
+
+
+if __name__ == "__main__":
+    main()
