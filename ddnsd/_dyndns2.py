@@ -1,10 +1,9 @@
 """The DynDNS2 update API (`/nic/update`) as ddclient, inadyn and routers speak it.
 
-Basic auth: the device's FQDN and its DynDNS2 token. Replies are what those clients parse:
-one `good <ip>` or `nochg <ip>` line per host, or one error word. Error bodies never contain
-"good", "nochg" or "OK" (inadyn matches substrings), and throttling answers `abuse` with 200,
-never 429 (inadyn exits on 429). A and AAAA are updated independently.
-"""
+Basic auth: the device's FQDN and its DynDNS2 token. Replies are one line per host in request
+order (`good <ip>`, `nochg <ip>`, `nohost`, `notfqdn`) or one error word for the request; error
+words never contain "good", "nochg" or "OK" (inadyn matches substrings), and throttling is 200
+`abuse`, never 429 (inadyn exits on 429). A and AAAA are updated independently."""
 
 from __future__ import annotations
 
@@ -12,6 +11,7 @@ import base64
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 
@@ -37,6 +37,32 @@ def _text(status: int, body: str, headers: list[tuple[str, str]] | None = None) 
     return HttpResponse(status, (body + "\n").encode(), headers=headers or [])
 
 
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    """A response and its outcomes, as decided: one per host line, or one for the request.
+    Metrics and the access log take the outcomes from here, never from the body."""
+
+    outcomes: tuple[str, ...]
+    response: HttpResponse
+
+    @classmethod
+    def once(
+        cls,
+        outcome: str,
+        status: int = 200,
+        body: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> _Reply:
+        """An error of the request, the account or the system: given once."""
+        return cls((outcome,), _text(status, outcome if body is None else body, headers))
+
+    @classmethod
+    def per_host(cls, outcomes: list[str], shown: str) -> _Reply:
+        """One line per host in request order; `good` and `nochg` carry the address(es)."""
+        lines = [f"{o} {shown}" if o in ("good", "nochg") else o for o in outcomes]
+        return cls(tuple(outcomes), _text(200, "\n".join(lines)))
+
+
 class DynDns2:
     def __init__(
         self,
@@ -59,24 +85,22 @@ class DynDns2:
         self._clock = clock
         self.boundary = boundary if boundary is not None else Boundary()
         self._tokens: dict[bytes, tuple[str | None, float]] = {}  # hash -> (device, until)
+        #: Outcomes: one per host line of an update, one per request otherwise.
         self.counts: dict[str, int] = {}
         #: Where authenticated requests are recorded (device, full client address, result).
         self.access_log: AccessLogWriter | None = None
 
-    def _count(self, outcome: str) -> None:
-        self.counts[outcome] = self.counts.get(outcome, 0) + 1
-
     async def handle(self, request: HttpRequest) -> HttpResponse:
         started = time.time()
         try:
-            response, device = await self._handle(request)
+            reply, device = await self._handle(request)
         except Exception:
             # One request is one unit of work: it alone fails, with the word the clients
             # read as "the server's fault, try later" (ddclient and inadyn back off on 911).
             self.boundary.failed("dyndns2")
-            response, device = _text(200, "911"), None
-        first = response.body.split(b" ", 1)[0].split(b"\n", 1)[0].decode()
-        self._count(first)
+            reply, device = _Reply.once("911"), None
+        for outcome in reply.outcomes:
+            self.counts[outcome] = self.counts.get(outcome, 0) + 1
         if device is not None and self.access_log is not None:
             self.access_log.add(
                 started,
@@ -84,55 +108,57 @@ class DynDns2:
                 request.client,
                 "dyndns2",
                 len(request.body),
-                len(response.body),
-                first,
+                len(reply.response.body),
+                ",".join(dict.fromkeys(reply.outcomes)),
             )
-        return response
+        return reply.response
 
-    async def _handle(self, request: HttpRequest) -> tuple[HttpResponse, str | None]:
-        """The response, and the device whose password the request carried (if any)."""
+    async def _handle(self, request: HttpRequest) -> tuple[_Reply, str | None]:
+        """The reply, and the device whose password the request carried (if any)."""
         if request.method not in ("GET", "POST"):
-            return _text(405, "method not allowed", [("Allow", "GET, POST")]), None
+            allow = [("Allow", "GET, POST")]
+            return _Reply.once("method_not_allowed", 405, "method not allowed", allow), None
         url = urlsplit(request.target)
         if not url.path.endswith("/update"):
-            return _text(404, "not found"), None
+            return _Reply.once("not_found", 404, "not found"), None
         params = dict(parse_qsl(url.query, keep_blank_values=True))
         if request.method == "POST" and request.body:
             params.update(parse_qsl(request.body.decode("latin-1"), keep_blank_values=True))
         device = await self._authenticate(request.headers.get("authorization", ""))
         if device is None:
-            return _text(401, "badauth", CHALLENGE), None
+            return _Reply.once("badauth", 401, headers=CHALLENGE), None
         return await self._update(device, params, request.client), device
 
-    async def _update(self, device: str, params: dict[str, str], client: str) -> HttpResponse:
+    async def _update(self, device: str, params: dict[str, str], client: str) -> _Reply:
         if not self.per_host.allow(device):
-            return _text(200, "abuse")
+            return _Reply.once("abuse")
         hostnames = [h.strip().lower().rstrip(".") for h in params.get("hostname", "").split(",")]
         hostnames = [h for h in hostnames if h]
         if not hostnames:
-            return _text(200, "notfqdn")
+            return _Reply.once("notfqdn")
         if len(hostnames) > MAX_HOSTS:
-            return _text(200, "numhost")
-        if any("." not in h for h in hostnames):
-            return _text(200, "notfqdn")
+            return _Reply.once("numhost")
+        # Each host has its own code, in request order; None is the caller's own name, whose
+        # code the update decides.
         own = f"{device}.{self.zone}"
-        if any(h != own for h in hostnames):
-            return _text(200, "nohost")
+        codes = [None if h == own else "notfqdn" if "." not in h else "nohost" for h in hostnames]
+        if own not in hostnames:
+            return _Reply.per_host([c for c in codes if c is not None], "")
         addresses = self._addresses(params, client)
         if addresses is None:
-            return _text(200, "dnserr")
+            return _Reply.once("dnserr")
         offline = params.get("offline", "").upper() in ("YES", "1", "TRUE")
         changes = self._changes(device, addresses, offline)
         if not await self.store.knows_device(device):
-            return _text(200, "nohost")
+            return _Reply.per_host([c or "nohost" for c in codes], "")
         try:
             result = await self.store.update(device, changes)
         except Exception:
             log.exception("storing a DynDNS2 update failed")
-            return _text(200, "911")
+            return _Reply.once("911")
         word = "good" if result.changed else "nochg"
         shown = ",".join(address for _, address in addresses)
-        return _text(200, "\n".join(f"{word} {shown}" for _ in hostnames))
+        return _Reply.per_host([c or word for c in codes], shown)
 
     async def _authenticate(self, header: str) -> str | None:
         scheme, _, encoded = header.partition(" ")
