@@ -20,7 +20,8 @@ class WindowManager:
     unacknowledged: bytes delivered to the application and not yet given back; the
     connection counts them as it delivers, apart from `window_consumed`, since DATA that
     breaks the protocol is consumed but never delivered. update_threshold: half the receive
-    window we announced; credit given back is advertised once it reaches that (SPEC.md 8).
+    window we announced, rounded up; credit given back is advertised once it reaches that, at
+    least half the window (SPEC.md 8).
     """
 
     __slots__ = (
@@ -36,7 +37,8 @@ class WindowManager:
         self.stream_id = stream_id
         self.send_window = send_window
         self.receive_window = receive_window
-        self.update_threshold = receive_window // 2
+        # Rounded up: 500 of 1001 is less than half, and SPEC.md 8 says "at least half".
+        self.update_threshold = (receive_window + 1) // 2
         self.unacknowledged = 0
         self._pending_credit = 0  # given back by the application, not yet advertised
 

@@ -77,6 +77,28 @@ def test_receive_window_sequence(
     assert window.receive_window == final_window
 
 
+# (announced window, acknowledgements, the increment each returns): "at least half" of an odd
+# window is half rounded up, so 500 of 1001 is not yet half (SPEC.md 8).
+_HALF_CASES = {
+    "odd window: half rounded down is too early": (1001, [500, 1], [0, 501]),
+    "odd window: half rounded up goes back": (1001, [501], [501]),
+    "window of 3: one byte is not half, two are": (3, [1, 1], [0, 2]),
+    "window of 1: one byte": (1, [1], [1]),
+    "even window: exactly half": (1000, [499, 1], [0, 500]),
+}
+
+
+@pytest.mark.parametrize(
+    ("announced", "acks", "increments"), _HALF_CASES.values(), ids=_HALF_CASES.keys()
+)
+def test_update_waits_for_at_least_half_the_window(
+    announced: int, acks: list[int], increments: list[int]
+) -> None:
+    window = WindowManager(5, 0, announced)
+    _deliver(window, announced)
+    assert [window.process_bytes(size) for size in acks] == increments
+
+
 @pytest.mark.parametrize(
     ("received", "extra"), [(0, 1001), (1000, 1), (999, 2), (500, 501)], ids=str
 )
