@@ -16,11 +16,13 @@ import logging
 import random
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 
 import trio
 
 import protocol
 from config import AgentConfig, HostPort
+from service import Boundary
 from tunnel import (
     Backoff,
     Ending,
@@ -41,6 +43,7 @@ __all__ = ["Agent", "RelayClient"]
 log = logging.getLogger("nascloud-agent")
 
 MAX_READY_CONNECTIONS = 32  # data connections the relay may have this NAS keep open ahead
+LOCAL_CONNECT_TIMEOUT_S = 10.0  # a local service that does not answer refuses the stream
 
 
 class RelayClient:
@@ -56,6 +59,7 @@ class RelayClient:
         self.attempts = 0
         self.streams_served = 0
         self.streams_refused = 0
+        self.boundary = Boundary()
 
     async def _session(self, address: HostPort) -> bool:
         """One connection to the relay, until it ends. True: do not reconnect."""
@@ -115,12 +119,23 @@ class RelayClient:
     async def _connect_local(
         self, stream: TunnelStream, target: HostPort
     ) -> trio.SocketStream | None:
-        """The local service a stream asks for; None (and the stream reset) if it refuses."""
-        try:
-            return await connect_tcp(target.host, target.port)
-        except OSError:
+        """The local service a stream asks for; None (and the stream reset) if it refuses
+        or does not answer in time."""
+        local = await connect_local(target)
+        if local is None:
             await self._refuse(stream)
-            return None
+        return local
+
+    async def serve_contained(
+        self, serve: Callable[[TunnelStream], Awaitable[None]], stream: TunnelStream
+    ) -> None:
+        """One stream, one unit of work: a bug in serving it resets that stream only, never
+        the agent and the other streams."""
+        try:
+            await serve(stream)
+        except Exception:
+            self.boundary.failed("agent_stream")
+            await stream.reset(protocol.ErrorCode.INTERNAL_ERROR)
 
     async def _refuse(self, stream: TunnelStream, *opened: trio.SocketStream | None) -> None:
         """Reset a stream this NAS cannot serve, closing what was opened for it."""
@@ -175,7 +190,7 @@ class Agent(RelayClient):
             # reader, ahead of ready connections a pool message in the same read asks for.
             tunnel.on_message = lambda _, message: self._on_message(nursery, message)
             tunnel.on_stream = lambda stream: (self._streams or nursery).start_soon(
-                self._serve_stream, stream
+                self.serve_contained, self._serve_stream, stream
             )
             self.tunnel = tunnel
             self.connected.set()
@@ -255,8 +270,7 @@ class Agent(RelayClient):
 
             async def open_local() -> None:
                 nonlocal local
-                with contextlib.suppress(OSError):
-                    local = await connect_tcp(target.host, target.port)
+                local = await connect_local(target)
 
             async def open_data(token: bytes, port: int) -> None:
                 """The stream's bytes on a connection of their own to the relay (SPEC.md 7.3)."""
@@ -306,6 +320,14 @@ class Agent(RelayClient):
             for connection in (local, data):
                 if connection is not None:
                     connection.socket.close()
+
+
+async def connect_local(target: HostPort) -> trio.SocketStream | None:
+    """A connection to a local service, or None if it refuses or does not answer within
+    LOCAL_CONNECT_TIMEOUT_S (a hung service must not hold the relay's stream forever)."""
+    with trio.move_on_after(LOCAL_CONNECT_TIMEOUT_S), contextlib.suppress(OSError):
+        return await connect_tcp(target.host, target.port)
+    return None
 
 
 async def connect_tcp(host: str, port: int) -> trio.SocketStream:

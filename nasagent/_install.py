@@ -185,7 +185,7 @@ class InstallAgent(RelayClient):
                         stream = await tunnel.accept_stream()
                     except trio.BrokenResourceError:
                         break
-                    nursery.start_soon(self._serve_setup, stream)
+                    nursery.start_soon(self.serve_contained, self._serve_setup, stream)
                 nursery.cancel_scope.cancel()
         self.tunnel = None
         self.connected = trio.Event()
