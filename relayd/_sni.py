@@ -12,6 +12,11 @@ from typing import Final
 
 __all__ = ["NeedMore", "NotTls", "ServerName", "parse_client_hello"]
 
+# Real clients send a ClientHello in one record, two with a large post-quantum key share.
+# Every byte that arrives is a parse of all the records so far: one-byte records would make
+# a connection's CPU quadratic in its size.
+MAX_HELLO_RECORDS = 16
+
 RECORD_HANDSHAKE: Final = 22
 HANDSHAKE_CLIENT_HELLO: Final = 1
 EXTENSION_SERVER_NAME: Final = 0
@@ -44,7 +49,11 @@ def _handshake_bytes(data: bytes, limit: int) -> bytes | Result:
     """The handshake-layer bytes carried by the TLS records in `data`, as far as complete."""
     out = bytearray()
     pos = 0
+    records = 0
     while pos + 5 <= len(data):
+        records += 1
+        if records > MAX_HELLO_RECORDS:
+            return NotTls("ClientHello spread over too many records")
         if data[pos] != RECORD_HANDSHAKE:
             return NotTls("not a handshake record")
         if data[pos + 1] != 3:

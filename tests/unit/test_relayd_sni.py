@@ -76,3 +76,21 @@ def test_mutated_hellos_never_raise(flips: list[tuple[int, int]]) -> None:
     assert isinstance(result, NeedMore | NotTls | ServerName)
     if isinstance(result, ServerName) and result.name is not None:
         assert result.name == result.name.lower() and len(result.name) <= 253
+
+
+def _in_records(hello: bytes, size: int) -> bytes:
+    """The same ClientHello, its handshake bytes re-cut into records of `size` bytes."""
+    body = hello[5:]
+    return b"".join(
+        b"\x16\x03\x01" + len(body[i : i + size]).to_bytes(2, "big") + body[i : i + size]
+        for i in range(0, len(body), size)
+    )
+
+
+def test_a_hello_in_a_few_records_is_read_and_one_in_a_thousand_is_refused() -> None:
+    # Real clients send one or two records; a peer that cuts a hello into one-byte records
+    # makes every new byte a parse of all the records so far (quadratic CPU per connection).
+    assert parse_client_hello(_in_records(HELLO, 64)) == ServerName("nas1.link.test")
+    crumbs = _in_records(HELLO, 1)
+    assert isinstance(parse_client_hello(crumbs), NotTls)
+    assert isinstance(parse_client_hello(crumbs[: 6 * 100]), NotTls)
