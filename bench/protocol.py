@@ -22,8 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from protocol import Open
-
 # This script shares its name with the package it measures: keep its own folder off the path.
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
@@ -35,6 +33,7 @@ import h2.settings  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
 import protocol  # noqa: E402
+from protocol import Open  # noqa: E402
 
 
 def best_rate(step: Callable[[], int], seconds: float, repeats: int = 5) -> float:
