@@ -195,7 +195,9 @@ class UpdateHandler:
         def rrset(owner: str, kind: str, ttl: int) -> list[str]:
             key = (owner, kind)
             if key not in state:
-                state[key] = (list(zones.current(owner, kind)), ttl)
+                # An RRset keeps its TTL unless an added RR gives it another.
+                values, current_ttl = zones.outcome(owner, kind)
+                state[key] = (list(values), ttl if current_ttl is None else current_ttl)
             return state[key][0]
 
         for rr in update.update:
@@ -225,11 +227,8 @@ class UpdateHandler:
                         values.remove(value)
             else:
                 raise _Refusal(dns.rcode.FORMERR, "bad class in the update section")
-        return [
-            Change(owner, kind, ttl, tuple(values))
-            for (owner, kind), (values, ttl) in state.items()
-            if tuple(values) != zones.current(owner, kind)
-        ]
+        changes = [Change(o, k, ttl, tuple(values)) for (o, k), (values, ttl) in state.items()]
+        return [c for c in changes if c.outcome() != zones.outcome(c.owner, c.rrtype)]
 
     def _check_prerequisite(self, rr: dns.rrset.RRset, zones: ZoneSet) -> None:
         owner = self._relative(rr.name)

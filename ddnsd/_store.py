@@ -116,7 +116,7 @@ class ZoneStore:
         for change in changes:
             key = (change.owner, change.rrtype)
             pending = self._pending.get(key)
-            current = pending if pending is not None else self.zones.current(*key)
+            current = pending if pending is not None else self.zones.outcome(*key)
             if current != change.outcome():
                 return False
         return True

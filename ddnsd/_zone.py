@@ -355,8 +355,13 @@ class ZoneSet:
                 zone.drop_node(change.owner)  # an emptied _acme-challenge name is gone
         return zone.bump(removed, added, serial), changed
 
-    def current(self, owner: str, rrtype: str) -> tuple[tuple[str, ...], int | None]:
-        """The values and TTL of one RRset of the device zone, in the form of
-        `Change.outcome`: no values and no TTL if there is none."""
+    def current(self, owner: str, rrtype: str) -> tuple[str, ...]:
+        """The values of one RRset of the device zone (empty if there is none)."""
+        rrset = self.device_zone.nodes.get(owner, {}).get(RECORD_TYPES[rrtype])
+        return rrset.values if rrset else ()
+
+    def outcome(self, owner: str, rrtype: str) -> tuple[tuple[str, ...], int | None]:
+        """One RRset of the device zone as `Change.outcome` gives it: values and TTL, or no
+        values and no TTL if there is none."""
         rrset = self.device_zone.nodes.get(owner, {}).get(RECORD_TYPES[rrtype])
         return (rrset.values, rrset.ttl) if rrset else ((), None)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import cast
 
+import dns.update
 import trio
 import trio.testing
 
 from ddnsd._answer import Responder
+from ddnsd._rfc2136 import UpdateHandler
 from ddnsd._store import ZoneStore
 from ddnsd._zone import Change, SoaFields, Zone, ZoneSet
 from registry import DnsRRset, Registry
@@ -79,3 +81,28 @@ async def test_deleting_what_is_not_there_is_no_change_whatever_the_ttl() -> Non
         nursery.cancel_scope.cancel()
     assert not result.changed
     assert registry.written == []
+
+
+def plan(store: ZoneStore, *steps: tuple[str, ...]) -> list[Change]:
+    update = dns.update.UpdateMessage("dyn.test")
+    for step in steps:
+        getattr(update, step[0])(*step[1:])
+    return UpdateHandler(cast(Registry, FakeRegistry()), store)._plan(update, "nas1")
+
+
+async def test_rfc2136_a_replace_with_another_ttl_is_a_change() -> None:
+    store, _ = make_store()
+    store.zones.apply([Change("nas1", "A", 60, ("198.51.100.4",))])
+    assert plan(store, ("replace", "nas1.dyn.test.", 60, "A", "198.51.100.4")) == []
+    assert plan(store, ("replace", "nas1.dyn.test.", 300, "A", "198.51.100.4")) == [
+        Change("nas1", "A", 300, ("198.51.100.4",))
+    ]
+
+
+async def test_rfc2136_deleting_one_value_keeps_the_ttl_and_deleting_none_is_no_change() -> None:
+    store, _ = make_store()
+    store.zones.apply([Change("nas1", "A", 300, ("198.51.100.4", "198.51.100.5"))])
+    assert plan(store, ("delete", "nas1.dyn.test.", "A", "198.51.100.9")) == []
+    assert plan(store, ("delete", "nas1.dyn.test.", "A", "198.51.100.5")) == [
+        Change("nas1", "A", 300, ("198.51.100.4",))
+    ]
