@@ -83,10 +83,10 @@ async def test_deleting_what_is_not_there_is_no_change_whatever_the_ttl() -> Non
     assert registry.written == []
 
 
-def plan(store: ZoneStore, *steps: tuple[str, ...]) -> list[Change]:
+def plan(store: ZoneStore, *steps: tuple[object, ...]) -> list[Change]:
     update = dns.update.UpdateMessage("dyn.test")
     for step in steps:
-        getattr(update, step[0])(*step[1:])
+        getattr(update, str(step[0]))(*step[1:])
     return UpdateHandler(cast(Registry, FakeRegistry()), store)._plan(update, "nas1")
 
 
