@@ -80,6 +80,8 @@ class RrlSection:
 class DynDns2Section:
     listen: HostPort | None = None
     updates_per_host_per_minute: int = option(10, check=between(1, 10000))
+    # Whether a device may publish a LAN address (10/8, 172.16/12, 192.168/16, fc00::/7).
+    allow_private_addresses: bool = False
 
 
 @dataclass(frozen=True, slots=True)

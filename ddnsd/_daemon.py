@@ -144,11 +144,13 @@ class Ddnsd:
         ]
 
     def reload(self, new: DdnsdConfig) -> None:
-        """Take what can change while running: rate limits, the DynDNS2 per-host limit, the
-        protocol listener's certificate. Zones, addresses and workers need a restart."""
+        """Take what can change while running: rate limits, the DynDNS2 per-host limit and
+        address rule, the protocol listener's certificate. Zones, addresses and workers need
+        a restart."""
         self.dns.rate_limiter = RateLimiter.from_config(new.rrl)
         if self.dyndns2 is not None:
             self.dyndns2.per_host.limit = new.dyndns2.updates_per_host_per_minute
+            self.dyndns2.allow_private_addresses = new.dyndns2.allow_private_addresses
         if self.channel is not None:
             self.channel.ssl_context = _server_tls(new)
         if (new.zone, new.dns.listen, new.ddnsd.workers) != (
@@ -229,6 +231,7 @@ async def serve(
                     store,
                     updates_per_host_per_minute=config.dyndns2.updates_per_host_per_minute,
                     default_ttl_s=config.zone.default_ttl_s,
+                    allow_private_addresses=config.dyndns2.allow_private_addresses,
                     boundary=boundary,
                 )
                 dyndns2.access_log = access_log

@@ -8,6 +8,7 @@ words never contain "good", "nochg" or "OK" (inadyn matches substrings), and thr
 from __future__ import annotations
 
 import base64
+import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -31,6 +32,26 @@ MAX_HOSTS: Final = 20
 IPV6_KEYS: Final = ("myipv6", "myip6", "ipv6")
 CHALLENGE: Final = [("WWW-Authenticate", 'Basic realm="nascloud DynDNS2", charset="UTF-8"')]
 TOKEN_CACHE_S: Final = 10.0  # a revoked token may work this long at most
+#: Never a device's address on the Internet: "this network" and unspecified, loopback,
+#: link-local, multicast, broadcast (RFC 6890).
+UNREACHABLE: Final = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "224.0.0.0/4",
+        "255.255.255.255/32",
+        "::/128",
+        "::1/128",
+        "fe80::/10",
+        "ff00::/8",
+    )
+)
+#: A LAN's addresses (RFC 1918, RFC 4193): published only with allow_private_addresses.
+PRIVATE: Final = tuple(
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+)
 
 
 def _text(status: int, body: str, headers: list[tuple[str, str]] | None = None) -> HttpResponse:
@@ -71,6 +92,7 @@ class DynDns2:
         *,
         updates_per_host_per_minute: int = 10,
         default_ttl_s: int = 60,
+        allow_private_addresses: bool = False,
         clock: Callable[[], float] = time.monotonic,
         boundary: Boundary | None = None,
     ) -> None:
@@ -82,6 +104,8 @@ class DynDns2:
             updates_per_host_per_minute, 60.0, count_refused=False, clock=clock
         )
         self.default_ttl_s = default_ttl_s
+        #: Whether 10/8, 172.16/12, 192.168/16 and fc00::/7 may be published; a reload sets it.
+        self.allow_private_addresses = allow_private_addresses
         self._clock = clock
         self.boundary = boundary if boundary is not None else Boundary()
         self._tokens: dict[bytes, tuple[str | None, float]] = {}  # hash -> (device, until)
@@ -146,6 +170,11 @@ class DynDns2:
             return _Reply.per_host([c for c in codes if c is not None], "")
         addresses = self._addresses(params, client)
         if addresses is None:
+            # The dyndns2 return codes have no word for a bad address. dnserr is the one
+            # clients know that means "not applied, try again later" (nsupdate.info answers
+            # a bad myip with it too): inadyn retries it, while an unknown word such as
+            # "badip" is fatal to inadyn (it exits), and detection that found a LAN address
+            # is often transient (link coming up).
             return _Reply.once("dnserr")
         offline = params.get("offline", "").upper() in ("YES", "1", "TRUE")
         changes = self._changes(device, addresses, offline)
@@ -190,10 +219,11 @@ class DynDns2:
             return None
         return device
 
-    @staticmethod
-    def _addresses(params: dict[str, str], client: str) -> list[tuple[int, str]] | None:
+    def _addresses(self, params: dict[str, str], client: str) -> list[tuple[int, str]] | None:
         """(version, canonical address) for each family given, IPv4 first; no address
-        given means the connection's own."""
+        given means the connection's own. None if any is malformed or one that nobody
+        could reach: a client whose detection found its LAN or loopback address must not
+        publish it, and no half of a `v4,v6` pair is published without the other."""
         values = [v.strip() for v in params.get("myip", "").split(",") if v.strip()]
         for key in IPV6_KEYS:
             values += [v.strip() for v in params.get(key, "").split(",") if v.strip()]
@@ -201,11 +231,21 @@ class DynDns2:
             values = [client.split("%", 1)[0]]
         found: dict[int, str] = {}
         for value in values:
+            if value.startswith("[") and value.endswith("]") and ":" in value:
+                value = value[1:-1]  # an IPv6 address as URLs write it
             address = canonical_address(value)
-            if address is None:
+            if address is None or not self._reachable(address[1]):
                 return None
             found.setdefault(address[0], address[1])
         return sorted(found.items())
+
+    def _reachable(self, address: str) -> bool:
+        ip = ipaddress.ip_address(address)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.scope_id is not None:
+            return False  # a scope means nothing off the link, and the zone cannot hold one
+        if any(ip in network for network in UNREACHABLE):
+            return False
+        return self.allow_private_addresses or not any(ip in network for network in PRIVATE)
 
     def _changes(
         self, device: str, addresses: list[tuple[int, str]], offline: bool

@@ -32,7 +32,8 @@ def test_every_acknowledged_update_survives_kill_9(tmp_path: Path) -> None:
             for step in range(10_000):
                 if stop_clients.is_set():
                     return
-                address = f"10.{number}.{step // 250}.{step % 250 + 1}"
+                # Public, distinct addresses (a LAN's 10/8 is refused by default).
+                address = f"11.{number}.{step // 250}.{step % 250 + 1}"
                 sent[device].append(address)
                 try:
                     connection.request(
