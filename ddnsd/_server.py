@@ -1,5 +1,6 @@
 """The DNS listeners: UDP with one wait for readability per burst of up to 64 datagrams,
-and TCP with many queries per connection (RFC 7766), an idle timeout and a client cap.
+and TCP with many queries per connection (RFC 7766), an idle timeout (for each query to
+arrive and for each answer to be taken) and a client cap.
 
 Queries go to the Responder; UPDATE messages and zone transfers go to their handlers, which
 may block on disk or send several messages. One bad client never stalls another, and no
@@ -260,7 +261,12 @@ class DnsServer:
                 del buffer[: 2 + size]
                 self.queries += 1
                 for reply in await self.tcp_replies(message, peer):
-                    await stream.send_all(len(reply).to_bytes(2, "big") + reply)
+                    # Each answer must be taken within the idle timeout too: a client that
+                    # sends queries and never reads would otherwise hold its slot forever.
+                    with trio.move_on_after(self.tcp_idle_timeout_s) as deadline:
+                        await stream.send_all(len(reply).to_bytes(2, "big") + reply)
+                    if deadline.cancelled_caught:
+                        return  # not read in time: closed below
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         finally:
