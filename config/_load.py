@@ -145,6 +145,10 @@ class _Loader:
             return value
         if origin is tuple:
             (item,) = typing.get_args(hint)[:1]
+            if item is HostPort and isinstance(value, str):
+                # One address, or a list of them (IPv4 and IPv6 at once).
+                one = self.convert(HostPort, value, where, table)
+                return _INVALID if one is _INVALID else (one,)
             if not isinstance(value, list):
                 return self.fail(where, f"expected an array, got {_describe(value)}")
             items = [self.convert(item, v, f"{where}[{i}]", table) for i, v in enumerate(value)]

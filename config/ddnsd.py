@@ -36,7 +36,7 @@ def _addresses(values: tuple[str, ...]) -> str | None:
 class DdnsdSection:
     state_dir: Path = option(Path("/var/lib/nascloud/ddnsd"), check=writable_dir)
     registry: Path = option(Path("/var/lib/nascloud/registry.sqlite3"))
-    metrics_listen: HostPort | None = None
+    metrics_listen: tuple[HostPort, ...] = ()
     workers: int = option(1, check=between(1, 256))
     # DynDNS2 and RFC 2136 updates (device, full client address, result), encrypted with the
     # keys in this file; absent: no access log is kept. Not the relay's key file: each daemon
@@ -78,7 +78,7 @@ class RrlSection:
 
 @dataclass(frozen=True, slots=True)
 class DynDns2Section:
-    listen: HostPort | None = None
+    listen: tuple[HostPort, ...] = ()
     updates_per_host_per_minute: int = option(10, check=between(1, 10000))
     # Whether a device may publish a LAN address (10/8, 172.16/12, 192.168/16, fc00::/7).
     allow_private_addresses: bool = False
@@ -88,7 +88,7 @@ class DynDns2Section:
 class ProtocolSection:
     """Updates from relayd over the nascloud protocol."""
 
-    listen: HostPort | None = None
+    listen: tuple[HostPort, ...] = ()
     server_name: str = option("ddnsd.invalid", check=dns_name)
     cert_file: Path | None = option(None, check=readable_file)
     key_file: Path | None = option(None, check=readable_file)
@@ -96,7 +96,7 @@ class ProtocolSection:
     services: dict[str, str] = option({})
 
     def __post_init__(self) -> None:
-        if self.listen is not None and (self.cert_file is None or self.key_file is None):
+        if self.listen and (self.cert_file is None or self.key_file is None):
             raise ValueError("[protocol].listen needs [protocol].cert_file and key_file")
         for name, key in self.services.items():
             problem = label(name)

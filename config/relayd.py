@@ -20,12 +20,19 @@ __all__ = [
 ]
 
 
+def _some(addresses: tuple[HostPort, ...]) -> str | None:
+    return None if addresses else "needs at least one address"
+
+
+# Every `*listen` key takes one "host:port" or a list of them: "0.0.0.0:443" and "[::]:443"
+# together take IPv4 and IPv6 browsers (an IPv6 listener here is IPv6-only). Empty or
+# absent: that listener is off.
 @dataclass(frozen=True, slots=True)
 class RelaySection:
     name: str = option(required=True, check=dns_name)  # signed by agents: must match theirs
     state_dir: Path = option(Path("/var/lib/nascloud/relayd"), check=writable_dir)
     registry: Path = option(Path("/var/lib/nascloud/registry.sqlite3"))
-    metrics_listen: HostPort | None = None
+    metrics_listen: tuple[HostPort, ...] = ()
     # The access log (connection records with full client addresses), encrypted with the
     # keys in this file; absent: no access log is kept.
     access_log_key_file: Path | None = None
@@ -42,7 +49,7 @@ class RelaySection:
 
 @dataclass(frozen=True, slots=True)
 class TunnelSection:
-    listen: HostPort = option(required=True)
+    listen: tuple[HostPort, ...] = option(required=True, check=_some)
     cert_file: Path = option(required=True, check=readable_file)
     key_file: Path = option(required=True, check=readable_file)
     keepalive_interval_s: float = option(15.0, check=between(1, 3600, "s"))
@@ -50,7 +57,7 @@ class TunnelSection:
     # Where agents open data connections for passed-through HTTPS (spliced in the kernel).
     # Absent: the tunnel's address with a port the system picks. "off" is not a value: set
     # data_connections = false to carry everything in the tunnel.
-    data_listen: HostPort | None = None
+    data_listen: tuple[HostPort, ...] = ()
     data_connections: bool = True
     # Data connections an agent keeps ready while browsers use its device, so that a new
     # browser connection skips the agent's connect to the relay; 0: none ahead of need.
@@ -63,13 +70,13 @@ class TunnelSection:
 @dataclass(frozen=True, slots=True)
 class IngressSection:
     link_zone: str = option(required=True, check=dns_name)
-    https_listen: HostPort | None = None
-    http_listen: HostPort | None = None
+    https_listen: tuple[HostPort, ...] = ()
+    http_listen: tuple[HostPort, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class ApiSection:
-    listen: HostPort | None = None
+    listen: tuple[HostPort, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,19 +44,12 @@ class ServiceChannel:
         self.refused = 0
         self.address_mismatches = 0
 
-    async def serve(
-        self,
-        listener: trio.SocketListener,
-        *,
-        task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        await trio.serve_listeners(self._connection, [listener], task_status=task_status)
-
     async def _authenticate(self, request: protocol.AuthenticationRequested) -> bytes | None:
         await trio.lowlevel.checkpoint()
         return self.services.get(request.name)
 
-    async def _connection(self, stream: trio.SocketStream) -> None:
+    async def connection(self, stream: trio.SocketStream) -> None:
+        """One relayd's connection: TLS, the service handshake, then its DDNS updates."""
         tls = trio.SSLStream(stream, self.ssl_context, server_side=True)
         conn = protocol.Connection(
             protocol.Role.SERVER,

@@ -225,7 +225,7 @@ async def serve(
                 store.replicate = pool.replicate
                 await nursery.start(pool.run)
                 await pool.wait_for_workers()
-            if config.dyndns2.listen is not None:
+            if config.dyndns2.listen:
                 dyndns2 = DynDns2(
                     registry,
                     store,
@@ -238,7 +238,7 @@ async def serve(
                 daemon.dyndns2 = dyndns2
                 http = HttpServer(dyndns2.handle, server_name="ddnsd")
                 await daemon.listening.serve(nursery, "dyndns2", config.dyndns2.listen, http.serve)
-            if config.protocol.listen is not None:
+            if config.protocol.listen:
                 channel = ServiceChannel(
                     store,
                     config.protocol.server_name,
@@ -247,12 +247,11 @@ async def serve(
                 )
                 daemon.channel = channel
                 # Each service connection is one unit: a failure closes it alone.
-                # (ServiceChannel.serve would let it end the daemon.)
                 contained = functools.partial(
-                    serve_contained, channel._connection, boundary, "protocol_connection"
+                    serve_contained, channel.connection, boundary, "protocol_connection"
                 )
                 await daemon.listening.serve(nursery, "protocol", config.protocol.listen, contained)
-            if config.ddnsd.metrics_listen is not None:
+            if config.ddnsd.metrics_listen:
                 metrics = HttpServer(metrics_handler(daemon.metrics), server_name="ddnsd")
                 await daemon.listening.serve(
                     nursery, "metrics", config.ddnsd.metrics_listen, metrics.serve

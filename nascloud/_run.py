@@ -134,11 +134,14 @@ def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int) -> None:
     def local(offset: int) -> HostPort:
         return HostPort("127.0.0.1", base + offset)
 
+    def listen(offset: int) -> tuple[HostPort, ...]:
+        return (local(offset),)
+
     ddnsd = DdnsdConfig(
         ddnsd=ddnsd_config.DdnsdSection(
             state_dir=Path("ddnsd"),
             registry=registry,
-            metrics_listen=local(DNS_METRICS),
+            metrics_listen=listen(DNS_METRICS),
             access_log_key_file=Path("ddnsd/access-log.keys"),
         ),
         zone=ddnsd_config.ZoneSection(
@@ -150,9 +153,9 @@ def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int) -> None:
         ),
         dns=ddnsd_config.DnsSection(listen=(local(DNS),)),
         rrl=ddnsd_config.RrlSection(responses_per_second=0),
-        dyndns2=ddnsd_config.DynDns2Section(listen=local(DYNDNS2)),
+        dyndns2=ddnsd_config.DynDns2Section(listen=listen(DYNDNS2)),
         protocol=ddnsd_config.ProtocolSection(
-            listen=local(DDNSD_PROTOCOL),
+            listen=listen(DDNSD_PROTOCOL),
             server_name=DDNSD_NAME,
             cert_file=ddnsd_cert,
             key_file=ddnsd_key,
@@ -164,16 +167,19 @@ def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int) -> None:
             name=RELAY_NAME,
             state_dir=Path("relayd"),
             registry=registry,
-            metrics_listen=local(METRICS),
+            metrics_listen=listen(METRICS),
             access_log_key_file=Path("relayd/access-log.keys"),
         ),
         tunnel=relayd_config.TunnelSection(
-            listen=local(TUNNEL), data_listen=local(DATA), cert_file=relay_cert, key_file=relay_key
+            listen=listen(TUNNEL),
+            data_listen=listen(DATA),
+            cert_file=relay_cert,
+            key_file=relay_key,
         ),
         ingress=relayd_config.IngressSection(
-            link_zone=LINK_ZONE, https_listen=local(HTTPS), http_listen=local(HTTP)
+            link_zone=LINK_ZONE, https_listen=listen(HTTPS), http_listen=listen(HTTP)
         ),
-        api=relayd_config.ApiSection(listen=local(API)),
+        api=relayd_config.ApiSection(listen=listen(API)),
         install=relayd_config.InstallSiteSection(cert_file=install_cert, key_file=install_key),
         ddnsd=relayd_config.DdnsdLink(
             address=local(DDNSD_PROTOCOL),

@@ -28,6 +28,7 @@ from service import (
     Serve,
     config_reloader,
     drain,
+    port_of,
     serve_contained,
     server_tls_context,
     until_stopped,
@@ -39,7 +40,7 @@ from ._data import DataConnections
 from ._ddns import DdnsLink
 from ._http import HttpIngress
 from ._https import HttpsIngress
-from ._install import InstallSite, tls_context
+from ._install import InstallSite, Recorder, tls_context
 from ._lookup import LookupApi
 from ._metrics import relay_metrics
 from ._names import LinkZone
@@ -125,16 +126,15 @@ async def serve(
         async with trio.open_nursery() as nursery:
             accepting = Accepting(nursery)
             # Bound first: the parts announce these ports (OPEN, redirects, lookups).
-            tunnel_listener = await listening.bind("tunnel", tunnels.listen)
-            data_listener = None
+            tunnel_listeners = await listening.bind("tunnel", tunnels.listen)
+            data_listeners = []
             if tunnels.data_connections:
-                data_address = tunnels.data_listen or HostPort(tunnels.listen.host, 0)
-                data_listener = await listening.bind("data", data_address)
-            https_listener = None
-            https_port = None
-            if ingress.https_listen is not None:
-                https_listener = await listening.bind("https", ingress.https_listen)
-                https_port = int(https_listener.socket.getsockname()[1])
+                data_addresses = tunnels.data_listen or tuple(
+                    HostPort(address.host, 0) for address in tunnels.listen
+                )
+                data_listeners = await listening.bind("data", data_addresses)
+            https_listeners = await listening.bind("https", ingress.https_listen)
+            https_port = port_of(https_listeners)
 
             access_log = None
             if config.relay.access_log_key_file is not None:
@@ -143,8 +143,9 @@ async def serve(
                     AccessLogKeys(config.relay.access_log_key_file),
                     config.relay.access_log_retention_days,
                 )
-            # The access log's writer is the recorder of every part that records.
-            recorder = functools.partial(_record, access_log)
+            # The access log's writer is the recorder of every part that records; without
+            # an access log key file, relayd keeps no connection records.
+            recorder: Recorder = access_log.add if access_log else lambda *record: None
             install = None
             if config.install is not None:
                 install = InstallSite(
@@ -156,9 +157,9 @@ async def serve(
                     counts,
                     https_port=https_port,
                 )
+            data_port = port_of(data_listeners)
             data = None
-            if data_listener is not None:
-                data_port = int(data_listener.socket.getsockname()[1])
+            if data_port is not None:
                 data = DataConnections(data_port, tunnels, config.limits, counts)
             ddns = _ddns_link(config)
             agents = Agents(
@@ -192,23 +193,25 @@ async def serve(
 
             if ddns is not None:
                 nursery.start_soon(ddns.run)
-            await nursery.start(contained(agents.connection, "agent_connection"), tunnel_listener)
-            if data is not None and data_listener is not None:
+            for listener in tunnel_listeners:
+                await nursery.start(contained(agents.connection, "agent_connection"), listener)
+            if data is not None:
                 # Not closed on a stop: browsers already taken may still wait for theirs.
                 serve_data = functools.partial(
                     serve_contained, data.connection, boundary, "data_connection"
                 )
-                await nursery.start(serve_data, data_listener)
+                for listener in data_listeners:
+                    await nursery.start(serve_data, listener)
                 nursery.start_soon(data.sweep_pools)
-            if https_listener is not None:
-                await nursery.start(contained(https.connection, "https_connection"), https_listener)
-                if install is not None:
-                    nursery.start_soon(install.run)
-            if config.api.listen is not None:
+            for listener in https_listeners:
+                await nursery.start(contained(https.connection, "https_connection"), listener)
+            if https_listeners and install is not None:
+                nursery.start_soon(install.run)
+            if config.api.listen:
                 api = LookupApi(registry, agents.presence, ingress.link_zone, https_port)
                 server = HttpServer(api.handle, server_name="relayd")
                 await listening.serve(nursery, "api", config.api.listen, server.serve)
-            if ingress.http_listen is not None:
+            if ingress.http_listen:
                 http = HttpIngress(config.limits, names, https_port, install, recorder, counts)
                 await listening.serve(
                     nursery,
@@ -219,7 +222,7 @@ async def serve(
             nursery.start_soon(agents.follow_deletions)
             if access_log is not None:
                 nursery.start_soon(access_log.run)
-            if config.relay.metrics_listen is not None:
+            if config.relay.metrics_listen:
                 metrics = HttpServer(metrics_handler(relay.metrics), server_name="relayd")
                 await listening.serve(
                     nursery, "metrics", config.relay.metrics_listen, metrics.serve
@@ -234,21 +237,6 @@ async def serve(
 
 def _nothing_to_drop(device: str, tunnel: Tunnel) -> None:
     """Without data connections a tunnel leaves nothing behind when it ends."""
-
-
-def _record(
-    access_log: AccessLogWriter | None,
-    started: float,
-    device: str,
-    client: str,
-    ingress: str,
-    bytes_in: int,
-    bytes_out: int,
-    result: str,
-) -> None:
-    """Queue a connection record for the encrypted access log (metadata only)."""
-    if access_log is not None:
-        access_log.add(started, device, client, ingress, bytes_in, bytes_out, result)
 
 
 async def main_async(config: RelaydConfig, config_path: Path | None = None) -> int:

@@ -12,7 +12,15 @@
 """
 
 from ._boundary import Boundary, Handler, LogBudget, serve_contained
-from ._listen import Accepting, Listening, Serve, bound_address, drain, server_tls_context
+from ._listen import (
+    Accepting,
+    Listening,
+    Serve,
+    bound_address,
+    drain,
+    port_of,
+    server_tls_context,
+)
 from ._main import config_reloader, daemon_main, package_version
 from ._oplog import MaskingFilter, mask_text
 from ._oplog import setup as setup_logging
@@ -43,6 +51,7 @@ __all__ = [
     "mask_text",
     "notify",
     "package_version",
+    "port_of",
     "reloading",
     "run_watchdog",
     "serve_contained",

@@ -17,11 +17,24 @@ import trio
 
 from config import HostPort
 
-__all__ = ["Accepting", "Listening", "Serve", "bound_address", "drain", "server_tls_context"]
+__all__ = [
+    "Accepting",
+    "Listening",
+    "Serve",
+    "bound_address",
+    "drain",
+    "port_of",
+    "server_tls_context",
+]
 
 #: A `serve_*` function in Trio's shape: started with `nursery.start(serve, listener)`, it
 #: reports `task_status.started()` once it is accepting.
 Serve = Callable[..., Awaitable[None]]
+
+
+def port_of(listeners: list[trio.SocketListener]) -> int | None:
+    """The port of the first of `listeners` (the one a kind announces), None if none."""
+    return int(listeners[0].socket.getsockname()[1]) if listeners else None
 
 
 def bound_address(sock: socket.socket | trio.socket.SocketType) -> str:
@@ -38,18 +51,31 @@ class Listening(dict[str, list[str]]):
         self.setdefault(kind, []).append(bound_address(sock))
         return int(sock.getsockname()[1])
 
-    async def bind(self, kind: str, address: HostPort) -> trio.SocketListener:
-        """Bind `address` for `kind` and record it: its port is known before anything that
-        announces it is built; serve it with `nursery.start(serve, listener)`."""
-        listener = (await trio.open_tcp_listeners(address.port, host=address.host))[0]
-        self.note(kind, listener.socket)
-        return listener
+    async def bind(self, kind: str, addresses: tuple[HostPort, ...]) -> list[trio.SocketListener]:
+        """Bind every address for `kind` and record them: their port is known before
+        anything that announces it is built. Addresses of one kind given port 0 share the
+        one port the system picks for the first (a kind announces one port). Serve each
+        with `nursery.start(serve, listener)`."""
+        listeners: list[trio.SocketListener] = []
+        picked = 0
+        for address in addresses:
+            port = address.port or picked
+            listener = (await trio.open_tcp_listeners(port, host=address.host))[0]
+            if not address.port and not picked:
+                picked = int(listener.socket.getsockname()[1])
+            self.note(kind, listener.socket)
+            listeners.append(listener)
+        return listeners
 
-    async def serve(self, nursery: trio.Nursery, kind: str, address: HostPort, serve: Serve) -> int:
-        """Bind `address`, start `serve` on it in `nursery` and record it; the port it got."""
-        listener = await self.bind(kind, address)
-        await nursery.start(serve, listener)
-        return int(listener.socket.getsockname()[1])
+    async def serve(
+        self, nursery: trio.Nursery, kind: str, addresses: tuple[HostPort, ...], serve: Serve
+    ) -> int | None:
+        """Bind `addresses`, start `serve` on each in `nursery` and record them; the port of
+        the first, None if there is none (the listener is off)."""
+        listeners = await self.bind(kind, addresses)
+        for listener in listeners:
+            await nursery.start(serve, listener)
+        return port_of(listeners)
 
     def write(self, state_dir: Path) -> None:
         """Replace `<state_dir>/listening.json` in one step: a reader sees all or nothing."""

@@ -91,6 +91,51 @@ def agent(
     )
 
 
+async def echo_service(service: trio.socket.SocketType) -> None:
+    """The NAS stand-in: echoes every connection until its end."""
+
+    async def echo(conn: trio.socket.SocketType) -> None:
+        with conn:
+            while data := await conn.recv(65536):
+                await conn.send(data)
+
+    async with trio.open_nursery() as nursery:
+        while True:
+            conn, _ = await service.accept()
+            nursery.start_soon(echo, conn)
+
+
+async def browse(
+    address: str,
+    payload: bytes,
+    *,
+    name: str = "nas1.link.test",
+    hello: bytes | None = None,
+    timeout_s: float = 10,
+) -> bytes:
+    """A browser connection to relayd's HTTPS `address` ("host:port"): a ClientHello for
+    `name` (or `hello` as it is) and `payload`; what came back (as much as was sent, or less
+    if the relay closed or reset it)."""
+    from tests.unit.test_relayd_sni import client_hello
+
+    host, port = address.rsplit(":", 1)
+    hello = hello if hello is not None else client_hello(name)
+    received = b""
+    stream = await trio.open_tcp_stream(host.strip("[]"), int(port))
+    async with stream:
+        await stream.send_all(hello + payload)
+        with trio.fail_after(timeout_s):
+            while len(received) < len(hello) + len(payload):
+                try:
+                    chunk = await stream.receive_some(65536)
+                except trio.BrokenResourceError:
+                    break
+                if not chunk:
+                    break
+                received += chunk
+    return received
+
+
 async def listening_service() -> trio.socket.SocketType:
     service = trio.socket.socket()
     await service.bind(("127.0.0.1", 0))

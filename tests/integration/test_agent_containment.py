@@ -11,40 +11,8 @@ import trio
 
 import nasagent._agent
 from relayd._daemon import Relayd, serve
-from tests.relay_harness import agent, prepare, relay_config
-from tests.unit.test_relayd_sni import client_hello
+from tests.relay_harness import agent, browse, echo_service, prepare, relay_config
 from tunnel import TunnelStream
-
-
-async def _browse(relay: Relayd, payload: bytes, timeout_s: float = 10) -> bytes:
-    host, port = relay.listening["https"][0].rsplit(":", 1)
-    stream = await trio.open_tcp_stream(host, int(port))
-    hello = client_hello("nas1.link.test")
-    await stream.send_all(hello + payload)
-    received = b""
-    with trio.fail_after(timeout_s):
-        while len(received) < len(hello) + len(payload):
-            try:
-                chunk = await stream.receive_some(65536)
-            except trio.BrokenResourceError:
-                break
-            if not chunk:
-                break
-            received += chunk
-    await stream.aclose()
-    return received
-
-
-async def _echo(service: trio.socket.SocketType) -> None:
-    async def one(conn: trio.socket.SocketType) -> None:
-        with conn:
-            while data := await conn.recv(65536):
-                await conn.send(data)
-
-    async with trio.open_nursery() as nursery:
-        while True:
-            conn, _ = await service.accept()
-            nursery.start_soon(one, conn)
 
 
 async def test_a_stream_the_agent_fails_to_serve_is_reset_alone(tmp_path: Path) -> None:
@@ -69,11 +37,13 @@ async def test_a_stream_the_agent_fails_to_serve_is_reset_alone(tmp_path: Path) 
 
             nas._serve_stream = sometimes_broken  # type: ignore[method-assign]
             nursery.start_soon(nas.run)
-            nursery.start_soon(_echo, service)
+            nursery.start_soon(echo_service, service)
             await nas.connected.wait()
-            assert await _browse(relay, b"first") == b""  # reset: the browser is closed
+            assert (
+                await browse(relay.listening["https"][0], b"first") == b""
+            )  # reset: the browser is closed
             assert nas.boundary.errors == {"agent_stream": 1}
-            assert (await _browse(relay, b"second")).endswith(b"second")
+            assert (await browse(relay.listening["https"][0], b"second")).endswith(b"second")
             assert nas.tunnel is not None and not nas.tunnel.closed  # the same tunnel
             nursery.cancel_scope.cancel()
     service.close()
@@ -107,7 +77,7 @@ async def test_a_local_service_that_never_answers_refuses_the_stream_in_time(
             nursery.start_soon(nas.run)
             await nas.connected.wait()
             started = trio.current_time()
-            assert await _browse(relay, b"x", timeout_s=5) == b""
+            assert await browse(relay.listening["https"][0], b"x", timeout_s=5) == b""
             assert trio.current_time() - started < 4
             assert nas.streams_refused == 1
             nursery.cancel_scope.cancel()

@@ -14,8 +14,14 @@ import trio.testing
 
 from relayd._daemon import Relayd, serve
 from relayd._names import LinkZone
-from tests.relay_harness import agent, listening_service, prepare, relay_config
-from tests.unit.test_relayd_sni import client_hello
+from tests.relay_harness import (
+    agent,
+    browse,
+    echo_service,
+    listening_service,
+    prepare,
+    relay_config,
+)
 
 
 class _BrokenFor(LinkZone):
@@ -25,34 +31,6 @@ class _BrokenFor(LinkZone):
         if host.startswith("boom."):
             raise RuntimeError("injected failure")
         return super().device_for(host)
-
-
-async def _echo(service: trio.socket.SocketType) -> None:
-    async def one(conn: trio.socket.SocketType) -> None:
-        with conn:
-            while data := await conn.recv(65536):
-                await conn.send(data)
-
-    async with trio.open_nursery() as nursery:
-        while True:
-            conn, _ = await service.accept()
-            nursery.start_soon(one, conn)
-
-
-async def _through(relay: Relayd, name: str, payload: bytes) -> bytes:
-    host, port = relay.listening["https"][0].rsplit(":", 1)
-    stream = await trio.open_tcp_stream(host, int(port))
-    hello = client_hello(name)
-    await stream.send_all(hello + payload)
-    received = b""
-    with trio.move_on_after(5):
-        while len(received) < len(hello) + len(payload):
-            chunk = await stream.receive_some(65536)
-            if not chunk:
-                break
-            received += chunk
-    await stream.aclose()
-    return received
 
 
 async def test_a_failing_browser_connection_is_dropped_alone(
@@ -68,10 +46,13 @@ async def test_a_failing_browser_connection_is_dropped_alone(
                 tmp_path, relay.listening["tunnel"][0], f"127.0.0.1:{service.getsockname()[1]}"
             )
             nursery.start_soon(nas.run)
-            nursery.start_soon(_echo, service)
+            nursery.start_soon(echo_service, service)
             await nas.connected.wait()
             with caplog.at_level(logging.ERROR, logger="nascloud.boundary"):
-                assert await _through(relay, "boom.nas1.link.test", b"x") == b""
+                assert (
+                    await browse(relay.listening["https"][0], b"x", name="boom.nas1.link.test")
+                    == b""
+                )
                 # The handler closes the connection on its way out, before the boundary
                 # above it counts: let it get there.
                 await trio.testing.wait_all_tasks_blocked(cushion=0.1)
@@ -79,7 +60,7 @@ async def test_a_failing_browser_connection_is_dropped_alone(
             failures = [r for r in caplog.records if r.name == "nascloud.boundary"]
             assert len(failures) == 1 and failures[0].exc_info is not None
             # The relay goes on: the next browser reaches the NAS.
-            echoed = await _through(relay, "nas1.link.test", b"still here")
+            echoed = await browse(relay.listening["https"][0], b"still here")
             assert echoed.endswith(b"still here")
             metrics = "\n".join(m.name for m in relay.metrics())
             assert "nascloud_handler_errors_total" in metrics

@@ -15,7 +15,15 @@ import protocol
 from nasagent._agent import Agent
 from relayd._daemon import Relayd, serve
 from relayd._pool import DataPools
-from tests.relay_harness import agent, device_tunnel, listening_service, prepare, relay_config
+from tests import relay_harness
+from tests.relay_harness import (
+    agent,
+    device_tunnel,
+    echo_service,
+    listening_service,
+    prepare,
+    relay_config,
+)
 from tests.unit.test_relayd_sni import client_hello
 from tunnel import load_or_create_key
 
@@ -27,33 +35,9 @@ def pools(relay: Relayd) -> DataPools:
     return relay.data.pools
 
 
-async def echo_service(service: trio.socket.SocketType) -> None:
-    """The NAS stand-in: echoes every connection until its end."""
-
-    async def echo(conn: trio.socket.SocketType) -> None:
-        with conn:
-            while data := await conn.recv(65536):
-                await conn.send(data)
-
-    async with trio.open_nursery() as nursery:
-        while True:
-            conn, _ = await service.accept()
-            nursery.start_soon(echo, conn)
-
-
 async def browse(relay: Relayd, payload: bytes) -> bytes:
     """A browser connection: the ClientHello and `payload`; what comes back of the same size."""
-    host, port = relay.listening["https"][0].rsplit(":", 1)
-    stream = await trio.open_tcp_stream(host, int(port))
-    async with stream:
-        await stream.send_all(HELLO + payload)
-        got = b""
-        while len(got) < len(HELLO) + len(payload):
-            chunk = await stream.receive_some(65536)
-            if not chunk:
-                break
-            got += chunk
-        return got
+    return await relay_harness.browse(relay.listening["https"][0], payload, hello=HELLO)
 
 
 async def until(condition: Callable[[], bool]) -> None:

@@ -34,9 +34,9 @@ def problems(model: type, text: str, source: str, base_dir: Path | None = None) 
     return info.value.problems
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_examples_are_valid_once_their_files_exist(name: str, tmp_path: Path) -> None:
-    # The examples name files under /etc; point them at real files in a temporary tree.
+def _example(name: str, tmp_path: Path) -> str:
+    """An example file's text, its paths under /etc and /var pointed at real files in a
+    temporary tree."""
     text = (EXAMPLES / name).read_text()
     for absolute in sorted(set(re.findall(r'"(/(?:etc|var)/[^"]+)"', text))):
         local = tmp_path / absolute.lstrip("/")
@@ -44,7 +44,12 @@ def test_examples_are_valid_once_their_files_exist(name: str, tmp_path: Path) ->
         if "." in local.name:
             local.write_text("placeholder")
         text = text.replace(f'"{absolute}"', f'"{local}"')
-    loaded: object = loads(MODELS[name], text, name, tmp_path)
+    return text
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_examples_are_valid_once_their_files_exist(name: str, tmp_path: Path) -> None:
+    loaded: object = loads(MODELS[name], _example(name, tmp_path), name, tmp_path)
     assert isinstance(loaded, MODELS[name])
 
 
@@ -116,8 +121,8 @@ def test_valid_relayd_config_resolves_relative_paths(tmp_path: Path) -> None:
         "relayd.toml",
         tmp_path,
     )
-    assert config.tunnel.listen == HostPort("::1", 7443)
-    assert str(config.tunnel.listen) == "[::1]:7443"
+    assert config.tunnel.listen == (HostPort("::1", 7443),)  # one address: a list of one
+    assert str(config.tunnel.listen[0]) == "[::1]:7443"
     assert config.tunnel.cert_file == tmp_path / "relay.crt"
     assert config.relay.state_dir == tmp_path / "state"
     assert config.limits.max_streams_per_tunnel == 256  # defaults fill the absent table
@@ -208,12 +213,12 @@ def test_ddnsd_listen_list_and_networks() -> None:
         hostmaster = "hostmaster.test"
         relay_addresses = ["203.0.113.1", "not-an-ip"]
         [dns]
-        listen = "127.0.0.1:53"
+        listen = 53
         """,
         "ddnsd.toml",
     ) == [
         "ddnsd.toml: [zone].relay_addresses: 'not-an-ip' is not an IP address or network",
-        "ddnsd.toml: [dns].listen: expected an array, got a string '127.0.0.1:53'",
+        "ddnsd.toml: [dns].listen: expected an array, got an integer 53",
     ]
 
 
@@ -246,14 +251,7 @@ def test_hostport_errors(text: str, problem: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_dumps_writes_what_loads_reads_back(name: str, tmp_path: Path) -> None:
-    text = (EXAMPLES / name).read_text()
-    for absolute in sorted(set(re.findall(r'"(/(?:etc|var)/[^"]+)"', text))):
-        local = tmp_path / absolute.lstrip("/")
-        local.parent.mkdir(parents=True, exist_ok=True)
-        if "." in local.name:
-            local.write_text("placeholder")
-        text = text.replace(f'"{absolute}"', f'"{local}"')
-    loaded: object = loads(MODELS[name], text, name, tmp_path)
+    loaded: object = loads(MODELS[name], _example(name, tmp_path), name, tmp_path)
     written = dumps(loaded, "# written by a test\n")
     assert written.startswith("# written by a test\n")
     assert loads(MODELS[name], written, name, tmp_path) == loaded
@@ -276,3 +274,27 @@ def test_dumps_leaves_defaults_out_and_keeps_relative_paths(tmp_path: Path) -> N
     )
     assert "[reconnect]" not in written  # every value there is the default
     assert "keepalive" not in written
+
+
+def test_a_listener_takes_one_address_or_a_list(tmp_path: Path) -> None:
+    for name in ("relay.crt", "relay.key"):
+        (tmp_path / name).write_text("placeholder")
+    text = """
+        [relay]
+        name = "relay.test"
+        state_dir = "state"
+        [tunnel]
+        listen = ["0.0.0.0:7443", "[::]:7443"]
+        cert_file = "relay.crt"
+        key_file = "relay.key"
+        [ingress]
+        link_zone = "link.test"
+        https_listen = ["0.0.0.0:443", "[::]:443"]
+        """
+    config = loads(RelaydConfig, text, "relayd.toml", tmp_path)
+    assert config.tunnel.listen == (HostPort("0.0.0.0", 7443), HostPort("::", 7443))
+    assert config.ingress.https_listen == (HostPort("0.0.0.0", 443), HostPort("::", 443))
+    assert config.ingress.http_listen == ()  # absent: off
+    assert problems(
+        RelaydConfig, text.replace('["0.0.0.0:7443", "[::]:7443"]', "[]"), "r.toml", tmp_path
+    ) == ["r.toml: [tunnel].listen: needs at least one address"]
