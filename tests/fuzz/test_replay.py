@@ -1,8 +1,7 @@
 """Replay every fuzz corpus and every crash reproducer through its target, without atheris.
 
 Each file under corpus/<target>/ and crashes/<target>/ must pass `fuzz_<target>.one_input`:
-the corpus is what fuzzing reached, the crashes are what it found and we fixed. Inputs in
-pending/ reproduce crashes not fixed yet and are not replayed (see pending/README.md).
+the corpus is what fuzzing reached, the crashes are what it found and we fixed.
 """
 
 from __future__ import annotations
