@@ -44,7 +44,11 @@ def test_check_config_accepts_a_valid_file_and_rejects_a_broken_one(tmp_path: Pa
     assert result.returncode == 1
     lines = result.stderr.splitlines()
     assert f"{broken}: [relay].bogus: unknown key" in lines
-    assert f"{broken}: [relay].addresses: expected an array, got a string 'x'" in lines
+    # One address or a list of them: "x" is read as one, and is no address.
+    assert (
+        f'{broken}: [relay].addresses: expected "host:port", got \'x\' (e.g. "127.0.0.1:7443")'
+        in lines
+    )
     assert f"{broken}: [relay].server_name: must be lower-case (try 'r')" in lines
     assert lines[-1] == f"nascloud-agent: 3 problem(s) in {broken}"
 
