@@ -108,8 +108,10 @@ end
 function request()
   counter = counter + 1
   local d = devices[(counter %% #devices) + 1]
-  local ip = string.format("10.%%d.%%d.%%d",
-                           math.random(0, 255), math.random(0, 255), math.random(1, 254))
+  -- RFC 2544's benchmarking range: public addresses, which ddnsd publishes (it refuses
+  -- private, loopback and link-local ones by default).
+  local ip = string.format("198.%%d.%%d.%%d",
+                           math.random(18, 19), math.random(0, 255), math.random(1, 254))
   return wrk.format("GET", "/nic/update?hostname=" .. d[1] .. ".dyn.test&myip=" .. ip,
                     {["Authorization"] = "Basic " .. d[2]})
 end
