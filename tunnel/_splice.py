@@ -46,10 +46,14 @@ class _Direction:
         self.sink = sink
         self.read_end, self.write_end = os.pipe()
         try:
-            fcntl.fcntl(self.write_end, F_SETPIPE_SZ, PIPE_BYTES)
-        except OSError:
-            pass  # a smaller pipe only means more rounds
-        self.capacity: int = fcntl.fcntl(self.write_end, F_GETPIPE_SZ)
+            try:
+                fcntl.fcntl(self.write_end, F_SETPIPE_SZ, PIPE_BYTES)
+            except OSError:
+                pass  # a smaller pipe only means more rounds
+            self.capacity: int = fcntl.fcntl(self.write_end, F_GETPIPE_SZ)
+        except BaseException:
+            self.close()  # no one else holds the pipe yet (out of fds: EMFILE)
+            raise
         self.pending = 0  # bytes in the pipe, not yet in the sink
         self.total = 0
         self.ended = False
@@ -65,7 +69,11 @@ class _Pair:
     def __init__(self, a: int, b: int, done: Callable[[_Pair], None]) -> None:
         self.a, self.b = a, b
         self.forward = _Direction(a, b)
-        self.backward = _Direction(b, a)
+        try:
+            self.backward = _Direction(b, a)
+        except BaseException:
+            self.forward.close()  # the second pipe failed (EMFILE): the first must not stay
+            raise
         self.done = done  # called from the splicer thread, once
         self.failed = False
         self.over = False  # finished and let go of
@@ -115,10 +123,20 @@ class Splicer:
         self._wake = -1
 
     def _start(self) -> None:
-        self._epoll = select.epoll()
-        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._epoll.register(self._wake, select.EPOLLIN)
-        threading.Thread(target=self._run, name="splicer", daemon=True).start()
+        # All or nothing (out of fds: EMFILE): a half-started splicer, its epoll kept but
+        # without a thread, would take every later join and move none of them.
+        epoll = select.epoll()
+        try:
+            self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            epoll.register(self._wake, select.EPOLLIN)
+            self._epoll = epoll  # before the thread, which serves it
+            threading.Thread(target=self._run, name="splicer", daemon=True).start()
+        except BaseException:
+            if self._wake >= 0:
+                os.close(self._wake)
+            epoll.close()
+            self._epoll, self._wake = None, -1
+            raise
 
     def _submit(self, what: str, pair: _Pair) -> None:
         with self._lock:
@@ -150,7 +168,11 @@ class Splicer:
             pair.release()
             await trio.lowlevel.checkpoint()
             return pair.forward.total, pair.backward.total
-        self._submit("add", pair)
+        try:
+            self._submit("add", pair)
+        except BaseException:
+            pair.release()  # never reached the thread: its pipes are still ours
+            raise
         try:
             await finished.wait()
         finally:
