@@ -46,6 +46,7 @@ class DdnsLink:
         self._ids = itertools.count(1)
         self._waiting: dict[int, tuple[trio.Event, list[protocol.AppMessage]]] = {}
         self.forwarded = 0
+        self.unexpected_replies = 0  # answers from ddnsd neither ACK nor ERROR
         self._random = rng or random.SystemRandom()
 
     async def run(self) -> None:
@@ -135,5 +136,20 @@ class DdnsLink:
         reply = replies[0]
         if isinstance(reply, protocol.Ack):
             return protocol.Ack(update.request_id)
-        assert isinstance(reply, protocol.Error)
-        return protocol.Error(reply.error_code, reply.message, update.request_id)
+        if isinstance(reply, protocol.Error):
+            return protocol.Error(reply.error_code, reply.message, update.request_id)
+        # ddnsd's fault, not the agent's nor ours: the agent hears that DNS updates are out
+        # of order, the operator hears it once (a ddnsd that does it once does it for each).
+        self.unexpected_replies += 1
+        if self.unexpected_replies == 1:
+            log.warning(
+                "ddnsd at %s answered an update with %s, not ACK or ERROR; "
+                "each such answer becomes an error to the agent",
+                self.address,
+                type(reply).__name__,
+            )
+        return protocol.Error(
+            protocol.ErrorCode.SERVICE_UNAVAILABLE,
+            "DNS updates are unavailable",
+            update.request_id,
+        )
