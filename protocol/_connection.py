@@ -65,6 +65,11 @@ __all__ = ["SETUP_SERVICE", "Connection"]
 SETUP_SERVICE: Final = "setup"
 #: Unanswered PINGs allowed between two `data_to_send` calls before the peer counts as flooding.
 MAX_PENDING_PING_ACKS: Final = 32
+#: Bytes of frames the peer's traffic calls for (RESETs of refused or peer-opened streams, PING
+#: ACKs, WINDOWs) allowed between two `data_to_send` calls: a peer that writes but never reads
+#: would otherwise grow `_out` without bound (SPEC.md 9.3). Our own DATA is bounded by the
+#: peer's windows, and messages by the application (the tunnel's `max_unsent_messages`).
+MAX_OUTBOUND_CONTROL_BYTES: Final = 16 * 1024
 
 
 _F = FrameType
@@ -107,6 +112,7 @@ class Connection:
         "_peer",
         "_peer_streams_open",
         "_pending_ping_acks",
+        "_provoked_bytes",
         "_receive_limit",
         "_send_frame_limit",
         "_window",
@@ -155,6 +161,7 @@ class Connection:
         # Outbound: a list of byte strings, joined once by data_to_send.
         self._out: list[bytes] = []
         self._pending_ping_acks = 0
+        self._provoked_bytes = 0  # see MAX_OUTBOUND_CONTROL_BYTES
 
         # Inbound parser state: a partial header, or a header whose body is incomplete.
         self._header_buf = bytearray()
@@ -188,6 +195,7 @@ class Connection:
         """Everything queued for the peer since the last call, as one byte string."""
         out = self._out
         self._pending_ping_acks = 0
+        self._provoked_bytes = 0
         if not out:
             return b""
         self._out = []
@@ -195,6 +203,12 @@ class Connection:
 
     def _queue(self, frame_type: int, flags: int, stream_id: int, body: Body) -> None:
         self._out.append(encode_frame(frame_type, flags, stream_id, encode_body(body)))
+
+    def _queue_provoked(self, frame: bytes) -> None:
+        """Queue a frame the peer's traffic calls for, counting it against
+        MAX_OUTBOUND_CONTROL_BYTES; `receive_data` checks the count (SPEC.md 9.3)."""
+        self._out.append(frame)
+        self._provoked_bytes += len(frame)
 
     # -- handshake (server side decisions) ---------------------------------------------------
 
@@ -310,7 +324,12 @@ class Connection:
         if stream is None:
             return
         self._transition(stream, StreamInput.SEND_RESET)
-        self._queue(FrameType.RESET, 0, stream_id, Reset(error_code=error_code))
+        frame = encode_frame(FrameType.RESET, 0, stream_id, encode_body(Reset(error_code)))
+        if stream_id % 2 == self._next_stream_id % 2:
+            self._out.append(frame)
+        else:
+            # The peer can open streams as fast as it likes; refusing each is its doing.
+            self._queue_provoked(frame)
 
     def acknowledge_received_data(self, stream_id: int, length: int) -> None:
         """The application consumed `length` bytes of the stream: give the credit back.
@@ -326,14 +345,14 @@ class Connection:
             )
         increment = window.process_bytes(length)
         if increment:
-            self._out.append(_encode_window(0, increment))
+            self._queue_provoked(_encode_window(0, increment))
         stream = self.streams.get(stream_id)
         # Once the peer has ended the stream its credit is moot; only the connection's counts.
         if stream is None or stream.state is StreamState.HALF_CLOSED_REMOTE:
             return
         increment = stream.process_bytes(length)
         if increment:
-            self._out.append(_encode_window(stream_id, increment))
+            self._queue_provoked(_encode_window(stream_id, increment))
 
     # -- connection-level local actions --------------------------------------------------------
 
@@ -467,10 +486,21 @@ class Connection:
                 events.append(ConnectionClosed())
             else:
                 self._parse(data if type(data) is bytes else bytes(data), events)
+            if self._provoked_bytes > MAX_OUTBOUND_CONTROL_BYTES:
+                self._check_provoked()
         except RemoteProtocolError as exc:
             self._terminate(exc.error_code, str(exc))
             raise
         return events
+
+    def _check_provoked(self) -> None:
+        """Checked once a read is parsed, not per frame: one read adds about its own size at
+        most, and what the application queued for the peer's traffic since counts too."""
+        if self.state is not ConnectionState.CLOSED:
+            raise RemoteProtocolError(
+                f"{self._provoked_bytes} bytes of replies queued for a peer that does not read",
+                ErrorCode.RATE_LIMITED,
+            )
 
     def _parse(self, data: bytes, events: list[Event]) -> None:
         size = len(data)
@@ -647,7 +677,11 @@ class Connection:
         self._highest_peer_stream = stream_id
         if self.goaway_sent or self._peer_streams_open >= self.settings.max_streams:
             # Refused, not processed: frames already in flight for it are dropped quietly.
-            self._queue(FrameType.RESET, 0, stream_id, Reset(ErrorCode.REFUSED_STREAM))
+            self._queue_provoked(
+                encode_frame(
+                    FrameType.RESET, 0, stream_id, encode_body(Reset(ErrorCode.REFUSED_STREAM))
+                )
+            )
             return
         self._last_processed_stream = stream_id
         self._peer_streams_open += 1
@@ -682,7 +716,7 @@ class Connection:
         self._pending_ping_acks += 1
         if self._pending_ping_acks > MAX_PENDING_PING_ACKS:
             raise RemoteProtocolError("PING flood", ErrorCode.RATE_LIMITED)
-        self._queue(FrameType.PING, Flag.ACK, 0, ping)
+        self._queue_provoked(encode_frame(FrameType.PING, Flag.ACK, 0, encode_body(ping)))
         events.append(PingReceived(ping.opaque))
 
     def _on_goaway(self, flags: int, stream_id: int, body: bytes, events: list[Event]) -> None:
