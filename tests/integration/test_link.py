@@ -198,6 +198,9 @@ def link(tmp_path: Path) -> Iterator[Link]:
         owner = await registry.create_account("owner@example.org", "Owner")
         await registry.enrol_device(owner.account_id, "nas1", public_key_bytes(key))
         await registry.enrol_device(owner.account_id, "nas2", public_key_bytes(other_key))
+        # Enrolled, and never connected: an offline device.
+        offline_key = Ed25519PrivateKey.generate()
+        await registry.enrol_device(owner.account_id, "nas3", public_key_bytes(offline_key))
         await registry.aclose()
 
     trio.run(enrol)
@@ -346,17 +349,54 @@ def test_large_bodies_pass_both_ways(link: Link) -> None:
     assert up.stdout == hashlib.sha256(payload.read_bytes()).hexdigest(), up.stderr
 
 
+def _ending(port: int, sent: bytes, timeout_s: float = 5) -> tuple[bytes, str]:
+    """What a connection to `port` that sends `sent` gets back, and how it ends: "eof" or
+    "reset". The relay must end it itself: waiting `timeout_s` for that fails the test."""
+    received = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        sock.sendall(sent)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                return received, "reset"
+            except TimeoutError:
+                raise AssertionError(f"no close within {timeout_s} s after {sent[:40]!r}") from None
+            if not chunk:
+                return received, "eof"
+            received += chunk
+
+
 def test_unknown_names_and_missing_sni_get_a_silent_close(link: Link) -> None:
+    from tests.unit.test_relayd_sni import client_hello
+
     unknown = link.curl(f"https://nas9.{LINK_ZONE}:{link.https_port}/", host=f"nas9.{LINK_ZONE}")
     assert unknown.returncode != 0
     with socket.create_connection(("127.0.0.1", link.https_port), timeout=5) as sock:
         context = ssl.create_default_context(cafile=str(link.directory / "ca.pem"))
         context.check_hostname = False
-        with pytest.raises((ssl.SSLError, OSError)):
+        started = time.monotonic()
+        # The close itself (EOF or reset), not a timeout (which is an OSError too).
+        with pytest.raises((ssl.SSLEOFError, ConnectionResetError)):
             context.wrap_socket(sock)  # no server_hostname: no SNI
-    with socket.create_connection(("127.0.0.1", link.https_port), timeout=5) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: nas1.link.test\r\n\r\n")
-        assert sock.recv(100) == b""
+        assert time.monotonic() - started < 4
+    # Nothing tells a connected device from an enrolled one that is offline (nas3) or a name
+    # that is nobody's: whatever is not a ClientHello for a connected device gets the same
+    # nothing back and the same kind of end.
+    request = "GET / HTTP/1.1\r\nHost: {}\r\n\r\n"
+    probes = {
+        "no SNI": client_hello(None),
+        "plain HTTP to a connected device": request.format(f"nas1.{LINK_ZONE}").encode(),
+        "an offline device": client_hello(f"nas3.{LINK_ZONE}"),
+        "plain HTTP to an offline device": request.format(f"nas3.{LINK_ZONE}").encode(),
+        "an unknown device": client_hello(f"nas9.{LINK_ZONE}"),
+        "plain HTTP to an unknown device": request.format(f"nas9.{LINK_ZONE}").encode(),
+    }
+    endings = {what: _ending(link.https_port, sent) for what, sent in probes.items()}
+    assert endings["an unknown device"][0] == b""  # silent
+    assert set(endings.values()) == {endings["an unknown device"]}, endings
     # The relay keeps serving the real device.
     assert link.curl(f"https://nas1.{LINK_ZONE}:{link.https_port}/").returncode == 0
 

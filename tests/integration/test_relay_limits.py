@@ -3,11 +3,14 @@ stops reading (backpressure, not buffering)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import pytest
 import trio
 import trio.testing
 
+import protocol
 from relayd._daemon import Relayd, serve
 from tests.relay_harness import (
     agent,
@@ -66,9 +69,24 @@ async def test_streams_opened_by_an_agent_are_refused_and_the_tunnel_stays(tmp_p
             relay: Relayd = await nursery.start(serve, relay_config(tmp_path))
             key = load_or_create_key(tmp_path / "nas1.key")
             async with device_tunnel(tmp_path, relay.listening["tunnel"][0], "nas1", key) as tunnel:
-                # The relay offers nothing to agents: it allows them no streams at all.
+                # The relay offers nothing to agents: it allows them no streams at all, and a
+                # well-behaved agent refuses itself before anything is sent.
                 assert tunnel.conn.local_streams_allowed == 0
+                with pytest.raises(protocol.LocalProtocolError) as refused:
+                    await tunnel.open_stream(protocol.Open("web"))
+                assert refused.value.error_code == protocol.ErrorCode.REFUSED_STREAM
+                # An agent that ignores the relay's HELLO and sends the OPEN anyway: the relay
+                # resets that stream, and only that stream.
+                conn = tunnel.conn
+                conn._peer = dataclasses.replace(conn._peer, max_streams=1)
+                stream = await tunnel.open_stream(protocol.Open("web"))
+                with pytest.raises(trio.BrokenResourceError):
+                    await stream.receive_some()
+                assert stream.reset_code == protocol.ErrorCode.REFUSED_STREAM
                 assert await tunnel.ping() >= 0  # still up
+                assert not tunnel.closed
+                assert relay.agents.tunnel_of("nas1") is not None
+                assert relay.counts["tunnel_error"] == 0
             nursery.cancel_scope.cancel()
 
 

@@ -16,7 +16,8 @@ from tests.relay_harness import device_tunnel, relay_config
 from tunnel import load_or_create_key
 
 
-async def get(address: str, path: str, token: str | None) -> tuple[int, dict[str, Any]]:
+async def response(address: str, path: str, token: str | None) -> bytes:
+    """The raw HTTP response to a GET of `path`, as it came back."""
     host, port = address.rsplit(":", 1)
     stream = await trio.open_tcp_stream(host, int(port))
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
@@ -27,8 +28,22 @@ async def get(address: str, path: str, token: str | None) -> tuple[int, dict[str
     while chunk := await stream.receive_some():
         data += chunk
     await stream.aclose()
-    head, _, body = data.partition(b"\r\n\r\n")
+    return data
+
+
+async def get(address: str, path: str, token: str | None) -> tuple[int, dict[str, Any]]:
+    head, _, body = (await response(address, path, token)).partition(b"\r\n\r\n")
     return int(head.split()[1]), json.loads(body)
+
+
+async def not_found(address: str, path: str, token: str) -> bytes:
+    """A 404 as the caller sees it, all of it but the Date header (which tells nothing)."""
+    raw = await response(address, path, token)
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0].split()[1] == b"404", raw
+    kept = [line for line in lines if not line.lower().startswith(b"date:")]
+    return b"\r\n".join(kept) + b"\r\n\r\n" + body
 
 
 async def test_access_modes_decide_who_sees_a_device(tmp_path: Path) -> None:
@@ -61,6 +76,11 @@ async def test_access_modes_decide_who_sees_a_device(tmp_path: Path) -> None:
             assert await status(owner.account_id) == 200
             assert await status(friend.account_id) == 404
             assert await status(owner.account_id, "nosuch") == 404
+            # Not even the bytes of the 404 tell a hidden device from a missing one.
+            hidden = await not_found(api, "/v1/devices/nas1", tokens[friend.account_id])
+            missing = await not_found(api, "/v1/devices/nosuch", tokens[friend.account_id])
+            assert hidden == missing
+            assert missing == await not_found(api, "/v1/devices/nosuch", tokens[owner.account_id])
             await registry.set_access("nas1", AccessMode.CUSTOM, (friend.account_id,))
             assert await status(friend.account_id) == 200
             assert await status(stranger.account_id) == 404
@@ -87,5 +107,10 @@ async def test_access_modes_decide_who_sees_a_device(tmp_path: Path) -> None:
                 assert body["online"] is True
                 assert body["lan_addresses"] == ["192.168.1.20"]
                 assert body["wan_address"] == "127.0.0.1"
+                # Hidden again while it is online: still the 404 of a device that is not there.
+                await registry.set_access("nas1", AccessMode.PRIVATE)
+                stranger_token = tokens[stranger.account_id]
+                assert await not_found(api, "/v1/devices/nas1", stranger_token) == missing
+                assert await not_found(api, "/v1/devices/nosuch", stranger_token) == missing
             nursery.cancel_scope.cancel()
     await registry.aclose()
