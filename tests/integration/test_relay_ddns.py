@@ -3,6 +3,8 @@ vouching only for the agent's own device."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import dns.message
@@ -17,10 +19,13 @@ from registry import Registry
 from relayd._daemon import Relayd
 from relayd._daemon import serve as serve_relayd
 from tests.relay_harness import device_tunnel
-from tunnel import load_or_create_key, public_key_base64
+from tunnel import Tunnel, load_or_create_key, public_key_base64
 
 
-async def test_agent_update_is_forwarded_and_answered(tmp_path: Path) -> None:
+@asynccontextmanager
+async def ddnsd_and_relay(tmp_path: Path) -> AsyncIterator[tuple[Ddnsd, Relayd, Tunnel]]:
+    """ddnsd and relayd in this process, relayd forwarding DDNS updates to ddnsd over its
+    service tunnel, and a tunnel to relayd as device nas1 (nas2 is enrolled too)."""
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     for name in ("relay.test", "ddnsd.test"):
@@ -58,69 +63,73 @@ async def test_agent_update_is_forwarded_and_answered(tmp_path: Path) -> None:
         "ddnsd.toml",
         tmp_path,
     )
+    async with trio.open_nursery() as nursery:
+        ddnsd: Ddnsd = await nursery.start(serve_ddnsd, ddnsd_config)
+        relay_config = loads(
+            RelaydConfig,
+            f"""
+            [relay]
+            name = "relay.test"
+            state_dir = "relay"
+            registry = "registry.sqlite3"
+            [tunnel]
+            listen = "127.0.0.1:0"
+            cert_file = "relay.test.crt"
+            key_file = "relay.test.key"
+            [ingress]
+            link_zone = "link.test"
+            [ddnsd]
+            address = "{ddnsd.listening["protocol"][0]}"
+            server_name = "ddnsd.test"
+            key_file = "relay-service.key"
+            ca_file = "ca.pem"
+            """,
+            "relayd.toml",
+            tmp_path,
+        )
+        relay: Relayd = await nursery.start(serve_relayd, relay_config)
+        tunnel = relay.listening["tunnel"][0]
+        async with device_tunnel(tmp_path, tunnel, "nas1", device_key) as agent:
+            yield ddnsd, relay, agent
+        nursery.cancel_scope.cancel()
+
+
+async def test_agent_update_is_forwarded_and_answered(tmp_path: Path) -> None:
     with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            ddnsd: Ddnsd = await nursery.start(serve_ddnsd, ddnsd_config)
-            relay_config = loads(
-                RelaydConfig,
-                f"""
-                [relay]
-                name = "relay.test"
-                state_dir = "relay"
-                registry = "registry.sqlite3"
-                [tunnel]
-                listen = "127.0.0.1:0"
-                cert_file = "relay.test.crt"
-                key_file = "relay.test.key"
-                [ingress]
-                link_zone = "link.test"
-                [ddnsd]
-                address = "{ddnsd.listening["protocol"][0]}"
-                server_name = "ddnsd.test"
-                key_file = "relay-service.key"
-                ca_file = "ca.pem"
-                """,
-                "relayd.toml",
-                tmp_path,
+        async with ddnsd_and_relay(tmp_path) as (ddnsd, relay, agent):
+            await agent.send_message(
+                protocol.DdnsUpdate(41, "nas1", "nas1", "A", ("198.51.100.41",))
             )
-            relay: Relayd = await nursery.start(serve_relayd, relay_config)
-            tunnel = relay.listening["tunnel"][0]
-            async with device_tunnel(tmp_path, tunnel, "nas1", device_key) as agent:
+            assert await agent.receive_message() == protocol.Ack(41)
+            query = dns.message.make_query("nas1.dyn.test", "A")
+            answer = dns.message.from_wire(ddnsd.responder.respond(query.to_wire()) or b"")
+            assert answer.answer[0][0].address == "198.51.100.41"
+            # Another device's name, through this device's tunnel: refused by the relay.
+            await agent.send_message(
+                protocol.DdnsUpdate(42, "nas2", "nas2", "A", ("198.51.100.42",))
+            )
+            reply = await agent.receive_message()
+            assert isinstance(reply, protocol.Error) and reply.request_id == 42
+            assert reply.error_code == protocol.ErrorCode.NOT_PERMITTED
+            assert ddnsd.channel is not None and ddnsd.channel.updates == 1
+            # A flood of updates at once: beyond 16 in flight they are refused, each with
+            # an answer, and the tunnel and the relay carry on.
+            for request_id in range(100, 140):  # fewer than our own inbox holds
                 await agent.send_message(
-                    protocol.DdnsUpdate(41, "nas1", "nas1", "A", ("198.51.100.41",))
+                    protocol.DdnsUpdate(request_id, "nas1", "nas1", "A", ("198.51.100.7",))
                 )
-                assert await agent.receive_message() == protocol.Ack(41)
-                query = dns.message.make_query("nas1.dyn.test", "A")
-                answer = dns.message.from_wire(ddnsd.responder.respond(query.to_wire()) or b"")
-                assert answer.answer[0][0].address == "198.51.100.41"
-                # Another device's name, through this device's tunnel: refused by the relay.
-                await agent.send_message(
-                    protocol.DdnsUpdate(42, "nas2", "nas2", "A", ("198.51.100.42",))
-                )
-                reply = await agent.receive_message()
-                assert isinstance(reply, protocol.Error) and reply.request_id == 42
-                assert reply.error_code == protocol.ErrorCode.NOT_PERMITTED
-                assert ddnsd.channel is not None and ddnsd.channel.updates == 1
-                # A flood of updates at once: beyond 16 in flight they are refused, each with
-                # an answer, and the tunnel and the relay carry on.
-                for request_id in range(100, 140):  # fewer than our own inbox holds
-                    await agent.send_message(
-                        protocol.DdnsUpdate(request_id, "nas1", "nas1", "A", ("198.51.100.7",))
-                    )
-                replies = [await agent.receive_message() for _ in range(40)]
-                limited = [
-                    r
-                    for r in replies
-                    if isinstance(r, protocol.Error)
-                    and r.error_code == protocol.ErrorCode.RATE_LIMITED
-                ]
-                acked = [r for r in replies if isinstance(r, protocol.Ack)]
-                assert limited and len(acked) >= 16 and len(limited) + len(acked) == 40
-                assert relay.counts["ddns_rate_limited"] == len(limited)
-                assert not relay.agents.ddns_in_flight  # every slot given back
-                # Something the relay does not handle gets an answer too.
-                await agent.send_message(protocol.Ack(7))
-                reply = await agent.receive_message()
-                assert isinstance(reply, protocol.Error)
-                assert reply.error_code == protocol.ErrorCode.INVALID_REQUEST
-            nursery.cancel_scope.cancel()
+            replies = [await agent.receive_message() for _ in range(40)]
+            limited = [
+                r
+                for r in replies
+                if isinstance(r, protocol.Error) and r.error_code == protocol.ErrorCode.RATE_LIMITED
+            ]
+            acked = [r for r in replies if isinstance(r, protocol.Ack)]
+            assert limited and len(acked) >= 16 and len(limited) + len(acked) == 40
+            assert relay.counts["ddns_rate_limited"] == len(limited)
+            assert not relay.agents.ddns_in_flight  # every slot given back
+            # Something the relay does not handle gets an answer too.
+            await agent.send_message(protocol.Ack(7))
+            reply = await agent.receive_message()
+            assert isinstance(reply, protocol.Error)
+            assert reply.error_code == protocol.ErrorCode.INVALID_REQUEST
