@@ -11,7 +11,8 @@ import trio
 from tunnel import Splicer, splice_sockets
 
 
-async def _pair() -> tuple[trio.socket.SocketType, trio.socket.SocketType]:
+async def connected_pair() -> tuple[trio.socket.SocketType, trio.socket.SocketType]:
+    """Two ends of one TCP connection on loopback."""
     listener = trio.socket.socket()
     await listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -24,8 +25,8 @@ async def _pair() -> tuple[trio.socket.SocketType, trio.socket.SocketType]:
 
 async def test_bytes_flow_both_ways_and_half_close_passes_on() -> None:
     # browser <-> [a  relay  b] <-> nas, the middle joined by splice_sockets
-    browser, a = await _pair()
-    b, nas = await _pair()
+    browser, a = await connected_pair()
+    b, nas = await connected_pair()
     up = os.urandom(5 * 1024 * 1024)
     down = os.urandom(3 * 1024 * 1024)
     got_up = bytearray()
@@ -59,8 +60,8 @@ async def test_bytes_flow_both_ways_and_half_close_passes_on() -> None:
 
 
 async def test_a_reset_ends_both_directions() -> None:
-    browser, a = await _pair()
-    b, nas = await _pair()
+    browser, a = await connected_pair()
+    b, nas = await connected_pair()
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(splice_sockets, a, b)
@@ -93,10 +94,10 @@ async def _echo(sock: trio.socket.SocketType) -> None:
 
 
 async def test_cancelling_one_join_closes_its_sockets_and_no_other() -> None:
-    browser1, a1 = await _pair()
-    b1, nas1 = await _pair()
-    browser2, a2 = await _pair()
-    b2, nas2 = await _pair()
+    browser1, a1 = await connected_pair()
+    b1, nas1 = await connected_pair()
+    browser2, a2 = await connected_pair()
+    b2, nas2 = await connected_pair()
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_echo, nas1)
@@ -123,10 +124,10 @@ async def test_cancelling_one_join_closes_its_sockets_and_no_other() -> None:
 async def test_a_sink_that_stops_reading_holds_the_source_back() -> None:
     """Backpressure, not buffering: what a peer that never reads can make this process hold
     is bounded by the pipe, and a second join meanwhile is not slowed."""
-    browser, a = await _pair()
-    b, stuck = await _pair()  # `stuck` never reads
-    browser2, a2 = await _pair()
-    b2, nas2 = await _pair()
+    browser, a = await connected_pair()
+    b, stuck = await connected_pair()  # `stuck` never reads
+    browser2, a2 = await connected_pair()
+    b2, nas2 = await connected_pair()
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(splice_sockets, a, b)
@@ -157,8 +158,8 @@ async def test_many_joins_at_once_keep_their_bytes_apart() -> None:
         async with trio.open_nursery() as nursery:
             browsers = []
             for _ in range(count):
-                browser, a = await _pair()
-                b, nas = await _pair()
+                browser, a = await connected_pair()
+                b, nas = await connected_pair()
                 nursery.start_soon(splice_sockets, a, b)
                 nursery.start_soon(_echo, nas)
                 browsers.append(browser)
@@ -179,14 +180,14 @@ async def test_many_joins_at_once_keep_their_bytes_apart() -> None:
 async def test_a_socket_closed_by_someone_else_ends_its_join_and_no_other() -> None:
     """The splicing thread outlives a join whose socket is gone before it gets there (a
     registration that fails once stopped every join in the process)."""
-    browser, a = await _pair()
-    b, nas = await _pair()
+    browser, a = await connected_pair()
+    b, nas = await connected_pair()
     a.close()
     with trio.fail_after(10):
         assert await splice_sockets(a, b) == (0, 0)
         assert await nas.recv(10) == b""  # the other side is closed, not left hanging
-        browser2, a2 = await _pair()
-        b2, nas2 = await _pair()
+        browser2, a2 = await connected_pair()
+        b2, nas2 = await connected_pair()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(splice_sockets, a2, b2)
             nursery.start_soon(_echo, nas2)
@@ -199,8 +200,8 @@ async def test_a_socket_closed_by_someone_else_ends_its_join_and_no_other() -> N
 
 async def test_bytes_waiting_before_the_join_move_at_once_and_ends_already_seen_finish_it() -> None:
     # A ready data connection holds the browser's first bytes before its join starts.
-    browser, a = await _pair()
-    b, nas = await _pair()
+    browser, a = await connected_pair()
+    b, nas = await connected_pair()
     await browser.send(b"waiting")
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
@@ -217,8 +218,8 @@ async def test_bytes_waiting_before_the_join_move_at_once_and_ends_already_seen_
             nas.shutdown(socket.SHUT_WR)
     assert moved == [(7, 6)]
     # Both ends already shut before the join: it ends at once, the bytes delivered.
-    browser2, c = await _pair()
-    d, nas2 = await _pair()
+    browser2, c = await connected_pair()
+    d, nas2 = await connected_pair()
     await browser2.send(b"last words")
     browser2.shutdown(socket.SHUT_WR)
     nas2.shutdown(socket.SHUT_WR)
@@ -228,8 +229,8 @@ async def test_bytes_waiting_before_the_join_move_at_once_and_ends_already_seen_
     assert await nas2.recv(100) == b""
     assert await browser2.recv(100) == b""
     # Nothing but both ends: over before the splicing thread hears of it, each end passed on.
-    browser3, e = await _pair()
-    f, nas3 = await _pair()
+    browser3, e = await connected_pair()
+    f, nas3 = await connected_pair()
     browser3.shutdown(socket.SHUT_WR)
     nas3.shutdown(socket.SHUT_WR)
     with trio.fail_after(5):
@@ -242,8 +243,8 @@ async def test_bytes_waiting_before_the_join_move_at_once_and_ends_already_seen_
 
 async def test_a_failed_splicing_thread_ends_its_joins_and_the_next_join_gets_a_new_one() -> None:
     splicer = Splicer()
-    browser, a = await _pair()
-    b, nas = await _pair()
+    browser, a = await connected_pair()
+    b, nas = await connected_pair()
 
     class _Broken:
         """The thread's epoll, whose next wait fails as nothing in the thread should."""
@@ -272,8 +273,8 @@ async def test_a_failed_splicing_thread_ends_its_joins_and_the_next_join_gets_a_
             os.eventfd_write(splicer._wake, 1)  # wake the thread into its next wait
     assert moved == [(6, 0)]  # ended, not left waiting
     # The next join starts a new thread, which works.
-    browser2, c = await _pair()
-    d, nas2 = await _pair()
+    browser2, c = await connected_pair()
+    d, nas2 = await connected_pair()
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(splicer.join, c, d)

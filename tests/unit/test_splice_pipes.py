@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import trio
 
+from tests.integration.test_splice import connected_pair
 from tunnel import _splice
 
 
@@ -51,18 +52,8 @@ def test_a_pair_that_cannot_get_its_pipes_leaves_none_open(
 async def test_a_splicer_that_cannot_start_leaks_nothing_and_starts_later(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async def connected() -> tuple[trio.socket.SocketType, trio.socket.SocketType]:
-        listener = trio.socket.socket()
-        await listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        client = trio.socket.socket()
-        await client.connect(listener.getsockname())
-        server, _ = await listener.accept()
-        listener.close()
-        return client, server
-
     splicer = _splice.Splicer()
-    (a, far_a), (b, far_b) = await connected(), await connected()
+    (a, far_a), (b, far_b) = await connected_pair(), await connected_pair()
     before = _open_fds()
     monkeypatch.setattr(os, "eventfd", _failing_on(1, os.eventfd))
     with pytest.raises(OSError) as caught:
