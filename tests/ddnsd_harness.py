@@ -118,7 +118,10 @@ tsig_secret_file = "transfer.key"
     return config
 
 
-def start(directory: Path, timeout_s: float = 15.0) -> Ddnsd:
+def start(
+    directory: Path, timeout_s: float = 15.0, env: dict[str, str] | None = None
+) -> Ddnsd:
+    """Start ddnsd on the config `prepare` wrote; `env` is added to the process's environment."""
     config = directory / "ddnsd.toml"
     state = directory / "state"
     listening = state / "listening.json"
@@ -130,6 +133,7 @@ def start(directory: Path, timeout_s: float = 15.0) -> Ddnsd:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=directory,
+            env=None if env is None else {**os.environ, **env},
         )
     deadline = time.monotonic() + timeout_s
     while not listening.exists():
