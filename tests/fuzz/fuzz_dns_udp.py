@@ -1,8 +1,8 @@
 """Fuzz ddnsd's query-to-answer path (`ddnsd._answer.Responder.respond`) on raw datagrams.
 
 Contract: it never raises; the reply is silence or a well-formed response with the query's
-ID; UDP replies fit 1232 bytes; the cache never changes an answer: asking again, asking with
-another ID, or asking a fresh Responder after a warm one gives the same bytes.
+ID; UDP replies fit 1232 bytes; the cache never changes an answer: asking again gives the same
+bytes, and a warm Responder answers another ID or letter case as a fresh one does.
 """
 
 from __future__ import annotations
@@ -20,9 +20,13 @@ def one_input(data: bytes) -> None:
         assert len(first) <= 1232, len(first)
     assert warm.respond(data) == first  # from the cache now, perhaps
     if len(data) >= 2:
+        # Not always the same answer with the ID spliced: a compression pointer may point
+        # into the header, so that the ID is part of the name. What the cache gives must be
+        # what a cold Responder says.
         other = bytes([data[0] ^ 0x5A, data[1] ^ 0xA5]) + data[2:]
         again = warm.respond(other)
-        assert again == (None if first is None else other[:2] + first[2:]), (first, again)
+        check_reply(other, again)
+        assert again == Responder(ZONES).respond(other), (first, again)
     tcp = warm.respond(data, tcp=True)
     check_reply(data, tcp)
     assert tcp == Responder(ZONES).respond(data, tcp=True)
