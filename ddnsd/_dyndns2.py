@@ -48,9 +48,20 @@ UNREACHABLE: Final = tuple(
         "ff00::/8",
     )
 )
-#: A LAN's addresses (RFC 1918, RFC 4193): published only with allow_private_addresses.
+#: Addresses no one outside the operator's network can reach: a LAN's (RFC 1918, RFC 4193),
+#: a carrier-grade NAT's shared space (RFC 6598: the CPE's WAN side behind CGNAT, which is
+#: what a router's own detection finds there) and the reserved 240/4 (RFC 1112, never
+#: routed). Published only with allow_private_addresses, for deployments inside such a net.
 PRIVATE: Final = tuple(
-    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+    ipaddress.ip_network(n)
+    for n in (
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "240.0.0.0/4",
+        "fc00::/7",
+    )
 )
 
 
@@ -104,7 +115,7 @@ class DynDns2:
             updates_per_host_per_minute, 60.0, count_refused=False, clock=clock
         )
         self.default_ttl_s = default_ttl_s
-        #: Whether 10/8, 172.16/12, 192.168/16 and fc00::/7 may be published; a reload sets it.
+        #: Whether the PRIVATE ranges (10/8, CGNAT, ...) may be published; a reload sets it.
         self.allow_private_addresses = allow_private_addresses
         self._clock = clock
         self.boundary = boundary if boundary is not None else Boundary()
@@ -149,6 +160,11 @@ class DynDns2:
         if request.method == "POST" and request.body:
             params.update(parse_qsl(request.body.decode("latin-1"), keep_blank_values=True))
         device = await self._authenticate(request.headers.get("authorization", ""))
+        if device is not None and not await self.store.knows_device(device):
+            # Deleted since its token was cached: the token went with it (the registry
+            # drops both at once), so the answer is the same as after the cache expires.
+            self._forget(device)
+            device = None
         if device is None:
             return _Reply.once("badauth", 401, headers=CHALLENGE), None
         return await self._update(device, params, request.client), device
@@ -178,8 +194,6 @@ class DynDns2:
             return _Reply.once("dnserr")
         offline = params.get("offline", "").upper() in ("YES", "1", "TRUE")
         changes = self._changes(device, addresses, offline)
-        if not await self.store.knows_device(device):
-            return _Reply.per_host([c or "nohost" for c in codes], "")
         try:
             result = await self.store.update(device, changes)
         except Exception:
@@ -188,6 +202,10 @@ class DynDns2:
         word = "good" if result.changed else "nochg"
         shown = ",".join(address for _, address in addresses)
         return _Reply.per_host([c or word for c in codes], shown)
+
+    def _forget(self, device: str) -> None:
+        for digest in [d for d, (name, _) in self._tokens.items() if name == device]:
+            del self._tokens[digest]
 
     async def _authenticate(self, header: str) -> str | None:
         scheme, _, encoded = header.partition(" ")
