@@ -19,8 +19,9 @@ _IPV4 = re.compile(rf"(?:{_IPV4_OCTET}\.){{3}}{_IPV4_OCTET}")
 def canonical_address(value: object) -> tuple[int, str] | None:
     """(IP version, canonical text) of an IP address, or None if `value` is not one.
 
-    IPv4-mapped IPv6 addresses are given as the IPv4 address they carry. Canonical dotted
-    quads, by far the most common input, are recognised without the ipaddress module.
+    IPv4-mapped IPv6 addresses are given as the IPv4 address they carry. A scoped IPv6 address
+    (`fe80::1%eth0`) is not one: its zone index names an interface of one host only. Canonical
+    dotted quads, by far the most common input, are recognised without the ipaddress module.
     """
     if type(value) is not str:
         return None
@@ -29,6 +30,8 @@ def canonical_address(value: object) -> tuple[int, str] | None:
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped

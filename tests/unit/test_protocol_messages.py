@@ -17,6 +17,9 @@ BAD: list[tuple[type[Any], dict[str, Any], str]] = [
     (protocol.DdnsUpdate, {"name": "_acme-challenge.nas1", "rrtype": "A"}, "only TXT"),
     (protocol.DdnsUpdate, {"values": ("2001:db8::1",)}, "IPv4"),
     (protocol.DdnsUpdate, {"values": ("10.0.0.01",)}, "IP address"),
+    # A scope (zone index) names an interface of the sender's host: nobody else can use it.
+    (protocol.DdnsUpdate, {"rrtype": "AAAA", "values": ("2001:db8::1%1",)}, "IP address"),
+    (protocol.DdnsUpdate, {"rrtype": "AAAA", "values": ("fe80::1%eth0",)}, "IP address"),
     (protocol.DdnsUpdate, {"rrtype": "MX"}, "rrtype"),
     (protocol.DdnsUpdate, {"device": "NAS1", "name": "NAS1"}, "lower-case"),
     (protocol.DdnsUpdate, {"ttl_s": True}, "ttl_s"),
