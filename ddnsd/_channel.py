@@ -2,7 +2,8 @@
 
 Only services listed in the config (by name and Ed25519 key) may connect. Each DdnsUpdate is
 checked by the protocol codec (a device's own names only), stored durably like any other
-update, and answered with Ack or Error carrying its request id.
+update, and answered with Ack or Error carrying its request id. Each message is one unit of
+work of the daemon's Boundary, run as one of the tunnel's bounded tasks.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import ipaddress
 import logging
 import os
 import ssl
+from typing import Final
 
 import trio
 
 import protocol
+from service import Boundary
 from tunnel import Tunnel, open_tunnel, tunnel_ending
 
 from ._store import ZoneStore
@@ -23,6 +26,16 @@ from ._zone import Change
 __all__ = ["ServiceChannel"]
 
 log = logging.getLogger("ddnsd.channel")
+#: The Boundary's unit for one message from a service (nascloud_handler_errors_total).
+UNIT: Final = "dns_channel_message"
+#: Updates one service connection may have waiting on the store at once; beyond that each is
+#: refused RATE_LIMITED at once (relayd passes that on to the agent), so a relayd that floods
+#: gets refusals, not a task and a queued change each. Group commit takes them all in one batch.
+MAX_UPDATES_IN_FLIGHT: Final = 64
+#: Replies queued for the writer at once: every update in flight can be acknowledged by the
+#: same batch at the same moment, and refusals come on top; beyond this a peer that does not
+#: read its answers gets no more of them, rather than our memory.
+MAX_UNSENT_REPLIES: Final = 2 * MAX_UPDATES_IN_FLIGHT
 
 
 class ServiceChannel:
@@ -34,14 +47,17 @@ class ServiceChannel:
         ssl_context: ssl.SSLContext,
         *,
         handshake_timeout_s: float = 10.0,
+        boundary: Boundary | None = None,
     ) -> None:
         self.store = store
         self.server_name = server_name
         self.services = services
         self.ssl_context = ssl_context
         self.handshake_timeout_s = handshake_timeout_s
+        self.boundary = boundary if boundary is not None else Boundary()
         self.updates = 0
         self.refused = 0
+        self.throttled = 0  # updates refused because MAX_UPDATES_IN_FLIGHT were in flight
         self.address_mismatches = 0
 
     async def _authenticate(self, request: protocol.AuthenticationRequested) -> bytes | None:
@@ -68,29 +84,47 @@ class ServiceChannel:
                     handshake_timeout_s=self.handshake_timeout_s,
                     keepalive_interval_s=15,
                     keepalive_timeout_s=45,
+                    max_tasks=MAX_UPDATES_IN_FLIGHT,
+                    max_unsent_messages=MAX_UNSENT_REPLIES,
                 ) as tunnel:
+                    # Before any await: the reader may hand over a message at once.
+                    tunnel.on_message = self._on_message
                     log.info("service %s connected", conn.peer_name)
-                    async with trio.open_nursery() as nursery:
-                        while True:
-                            try:
-                                message = await tunnel.receive_message()
-                            except trio.BrokenResourceError:
-                                break
-                            nursery.start_soon(self._answer, tunnel, message)
+                    await tunnel.wait_closed()
         finally:
             await trio.aclose_forcefully(tls)
 
-    async def _answer(self, tunnel: Tunnel, message: protocol.AppMessage) -> None:
+    def _on_message(self, tunnel: Tunnel, message: protocol.AppMessage) -> None:
+        """A service's message, from its tunnel's reader: updates run as the tunnel's own
+        tasks, every reply is queued on the tunnel, both bounded by the tunnel."""
+        request_id = getattr(message, "request_id", None)
         if not isinstance(message, protocol.DdnsUpdate):
-            reply: protocol.AppMessage = protocol.Error(
-                protocol.ErrorCode.INVALID_REQUEST, "ddnsd takes DDNS updates only"
+            tunnel.send_message_soon(
+                protocol.Error(
+                    protocol.ErrorCode.INVALID_REQUEST, "ddnsd takes DDNS updates only", request_id
+                )
             )
-        else:
-            reply = await self._update(message)
+        elif not tunnel.start_soon(self._answer, tunnel, message):
+            self.throttled += 1
+            tunnel.send_message_soon(
+                protocol.Error(
+                    protocol.ErrorCode.RATE_LIMITED, "too many updates at once", request_id
+                )
+            )
+
+    async def _answer(self, tunnel: Tunnel, message: protocol.DdnsUpdate) -> None:
+        """One update, one unit of work: an unexpected failure answers it INTERNAL_ERROR,
+        and the connection and the other updates go on (a task's exception would end the
+        tunnel)."""
+        reply: protocol.AppMessage
         try:
-            await tunnel.send_message(reply)
-        except trio.BrokenResourceError:
-            pass
+            reply = await self._update(message)
+        except Exception:
+            self.boundary.failed(UNIT)
+            reply = protocol.Error(
+                protocol.ErrorCode.INTERNAL_ERROR, "internal error", message.request_id
+            )
+        tunnel.send_message_soon(reply)
 
     async def _update(self, message: protocol.DdnsUpdate) -> protocol.AppMessage:
         if not await self.store.knows_device(message.device):

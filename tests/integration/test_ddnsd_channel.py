@@ -17,7 +17,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
 from config import DdnsdConfig, loads
+from ddnsd._channel import MAX_UPDATES_IN_FLIGHT, UNIT
 from ddnsd._daemon import Ddnsd, serve
+from ddnsd._store import UpdateResult, ZoneStore
+from ddnsd._zone import Change
 from tests.ddnsd_harness import make_registry
 from tunnel import Tunnel, open_tunnel
 
@@ -40,7 +43,7 @@ async def running(
 ) -> AsyncIterator[Ddnsd]:
     state = tmp_path / "state"
     state.mkdir()
-    await trio.to_thread.run_sync(make_registry, state / "registry.sqlite3", ("nas1",))
+    await trio.to_thread.run_sync(make_registry, state / "registry.sqlite3", ("nas1", "nas2"))
     cert = ca.issue_cert(SERVER_NAME)
     cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
     cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
@@ -148,3 +151,94 @@ async def test_a_service_with_the_wrong_key_or_name_is_refused(
             with pytest.raises(protocol.RemoteProtocolError):
                 async with open_tunnel(stream, device):
                     pass  # pragma: no cover
+
+
+async def test_a_message_that_fails_is_answered_alone_and_the_connection_goes_on(
+    tmp_path: Path,
+    ca: trustme.CA,
+    relay_key: Ed25519PrivateKey,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with trio.fail_after(20):
+        async with running(tmp_path, ca, relay_key) as daemon:
+            known = daemon.store.knows_device
+
+            async def failing_for_nas2(name: str) -> bool:
+                if name == "nas2":
+                    raise RuntimeError("injected failure")
+                return await known(name)
+
+            monkeypatch.setattr(daemon.store, "knows_device", failing_for_nas2)
+            assert daemon.channel is not None
+            async with relay(daemon, ca, relay_key) as tunnel:
+                await tunnel.send_message(
+                    protocol.DdnsUpdate(7, "nas2", "nas2", "A", ("198.51.100.9",))
+                )
+                reply = await tunnel.receive_message()
+                assert isinstance(reply, protocol.Error) and reply.request_id == 7
+                assert reply.error_code == protocol.ErrorCode.INTERNAL_ERROR
+                # The same connection answers the next update.
+                await tunnel.send_message(
+                    protocol.DdnsUpdate(8, "nas1", "nas1", "A", ("198.51.100.8",))
+                )
+                assert await tunnel.receive_message() == protocol.Ack(8)
+                assert answer(daemon, "nas1.dyn.test", "A").answer[0][0].address == "198.51.100.8"
+            assert daemon.channel.boundary.errors == {UNIT: 1}
+            failures = [r for r in caplog.records if r.name == "nascloud.boundary"]
+            assert [r.getMessage() for r in failures] == [
+                f"a unit of work failed ({UNIT}); it alone is dropped"
+            ]
+            assert failures[0].exc_info is not None  # with its traceback
+
+
+async def test_a_flood_of_updates_is_throttled_not_given_a_task_each(
+    tmp_path: Path,
+    ca: trustme.CA,
+    relay_key: Ed25519PrivateKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    extra = 20
+    with trio.fail_after(20):
+        async with running(tmp_path, ca, relay_key) as daemon:
+            release, all_in = trio.Event(), trio.Event()
+            waiting = 0
+            most = 0
+            store_update = daemon.store.update
+
+            async def held(device: str, changes: list[Change]) -> UpdateResult:
+                nonlocal waiting, most
+                waiting += 1
+                most = max(most, waiting)
+                if waiting == MAX_UPDATES_IN_FLIGHT:
+                    all_in.set()
+                try:
+                    await release.wait()
+                finally:
+                    waiting -= 1
+                return await store_update(device, changes)
+
+            monkeypatch.setattr(daemon.store, "update", held)
+            assert isinstance(daemon.store, ZoneStore) and daemon.channel is not None
+            async with relay(daemon, ca, relay_key) as tunnel:
+                count = MAX_UPDATES_IN_FLIGHT + extra
+                for request_id in range(1, count + 1):
+                    address = f"198.51.{request_id // 256}.{request_id % 256}"
+                    await tunnel.send_message(
+                        protocol.DdnsUpdate(request_id, "nas1", "nas1", "A", (address,))
+                    )
+                # Those beyond the cap are refused at once, each with its own id...
+                refused = []
+                for _ in range(extra):
+                    reply = await tunnel.receive_message()
+                    assert isinstance(reply, protocol.Error), reply
+                    assert reply.error_code == protocol.ErrorCode.RATE_LIMITED
+                    refused.append(reply.request_id)
+                assert refused == list(range(MAX_UPDATES_IN_FLIGHT + 1, count + 1))
+                await all_in.wait()
+                assert most == waiting == MAX_UPDATES_IN_FLIGHT
+                # ...and those in flight are stored and acknowledged once the store goes on.
+                release.set()
+                acks = {(await tunnel.receive_message()) for _ in range(MAX_UPDATES_IN_FLIGHT)}
+                assert acks == {protocol.Ack(i) for i in range(1, MAX_UPDATES_IN_FLIGHT + 1)}
+                assert daemon.channel.throttled == extra
