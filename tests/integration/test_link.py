@@ -14,12 +14,14 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import tomli_w
 import trio
 import trustme
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -152,6 +154,29 @@ def _free_ports(count: int) -> list[int]:
     return ports
 
 
+# relayd.toml's listen keys, by the name listening.json gives their addresses.
+_LISTEN_KEYS = {
+    "tunnel": ("tunnel", "listen"),
+    "https": ("ingress", "https_listen"),
+    "http": ("ingress", "http_listen"),
+    "metrics": ("relay", "metrics_listen"),
+}
+
+
+def _keep_ports(directory: Path, listening: dict[str, list[str]]) -> None:
+    """Write the ports relayd bound for port 0 into its config, so a restart takes them again.
+
+    Ports are never probed free and released before relayd binds them (another process could
+    take them in between); only a restart reuses them, as a real relay's would.
+    """
+    path = directory / "relayd.toml"
+    config = tomllib.loads(path.read_text())
+    for kind, (section, key) in _LISTEN_KEYS.items():
+        if config.get(section, {}).get(key, "").endswith(":0") and kind in listening:
+            config[section][key] = listening[kind]
+    path.write_text(tomli_w.dumps(config))
+
+
 def _start_relay(directory: Path) -> tuple[subprocess.Popen[bytes], dict[str, list[str]]]:
     listening = directory / "relay-state" / "listening.json"
     listening.unlink(missing_ok=True)
@@ -204,7 +229,6 @@ def link(tmp_path: Path) -> Iterator[Link]:
         await registry.aclose()
 
     trio.run(enrol)
-    tunnel_port, https_port, http_port = _free_ports(3)
     (tmp_path / "relayd.toml").write_text(
         f"""
 [relay]
@@ -214,19 +238,20 @@ registry = "registry.sqlite3"
 metrics_listen = "127.0.0.1:0"
 access_log_key_file = "relay-state/access-log.keys"
 [tunnel]
-listen = "127.0.0.1:{tunnel_port}"
+listen = "127.0.0.1:0"
 cert_file = "relay.crt"
 key_file = "relay.key"
 [ingress]
 link_zone = "{LINK_ZONE}"
-https_listen = "127.0.0.1:{https_port}"
-http_listen = "127.0.0.1:{http_port}"
+https_listen = "127.0.0.1:0"
+http_listen = "127.0.0.1:0"
 [limits]
 drain_timeout_s = 2
 handshake_timeout_s = 2
 """
     )
     relay, listening = _start_relay(tmp_path)
+    _keep_ports(tmp_path, listening)
     ports = {k: int(v[0].rsplit(":", 1)[1]) for k, v in listening.items()}
     (tmp_path / "agent.toml").write_text(
         f"""
