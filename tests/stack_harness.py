@@ -74,20 +74,38 @@ class Stack:
 def running_stack(directory: Path) -> Iterator[Stack]:
     """`nascloud run` in `directory/var`; stopped with Ctrl-C (SIGINT) on the way out."""
     state = directory / "var"
-    base_port = free_port_range(12)
-    process = subprocess.Popen(
-        [str(BIN / "nascloud"), "run", "--state-dir", str(state), "--base-port", str(base_port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    stack = Stack(state, base_port, {})
-    try:
+    for _attempt in range(3):
+        # The range was free when probed; another process may take a port before the stack
+        # binds it. Then the stack stops with EADDRINUSE, and a new range is tried.
+        base_port = free_port_range(12)
+        process = subprocess.Popen(
+            [
+                str(BIN / "nascloud"),
+                "run",
+                "--state-dir",
+                str(state),
+                "--base-port",
+                str(base_port),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         deadline = time.monotonic() + 30
-        while not (state / "endpoints.json").exists():
-            if process.poll() is not None or time.monotonic() > deadline:
+        while not (state / "endpoints.json").exists() and process.poll() is None:
+            if time.monotonic() > deadline:
+                process.kill()
                 raise RuntimeError("nascloud run did not start")
             time.sleep(0.1)
+        if process.poll() is None:
+            break
+        output, _ = process.communicate()
+        if "Address already in use" not in output:
+            raise RuntimeError(f"nascloud run did not start:\n{output}")
+    else:
+        raise RuntimeError("nascloud run found no free port range in three tries")
+    stack = Stack(state, base_port, {})
+    try:
         stack.endpoints = json.loads((state / "endpoints.json").read_text())
         yield stack
     finally:
