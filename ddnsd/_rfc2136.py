@@ -1,15 +1,17 @@
 """RFC 2136 UPDATE signed with TSIG (RFC 8945), for nsupdate and ACME DNS-01 clients.
 
-TSIG parsing and signing are dnspython's. Each device has its own keys, and a key may change
-only its device's names, as BIND's `update-policy self` allows: A, AAAA and TXT at
-`<device>.<zone>`, and TXT at `_acme-challenge.<device>.<zone>`. Unsigned updates are refused.
+TSIG parsing and signing are dnspython's; the error replies of RFC 8945 section 5.2 are built
+here (transfers use them too). Each device has its own keys, and a key may change only its
+device's names, as BIND's `update-policy self` allows: A, AAAA and TXT at `<device>.<zone>`,
+and TXT at `_acme-challenge.<device>.<zone>`. Unsigned updates are refused.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 import time
-from typing import Final
+from typing import Final, cast
 
 import dns.exception
 import dns.message
@@ -18,6 +20,7 @@ import dns.opcode
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.TSIG
 import dns.rrset
 import dns.tsig
 import dns.update
@@ -29,7 +32,7 @@ from ._answer import header_only_reply
 from ._store import ZoneStore
 from ._zone import Change, ZoneSet
 
-__all__ = ["UpdateHandler"]
+__all__ = ["UpdateHandler", "tsig_error_reply"]
 
 log = logging.getLogger("ddnsd.update")
 
@@ -39,6 +42,34 @@ _ALGORITHMS: Final = {
     "hmac-sha512": dns.tsig.HMAC_SHA512,
 }
 ACME: Final = "_acme-challenge."
+
+
+def tsig_error_reply(
+    request: dns.message.Message, error: int, key: dns.tsig.Key | None = None
+) -> bytes:
+    """NOTAUTH carrying a TSIG error (RFC 8945 section 5.2), for a request read with
+    `keyring=False`. BADKEY and BADSIG go unsigned, with an empty MAC (section 5.3.2: the
+    client cannot verify what failed to verify); BADTIME is signed with the request's key,
+    `key`, keeps the request's Time Signed and gives our clock in Other Data, so that a
+    client can see by how much the clocks differ."""
+    assert request.tsig is not None and request.keyname is not None
+    theirs = cast(dns.rdtypes.ANY.TSIG.TSIG, request.tsig[0])
+    response = dns.message.make_response(request)  # no keyring: no TSIG of its own
+    response.set_rcode(dns.rcode.NOTAUTH)
+    other = b""
+    if error == dns.rcode.BADTIME:
+        now = int(time.time())
+        other = struct.pack("!HI", (now >> 32) & 0xFFFF, now & 0xFFFFFFFF)
+    tsig = theirs.replace(mac=b"", error=error, other=other)
+    if key is not None:
+        unsigned: bytes = response.to_wire()
+        # dnspython's own signing puts the time of now in Time Signed; this keeps theirs.
+        tsig, _ = dns.tsig.sign(  # type: ignore[no-untyped-call]  # dnspython leaves it untyped
+            unsigned, key, tsig, theirs.time_signed, theirs.mac
+        )
+    response.tsig = dns.rrset.from_rdata(request.keyname, 0, tsig)
+    wire: bytes = response.to_wire()
+    return wire
 
 
 class _Refusal(Exception):
@@ -83,11 +114,11 @@ class UpdateHandler:
         if not unverified.had_tsig:
             self._count("refused-unsigned")
             return [self._reply(unverified, dns.rcode.REFUSED)]
-        found = await self._key(unverified.keyname)
+        found = await self._key(unverified.keyname, unverified.keyalgorithm)
         if found is None:
             log.warning("UPDATE with an unknown TSIG key")
             self._count("badkey")
-            return [self._reply(unverified, dns.rcode.NOTAUTH)]
+            return [tsig_error_reply(unverified, dns.rcode.BADKEY)]
         key, device = found
         started = time.time()
         replies, outcome = await self._verified(message, unverified, key, device)
@@ -106,14 +137,14 @@ class UpdateHandler:
         """The replies to a signed UPDATE whose key belongs to `device`, and its outcome."""
         try:
             update = dns.message.from_wire(message, keyring={key.name: key})
-        except dns.tsig.BadTime:
+        except dns.tsig.BadTime:  # raised only once the signature verified
             log.warning("UPDATE for %s outside the TSIG time window", device)
             self._count("badtime")
-            return [self._reply(unverified, dns.rcode.NOTAUTH)], "badtime"
-        except (dns.tsig.BadSignature, dns.message.UnknownTSIGKey, dns.tsig.PeerError):
+            return [tsig_error_reply(unverified, dns.rcode.BADTIME, key)], "badtime"
+        except (dns.tsig.BadSignature, dns.tsig.PeerError):
             log.warning("UPDATE for %s with a bad TSIG signature", device)
             self._count("badsig")
-            return [self._reply(unverified, dns.rcode.NOTAUTH)], "badsig"
+            return [tsig_error_reply(unverified, dns.rcode.BADSIG)], "badsig"
         except dns.exception.DNSException:
             return self._header_only(message, dns.rcode.FORMERR), "formerr"
         assert isinstance(update, dns.update.UpdateMessage)
@@ -135,12 +166,16 @@ class UpdateHandler:
     def _count(self, outcome: str) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
 
-    async def _key(self, name: dns.name.Name | None) -> tuple[dns.tsig.Key, str] | None:
+    async def _key(
+        self, name: dns.name.Name | None, algorithm: dns.name.Name | None
+    ) -> tuple[dns.tsig.Key, str] | None:
+        """The key `name` and its device, if it exists with that algorithm (RFC 8945 5.2.1:
+        a known name with another algorithm is BADKEY too)."""
         if name is None:
             return None
         cached = self._keys.get(name)
         if cached is not None:
-            return cached
+            return cached if cached[0].algorithm == algorithm else None
         stored = await self.registry.find_tsig_key(name.to_text(omit_final_dot=True))
         if stored is None or stored.algorithm not in _ALGORITHMS:
             return None
@@ -151,7 +186,7 @@ class UpdateHandler:
         if len(self._keys) > 10_000:
             self._keys.clear()
         self._keys[name] = found
-        return found
+        return found if found[0].algorithm == algorithm else None
 
     def forget_device(self, device: str) -> None:
         """Drop cached keys of a deleted device at once."""
