@@ -163,17 +163,36 @@ def test_slow_or_lying_tcp_clients_are_cut_off_and_others_served(ddnsd: Ddnsd) -
 
 def test_tcp_client_cap(tmp_path: Path) -> None:
     with running_ddnsd(tmp_path, DdnsdOptions(max_tcp_clients=3)) as daemon:
+        query = dns.message.make_query("dyn.test", "SOA")
         held = [socket.create_connection(("127.0.0.1", daemon.dns_port)) for _ in range(3)]
-        time.sleep(0.3)
+        for sock in held:  # an answer on each: all three are taken, not only queued
+            sock.settimeout(5)
+            assert dns.query.receive_tcp(_sent(sock, query), time.time() + 5)[0].answer
         extra = socket.create_connection(("127.0.0.1", daemon.dns_port))
         extra.settimeout(5)
         assert extra.recv(10) == b""  # over the cap: closed at once
         extra.close()
         for sock in held:
             sock.close()
-        time.sleep(0.3)
-        query = dns.message.make_query("dyn.test", "SOA")
-        assert dns.query.tcp(query, "127.0.0.1", port=daemon.dns_port, timeout=5).answer
+        deadline = time.monotonic() + 5  # the server notices the closes in its own time
+        while True:
+            newcomer = socket.create_connection(("127.0.0.1", daemon.dns_port))
+            newcomer.settimeout(5)
+            try:
+                answer = dns.query.receive_tcp(_sent(newcomer, query), time.time() + 5)[0]
+            except (ConnectionError, EOFError):
+                assert time.monotonic() < deadline, "the freed slots were never given again"
+                time.sleep(0.05)
+                continue
+            finally:
+                newcomer.close()
+            assert answer.answer
+            break
+
+
+def _sent(sock: socket.socket, query: dns.message.Message) -> socket.socket:
+    dns.query.send_tcp(sock, query)
+    return sock
 
 
 def test_tsig_outside_the_time_window_is_not_authorized(ddnsd: Ddnsd) -> None:
