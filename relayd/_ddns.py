@@ -86,7 +86,8 @@ class DdnsLink:
             try:
                 while True:
                     reply = await tunnel.receive_message()
-                    waiting = self._waiting.get(getattr(reply, "request_id", None) or -1)
+                    request_id = getattr(reply, "request_id", None)
+                    waiting = None if request_id is None else self._waiting.get(request_id)
                     if waiting is not None:
                         waiting[1].append(reply)
                         waiting[0].set()

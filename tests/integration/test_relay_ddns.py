@@ -3,6 +3,7 @@ vouching only for the agent's own device."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -133,3 +134,17 @@ async def test_agent_update_is_forwarded_and_answered(tmp_path: Path) -> None:
             reply = await agent.receive_message()
             assert isinstance(reply, protocol.Error)
             assert reply.error_code == protocol.ErrorCode.INVALID_REQUEST
+
+
+async def test_the_reply_to_relayds_request_id_0_is_delivered(tmp_path: Path) -> None:
+    # relayd numbers its requests to ddnsd modulo 2**32: after the wrap the id is 0, which is a
+    # valid id and must not be mistaken for "no id".
+    with trio.fail_after(30):
+        async with ddnsd_and_relay(tmp_path) as (_, relay, agent):
+            link = relay.agents.ddns
+            assert link is not None
+            link._ids = itertools.count(2**32)  # the next id is 0
+            await agent.send_message(protocol.DdnsUpdate(5, "nas1", "nas1", "A", ("198.51.100.5",)))
+            assert await agent.receive_message() == protocol.Ack(5)
+            await agent.send_message(protocol.DdnsUpdate(6, "nas1", "nas1", "A", ("198.51.100.6",)))
+            assert await agent.receive_message() == protocol.Ack(6)
