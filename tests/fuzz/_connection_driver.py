@@ -2,7 +2,9 @@
 
 Contract (SPEC.md 3, protocol/_connection.py): `receive_data` returns events or raises
 `RemoteProtocolError` with a wire code; it parses the same bytes the same way however reads
-split them; what it queues in answer is valid protocol that its real peer can read.
+split them; what it queues in answer is valid protocol that its real peer can read; and an
+application that acts on every event as the daemons do (accept the AUTH, give credit back,
+echo data, end what the peer ended, reset, ping) never meets an exception from its calls.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
 from protocol import Connection, ConnectionState, ErrorCode, RemoteProtocolError, Role, Settings
+from protocol._streams import StreamState
 
 SERVER_NAME = "relay.test"
 NONCE = bytes(range(32))
@@ -71,6 +74,61 @@ def feed(conn: Connection, data: bytes, chunk_bytes: int) -> Outcome:
     return events, None
 
 
+_SENDING = (StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE)
+
+
+def _sendable(conn: Connection, stream_id: int) -> int:
+    """How many bytes the application may send on `stream_id` now (0 if it may not)."""
+    stream = conn.streams.get(stream_id)
+    if conn.state is not ConnectionState.OPEN or stream is None or stream.state not in _SENDING:
+        return 0
+    return conn.local_flow_control_window(stream_id)
+
+
+def _react(conn: Connection, event: protocol.Event, reads: int) -> None:
+    """What a daemon does with `event`; every call is one the API allows in that state."""
+    if isinstance(event, protocol.AuthenticationRequested):
+        try:
+            conn.accept_authentication(event.public_key)
+        except RemoteProtocolError as exc:
+            assert exc.error_code == ErrorCode.AUTHENTICATION_FAILED
+    elif isinstance(event, protocol.DataReceived):
+        conn.acknowledge_received_data(event.stream_id, event.flow_controlled_length)
+        echo = event.data[: _sendable(conn, event.stream_id)]
+        if echo:
+            conn.send_data(event.stream_id, echo)
+    elif isinstance(event, protocol.StreamOpened):
+        if _sendable(conn, event.stream_id):
+            conn.send_data(event.stream_id, b"+")
+        if reads % 3 == 2 and event.stream_id in conn.streams:
+            conn.reset_stream(event.stream_id)
+    elif isinstance(event, protocol.StreamEnded):
+        stream = conn.streams.get(event.stream_id)
+        if conn.state is ConnectionState.OPEN and stream is not None and stream.state in _SENDING:
+            conn.end_stream(event.stream_id)
+    elif isinstance(event, protocol.PingReceived) and conn.state is ConnectionState.OPEN:
+        conn.ping(event.opaque)
+
+
+def serve(conn: Connection, data: bytes, chunk_bytes: int) -> None:
+    """Feed `data` in reads of `chunk_bytes`, acting on each read's events before the next,
+    as the daemons do; the calls it makes must never raise (a LocalProtocolError here is a
+    bug of the connection's bookkeeping, since `_react` asks only what the state allows)."""
+    for reads, start in enumerate(range(0, len(data), chunk_bytes)):
+        if conn.state is ConnectionState.CLOSED:
+            return
+        events, code = receive(conn, data[start : start + chunk_bytes])
+        for event in events:
+            if _closed(conn):
+                return
+            _react(conn, event, reads)
+        if code is not None:
+            return
+    if conn.state is not ConnectionState.CLOSED:
+        conn.close()
+        receive(conn, b"")
+
+
 def check(make: Callable[[], tuple[Connection, Connection]], data: bytes) -> None:
     """The whole contract: `make()` gives (connection under test, its real peer)."""
     if len(data) < 2:
@@ -106,3 +164,11 @@ def check(make: Callable[[], tuple[Connection, Connection]], data: bytes) -> Non
     answer = whole.data_to_send()
     if answer and peer.state is not ConnectionState.CLOSED:
         receive(peer, answer)
+
+    # The same bytes to a connection whose application acts on them as they come, and what
+    # it sent in all (credit, echoes, ends, resets, GOAWAY) to its peer.
+    app, app_peer = make()
+    serve(app, data, chunk_bytes or max(1, len(data)))
+    answer = app.data_to_send()
+    if answer and app_peer.state is not ConnectionState.CLOSED:
+        receive(app_peer, answer)

@@ -10,11 +10,15 @@ import re
 from pathlib import Path
 
 import dns.message
+import dns.rrset
 import dns.update
 
+from protocol import Connection, ErrorCode
+from protocol._messages import Ack, Error, Open
 from tests.unit.test_relayd_sni import client_hello
 
 from . import _connection_driver as driver
+from .fuzz_connection_open import _open_pair
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
@@ -40,15 +44,73 @@ def _handshake() -> tuple[bytes, bytes, bytes]:
     return hello, server_hello, client.data_to_send()
 
 
+def _traffic(peer: Connection, ours: int, theirs: int) -> bytes:
+    """What `peer` sends on an open connection when only it acts: data on a stream it opened
+    (`ours`) and on one the other side opened (`theirs`), a new stream, PING, messages,
+    END_STREAM, RESET and a graceful GOAWAY; windows kept (driver.SETTINGS)."""
+    peer.send_data(ours, b"GET / HTTP/1.1\r\nHost: nas1\r\n\r\n")
+    peer.send_data(theirs, b"hello")
+    new = peer.open_stream(Open("web", "192.0.2.8", 50001))
+    peer.send_data(new, b"x" * 20, end_stream=True)
+    peer.ping(b"01234567")
+    peer.send_message(Ack(request_id=7))
+    peer.send_message(Error(ErrorCode.RATE_LIMITED, "slow down", request_id=8))
+    peer.end_stream(ours)
+    peer.reset_stream(theirs)
+    peer.close()
+    return peer.data_to_send()
+
+
+def _conversation() -> tuple[bytes, bytes]:
+    """Everything a client sends a server, and a server the client, from the first HELLO
+    through a real handshake to the traffic of `_traffic` from each side."""
+    client, server = driver.client(), driver.server()
+    to_server = to_client = b""
+    sent = client.data_to_send()  # HELLO
+    to_server += sent
+    server.receive_data(sent)
+    sent = server.data_to_send()  # HELLO
+    to_client += sent
+    client.receive_data(sent)
+    sent = client.data_to_send()  # AUTH
+    to_server += sent
+    server.receive_data(sent)
+    server.accept_authentication(driver.PUBLIC_KEY)
+    sent = server.data_to_send()  # AUTH_OK
+    to_client += sent
+    client.receive_data(sent)
+    # Each side opens one stream, so that the other's traffic has one of each kind to use.
+    mine, yours = client.open_stream(Open("web")), server.open_stream(Open("setup"))
+    opens_to_server, opens_to_client = client.data_to_send(), server.data_to_send()
+    server.receive_data(opens_to_server)
+    client.receive_data(opens_to_client)
+    to_server += opens_to_server + _traffic(client, mine, yours)
+    to_client += opens_to_client + _traffic(server, yours, mine)
+    return to_server, to_client
+
+
 def connection_seeds() -> list[bytes]:
     hello, server_hello, auth = _handshake()
+    to_server, to_client = _conversation()
     frames = _spec_frames()
     spec = b"".join(frames)
     out = []
     for chunk in (0, 1, 7):
         out += [bytes([0, chunk]) + hello + auth, bytes([1, chunk]) + server_hello]
         out += [bytes([0, chunk]) + hello + spec, bytes([1, chunk]) + spec]
+        out += [bytes([0, chunk]) + to_server, bytes([1, chunk]) + to_client]
     out += [bytes([role, 3]) + frame for frame in frames for role in (0, 1)]
+    return out
+
+
+def open_seeds() -> list[bytes]:
+    """For the connection after `_open_pair`: the traffic of the other side, both roles."""
+    out = []
+    for chunk in (0, 1, 9):
+        client, server = _open_pair()
+        out.append(bytes([0, chunk]) + _traffic(client, 1, 2))  # to the server
+        client, server = _open_pair()
+        out.append(bytes([1, chunk]) + _traffic(server, 2, 1))  # to the client
     return out
 
 
@@ -91,7 +153,16 @@ def _updates() -> list[bytes]:
 def dns_tcp_seeds() -> list[bytes]:
     queries = _queries()[::5] + _updates()[:2]
     framed = [len(q).to_bytes(2, "big") + q for q in queries]
-    return [*framed, b"".join(framed[:4])]
+    axfr = dns.message.make_query("dyn.test", "AXFR").to_wire()
+    ixfr = dns.message.make_query("link.test", "IXFR")
+    ixfr.authority.append(
+        dns.rrset.from_text("link.test.", 0, "IN", "SOA", "ns1.dyn.test. h.dyn.test. 1 1 1 1 1")
+    )
+    framed += [len(m).to_bytes(2, "big") + m for m in (axfr, ixfr.to_wire())]
+    # The first byte is the read size less one: whole reads, one byte, a prefix split.
+    return [bytes([read]) + f for f in framed for read in (255, 0)] + [
+        bytes([2]) + b"".join(framed[:4])
+    ]
 
 
 def rfc2136_seeds() -> list[bytes]:
@@ -172,7 +243,8 @@ def seeds() -> dict[str, list[bytes]]:
     return {
         "connection_handshake": connection,
         "connection_open": connection[:8]
-        + [bytes([r, 5]) + f for f in _spec_frames() for r in (0, 1)],
+        + [bytes([r, 5]) + f for f in _spec_frames() for r in (0, 1)]
+        + open_seeds(),
         "sni": [client_hello("nas1.link.test"), client_hello(None), client_hello("A.B.Test.")],
         "dns_udp": _queries() + _updates()[:2],
         "dns_tcp": dns_tcp_seeds(),
