@@ -1,7 +1,8 @@
 """ddnsd as a process: binds the listeners of its config, loads the zone, serves until stopped.
 
 After binding it writes `<state_dir>/listening.json` with every bound address (ports given as
-0 in the config are resolved there), so tests and `nascloud run` can find it.
+0 in the config are resolved there), so tests and `nascloud run` can find it. A registry that
+is gone for good (`RegistryGone`) ends the process with one log line and exit code 3.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import trio
 
 from config import DdnsdConfig
 from httpapi import HttpServer, Metric, metrics_handler
-from registry import AccessLogKeys, AccessLogWriter, Registry
+from registry import AccessLogKeys, AccessLogWriter, Registry, RegistryGone
 from service import (
     Boundary,
     Listening,
@@ -47,7 +48,11 @@ from ._zone import ZoneSet
 __all__ = ["Ddnsd", "main_async", "serve"]
 
 log = logging.getLogger("ddnsd")
-DEVICE_SYNC_INTERVAL_S = 2.0
+DEVICE_SYNC_INTERVAL_S = 2.0  # also how soon a deleted or unmounted registry is noticed
+#: The exit code when the registry is gone: not a bad config (1) nor a usage error (2);
+#: systemd's Restart=on-failure starts ddnsd again, which opens the registry afresh.
+EXIT_REGISTRY_GONE = 3
+GONE_ANSWER_S = 0.5  # how long the updates in flight have to send their refusal
 
 
 @dataclass
@@ -285,6 +290,8 @@ async def _sync_devices(store: ZoneStore) -> None:
         await trio.sleep(DEVICE_SYNC_INTERVAL_S)
         try:
             await store.sync_devices()
+        except RegistryGone:
+            return  # main_async ends the process
         except Exception:
             log.exception("reading the device list from the registry failed; will retry")
 
@@ -301,9 +308,26 @@ async def main_async(config: DdnsdConfig, config_path: Path | None = None) -> in
                     nursery.cancel_scope.cancel()
                     break
         return 0
-    async with trio.open_nursery() as nursery:
-        daemon: Ddnsd = await nursery.start(serve, config, config_path)
-        name = await until_stopped(config_reloader(DdnsdConfig, config_path, daemon.reload, log))
-        log.info("stopping on %s", name)
-        nursery.cancel_scope.cancel()
+    gone: list[RegistryGone] = []
+    try:
+        async with trio.open_nursery() as nursery:
+            daemon: Ddnsd = await nursery.start(serve, config, config_path)
+
+            async def end_when_gone() -> None:
+                gone.append(await daemon.registry.wait_gone())
+                # The units that found it gone answer first (911, SERVFAIL, an error).
+                await trio.sleep(GONE_ANSWER_S)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(end_when_gone)
+            reload = config_reloader(DdnsdConfig, config_path, daemon.reload, log)
+            name = await until_stopped(reload)
+            log.info("stopping on %s", name)
+            nursery.cancel_scope.cancel()
+    except* RegistryGone as group:  # at start-up: opening or loading it
+        gone += [e for e in group.exceptions if isinstance(e, RegistryGone)]
+    if gone:
+        # Answering 911 and SERVFAIL forever would hide it; a restart may find it again.
+        log.critical("stopping: the registry is gone: %s", gone[0])
+        return EXIT_REGISTRY_GONE
     return 0

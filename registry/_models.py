@@ -18,6 +18,7 @@ __all__ = [
     "InvalidValue",
     "NotFound",
     "RegistryError",
+    "RegistryGone",
     "Token",
     "TokenKind",
     "TsigKey",
@@ -38,6 +39,13 @@ class Conflict(RegistryError):
 
 class InvalidValue(RegistryError, ValueError):
     """A value the registry will not store; the message says why."""
+
+
+class RegistryGone(RegistryError):
+    """The storage itself is gone and cannot come back by itself: its file deleted, replaced
+    or unmounted, unreadable, corrupt or read-only. A daemon ends on it (systemd restarts it);
+    a full disk or another process's lock are not this: they heal, and are raised as they are.
+    """
 
 
 class AccessMode(enum.Enum):

@@ -31,6 +31,8 @@ from ._models import (
     InstallRegistration,
     InvalidValue,
     NotFound,
+    RegistryError,
+    RegistryGone,
     Token,
     TokenKind,
     TsigKey,
@@ -101,6 +103,9 @@ class Registry:
         self.backend = backend
         self._clock = clock
         self._limiter = trio.CapacityLimiter(1)
+        #: Set once the storage is gone for good (see `wait_gone`).
+        self.gone: RegistryGone | None = None
+        self._gone_event = trio.Event()
 
     @classmethod
     def open_sqlite(cls, path: Path | str, *, clock: Callable[[], float] = time.time) -> Registry:
@@ -108,7 +113,19 @@ class Registry:
         return cls(SQLiteBackend(path), clock=clock)
 
     async def aclose(self) -> None:
-        await self._run(self.backend.close)
+        # Not through _run: a registry that is gone is closed all the same.
+        await trio.to_thread.run_sync(self.backend.close, limiter=self._limiter)
+
+    async def wait_gone(self) -> RegistryGone:
+        """Return once a call found the storage gone for good; that call raised it too."""
+        await self._gone_event.wait()
+        assert self.gone is not None
+        return self.gone
+
+    async def check(self) -> None:
+        """Raise RegistryGone if the storage is no longer where it was opened (reads alone
+        may not notice: SQLite reads a deleted file through its open descriptor)."""
+        await self._run(lambda: None)
 
     def erasure_pending(self) -> bool:
         """Whether erased data may still be in the write-ahead log (another process held a
@@ -127,7 +144,25 @@ class Registry:
         return False
 
     async def _run(self, fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        return await trio.to_thread.run_sync(lambda: fn(*args, **kwargs), limiter=self._limiter)
+        def call() -> _R:
+            self.backend.check()
+            try:
+                return fn(*args, **kwargs)
+            except RegistryError:
+                raise
+            except Exception as exc:
+                why = self.backend.why_gone(exc)
+                if why is None:
+                    raise  # it can heal (a full disk, a lock): the caller refuses this unit
+                raise RegistryGone(why) from exc
+
+        try:
+            return await trio.to_thread.run_sync(call, limiter=self._limiter)
+        except RegistryGone as exc:
+            if self.gone is None:
+                self.gone = exc
+                self._gone_event.set()
+            raise
 
     # -- accounts ----------------------------------------------------------------------------
 

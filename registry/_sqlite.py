@@ -2,11 +2,14 @@
 
 Blocking; used from one worker thread at a time through `Registry`. secure_delete makes
 SQLite overwrite deleted rows, so erased data does not linger in the file (privacy rule 5).
+A reserve file beside the database is given up when the disk fills, so that the write-ahead
+log can still be checkpointed and truncated; errors that cannot heal are `RegistryGone`.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,31 +24,66 @@ from ._models import (
     Device,
     DnsRRset,
     InstallRegistration,
+    RegistryGone,
     Token,
     TokenKind,
     TsigKey,
 )
 from ._schema import MIGRATIONS
 
-__all__ = ["SQLiteBackend"]
+__all__ = ["RESERVE_BYTES", "SQLiteBackend"]
 
 BUSY_TIMEOUT_MS = 5000  # how long a write waits for another process's write lock
+#: Room kept on the registry's disk for the checkpoint that empties the write-ahead log once
+#: the disk is full: a checkpoint copies pages into the database, which may have to grow,
+#: and without room for that the log could never shrink again (every write refused, even
+#: after a restart). 256 pages: more than the daemons change between two checkpoints.
+RESERVE_BYTES = 1 << 20
+#: A write-ahead log is cut back to this size after a checkpoint, so that a burst (or a
+#: reader holding a snapshot) does not keep the disk space it took.
+JOURNAL_SIZE_LIMIT_BYTES = 4 << 20
+
+# SQLite's primary result codes (sqlite3.h) that no retry can heal: the file is not there,
+# not a database, damaged, or cannot be written. Every other error (a full disk, a lock
+# another process holds, an SQL or constraint error) is raised as it is.
+_GONE = {
+    "SQLITE_CORRUPT": "the database file is corrupt",
+    "SQLITE_NOTADB": "the file is not a SQLite database",
+    "SQLITE_CANTOPEN": "the database file cannot be opened",
+    "SQLITE_READONLY": "the database cannot be written (moved, deleted or read-only)",
+    "SQLITE_IOERR": "the file system failed to read or write it",
+    "SQLITE_PERM": "access to the database file is denied",
+}
 
 
 class SQLiteBackend:
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, reserve_bytes: int = RESERVE_BYTES) -> None:
         self.path = path
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._file: Path | None = None if str(path) == ":memory:" else Path(path)
+        if self._file is not None:
+            self._file.parent.mkdir(parents=True, exist_ok=True)
+        self._erase_pending = False  # an erasure whose WAL truncation is still to be done
+        self._reserve_bytes = reserve_bytes
+        self._reserve_missing = True
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE) in _transaction.
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA foreign_keys = ON")
-        self._db.execute("PRAGMA secure_delete = ON")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = FULL")
-        self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self._erase_pending = False  # an erasure whose WAL truncation is still to be done
-        self._migrate()
+        try:
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.execute("PRAGMA secure_delete = ON")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._db.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}")
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self._migrate()
+        except sqlite3.Error as exc:
+            self._db.close()
+            why = self.why_gone(exc)
+            if why is None:
+                raise
+            raise RegistryGone(why) from exc
+        # The file as opened: another one at the same path later is not this registry.
+        self._identity = self._stat_identity()
+        self._keep_reserve()
 
     def close(self) -> None:
         self._db.close()
@@ -55,12 +93,117 @@ class SQLiteBackend:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("COMMIT")
+        except BaseException as exc:
+            # SQLite may have rolled back already (a full disk does): a second ROLLBACK
+            # would hide the error. A failed COMMIT may leave the transaction open: then
+            # every later BEGIN would fail.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error) and _code(exc) == "SQLITE_FULL":
+                self._make_room()
             raise
-        self._db.execute("COMMIT")
         if self._erase_pending:
             self.finish_erasure()
+        if self._reserve_missing:
+            self._keep_reserve()
+
+    # -- a full disk, and a registry that is gone --------------------------------------------
+
+    @property
+    def reserve_path(self) -> Path | None:
+        return None if self._file is None else self._file.with_name(self._file.name + ".reserve")
+
+    def _keep_reserve(self, *, now: bool = False) -> None:
+        """Make or complete the reserve file if the disk has room for it twice over (the
+        reserve must not be what fills the disk); `now`: with whatever room there is, right
+        after a checkpoint that had to use it."""
+        reserve = self.reserve_path
+        if reserve is None or self._reserve_bytes <= 0:
+            self._reserve_missing = False
+            return
+        try:
+            have = reserve.stat().st_blocks * 512
+        except FileNotFoundError:
+            have = 0
+        want = self._reserve_bytes - have
+        self._reserve_missing = want > 0
+        if want <= 0:
+            return
+        try:
+            disk = os.statvfs(reserve.parent)
+            free = disk.f_bavail * disk.f_frsize
+            if now:
+                want = min(want, free - 16 * disk.f_frsize)  # a few pages for the next write
+            elif free < want + self._reserve_bytes:
+                return
+            if want <= 0:
+                return
+            fd = os.open(reserve, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.posix_fallocate(fd, have, want)  # blocks taken, not a hole
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._reserve_missing = have + want < self._reserve_bytes
+        except OSError:
+            pass  # no room after all: what there is stays, and it is tried again
+
+    def _make_room(self) -> None:
+        """The disk is full: empty the write-ahead log into the database. If the checkpoint
+        finds no room for the pages it copies, the reserve is given up for it, and taken
+        again at once from what is left, so that appending to the log never eats it (the
+        checkpoint may stop at another process's snapshot, and its end needs room too)."""
+        if self._checkpoint_room():
+            return
+        reserve = self.reserve_path
+        if reserve is None:
+            return
+        reserve.unlink(missing_ok=True)
+        try:
+            self._checkpoint_room()
+        finally:
+            self._keep_reserve(now=True)
+
+    def _checkpoint_room(self) -> bool:
+        """One checkpoint attempt that never waits; False if it found the disk full."""
+        self._db.execute("PRAGMA busy_timeout = 0")  # the one registry thread never waits
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error as exc:
+            return _code(exc) != "SQLITE_FULL"
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return True
+
+    def _stat_identity(self) -> tuple[int, int] | None:
+        if self._file is None:
+            return None
+        st = self._file.stat()
+        return (st.st_dev, st.st_ino)
+
+    def check(self) -> None:
+        """RegistryGone unless the file at the path is still the one opened: SQLite reads a
+        deleted file (or one on a file system unmounted lazily) through its open descriptor,
+        so stale answers would go on with no error at all."""
+        if self._file is None:
+            return
+        try:
+            identity = self._stat_identity()
+        except FileNotFoundError:
+            raise RegistryGone(
+                f"{self._file}: no such file (deleted, or its file system unmounted)"
+            ) from None
+        except OSError as exc:
+            raise RegistryGone(f"{self._file}: {exc.strerror}") from None
+        if identity != self._identity:
+            raise RegistryGone(f"{self._file}: another file is at this path now")
+
+    def why_gone(self, error: Exception) -> str | None:
+        if not isinstance(error, sqlite3.Error):
+            return None
+        why = _GONE.get(_code(error))
+        return None if why is None else f"{self.path}: {why} ({error})"
 
     def _migrate(self) -> None:
         with self._transaction() as db:
@@ -454,3 +597,9 @@ class SQLiteBackend:
         if count:
             self._erase_history()
         return int(count)
+
+
+def _code(error: sqlite3.Error) -> str:
+    """An error's primary result code: SQLITE_READONLY for SQLITE_READONLY_DBMOVED."""
+    name = getattr(error, "sqlite_errorname", None) or "SQLITE_ERROR"
+    return "_".join(name.split("_")[:2])

@@ -17,6 +17,7 @@ from registry import (
     InvalidValue,
     NotFound,
     Registry,
+    RegistryGone,
     SQLiteBackend,
     TokenKind,
     normalize_cloud_key,
@@ -250,3 +251,76 @@ async def test_an_erasure_waits_out_a_concurrent_reader_and_then_leaves_no_bytes
     remaining = database_bytes(path)
     assert marker_key not in remaining
     assert b"reader-held-device" not in remaining
+
+
+def _sqlite_error(name: str) -> sqlite3.Error:
+    error = sqlite3.OperationalError(name.lower())
+    error.sqlite_errorname = name
+    return error
+
+
+@pytest.mark.parametrize(
+    ("name", "gone"),
+    [
+        ("SQLITE_FULL", False),  # room may return: the reserve, or the operator
+        ("SQLITE_BUSY", False),  # another process's lock ends
+        ("SQLITE_BUSY_SNAPSHOT", False),
+        ("SQLITE_LOCKED", False),
+        ("SQLITE_NOMEM", False),
+        ("SQLITE_CONSTRAINT_UNIQUE", False),  # a unit's own fault: its boundary's business
+        ("SQLITE_ERROR", False),
+        ("SQLITE_CORRUPT", True),
+        ("SQLITE_NOTADB", True),
+        ("SQLITE_READONLY_DBMOVED", True),  # SQLite's own word for a deleted file
+        ("SQLITE_READONLY", True),  # a file system remounted read-only
+        ("SQLITE_IOERR_SHORT_READ", True),
+        ("SQLITE_CANTOPEN", True),
+    ],
+)
+async def test_what_is_gone_for_good_and_what_heals(tmp_path: Path, name: str, gone: bool) -> None:
+    backend = SQLiteBackend(tmp_path / "registry.sqlite3")
+    try:
+        assert (backend.why_gone(_sqlite_error(name)) is not None) is gone
+        assert backend.why_gone(OSError("not SQLite's")) is None
+    finally:
+        backend.close()
+
+
+async def test_another_file_at_the_path_is_not_the_registry(tmp_path: Path) -> None:
+    path = tmp_path / "registry.sqlite3"
+    registry = Registry.open_sqlite(path)
+    await registry.check()
+    SQLiteBackend(tmp_path / "other.sqlite3").close()
+    (tmp_path / "other.sqlite3").replace(path)  # a restore over the live file, say
+    with pytest.raises(RegistryGone, match="another file is at this path now"):
+        await registry.device_names()
+    assert isinstance(registry.gone, RegistryGone)
+    with trio.fail_after(1):
+        assert await registry.wait_gone() is registry.gone
+    await registry.aclose()  # closing still works
+
+
+async def test_a_registry_that_is_gone_raises_on_every_call(tmp_path: Path) -> None:
+    path = tmp_path / "registry.sqlite3"
+    registry = Registry.open_sqlite(path)
+    path.unlink()
+    for call in (registry.check, registry.device_names, registry.purge_expired_installs):
+        with pytest.raises(RegistryGone, match="no such file"):
+            await call()
+    await registry.aclose()
+
+
+async def test_the_reserve_is_made_beside_the_database_only_with_room_twice_over(
+    tmp_path: Path,
+) -> None:
+    backend = SQLiteBackend(tmp_path / "registry.sqlite3", reserve_bytes=64 * 1024)
+    assert backend.reserve_path == tmp_path / "registry.sqlite3.reserve"
+    assert backend.reserve_path.stat().st_blocks * 512 >= 64 * 1024  # allocated, not a hole
+    assert backend.reserve_path.read_bytes() == b"\0" * (64 * 1024)
+    backend.close()
+    huge = SQLiteBackend(tmp_path / "huge.sqlite3", reserve_bytes=1 << 60)
+    assert huge.reserve_path is not None and not huge.reserve_path.exists()
+    huge.close()
+    memory = SQLiteBackend(":memory:")
+    assert memory.reserve_path is None
+    memory.close()
