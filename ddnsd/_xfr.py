@@ -30,6 +30,7 @@ from config import HostPort
 from service import Boundary
 
 from ._answer import header_only_reply
+from ._rfc2136 import tsig_error_reply
 from ._zone import JournalEntry, Zone, ZoneSet
 
 __all__ = ["Notifier", "Transfers", "load_key"]
@@ -94,6 +95,9 @@ class Transfers:
         self.zones = zones
         self.networks = [ipaddress.ip_network(a, strict=False) for a in allow]
         self.key = key
+        #: Requests by outcome: axfr; ixfr (from the journal), ixfr_whole (the whole zone:
+        #: not in the journal), ixfr_current (up to date); refused (address, or not TCP);
+        #: notauth (TSIG missing or wrong).
         self.counts: dict[str, int] = {}
 
     def _count(self, outcome: str) -> None:
@@ -108,13 +112,8 @@ class Transfers:
         keyring = {self.key.name: self.key} if self.key is not None else False
         try:
             query = dns.message.from_wire(message, keyring=keyring)
-        except (dns.tsig.BadSignature, dns.tsig.BadTime, dns.message.UnknownTSIGKey):
-            self._count("notauth")
-            reply = header_only_reply(message, dns.rcode.NOTAUTH)
-            return [reply] if reply else []
-        except Exception:  # malformed
-            reply = header_only_reply(message, dns.rcode.FORMERR)
-            return [reply] if reply else []
+        except Exception as error:  # a TSIG that does not verify, or malformed
+            return self._unread(message, error)
         if self.key is not None and not query.had_tsig:
             self._count("notauth")
             return [self._reply(query, dns.rcode.NOTAUTH)]
@@ -128,25 +127,66 @@ class Transfers:
             return [self._reply(query, dns.rcode.NOTAUTH)]
         if question.rdtype == dns.rdatatype.IXFR:
             rrsets = self._ixfr(zone, query)
-            self._count("ixfr")
         else:
             rrsets = [_soa(zone), *_whole_zone(zone), _soa(zone)]
             self._count("axfr")
-        log.info(
-            "%s of %s (serial %d) to a secondary", question.rdtype.name, zone.origin, zone.serial
-        )
+            log.info("AXFR of %s at serial %d to a secondary", zone.origin, zone.serial)
         return self._messages(query, rrsets)
 
+    def _unread(self, message: bytes, error: Exception) -> list[bytes]:
+        """The reply to a request dnspython would not read: a TSIG error (RFC 8945 section
+        5.2) when the TSIG is what failed, else FORMERR."""
+        if isinstance(error, dns.tsig.BadTime | dns.tsig.BadSignature | dns.tsig.PeerError):
+            code, key = (
+                (dns.rcode.BADTIME, self.key)
+                if isinstance(error, dns.tsig.BadTime)
+                else (dns.rcode.BADSIG, None)
+            )
+        elif isinstance(
+            error, dns.message.UnknownTSIGKey | dns.tsig.BadKey | dns.tsig.BadAlgorithm
+        ):
+            code, key = dns.rcode.BADKEY, None
+        else:
+            reply = header_only_reply(message, dns.rcode.FORMERR)
+            return [reply] if reply else []
+        self._count("notauth")
+        try:
+            unverified = dns.message.from_wire(message, keyring=False)
+            return [tsig_error_reply(unverified, code, key)]
+        except Exception:  # readable only with the key: answer what the header allows
+            reply = header_only_reply(message, dns.rcode.NOTAUTH)
+            return [reply] if reply else []
+
     def _ixfr(self, zone: Zone, query: dns.message.Message) -> list[dns.rrset.RRset]:
+        """RFC 1995: the journal's steps from the secondary's serial to ours; one SOA if it
+        is up to date; the whole zone (AXFR-style, section 4) when the journal does not
+        reach back to its serial (too far behind, or from before our start)."""
         theirs = next(
             (rr[0].serial for rr in query.authority if rr.rdtype == dns.rdatatype.SOA), None
         )
         if theirs == zone.serial:
-            return [_soa(zone)]  # up to date
+            self._count("ixfr_current")
+            log.info("IXFR of %s: the secondary has serial %d already", zone.origin, theirs)
+            return [_soa(zone)]
         entries = list(zone.journal)
         start = next((i for i, e in enumerate(entries) if e.old_serial == theirs), None)
         if theirs is None or start is None or entries[-1].new_serial != zone.serial:
-            return [_soa(zone), *_whole_zone(zone), _soa(zone)]  # RFC 1995: AXFR-style
+            self._count("ixfr_whole")
+            log.info(
+                "IXFR of %s from serial %s: not in the journal, the whole zone at serial %d",
+                zone.origin,
+                theirs,
+                zone.serial,
+            )
+            return [_soa(zone), *_whole_zone(zone), _soa(zone)]
+        self._count("ixfr")
+        log.info(
+            "IXFR of %s from serial %d to %d: %d steps from the journal",
+            zone.origin,
+            theirs,
+            zone.serial,
+            len(entries) - start,
+        )
         return [_soa(zone), *_journal_rrs(zone, entries[start:]), _soa(zone)]
 
     def _reply(self, query: dns.message.Message, rcode: dns.rcode.Rcode) -> bytes:
