@@ -4,7 +4,7 @@ Not for proxying browsers (relayd's ingress uses h11 for that): it serves short 
 bodies of known length, and answers anything else with a clear error.
 """
 
-from ._metrics import Metric, metrics_handler, render
+from ._metrics import Metric, metrics_handler, process_metrics, render
 from ._server import HttpRequest, HttpResponse, HttpServer, encode_response, parse_head
 
 __all__ = [
@@ -15,5 +15,6 @@ __all__ = [
     "encode_response",
     "metrics_handler",
     "parse_head",
+    "process_metrics",
     "render",
 ]

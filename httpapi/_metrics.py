@@ -1,17 +1,22 @@
-"""Prometheus text exposition (format 0.0.4) of counters and gauges, and the handler that
-serves them. Values only: label values are fixed words chosen by the code (a DNS rcode, an
-update channel), never a name, an address or anything else a user sent (privacy rule 8).
+"""Prometheus text exposition (format 0.0.4) of counters and gauges, the standard `process_*`
+metrics, and the handler that serves them with `/healthz`. Values only: label values are fixed
+words chosen by the code (a DNS rcode, an update channel), never a name, an address or anything
+else a user sent (privacy rule 8).
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import resource
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ._server import HttpRequest, HttpResponse
 
-__all__ = ["Metric", "metrics_handler", "render"]
+__all__ = ["Metric", "metrics_handler", "process_metrics", "render"]
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_VALUE = re.compile(r"[a-z0-9_.-]{1,40}")
@@ -47,18 +52,89 @@ def render(metrics: Iterable[Metric]) -> bytes:
                 if not _LABEL_VALUE.fullmatch(label_value):
                     raise ValueError(f"label value {label_value!r} is not a fixed word")
             shown = ",".join(f'{k}="{v}"' for k, v in labels)
-            lines.append(
-                f"{metric.name}{{{shown}}} {value:g}" if shown else f"{metric.name} {value:g}"
-            )
+            text = _number(value)
+            lines.append(f"{metric.name}{{{shown}}} {text}" if shown else f"{metric.name} {text}")
     return ("\n".join(lines) + "\n").encode()
+
+
+def _number(value: float) -> str:
+    """A sample value exactly: whole numbers in full (a byte counter past a million stays
+    exact), other floats as the shortest text that reads back the same."""
+    if isinstance(value, int):  # bool included
+        return str(int(value))
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)
+
+
+def process_metrics() -> list[Metric]:
+    """The standard process metrics of Prometheus's client libraries, from /proc/self."""
+    stat = Path("/proc/self/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
+    ticks = os.sysconf("SC_CLK_TCK")
+    page = os.sysconf("SC_PAGE_SIZE")
+    boot = next(
+        int(line.split()[1])
+        for line in Path("/proc/stat").read_text().splitlines()
+        if line.startswith("btime ")
+    )
+    soft_fds, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return [
+        Metric.single(
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            (int(fields[11]) + int(fields[12])) / ticks,
+        ),
+        Metric.single(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            int(fields[21]) * page,
+        ),
+        Metric.single(
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            int(fields[20]),
+        ),
+        Metric.single(
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since the Unix epoch in seconds.",
+            boot + int(fields[19]) / ticks,
+        ),
+        Metric.single(
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            len(os.listdir("/proc/self/fd")),
+        ),
+        Metric.single(
+            "process_max_fds", "gauge", "Maximum number of open file descriptors.", soft_fds
+        ),
+    ]
 
 
 def metrics_handler(
     collect: Callable[[], Iterable[Metric]],
+    health: Callable[[], str] | None = None,
 ) -> Callable[[HttpRequest], Awaitable[HttpResponse]]:
+    """`GET /metrics`: the daemon's metrics and the process's; `GET /healthz`: 200 while
+    `health()` says "serving", 503 with the word it says otherwise ("starting", "draining")."""
+
     async def handle(request: HttpRequest) -> HttpResponse:
-        if request.method != "GET" or request.target.split("?")[0] != "/metrics":
+        path = request.target.split("?")[0]
+        if request.method != "GET" or path not in ("/metrics", "/healthz"):
             return HttpResponse(404, b"not found\n")
-        return HttpResponse(200, render(collect()), "text/plain; version=0.0.4; charset=utf-8")
+        if path == "/healthz":
+            state = health() if health is not None else "serving"
+            return HttpResponse(200 if state == "serving" else 503, f"{state}\n".encode())
+        body = render([*collect(), *process_metrics()])
+        return HttpResponse(200, body, "text/plain; version=0.0.4; charset=utf-8")
 
     return handle
