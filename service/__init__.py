@@ -22,7 +22,7 @@ from ._listen import (
     server_tls_context,
 )
 from ._main import config_reloader, daemon_main, package_version
-from ._oplog import MaskingFilter, mask_text
+from ._oplog import MaskingFilter, mask_text, own
 from ._oplog import setup as setup_logging
 from ._ratelimit import SlidingWindow
 from ._systemd import (
@@ -50,6 +50,7 @@ __all__ = [
     "listen_fds",
     "mask_text",
     "notify",
+    "own",
     "package_version",
     "port_of",
     "reloading",

@@ -6,12 +6,17 @@ from __future__ import annotations
 import io
 import ipaddress
 import logging
+import os
 import re
+import sys
+from pathlib import Path
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service import MaskingFilter, mask_text
+from service import MaskingFilter, mask_text, own
+from service._oplog import JournalFormatter, _stdout_is_the_journal
 
 # Filler around an address: letters, digits, dots, colons and punctuation, as log lines have
 # (an address glued to digits and dots, `a1.10.0.0.1:443`, must not shield it).
@@ -141,3 +146,51 @@ def test_filter_masks_arguments_and_tracebacks() -> None:
     assert "2001:db8:abcd:12::5" not in output
     assert output.count("2001:db8:abcd::") >= 2
     assert "ValueError" in output
+
+
+def _logged(message: str, *args: object, formatter: logging.Formatter | None = None) -> str:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(MaskingFilter())
+    if formatter is not None:
+        handler.setFormatter(formatter)
+    logger = logging.getLogger("nascloud.test.oplog.own")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        logger.warning(message, *args)
+    finally:
+        logger.removeHandler(handler)
+    return stream.getvalue()
+
+
+def test_the_daemons_own_addresses_are_written_as_they_are() -> None:
+    listening = {"dns": ["127.0.0.1:5300", "[2001:db8:abcd:12::53]:53"]}
+    output = _logged("listening on %s for %s", own(listening), "198.51.100.77")
+    assert "127.0.0.1:5300" in output and "[2001:db8:abcd:12::53]:53" in output
+    assert "198.51.100.77" not in output and "198.51.100.0" in output  # others' still masked
+    # Only the marked argument: the same address in the message itself is masked.
+    assert "198.51.100.7" not in _logged("from 198.51.100.7 on %s", own("127.0.0.1:53"))
+
+
+def test_under_the_journal_every_line_carries_its_priority() -> None:
+    formatter = JournalFormatter("%(levelname)s %(message)s")
+    assert _logged("two\nlines", formatter=formatter) == "<4>WARNING two\n<4>lines\n"
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "bad", None, None)
+    assert formatter.format(record) == "<3>ERROR bad"
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "fine", None, None)
+    assert formatter.format(record) == "<6>INFO fine"
+
+
+def test_the_journal_is_recognised_by_the_stream_it_names(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with (tmp_path / "out").open("w") as out:
+        monkeypatch.setattr(sys, "stdout", out)
+        stat = os.fstat(out.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{stat.st_dev}:{stat.st_ino}")
+        assert _stdout_is_the_journal()
+        monkeypatch.setenv("JOURNAL_STREAM", f"{stat.st_dev}:{stat.st_ino + 1}")
+        assert not _stdout_is_the_journal()  # a child whose output goes elsewhere
+        monkeypatch.delenv("JOURNAL_STREAM")
+        assert not _stdout_is_the_journal()
