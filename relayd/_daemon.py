@@ -28,6 +28,7 @@ from service import (
     Serve,
     config_reloader,
     drain,
+    own,
     port_of,
     serve_contained,
     server_tls_context,
@@ -65,6 +66,7 @@ class Relayd:
     accepting: Accepting  # the tunnel and browser listeners, closed first on a stop
     counts: Counter[str] = field(default_factory=Counter)
     listening: Listening = field(default_factory=Listening)
+    state: str = "starting"  # then "serving", then "draining": what /healthz answers
 
     def metrics(self) -> list[Metric]:
         parts = relay_metrics(self.counts, self.agents, self.https, self.data, self.install)
@@ -223,12 +225,15 @@ async def serve(
             if access_log is not None:
                 nursery.start_soon(access_log.run)
             if config.relay.metrics_listen:
-                metrics = HttpServer(metrics_handler(relay.metrics), server_name="relayd")
+                metrics = HttpServer(
+                    metrics_handler(relay.metrics, lambda: relay.state), server_name="relayd"
+                )
                 await listening.serve(
                     nursery, "metrics", config.relay.metrics_listen, metrics.serve
                 )
             listening.write(state_dir)
-            log.info("relay %s listening: %s", config.relay.name, dict(listening))
+            log.info("relay %s listening: %s", config.relay.name, own(dict(listening)))
+            relay.state = "serving"
             task_status.started(relay)
     finally:
         with trio.CancelScope(shield=True):
@@ -245,6 +250,7 @@ async def main_async(config: RelaydConfig, config_path: Path | None = None) -> i
         relay: Relayd = await nursery.start(serve, config)
         name = await until_stopped(config_reloader(RelaydConfig, config_path, relay.reload, log))
         log.info("stopping on %s", name)
+        relay.state = "draining"
         timeout_s = relay.config.limits.drain_timeout_s
         # No new tunnels or browsers; GOAWAY to every agent; browser connections already
         # passed through go on (their bytes travel outside the tunnels) until they end or

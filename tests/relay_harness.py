@@ -37,7 +37,7 @@ async def prepare(tmp_path: Path, devices: tuple[str, ...] = ("nas1",)) -> trust
 
 
 def relay_toml(tunnel: str = "", ingress: str = "") -> str:
-    """relayd's config for a test: tunnel and HTTPS on free loopback ports, the test
+    """relayd's config for a test: tunnel, HTTPS and metrics on free loopback ports, the test
     certificates from `prepare`. `tunnel` adds [tunnel] keys; `ingress` adds [ingress] keys and
     may open further tables."""
     return textwrap.dedent(f"""
@@ -45,6 +45,7 @@ def relay_toml(tunnel: str = "", ingress: str = "") -> str:
         name = "relay.test"
         state_dir = "relay"
         registry = "registry.sqlite3"
+        metrics_listen = "127.0.0.1:0"
         [tunnel]
         listen = "127.0.0.1:0"
         cert_file = "relay.crt"

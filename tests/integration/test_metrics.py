@@ -70,4 +70,10 @@ def test_relay_metrics(link: Link) -> None:
     assert value(text, "nascloud_relay_tunnels") == 2
     assert value(text, 'nascloud_relay_bytes_total{direction="to_browsers"}') > 0
     assert value(text, 'nascloud_relay_events_total{event="https_connections"}') >= 1
+    assert value(text, "process_open_fds") > 5
     assert_names_no_one(text, "nas1", "nas2", LINK_ZONE)
+    with urllib.request.urlopen(f"http://{listening['metrics'][0]}/healthz", timeout=10) as r:
+        assert (r.status, r.read()) == (200, b"serving\n")
+    # The relay's own addresses are logged as they are (only others' are personal data).
+    log = (link.directory / "relayd.log").read_text()
+    assert f"'https': ['127.0.0.1:{link.https_port}']" in log

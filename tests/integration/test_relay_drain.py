@@ -84,6 +84,17 @@ async def relay_with_a_download(
                 await relayd.wait()
 
 
+async def healthz(address: str) -> tuple[int, str]:
+    host, port = address.rsplit(":", 1)
+    async with await trio.open_tcp_stream(host, int(port)) as stream:
+        await stream.send_all(b"GET /healthz HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := await stream.receive_some(4096):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode().strip()
+
+
 async def receive_all(browser: trio.SocketStream) -> int:
     received = 0
     while chunk := await browser.receive_some(1 << 20):
@@ -123,7 +134,14 @@ async def test_a_draining_relay_takes_no_new_browsers_or_agents(tmp_path: Path) 
     with trio.fail_after(30):
         async with relay_with_a_download(tmp_path, 10, chunks=20) as (relayd, browser, _):
             ports = json.loads((tmp_path / "relay" / "listening.json").read_text())
+            assert await healthz(ports["metrics"][0]) == (200, "serving")
             relayd.send_signal(signal.SIGTERM)
+            for _ in range(100):  # a load balancer's health check sees the drain at once
+                if await healthz(ports["metrics"][0]) == (503, "draining"):
+                    break
+                await trio.sleep(0.05)
+            else:
+                raise AssertionError("/healthz never said draining")
             for kind in ("https", "tunnel"):
                 host, port = ports[kind][0].rsplit(":", 1)
                 for _ in range(100):  # the signal is handled within a few milliseconds
