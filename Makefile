@@ -87,8 +87,10 @@ $(FUZZ_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,bench,fuzz]'
 	touch $@
 
+# exec: no shell in between, so Ctrl-C ends in nascloud run's clean stop (exit 0), not in
+# make's "Interrupt" error for a shell that died of SIGINT.
 run: $(STAMP)
-	$(BIN)/nascloud run --state-dir $(STATE_DIR) --base-port $(BASE_PORT)
+	exec $(BIN)/nascloud run --state-dir $(STATE_DIR) --base-port $(BASE_PORT)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -4,8 +4,9 @@ Creates a state directory with a development CA, a registry holding a demo accou
 device, and a config per daemon; starts ddnsd, relayd, a demo NAS agent and a small demo NAS
 web page behind it, and a second, brand-new NAS in install mode with its setup page, to be
 found by its cloud key on the install site; prints what to try. The same endpoints go to
-`<state dir>/endpoints.json` for scripts and tests. Ctrl-C stops everything. Every port is
-derived from the base port.
+`<state dir>/endpoints.json` for scripts and tests. A daemon that fails is restarted, as
+systemd's `Restart=on-failure` would; Ctrl-C stops everything (exit 0). Every port is derived
+from the base port.
 """
 
 from __future__ import annotations
@@ -239,13 +240,65 @@ def _start_setup_page(port: int) -> ThreadingHTTPServer:
     return server
 
 
-def _wait_for(path: Path, processes: list[subprocess.Popen[bytes]], timeout_s: float) -> bool:
+def _wait_for(path: Path, daemons: list[_Daemon], timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while not path.exists():
-        if any(p.poll() is not None for p in processes) or time.monotonic() > deadline:
+        if any(d.process.poll() is not None for d in daemons) or time.monotonic() > deadline:
             return False
         time.sleep(0.05)
     return True
+
+
+RESTART_DELAY_S = 1.0  # as RestartSec= in the systemd units (2 s there), shorter for a demo
+RESTART_BURST = 5  # and StartLimitBurst= within StartLimitIntervalSec=
+RESTART_INTERVAL_S = 60.0
+
+
+class _Daemon:
+    """One daemon of the stack, restarted when it fails, as `Restart=on-failure` would."""
+
+    def __init__(self, name: str, argv: list[str]) -> None:
+        self.name = name
+        self.argv = argv
+        self.starts: list[float] = []
+        self.process = self._start()
+        self.stopped = False  # exited cleanly by itself: not restarted
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        self.starts = [t for t in self.starts if t > time.monotonic() - RESTART_INTERVAL_S]
+        self.starts.append(time.monotonic())
+        # A session of its own: Ctrl-C in the terminal reaches `nascloud run` only, which
+        # then stops every daemon in order.
+        return subprocess.Popen(self.argv, start_new_session=True)
+
+    def supervise(self) -> bool:
+        """Restart the daemon if it failed; False when it fails too often to go on."""
+        status = self.process.poll()
+        if status is None or self.stopped:
+            return True
+        if status == 0:
+            print(f"nascloud run: {self.name} stopped (exit 0); not restarted", file=sys.stderr)
+            self.stopped = True
+            return True
+        how = f"signal {-status}" if status < 0 else f"status {status}"
+        if len(self.starts) >= RESTART_BURST:
+            print(
+                f"nascloud run: {self.name} failed ({how}) {RESTART_BURST} times within "
+                f"{RESTART_INTERVAL_S:g} s; stopping the stack",
+                file=sys.stderr,
+            )
+            return False
+        print(
+            f"nascloud run: {self.name} failed ({how}); restarting it in {RESTART_DELAY_S:g} s",
+            file=sys.stderr,
+        )
+        time.sleep(RESTART_DELAY_S)
+        self.process = self._start()
+        return True
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
 
 
 def run_stack(state_dir: Path, base_port: int) -> int:
@@ -262,43 +315,41 @@ def run_stack(state_dir: Path, base_port: int) -> int:
     setup_page = _start_setup_page(base_port + NEW_NAS_SETUP)
     for stale in (state / "ddnsd" / "listening.json", state / "relayd" / "listening.json"):
         stale.unlink(missing_ok=True)
-    processes: list[subprocess.Popen[bytes]] = []
+    daemons: list[_Daemon] = []
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        processes.append(
-            subprocess.Popen([str(BIN / "ddnsd"), "--config", str(state / "ddnsd.toml")])
+        daemons.append(
+            _Daemon("ddnsd", [str(BIN / "ddnsd"), "--config", str(state / "ddnsd.toml")])
         )
-        if not _wait_for(state / "ddnsd" / "listening.json", processes, 30):
+        if not _wait_for(state / "ddnsd" / "listening.json", daemons, 30):
             print("nascloud run: ddnsd did not start", file=sys.stderr)
             return 1
-        processes.append(
-            subprocess.Popen([str(BIN / "relayd"), "--config", str(state / "relayd.toml")])
+        daemons.append(
+            _Daemon("relayd", [str(BIN / "relayd"), "--config", str(state / "relayd.toml")])
         )
-        if not _wait_for(state / "relayd" / "listening.json", processes, 30):
+        if not _wait_for(state / "relayd" / "listening.json", daemons, 30):
             print("nascloud run: relayd did not start", file=sys.stderr)
             return 1
-        for agent in ("agent.toml", "new-nas.toml"):
-            processes.append(
-                subprocess.Popen([str(BIN / "nascloud-agent"), "--config", str(state / agent)])
-            )
+        for name, agent in (("the demo NAS's agent", "agent"), ("the new NAS's agent", "new-nas")):
+            argv = [str(BIN / "nascloud-agent"), "--config", str(state / f"{agent}.toml")]
+            daemons.append(_Daemon(name, argv))
         endpoints = _endpoints(state, base_port, ca, secrets)
         (state / "endpoints.json").write_text(json.dumps(endpoints, indent=2) + "\n")
         _print_try(endpoints, secrets)
-        while all(p.poll() is None for p in processes):
+        while all(daemon.supervise() for daemon in daemons):
             time.sleep(0.2)
-        print("nascloud run: a daemon stopped; stopping the others", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, SystemExit):
         return 0
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
+        for daemon in reversed(daemons):  # the agents first, ddnsd last
+            daemon.stop()
+        for daemon in reversed(daemons):
             try:
-                process.wait(timeout=10)
+                daemon.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                process.kill()
+                daemon.process.kill()
+                daemon.process.wait()
         for server in (nas, setup_page):
             server.shutdown()
             server.server_close()
