@@ -3,8 +3,9 @@
 Each record is AES-256-GCM-encrypted with the key of its month, from a key file only the
 operator's tools read; the device name, month and start time are authenticated with it, so a
 record that was altered or moved does not decrypt. Keys of months wholly past the retention
-period are destroyed, which makes any copy of those records unreadable (privacy rule 3).
-An anonymised copy for statistics keeps masked addresses only.
+period are destroyed, which makes any copy of those records unreadable (privacy rule 3); a
+destroyed month's key is never made again, whatever the clock says later. An anonymised copy
+for statistics keeps masked addresses only.
 """
 
 from __future__ import annotations
@@ -81,14 +82,17 @@ def mask_address(address: str) -> str:
 
 
 class AccessLogKeys:
-    """One AES-256 key per month, in a JSON file of mode 0600."""
+    """One AES-256 key per month, in a JSON file of mode 0600, with the last month whose key
+    was destroyed: a clock stepped back into it must not make that month's key again."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._keys: dict[str, bytes] = {}
+        self.destroyed_through: str | None = None  # "YYYY-MM": this month and all before it
         if path.exists():
             data = json.loads(path.read_text())
             self._keys = {m: base64.b64decode(k) for m, k in data.get("keys", {}).items()}
+            self.destroyed_through = data.get("destroyed_through")
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,14 +100,23 @@ class AccessLogKeys:
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as out:
             keys = {m: base64.b64encode(k).decode() for m, k in sorted(self._keys.items())}
-            json.dump({"keys": keys}, out, indent=2)
+            state: dict[str, Any] = {"keys": keys}
+            if self.destroyed_through is not None:
+                state["destroyed_through"] = self.destroyed_through
+            json.dump(state, out, indent=2)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, self.path)
 
+    def destroyed(self, month: str) -> bool:
+        """Whether `month`'s key was destroyed (or would have been, had it existed)."""
+        return self.destroyed_through is not None and month <= self.destroyed_through
+
     def for_writing(self, month: str) -> bytes:
         key = self._keys.get(month)
         if key is None:
+            if self.destroyed(month):
+                raise UnreadableRecord(f"the key of {month} is destroyed: nothing is sealed now")
             key = self._keys[month] = AESGCM.generate_key(bit_length=256)
             self._save()
         return key
@@ -113,10 +126,11 @@ class AccessLogKeys:
 
     def destroy_before(self, cutoff: float) -> list[str]:
         """Destroy the keys of months that ended before `cutoff`; returns those months."""
-        gone = [m for m in self._keys if month_end(m) <= cutoff]
+        gone = sorted(m for m in self._keys if month_end(m) <= cutoff)
         for month in gone:
             del self._keys[month]
         if gone:
+            self.destroyed_through = max(gone[-1], self.destroyed_through or gone[-1])
             self._save()
         return gone
 

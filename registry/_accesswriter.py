@@ -3,7 +3,9 @@
 Records are queued in memory and written once a second in one commit, so a busy relay does
 not take a database transaction per connection; expired records are purged and expired keys
 destroyed hourly (privacy rule 3). The queue is bounded: under a write outage, records beyond
-it are counted as dropped, never allowed to grow memory without end.
+it are counted as dropped, never allowed to grow memory without end. Retention is a lifetime:
+it is measured on the monotonic clock from the wall clock's reading at start, so a step of the
+wall clock while running neither destroys keys early nor keeps records late.
 """
 
 from __future__ import annotations
@@ -33,13 +35,16 @@ class AccessLogWriter:
         retention_days: int,
         *,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
         max_pending: int = MAX_PENDING,
     ) -> None:
         self.registry = registry
         self.max_pending = max_pending
         self.keys = keys
         self.retention_s = retention_days * 86400.0
-        self._clock = clock
+        self._monotonic = monotonic
+        self._wall_at_start = clock()
+        self._monotonic_at_start = monotonic()
         self._pending: list[AccessRecord] = []
         self.written = 0
         self.dropped = 0
@@ -54,18 +59,29 @@ class AccessLogWriter:
         bytes_out: int,
         result: str,
     ) -> None:
-        """Queue one record (metadata only), ending now."""
+        """Queue one record (metadata only), ending now. A start after now (the caller read
+        a wall clock stepped forward) is now: it must not open a month to come."""
         if len(self._pending) >= self.max_pending:
             self.dropped += 1
             return
+        ended = self.now()
         self._pending.append(
             AccessRecord(
-                started, self._clock(), device, client, ingress, bytes_in, bytes_out, result
+                min(started, ended), ended, device, client, ingress, bytes_in, bytes_out, result
             )
         )
 
+    def now(self) -> float:
+        """The wall clock as read at start, carried on by the monotonic clock."""
+        return self._wall_at_start + (self._monotonic() - self._monotonic_at_start)
+
     async def flush(self) -> None:
         batch, self._pending = self._pending, []
+        # A start in a month whose key is destroyed (a wall clock stepped far back) is past
+        # its retention already: dropped, rather than sealed with a key made again.
+        kept = [r for r in batch if not self.keys.destroyed(month_of(r.started_at))]
+        self.dropped += len(batch) - len(kept)
+        batch = kept
         if batch:
             try:
                 await self.registry.log_access(batch, self.keys)
@@ -75,14 +91,16 @@ class AccessLogWriter:
             self.written += len(batch)
 
     async def purge(self) -> None:
-        deleted, months = await self.registry.purge_access(self.keys, self.retention_s)
+        deleted, months = await self.registry.purge_access(
+            self.keys, self.retention_s, now=self.now()
+        )
         if deleted or months:
             log.info("access log: %d records purged, keys of %s destroyed", deleted, months)
 
     async def run(self, interval_s: float = 1.0) -> None:
         """Purge hourly (first at start); write queued records every `interval_s`; flush on
         cancellation."""
-        self.keys.for_writing(month_of(self._clock()))  # the key file exists (0600) from the start
+        self.keys.for_writing(month_of(self.now()))  # the key file exists (0600) from the start
         last_purge: float | None = None
         try:
             while True:

@@ -440,9 +440,12 @@ class Registry:
             out.append(result)
         return out
 
-    async def purge_access(self, keys: AccessLogKeys, retention_s: float) -> tuple[int, list[str]]:
+    async def purge_access(
+        self, keys: AccessLogKeys, retention_s: float, *, now: float | None = None
+    ) -> tuple[int, list[str]]:
         """Delete records older than the retention period and destroy the keys of months
-        wholly past it. Returns (records deleted, months whose keys were destroyed)."""
-        cutoff = self._clock() - retention_s
+        wholly past it, as of `now` (the registry's clock if None). Returns (records
+        deleted, months whose keys were destroyed)."""
+        cutoff = (self._clock() if now is None else now) - retention_s
         deleted = await self._run(self.backend.delete_access_before, cutoff)
         return deleted, keys.destroy_before(cutoff)
