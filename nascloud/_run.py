@@ -316,7 +316,8 @@ def run_stack(state_dir: Path, base_port: int) -> int:
     for stale in (state / "ddnsd" / "listening.json", state / "relayd" / "listening.json"):
         stale.unlink(missing_ok=True)
     daemons: list[_Daemon] = []
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    for stop in (signal.SIGTERM, signal.SIGHUP):  # a closed terminal stops the daemons too
+        signal.signal(stop, lambda *_: sys.exit(0))
     try:
         daemons.append(
             _Daemon("ddnsd", [str(BIN / "ddnsd"), "--config", str(state / "ddnsd.toml")])
