@@ -26,6 +26,7 @@ __all__ = [
     "Ready",
     "ReplicationError",
     "Reply",
+    "Serve",
     "Update",
     "WorkerSocket",
     "decode",
@@ -86,6 +87,13 @@ class Devices:
 
 
 @dataclass(frozen=True, slots=True)
+class Serve:
+    """Sent once the worker is Ready: every change sent before this one is in its copy once
+    it has applied them, and from now on each change waits for its Applied. Only then does
+    the worker answer anyone (a change sent before might already be acknowledged)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """The main process's replies to an UPDATE a worker forwarded, in order."""
 
@@ -101,7 +109,8 @@ class Reply:
 
 @dataclass(frozen=True, slots=True)
 class Ready:
-    """The worker has loaded the zones and is answering on every DNS address."""
+    """The worker has loaded the zones and bound every DNS address; it answers once it has
+    applied every change sent before the main process's Serve."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +136,7 @@ class Update:
         _check_id(self.id)
 
 
-Message = Hello | Apply | Devices | Reply | Ready | Applied | Update
+Message = Hello | Apply | Devices | Serve | Reply | Ready | Applied | Update
 
 
 def encode(message: Message) -> bytes:
@@ -142,6 +151,8 @@ def _to_wire(message: Message) -> dict[str, Any]:
             return {"t": "hello"}
         case Ready():
             return {"t": "ready"}
+        case Serve():
+            return {"t": "serve"}
         case Apply(serial, changes, number):
             wire_changes = [[c.owner, c.rrtype, c.ttl, list(c.values)] for c in changes]
             return {"t": "apply", "serial": serial, "changes": wire_changes, "id": number}
@@ -224,6 +235,8 @@ def decode(body: bytes) -> Message:
             return Hello()
         case "ready":
             return Ready()
+        case "serve":
+            return Serve()
         case "apply":
             return Apply(
                 _int(get("serial"), "apply.serial"),

@@ -7,8 +7,9 @@ The worker's end of the worker socket; the main process's end is `_workers.py`.
 from __future__ import annotations
 
 import logging
+import os
 import socket
-from typing import Any
+from typing import Any, Final, NoReturn
 
 import trio
 
@@ -18,7 +19,17 @@ from service import Boundary
 
 from ._answer import Responder
 from ._parts import bind_dns_pair, build_dns_server, build_zones, serve_dns_pair
-from ._replication import Applied, Apply, Devices, Message, Ready, Reply, Update, WorkerSocket
+from ._replication import (
+    Applied,
+    Apply,
+    Devices,
+    Message,
+    Ready,
+    Reply,
+    Serve,
+    Update,
+    WorkerSocket,
+)
 from ._store import ZoneStore
 from ._xfr import Transfers, load_key
 from ._zone import serial_newer
@@ -62,13 +73,22 @@ class WorkerFeed:
             entry[0].set()
 
 
+#: A worker's exit code when it could not apply a change: its copy differs from the main
+#: one, so it stops answering at once and the main process starts a fresh one.
+EXIT_DIVERGED: Final = 3
+
+
 async def serve_worker(
     config: DdnsdConfig,
     worker: dict[str, Any],
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """A worker process: answers queries from its own copy, kept current by the main one."""
+    """A worker process: answers queries from its own copy, kept current by the main one.
+
+    It answers no one until it has applied every change the main process sent before its
+    Serve (those may be acknowledged already); a change it cannot apply ends the process.
+    """
     feed = WorkerFeed(await trio.open_unix_socket(worker["socket"]))
     if await feed.receive() is None:  # "hello": the main process now sends us every change
         return
@@ -86,30 +106,61 @@ async def serve_worker(
     dns = build_dns_server(
         config, responder, Boundary(), updates=feed.forward_update, transfers=transfers.handle
     )
+    pairs: list[tuple[socket.socket, socket.socket]] = []
     sockets: list[socket.socket] = []
     try:
         async with trio.open_nursery() as nursery:
             for shown in worker["dns"]:
-                udp, tcp = bind_dns_pair(HostPort.parse(shown), reuse_port=True)
-                sockets += [udp, tcp]
-                await serve_dns_pair(nursery, dns, udp, tcp)
+                # Bound now, served after Serve: what the kernel hands this worker meanwhile
+                # waits in its queues and is answered from the caught-up copy.
+                pairs.append(bind_dns_pair(HostPort.parse(shown), reuse_port=True))
+                sockets += pairs[-1]
             await feed.send(Ready())
             task_status.started()
+            serving = False
             while True:
                 message = await feed.receive()
                 if message is None:
-                    log.info("the main process is gone; worker %d stops", worker["index"])
-                    nursery.cancel_scope.cancel()
-                    return
+                    log.info(
+                        "the main process closed the worker socket; worker %d stops",
+                        worker["index"],
+                    )
+                    _stop(sockets, 0)
                 match message:
                     case Reply():
                         feed.deliver_reply(message)
+                    case Serve() if not serving:
+                        serving = True
+                        for udp, tcp in pairs:
+                            await serve_dns_pair(nursery, dns, udp, tcp)
                     case Apply() | Devices():
-                        _apply_from_main(message, store, responder)
+                        try:
+                            _apply_from_main(message, store, responder)
+                        except Exception:
+                            log.exception(
+                                "worker %d could not apply a change from the main process; "
+                                "its copy of the zones is no longer the main one, so it stops "
+                                "answering and exits (%d) for the main process to start a "
+                                "fresh one",
+                                worker["index"],
+                                EXIT_DIVERGED,
+                            )
+                            _stop(sockets, EXIT_DIVERGED)
                         await feed.send(Applied(message.id))
     finally:
         for sock in sockets:
             sock.close()
+
+
+def _stop(sockets: list[socket.socket], code: int) -> NoReturn:
+    """End the worker process now: its DNS sockets first (it answers no one from here on),
+    then everything else. Nothing in it is worth unwinding, and an exception would leave the
+    process waiting for a signal (or print an unmasked traceback)."""
+    for sock in sockets:
+        sock.close()
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(code)
 
 
 def _apply_from_main(message: Apply | Devices, store: ZoneStore, responder: Responder) -> None:

@@ -2,31 +2,37 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import dns.message
 import dns.query
 import dns.rcode
 
+from ddnsd._workers import WORKER_ENV
 from tests.ddnsd_harness import Ddnsd, DdnsdOptions, running_ddnsd
 
 SOCKETS = 24  # distinct source ports: the kernel spreads them over the workers
 
 
+def ask(daemon: Ddnsd, name: str, rdtype: str = "A", source_port: int = 0) -> list[str]:
+    """One UDP query from `source_port` (0: a fresh one); the answer's records."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", source_port))
+        sock.settimeout(5)
+        query = dns.message.make_query(name, rdtype)
+        sock.sendto(query.to_wire(), ("127.0.0.1", daemon.dns_port))
+        response = dns.message.from_wire(sock.recv(4096))
+        return sorted(rr.to_text() for rrset in response.answer for rr in rrset)
+
+
 def answers_from_many_ports(daemon: Ddnsd, name: str, rdtype: str = "A") -> list[list[str]]:
-    seen: list[list[str]] = []
-    for _ in range(SOCKETS):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            sock.settimeout(3)
-            query = dns.message.make_query(name, rdtype)
-            sock.sendto(query.to_wire(), ("127.0.0.1", daemon.dns_port))
-            response = dns.message.from_wire(sock.recv(4096))
-            seen.append(sorted(rr.to_text() for rrset in response.answer for rr in rrset))
-    return seen
+    return [ask(daemon, name, rdtype) for _ in range(SOCKETS)]
 
 
 def worker_pids(daemon: Ddnsd) -> set[int]:
@@ -34,6 +40,41 @@ def worker_pids(daemon: Ddnsd) -> set[int]:
         ["pgrep", "-f", str(daemon.config_path)], capture_output=True, text=True
     ).stdout
     return {int(p) for p in out.split()}
+
+
+def socket_holders(daemon: Ddnsd) -> set[int]:
+    """The processes that hold a UDP socket on ddnsd's DNS port."""
+    listing = subprocess.run(
+        ["ss", "-Huanp", f"sport = :{daemon.dns_port}"], capture_output=True, text=True
+    ).stdout
+    return {int(p) for p in re.findall(r"pid=(\d+)", listing)}
+
+
+def workers(daemon: Ddnsd) -> dict[int, int]:
+    """The live worker processes of `daemon`, by index: read from their environment."""
+    found: dict[int, int] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        for entry in environ:
+            if entry.startswith(WORKER_ENV.encode() + b"=") and state != "Z":
+                worker = json.loads(entry.split(b"=", 1)[1])
+                if worker["socket"] == str(daemon.state_dir / "workers.sock"):
+                    found[worker["index"]] = int(proc.name)
+    return found
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s} s: {what}")
+        time.sleep(0.05)
 
 
 def test_every_worker_answers_an_update_as_soon_as_it_is_acknowledged(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from ddnsd._replication import (
     Ready,
     ReplicationError,
     Reply,
+    Serve,
     Update,
     WorkerSocket,
     decode,
@@ -33,6 +34,7 @@ from ddnsd._zone import Change
 VECTORS: list[tuple[Message, dict[str, Any]]] = [
     (Hello(), {"t": "hello"}),
     (Ready(), {"t": "ready"}),
+    (Serve(), {"t": "serve"}),
     (
         Apply(7, (Change("nas1", "A", 60, ("192.0.2.1",)), Change("nas1", "AAAA", 60, ())), 3),
         {
