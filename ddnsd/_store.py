@@ -17,9 +17,28 @@ from registry import DnsRRset, Registry
 
 from ._answer import Responder
 from ._replication import Apply, Devices
-from ._zone import Change, ZoneSet, serial_after
+from ._zone import RECORD_TYPES, Change, RRset, ZoneSet, serial_after
 
-__all__ = ["UpdateResult", "ZoneStore"]
+__all__ = ["RefusedChange", "UpdateResult", "ZoneStore"]
+
+
+class RefusedChange(ValueError):
+    """A change the zone cannot hold (a record type it does not serve, a value that is not
+    one of its type): refused before anything is written, so that it is neither stored and
+    never served nor acknowledged and then failing."""
+
+
+def _check_changes(changes: list[Change]) -> None:
+    """Raise RefusedChange unless the zone can hold every change: the very RRset building
+    `ZoneSet.apply` does, run before the batch is written rather than after."""
+    for change in changes:
+        rrtype = RECORD_TYPES.get(change.rrtype)
+        if rrtype is None:
+            raise RefusedChange(f"record type {change.rrtype!r} is not served by the zone")
+        try:
+            RRset.build(rrtype, change.ttl, change.values)
+        except ValueError as exc:
+            raise RefusedChange(str(exc)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +141,9 @@ class ZoneStore:
         return True
 
     async def update(self, device: str, changes: list[Change]) -> UpdateResult:
-        """Apply `changes` to `device`'s names durably. Callers check rights first."""
+        """Apply `changes` to `device`'s names durably. Callers check rights first; what
+        the zone cannot hold raises RefusedChange, and nothing of this update is written."""
+        _check_changes(changes)
         if self.unchanged(changes):
             await trio.lowlevel.checkpoint()
             return UpdateResult(False, self.zones.device_zone.serial)

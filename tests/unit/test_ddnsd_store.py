@@ -6,12 +6,13 @@ from __future__ import annotations
 from typing import cast
 
 import dns.update
+import pytest
 import trio
 import trio.testing
 
 from ddnsd._answer import Responder
 from ddnsd._rfc2136 import UpdateHandler
-from ddnsd._store import ZoneStore
+from ddnsd._store import RefusedChange, ZoneStore
 from ddnsd._zone import Change, SoaFields, Zone, ZoneSet
 from registry import DnsRRset, Registry
 
@@ -106,3 +107,29 @@ async def test_rfc2136_deleting_one_value_keeps_the_ttl_and_deleting_none_is_no_
     assert plan(store, ("delete", "nas1.dyn.test.", "A", "198.51.100.5")) == [
         Change("nas1", "A", 300, ("198.51.100.4",))
     ]
+
+
+async def test_a_change_the_zone_cannot_hold_is_refused_before_anything_is_written() -> None:
+    store, registry = make_store()
+    before = store.zones.device_zone.serial
+    refused = [
+        Change("nas1", "A", 60, ("198.051.100.4",)),  # not canonical
+        Change("nas1", "AAAA", 60, ("198.51.100.4",)),  # not of its type
+        Change("nas1", "AAAA", 60, ("::ffff:198.51.100.4",)),  # IPv4-mapped
+        Change("nas1", "MX", 60, ("mail.example.org",)),  # not served
+    ]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        for change in refused:
+            with pytest.raises(RefusedChange):
+                # With a good change beside it: the update is refused whole.
+                await store.update("nas1", [Change("nas1", "TXT", 60, ("ok",)), change])
+        # The store goes on: the next update is written and answered.
+        result = await store.update("nas1", [Change("nas1", "A", 60, ("198.51.100.4",))])
+        nursery.cancel_scope.cancel()
+    assert result.changed and result.serial == before + 1
+    assert [[(r.rrtype, r.values) for r in batch] for batch in registry.written] == [
+        [("A", ("198.51.100.4",))]
+    ]
+    assert store.zones.outcome("nas1", "TXT") == ((), None)
+    assert store.zones.outcome("nas1", "A") == (("198.51.100.4",), 60)
