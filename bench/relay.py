@@ -295,12 +295,16 @@ def relay_and_agent(
     data_connections: bool = True,
     data_pool: int = 4,
     link: tuple[str, int, int] | None = None,
+    max_tunnels_per_address: int = 100,
+    every_listener: bool = False,
 ) -> Iterator[int]:
     """relayd with two devices: nas1's web service is the sink, nas2's the echo server. With
     `data_connections` off, every byte travels in the tunnel's DATA frames (the path of plain
     HTTP forwarding and install sessions); `data_pool` is relayd's `[tunnel].data_pool`. With
     `link` (host, tunnel port, data port), relayd listens on those ports of 127.0.0.1 and the
-    agents connect to them at `host` (a proxy standing in for a long link)."""
+    agents connect to them at `host` (a proxy standing in for a long link). With
+    `every_listener`, relayd also serves plain HTTP and metrics, on ports it picks (its
+    `state/listening.json` names them)."""
     directory = work / f"relay-{data_connections}-{data_pool}"
     directory.mkdir()
     write_certificate(directory, "relay", "relay.test", ca=ca)
@@ -321,6 +325,8 @@ def relay_and_agent(
     if link is not None:
         agents_reach, tunnel, data = link
         data_listen = f'data_listen = "127.0.0.1:{data}"'
+    metrics_listen = 'metrics_listen = "127.0.0.1:0"' if every_listener else ""
+    http_listen = 'http_listen = "127.0.0.1:0"' if every_listener else ""
 
     (directory / "relayd.toml").write_text(
         textwrap.dedent(f"""
@@ -328,6 +334,7 @@ def relay_and_agent(
         name = "relay.test"
         state_dir = "state"
         registry = "registry.sqlite3"
+        {metrics_listen}
         [tunnel]
         listen = "127.0.0.1:{tunnel}"
         cert_file = "relay.crt"
@@ -338,8 +345,9 @@ def relay_and_agent(
         [ingress]
         link_zone = "link.test"
         https_listen = "127.0.0.1:{https}"
+        {http_listen}
         [limits]
-        max_tunnels_per_address = 100
+        max_tunnels_per_address = {max_tunnels_per_address}
     """)
     )
     for device, port in devices.items():
