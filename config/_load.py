@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ._checks import shown
+
 __all__ = ["ConfigError", "HostPort", "load", "loads"]
 
 _T = TypeVar("_T")
@@ -130,6 +132,7 @@ class _Loader:
 
     @staticmethod
     def _where(table: str, key: str) -> str:
+        key = shown(key)  # the file's own keys are any string
         return f"[{table}].{key}" if table else key
 
     def convert(self, hint: Any, value: Any, where: str, table: str) -> Any:
