@@ -10,9 +10,10 @@ from pathlib import Path
 from service import package_version
 
 from ._admin import add_commands, run_admin
+from ._keytool import add_key_commands, run_key
 
 DESCRIPTION = (
-    "Operate a nascloud installation: accounts, devices, access, tokens; run a local stack."
+    "Operate a nascloud installation: accounts, devices, access, tokens, keys; run a local stack."
 )
 
 
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="every port is derived from it: N to N+11 (default: 5300)",
     )
     add_commands(commands)
+    add_key_commands(commands)
     return parser
 
 
@@ -48,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_stack(args.state_dir, args.base_port)
     if args.command in ("account", "device", "token", "logs"):
         return run_admin(args)
+    if args.command == "key":
+        return run_key(args)
     parser.print_help(sys.stderr)
     return 2
 

@@ -53,9 +53,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     account.choices["create"].add_argument("--name", required=True, help="display name")
     common(account.add_parser("list", help="list accounts"))
     common(account.add_parser("show", help="show one account")).add_argument("account_id")
-    common(account.add_parser("delete", help="delete an account and all its devices")).add_argument(
-        "account_id"
+    delete_account = common(
+        account.add_parser("delete", help="delete an account and all its devices")
     )
+    delete_account.add_argument("account_id")
+    _confirmation(delete_account)
     export = common(account.add_parser("export", help="everything held about an account, as JSON"))
     export.add_argument("account_id")
     export.add_argument(
@@ -77,7 +79,12 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     enrol.add_argument("public_key", help="base64 of the raw 32-byte Ed25519 public key")
     common(device.add_parser("list", help="list devices")).add_argument("--owner")
     common(device.add_parser("show", help="show one device")).add_argument("name")
-    common(device.add_parser("delete", help="unregister a device at once")).add_argument("name")
+    delete_device = common(device.add_parser("delete", help="unregister a device at once"))
+    delete_device.add_argument("name")
+    _confirmation(delete_device)
+    common(
+        device.add_parser("tsig-keys", help="list a device's RFC 2136 keys (never their secrets)")
+    ).add_argument("name")
     tsig = common(
         device.add_parser("tsig-key", help="create an RFC 2136 (nsupdate) key; shown once")
     )
@@ -110,6 +117,27 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     create.add_argument("kind", choices=[k.value for k in TokenKind])
     create.add_argument("owner", help="an account id (api) or a device name (dyndns2)")
     common(token.add_parser("revoke", help="revoke a token")).add_argument("token_id")
+    listed = common(token.add_parser("list", help="list tokens (never their secrets)"))
+    owner = listed.add_mutually_exclusive_group(required=True)
+    owner.add_argument("--account", help="an account's API tokens")
+    owner.add_argument("--device", help="a device's DynDNS2 passwords")
+
+
+def _confirmation(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--yes", action="store_true", help="do not ask: the deletion cannot be undone"
+    )
+
+
+def _confirmed(args: argparse.Namespace, what: str, word: str) -> bool:
+    """--yes, or the operator typed `word` at the prompt; never without a terminal to ask."""
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        print(f"nascloud: {what} cannot be undone; add --yes to confirm", file=sys.stderr)
+        return False
+    answer = input(f"{what} cannot be undone. Type {word!r} to confirm: ")
+    return answer.strip() == word
 
 
 def _account(account: Account) -> dict[str, Any]:
@@ -159,6 +187,11 @@ async def _run(args: argparse.Namespace) -> tuple[Any, str]:
                     account
                 ), f"{account.account_id}  {account.email}  {account.display_name}"
             if action == "delete":
+                account = await registry.get_account(args.account_id)
+                devices = await registry.list_devices(account.account_id)
+                what = f"Deleting account {account.account_id} and its {len(devices)} device(s)"
+                if not _confirmed(args, what, account.account_id):
+                    raise _NotConfirmed
                 gone = await registry.delete_account(args.account_id)
                 return {"deleted_devices": gone}, (
                     f"deleted account {args.account_id} and {len(gone)} device(s)"
@@ -189,6 +222,10 @@ async def _run(args: argparse.Namespace) -> tuple[Any, str]:
                     raise RegistryError(f"no device {args.name!r}")
                 return _device(found), json.dumps(_device(found), indent=2)
             if action == "delete":
+                if await registry.get_device(args.name) is None:
+                    raise RegistryError(f"no device {args.name!r}")
+                if not _confirmed(args, f"Unregistering {args.name}", args.name):
+                    raise _NotConfirmed
                 if not await registry.delete_device(args.name):
                     raise RegistryError(f"no device {args.name!r}")
                 return {"deleted": args.name}, (
@@ -209,6 +246,15 @@ async def _run(args: argparse.Namespace) -> tuple[Any, str]:
                     "for nsupdate -y, shown only now:\n"
                     f"{tsig_key.algorithm}:{tsig_key.key_name}:{secret}"
                 )
+            if action == "tsig-keys":
+                if await registry.get_device(args.name) is None:
+                    raise RegistryError(f"no device {args.name!r}")
+                keys = [
+                    {"key_name": k.key_name, "device_name": k.device_name, "algorithm": k.algorithm}
+                    for k in await registry.list_tsig_keys(args.name)
+                ]
+                lines = "\n".join(f"{k['key_name']}  {k['algorithm']}" for k in keys)
+                return keys, lines or f"no TSIG keys for {args.name}"
             if action == "access":
                 device = await registry.set_access(
                     args.name, AccessMode(args.mode), tuple(args.accounts)
@@ -232,6 +278,12 @@ async def _run(args: argparse.Namespace) -> tuple[Any, str]:
                 return {**_token(token), "secret": secret}, (
                     f"created {token.token_id}; the secret, shown only now:\n{secret}"
                 )
+            if action == "list":
+                tokens = await registry.list_tokens(
+                    account_id=args.account, device_name=args.device
+                )
+                lines = "\n".join(f"{t.token_id}  {t.kind.value}" for t in tokens)
+                return [_token(t) for t in tokens], lines or "no tokens"
             if action == "revoke":
                 if not await registry.revoke_token(args.token_id):
                     raise RegistryError(f"no token {args.token_id!r}")
@@ -249,11 +301,18 @@ async def _run(args: argparse.Namespace) -> tuple[Any, str]:
         await registry.aclose()
 
 
+class _NotConfirmed(Exception):
+    """The operator did not confirm a deletion: nothing was done."""
+
+
 def run_admin(args: argparse.Namespace) -> int:
     try:
         data, text = trio.run(_run, args)
     except RegistryError as exc:
         print(f"nascloud: {exc}", file=sys.stderr)
+        return 1
+    except _NotConfirmed:
+        print("nascloud: not confirmed; nothing was deleted", file=sys.stderr)
         return 1
     print(json.dumps(data, indent=2) if args.json else text)
     return 0

@@ -419,7 +419,8 @@ nascloud is running on loopback (state in {endpoints["state_dir"]}). Try:
 
   # the encrypted access log, read with its keys
   {BIN}/nascloud logs --registry {endpoints["state_dir"]}/registry.sqlite3 \\
-       --key-file {endpoints["state_dir"]}/relayd/access-log.keys
+       --key-file {endpoints["state_dir"]}/relayd/access-log.keys \\
+       --key-file {endpoints["state_dir"]}/ddnsd/access-log.keys
 
   # a brand-new NAS, found by its cloud key on the install site. From its own network
   # (here 127.0.0.1) the answer sends the browser straight to it:

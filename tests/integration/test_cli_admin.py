@@ -45,14 +45,14 @@ def test_accounts_devices_access_and_tokens(tmp_path: Path) -> None:
     corrected = as_json(registry, "account", "correct", alice["account_id"], "--name", "Alice B.")
     assert corrected["display_name"] == "Alice B."
     assert as_json(registry, "token", "revoke", token["token_id"]) == {"revoked": token["token_id"]}
-    deleted = as_json(registry, "account", "delete", alice["account_id"])
+    deleted = as_json(registry, "account", "delete", alice["account_id"], "--yes")
     assert deleted == {"deleted_devices": ["nas1"]}
     assert as_json(registry, "device", "list") == []
 
 
 def test_clear_errors_and_exit_codes(tmp_path: Path) -> None:
     registry = tmp_path / "registry.sqlite3"
-    missing = nascloud(registry, "device", "delete", "nosuch")
+    missing = nascloud(registry, "device", "delete", "nosuch", "--yes")
     assert missing.returncode == 1
     assert missing.stderr.strip() == "nascloud: no device 'nosuch'"
     bad = nascloud(registry, "account", "create", "not-an-email", "--name", "X")
@@ -62,3 +62,92 @@ def test_clear_errors_and_exit_codes(tmp_path: Path) -> None:
     assert invalid.returncode == 1 and "device name" in invalid.stderr
     usage = nascloud(registry, "device", "access", "nas1", "everyone")
     assert usage.returncode == 2  # argparse: not one of the modes
+
+
+def test_deleting_asks_for_confirmation(tmp_path: Path) -> None:
+    registry = tmp_path / "registry.sqlite3"
+    alice = as_json(registry, "account", "create", "a@example.org", "--name", "A")
+    key = base64.b64encode(os.urandom(32)).decode()
+    as_json(registry, "device", "enrol", alice["account_id"], "nas1", key)
+    # No terminal to ask and no --yes: nothing is deleted.
+    for args in (("device", "delete", "nas1"), ("account", "delete", alice["account_id"])):
+        refused = nascloud(registry, *args)
+        assert refused.returncode == 1
+        assert "cannot be undone; add --yes to confirm" in refused.stderr
+        assert "nothing was deleted" in refused.stderr
+    assert [d["name"] for d in as_json(registry, "device", "list")] == ["nas1"]
+    # At a terminal, the operator types the name (here through a pseudo-terminal).
+    assert _at_a_terminal(registry, ["device", "delete", "nas1"], "nas2\n")[0] == 1
+    code, output = _at_a_terminal(registry, ["device", "delete", "nas1"], "nas1\n")
+    assert code == 0 and "Type 'nas1' to confirm" in output and "unregistered nas1" in output
+    gone = as_json(registry, "account", "delete", alice["account_id"], "--yes")
+    assert gone == {"deleted_devices": []}
+
+
+def _at_a_terminal(registry: Path, args: list[str], typed: str) -> tuple[int, str]:
+    import pty
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [str(BIN / "nascloud"), *args, "--registry", str(registry)],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    os.write(leader, typed.encode())
+    output = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the process ended and closed its end
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(leader)
+    return process.wait(timeout=30), output.decode(errors="replace")
+
+
+def test_tokens_and_tsig_keys_are_listed_without_secrets(tmp_path: Path) -> None:
+    registry = tmp_path / "registry.sqlite3"
+    alice = as_json(registry, "account", "create", "a@example.org", "--name", "A")
+    key = base64.b64encode(os.urandom(32)).decode()
+    as_json(registry, "device", "enrol", alice["account_id"], "nas1", key)
+    password = as_json(registry, "token", "create", "dyndns2", "nas1")
+    api = as_json(registry, "token", "create", "api", alice["account_id"])
+    tsig = as_json(registry, "device", "tsig-key", "nas1", "--algorithm", "hmac-sha512")
+    listed = as_json(registry, "token", "list", "--device", "nas1")
+    assert [t["token_id"] for t in listed] == [password["token_id"]]
+    assert [
+        t["token_id"] for t in as_json(registry, "token", "list", "--account", alice["account_id"])
+    ] == [api["token_id"]]
+    keys = as_json(registry, "device", "tsig-keys", "nas1")
+    assert keys == [{"key_name": "nas1", "device_name": "nas1", "algorithm": "hmac-sha512"}]
+    every = (
+        json.dumps([listed, keys]) + nascloud(registry, "token", "list", "--device", "nas1").stdout
+    )
+    for secret in (password["secret"], api["secret"], tsig["secret"]):
+        assert secret not in every
+
+
+def test_key_files_for_agents_and_services(tmp_path: Path) -> None:
+    def key(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "nascloud"), "key", *args], capture_output=True, text=True, timeout=60
+        )
+
+    made = key("create", str(tmp_path / "relay" / "service.key"), "--service", "relay")
+    assert made.returncode == 0, made.stderr
+    assert oct((tmp_path / "relay" / "service.key").stat().st_mode & 0o777) == "0o600"
+    [comment, line] = made.stdout.splitlines()
+    assert comment == "# in ddnsd's config, under [protocol.services]:"
+    name, _, quoted = line.partition(" = ")
+    public = quoted.strip('"')
+    assert name == "relay" and len(base64.b64decode(public, validate=True)) == 32
+    assert key("show", str(tmp_path / "relay" / "service.key")).stdout.strip() == public
+    again = key("create", str(tmp_path / "relay" / "service.key"))
+    assert again.returncode == 1 and "never replaced" in again.stderr
+    (tmp_path / "not-a-key").write_text("hello\n")
+    assert key("show", str(tmp_path / "not-a-key")).returncode == 1
+    assert key("show", str(tmp_path / "missing")).returncode == 1

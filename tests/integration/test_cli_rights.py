@@ -131,7 +131,7 @@ def test_correct_then_delete_leaves_no_trace_in_the_database(tmp_path: Path) -> 
     assert corrected["email"] == "alice@example.net"
     assert b"alice-old@example.org" not in database_bytes(registry)  # the old value is gone too
 
-    assert as_json(registry, "account", "delete", alice["account_id"]) == {
+    assert as_json(registry, "account", "delete", alice["account_id"], "--yes") == {
         "deleted_devices": ["alice-nas"]
     }
     stored = database_bytes(registry)

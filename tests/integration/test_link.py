@@ -490,6 +490,7 @@ def test_unregistering_a_device_closes_its_tunnel_at_once(link: Link) -> None:
             "device",
             "delete",
             "nas2",
+            "--yes",
             "--registry",
             str(link.directory / "registry.sqlite3"),
         ],

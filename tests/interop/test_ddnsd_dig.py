@@ -187,7 +187,7 @@ def test_unregistering_a_device_answers_nxdomain_within_seconds(ddnsd: Ddnsd) ->
     assert update(ddnsd, "nas1", "myip=198.51.100.4") == "good 198.51.100.4"
     assert update(ddnsd, "nas2", "myip=198.51.100.5") == "good 198.51.100.5"
     deleted = subprocess.run(
-        [str(BIN / "nascloud"), "device", "delete", "nas1", "--registry", str(ddnsd.registry_path)],
+        [BIN / "nascloud", "device", "delete", "nas1", "--yes", "--registry", ddnsd.registry_path],
         capture_output=True,
         text=True,
         timeout=60,
