@@ -20,7 +20,7 @@ import protocol
 from service import Boundary
 from tunnel import Tunnel, open_tunnel, tunnel_ending
 
-from ._store import ZoneStore
+from ._store import RefusedChange, ZoneStore
 from ._zone import Change
 
 __all__ = ["ServiceChannel"]
@@ -141,6 +141,12 @@ class ServiceChannel:
         change = Change(message.name, message.rrtype, message.ttl_s, message.values)
         try:
             await self.store.update(message.device, [change])
+        except RefusedChange:
+            # The codec already checks what the zone checks; this is the zone's last word.
+            self.refused += 1
+            return protocol.Error(
+                protocol.ErrorCode.INVALID_REQUEST, "the zone cannot hold it", message.request_id
+            )
         except Exception:
             log.exception("storing an update from a service failed")
             return protocol.Error(

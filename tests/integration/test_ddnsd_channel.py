@@ -15,11 +15,12 @@ import trio
 import trustme
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+import ddnsd._store
 import protocol
 from config import DdnsdConfig, loads
 from ddnsd._channel import MAX_UPDATES_IN_FLIGHT, UNIT
 from ddnsd._daemon import Ddnsd, serve
-from ddnsd._store import UpdateResult, ZoneStore
+from ddnsd._store import RefusedChange, UpdateResult, ZoneStore
 from ddnsd._zone import Change
 from tests.ddnsd_harness import make_registry
 from tunnel import Tunnel, open_tunnel
@@ -242,3 +243,30 @@ async def test_a_flood_of_updates_is_throttled_not_given_a_task_each(
                 acks = {(await tunnel.receive_message()) for _ in range(MAX_UPDATES_IN_FLIGHT)}
                 assert acks == {protocol.Ack(i) for i in range(1, MAX_UPDATES_IN_FLIGHT + 1)}
                 assert daemon.channel.throttled == extra
+
+
+async def test_a_change_the_zone_refuses_is_answered_refused(
+    tmp_path: Path,
+    ca: trustme.CA,
+    relay_key: Ed25519PrivateKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The codec refuses all the zone does, so the zone's own check is made stricter here.
+    def refuse_txt(changes: list[Change]) -> None:
+        if any(change.rrtype == "TXT" for change in changes):
+            raise RefusedChange("no TXT today")
+
+    monkeypatch.setattr(ddnsd._store, "_check_changes", refuse_txt)
+    with trio.fail_after(20):
+        async with (
+            running(tmp_path, ca, relay_key) as daemon,
+            relay(daemon, ca, relay_key) as tunnel,
+        ):
+            await tunnel.send_message(
+                protocol.DdnsUpdate(3, "nas1", "_acme-challenge.nas1", "TXT", ("token",))
+            )
+            assert await tunnel.receive_message() == protocol.Error(
+                protocol.ErrorCode.INVALID_REQUEST, "the zone cannot hold it", 3
+            )
+            assert daemon.channel is not None and daemon.channel.refused == 1
+            assert not daemon.channel.boundary.errors
