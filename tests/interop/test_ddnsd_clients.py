@@ -1,25 +1,17 @@
 """Real update clients against ddnsd: nsupdate (RFC 2136 + TSIG), ddclient and inadyn
-(DynDNS2), and NSD as a secondary that transfers the zone and follows NOTIFY."""
+(DynDNS2). Secondaries (Knot, NSD) are in test_ddnsd_secondary.py."""
 
 from __future__ import annotations
 
 import base64
 import os
 import subprocess
-import time
 from pathlib import Path
 
 from tests.ddnsd_harness import Ddnsd
 
 from .conftest import require
 from .test_ddnsd_dig import dig, nsupdate
-
-
-def wait_for(predicate: object, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
 
 
 def test_nsupdate_sets_and_deletes_an_acme_challenge(ddnsd: Ddnsd) -> None:
@@ -145,82 +137,3 @@ custom nascloud {{
     assert dig(ddnsd, "nas1.dyn.test", "A")["ANSWER_SECTION"] == [
         "nas1.dyn.test. 60 IN A 198.51.100.30"
     ], output
-
-
-def test_nsd_as_a_secondary_transfers_and_follows_notify(tmp_path: Path) -> None:
-    require("nsd", "dig")
-    import socket
-
-    from tests.ddnsd_harness import DdnsdOptions, running_ddnsd
-
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    probe.bind(("127.0.0.1", 0))
-    nsd_port = probe.getsockname()[1]
-    probe.close()
-    daemon_dir = tmp_path / "ddnsd"
-    daemon_dir.mkdir()
-    with running_ddnsd(
-        daemon_dir, DdnsdOptions(extra=f'notify = ["127.0.0.1:{nsd_port}"]')
-    ) as ddnsd:
-        nsd_dir = tmp_path / "nsd"
-        nsd_dir.mkdir()
-        (nsd_dir / "nsd.conf").write_text(
-            f"""
-server:
-    ip-address: 127.0.0.1
-    port: {nsd_port}
-    username: ""
-    chroot: ""
-    zonesdir: "{nsd_dir}"
-    pidfile: "{nsd_dir}/nsd.pid"
-    xfrdfile: "{nsd_dir}/xfrd.state"
-    xfrdir: "{nsd_dir}"
-    zonelistfile: "{nsd_dir}/zone.list"
-    database: ""
-    logfile: "{nsd_dir}/nsd.log"
-    verbosity: 2
-remote-control:
-    control-enable: no
-key:
-    name: "transfer.dyn.test"
-    algorithm: hmac-sha256
-    secret: "{ddnsd.transfer_key}"
-zone:
-    name: "dyn.test"
-    zonefile: "dyn.test.zone"
-    request-xfr: AXFR 127.0.0.1@{ddnsd.dns_port} transfer.dyn.test
-    allow-notify: 127.0.0.1 transfer.dyn.test
-"""
-        )
-        nsd = subprocess.Popen(
-            ["nsd", "-d", "-c", str(nsd_dir / "nsd.conf")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            secondary = Ddnsd(**{**ddnsd.__dict__, "dns_port": nsd_port})
-
-            def secondary_has(address: str) -> bool:
-                try:
-                    answer = dig(secondary, "nas1.dyn.test", "A").get("ANSWER_SECTION") or []
-                except subprocess.CalledProcessError:
-                    return False
-                return answer == [f"nas1.dyn.test. 60 IN A {address}"]
-
-            nsupdate(ddnsd, "nas1", "update add nas1.dyn.test 60 A 192.0.2.10")
-            wait_for(lambda: secondary_has("192.0.2.10"), 20)
-            # The next change reaches the secondary by NOTIFY, not by its refresh timer.
-            nsupdate(
-                ddnsd,
-                "nas1",
-                "update delete nas1.dyn.test A\nupdate add nas1.dyn.test 60 A 192.0.2.11",
-            )
-            wait_for(lambda: secondary_has("192.0.2.11"), 20)
-            primary_serial = dig(ddnsd, "dyn.test", "SOA")["ANSWER_SECTION"][0].split()[6]
-            secondary_serial = dig(secondary, "dyn.test", "SOA")["ANSWER_SECTION"][0].split()[6]
-            assert primary_serial == secondary_serial
-        finally:
-            nsd.terminate()
-            nsd.wait(timeout=10)
-        log = (nsd_dir / "nsd.log").read_text()
-        assert "TSIG verified with key transfer.dyn.test" in log
