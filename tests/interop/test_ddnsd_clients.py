@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import subprocess
 from pathlib import Path
 
-from tests.ddnsd_harness import Ddnsd
+from tests.ddnsd_harness import BIN, Ddnsd
 
 from .conftest import require
 from .test_ddnsd_dig import dig, nsupdate
@@ -43,7 +44,10 @@ def test_nsupdate_with_a_wrong_or_unknown_key_is_not_authorized(ddnsd: Ddnsd) ->
     require("nsupdate")
     algorithm, name, _ = ddnsd.tsig["nas1"].split(":")
     wrong = base64.b64encode(os.urandom(32)).decode()
-    for key in (f"{algorithm}:{name}:{wrong}", f"{algorithm}:stranger.dyn.test:{wrong}"):
+    for key, error in (
+        (f"{algorithm}:{name}:{wrong}", "NOTAUTH(BADSIG)"),
+        (f"{algorithm}:stranger.dyn.test:{wrong}", "NOTAUTH(BADKEY)"),
+    ):
         script = (
             f"server 127.0.0.1 {ddnsd.dns_port}\nzone dyn.test\n"
             "update add nas1.dyn.test 60 A 192.0.2.7\nsend\n"
@@ -56,6 +60,7 @@ def test_nsupdate_with_a_wrong_or_unknown_key_is_not_authorized(ddnsd: Ddnsd) ->
             timeout=30,
         )
         assert done.returncode != 0
+        assert f"update failed: {error}" in done.stderr, done.stderr  # RFC 8945 5.2
     assert dig(ddnsd, "nas1.dyn.test", "A").get("ANSWER_SECTION") is None
     unsigned = subprocess.run(
         ["nsupdate", "-t", "5"],
@@ -66,6 +71,59 @@ def test_nsupdate_with_a_wrong_or_unknown_key_is_not_authorized(ddnsd: Ddnsd) ->
         timeout=30,
     )
     assert "REFUSED" in unsigned.stderr
+
+
+def test_nsupdate_with_an_hmac_sha512_key_from_the_cli(ddnsd: Ddnsd) -> None:
+    """docs/ddnsd.md: TSIG with HMAC-SHA256 or SHA-512; a key made by `nascloud device
+    tsig-key --algorithm hmac-sha512` while ddnsd runs works at once, a wrong secret is
+    refused with the TSIG error nsupdate reports."""
+    require("nsupdate")
+    created = subprocess.run(
+        [
+            str(BIN / "nascloud"),
+            "device",
+            "tsig-key",
+            "nas1",
+            "--algorithm",
+            "hmac-sha512",
+            "--key-name",
+            "nas1-512.dyn.test",
+            "--registry",
+            str(ddnsd.registry_path),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)
+    assert key["algorithm"] == "hmac-sha512"
+    good = f"hmac-sha512:{key['key_name']}:{key['secret']}"
+    wrong = f"hmac-sha512:{key['key_name']}:{base64.b64encode(os.urandom(64)).decode()}"
+    script = (
+        f"server 127.0.0.1 {ddnsd.dns_port}\nzone dyn.test\n"
+        "update add nas1.dyn.test 60 A 192.0.2.51\nsend\n"
+    )
+
+    def run(secret: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["nsupdate", "-t", "5", "-y", secret],
+            input=script,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    refused = run(wrong)
+    assert refused.returncode != 0
+    assert "update failed: NOTAUTH(BADSIG)" in refused.stderr, refused.stderr
+    assert dig(ddnsd, "nas1.dyn.test", "A").get("ANSWER_SECTION") is None
+    done = run(good)
+    assert done.returncode == 0, done.stderr
+    assert dig(ddnsd, "nas1.dyn.test", "A")["ANSWER_SECTION"] == [
+        "nas1.dyn.test. 60 IN A 192.0.2.51"
+    ]
 
 
 def test_ddclient_updates_a_name(ddnsd: Ddnsd, tmp_path: Path) -> None:
