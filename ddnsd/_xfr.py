@@ -96,16 +96,19 @@ class Transfers:
         self.networks = [ipaddress.ip_network(a, strict=False) for a in allow]
         self.key = key
         #: Requests by outcome: axfr; ixfr (from the journal), ixfr_whole (the whole zone:
-        #: not in the journal), ixfr_current (up to date); refused (address, or not TCP);
-        #: notauth (TSIG missing or wrong).
+        #: not in the journal), ixfr_current (up to date); soa (a signed SOA query); refused
+        #: (the address, or a transfer not on TCP); notauth (TSIG missing or wrong).
         self.counts: dict[str, int] = {}
 
     def _count(self, outcome: str) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
 
     async def handle(self, message: bytes, client: str, tcp: bool) -> list[bytes]:
+        """AXFR and IXFR, on TCP only; and a secondary's signed SOA query (its refresh
+        check, before it asks for a transfer) on either transport, answered signed as
+        RFC 8945 section 5.3 requires, which the query path does not do."""
         await trio.lowlevel.checkpoint()
-        if not tcp or not _allowed(client, self.networks):
+        if not _allowed(client, self.networks):
             self._count("refused")
             reply = header_only_reply(message, dns.rcode.REFUSED)
             return [reply] if reply else []
@@ -125,6 +128,12 @@ class Transfers:
         )
         if zone is None:
             return [self._reply(query, dns.rcode.NOTAUTH)]
+        if question.rdtype == dns.rdatatype.SOA:
+            self._count("soa")
+            return self._messages(query, [_soa(zone)], multi=False)
+        if not tcp or question.rdtype not in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
+            self._count("refused")
+            return [self._reply(query, dns.rcode.REFUSED)]
         if question.rdtype == dns.rdatatype.IXFR:
             rrsets = self._ixfr(zone, query)
         else:
@@ -195,14 +204,16 @@ class Transfers:
         wire: bytes = response.to_wire()
         return wire
 
-    def _messages(self, query: dns.message.Message, rrsets: list[dns.rrset.RRset]) -> list[bytes]:
+    def _messages(
+        self, query: dns.message.Message, rrsets: list[dns.rrset.RRset], *, multi: bool = True
+    ) -> list[bytes]:
         out: list[bytes] = []
         context = None
         for start in range(0, len(rrsets), RRS_PER_MESSAGE):
             response = dns.message.make_response(query)
             response.flags |= dns.flags.AA
             response.answer = rrsets[start : start + RRS_PER_MESSAGE]
-            out.append(response.to_wire(multi=True, tsig_ctx=context, max_size=65535))
+            out.append(response.to_wire(multi=multi, tsig_ctx=context, max_size=65535))
             context = response.tsig_ctx
         return out
 

@@ -7,8 +7,10 @@ zone; the allow list, TCP only, and TSIG (missing, wrong, unknown, out of time) 
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import cast
 
+import dns.flags
 import dns.message
 import dns.name
 import dns.rcode
@@ -127,18 +129,25 @@ async def test_an_up_to_date_secondary_gets_one_soa() -> None:
 
 async def test_a_secondary_further_behind_than_the_journal_gets_the_whole_zone() -> None:
     zones = zones_with()
+    kept = 20  # a short journal, as MAX_JOURNAL's is (the Knot test goes past the real one)
+    zones.device_zone.journal = deque(maxlen=kept)
     transfers = Transfers(zones, ("127.0.0.1/32",), KEY)
     behind = await fresh_copy(transfers)
     change(zones, 1)
     just_in = await fresh_copy(transfers)  # one step newer: the oldest the journal keeps
-    for step in range(2, MAX_JOURNAL + 2):  # behind's serial drops out of the journal
-        zones.apply([Change("nas1", "A", 60, (f"192.0.2.{step % 250 + 1}",))])
+    for step in range(2, kept + 2):  # behind's serial drops out of the journal
+        change(zones, step)
     await pull(transfers, behind)
     assert transfers.counts["ixfr_whole"] == 1
     assert behind == await fresh_copy(transfers)
     await pull(transfers, just_in)
     assert just_in == await fresh_copy(transfers)
     assert transfers.counts["ixfr"] == 1
+
+
+def test_the_journal_keeps_what_the_docs_say() -> None:
+    assert MAX_JOURNAL == 1000  # docs/ddnsd.md: "an in-memory journal of the last 1000 changes"
+    assert zones_with().device_zone.journal.maxlen == MAX_JOURNAL
 
 
 async def test_after_a_restart_the_journal_is_empty_and_the_whole_zone_is_sent() -> None:
@@ -240,3 +249,26 @@ async def test_without_a_key_unsigned_transfers_are_served() -> None:
     copy = dns.zone.Zone(ORIGIN)
     await pull(transfers, copy, None, key=None)
     assert copy.find_rdataset("nas1", "TXT")[0].strings == (b'a "q"',)
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+async def test_a_signed_soa_query_is_answered_signed_on_either_transport(tcp: bool) -> None:
+    # A secondary with a key checks the serial with a signed SOA query before it transfers
+    # (Knot and NSD both); an unsigned answer fails its TSIG check ("failed to verify TSIG").
+    zones = zones_with()
+    transfers = Transfers(zones, ("127.0.0.1/32",), KEY)
+    query = dns.message.make_query(ORIGIN, dns.rdatatype.SOA)
+    query.use_tsig({KEY.name: KEY}, keyname=KEY.name)
+    [wire] = await transfers.handle(query.to_wire(), "127.0.0.1", tcp)
+    response = dns.message.from_wire(wire, keyring={KEY.name: KEY}, request_mac=query.mac)
+    assert response.had_tsig  # and verified while read
+    assert response.rcode() == dns.rcode.NOERROR and response.flags & dns.flags.AA
+    [soa] = response.answer
+    assert soa[0].serial == zones.device_zone.serial
+    wrong = dns.tsig.Key(KEY.name, b"\x01" * 32, KEY.algorithm)
+    query.use_tsig({wrong.name: wrong}, keyname=wrong.name)
+    [reply] = await transfers.handle(query.to_wire(), "127.0.0.1", tcp)
+    assert rcode_and_tsig_error(reply) == (dns.rcode.NOTAUTH, dns.rcode.BADSIG)
+    [reply] = await transfers.handle(axfr_query(KEY, "SOA"), "127.0.0.2", tcp)
+    assert rcode_and_tsig_error(reply)[0] == dns.rcode.REFUSED
+    assert transfers.counts == {"soa": 1, "notauth": 1, "refused": 1}
