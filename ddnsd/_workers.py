@@ -72,10 +72,12 @@ class Replica:
         number = self._next_id
         done = self._pending[number] = trio.Event()
         try:
-            await self.socket.send(dataclasses.replace(message, id=number))
-            if not self.ready:
-                return  # it applies this before Serve, and answers no one until then
+            # The send is under the deadline too: a worker that reads nothing fills its
+            # socket, and the ack must not wait for it for ever.
             with trio.move_on_after(APPLY_TIMEOUT_S) as scope:
+                await self.socket.send(dataclasses.replace(message, id=number))
+                if not self.ready:
+                    return  # it applies this before Serve, and answers no one until then
                 await done.wait()
             if scope.cancelled_caught:
                 log.error("worker pid %d did not apply a change in time; ending it", self.pid)
