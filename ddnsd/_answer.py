@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-from dnslib import EDNS0, QTYPE, RCODE, RR, DNSHeader, DNSQuestion, DNSRecord
+from dnslib import EDNS0, QTYPE, RCODE, RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 from dnslib.dns import RD
 
-from ._zone import Zone, ZoneSet
+from ._zone import TYPE_CNAME, Zone, ZoneSet
 
 __all__ = ["Responder", "encodable", "header_only_reply", "servfail_reply"]
 
@@ -279,15 +279,33 @@ class Responder:
             # Transfers run over TCP in their own handler; here they are not implemented.
             reply.header.rcode = RCODE.NOTIMP
             return bytes(reply.pack()), None, None
-        serial_zone = self._fill(reply, zone, relative, question)
-        return self._fit(reply, edns, tcp), name, serial_zone
+        serial_zone, chased = self._fill(reply, zone, relative, question.qname, question.qtype)
+        # An answer that followed a CNAME into another name is not cached: a change there
+        # would not find it under this name.
+        return self._fit(reply, edns, tcp), None if chased else name, serial_zone
 
     def _fill(
-        self, reply: DNSRecord, zone: Zone, relative: str, question: DNSQuestion
-    ) -> Zone | None:
-        """Put the answer in `reply`; return the zone if the answer shows its SOA."""
-        qtype = question.qtype
-        owner = question.qname
+        self, reply: DNSRecord, zone: Zone, relative: str, owner: DNSLabel, qtype: int
+    ) -> tuple[Zone | None, bool]:
+        """Put the answer in `reply`: the zone whose SOA it shows (or None), and whether it
+        followed a CNAME."""
+        serial_zone = self._fill_name(reply, zone, relative, owner, qtype)
+        if not isinstance(serial_zone, DNSLabel):
+            return serial_zone, False
+        # A CNAME (the link zone's challenge names): its target, when it is ours, answers in
+        # the same response (RFC 1034 4.3.2), its rcode the reply's (RFC 6604).
+        found = self.zones.find(str(serial_zone).rstrip("."))
+        if found is None:
+            return None, True
+        target_zone, target = found
+        last = self._fill_name(reply, target_zone, target, serial_zone, qtype)
+        return (None if isinstance(last, DNSLabel) else last), True
+
+    def _fill_name(
+        self, reply: DNSRecord, zone: Zone, relative: str, owner: DNSLabel, qtype: int
+    ) -> Zone | DNSLabel | None:
+        """The records of one name: the zone if the answer shows its SOA; the target if the
+        name is a CNAME (and `qtype` is not CNAME), which `_fill` follows once."""
         if relative == "":
             if qtype == TYPE_SOA:
                 reply.add_answer(zone.soa_rr(owner))
@@ -309,6 +327,11 @@ class Responder:
             reply.add_answer(RR(owner, TYPE_HINFO, rdata=_RFC8482, ttl=zone.soa.minimum))
             return None
         rrset = lookup.rrsets.get(qtype)
+        alias = lookup.rrsets.get(TYPE_CNAME)
+        if rrset is None and alias is not None:
+            [target] = alias.rdata
+            reply.add_answer(RR(owner, TYPE_CNAME, rdata=target, ttl=alias.ttl))
+            return DNSLabel(str(target.label))
         if rrset is None:
             reply.add_auth(zone.soa_rr())  # NODATA (RFC 2308): NOERROR, SOA in authority
             return zone

@@ -2,7 +2,9 @@
 
 The device zone holds what devices and their owners set (A, AAAA, TXT); the link zone is
 derived: every device gets `<device>.<link zone>` and `*.<device>.<link zone>` pointing at the
-relay. Sans-IO: no sockets, no clock, no storage.
+relay, and `_acme-challenge.<device>.<link zone>` as a CNAME to the device's challenge name in
+the device zone, so that the one TXT RRset a device sets proves both its names (DNS-01, which
+CAs validate through CNAMEs). Sans-IO: no sockets, no clock, no storage.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
-from dnslib import AAAA, NS, QTYPE, RR, SOA, TXT, A, DNSLabel
+from dnslib import AAAA, CNAME, NS, QTYPE, RR, SOA, TXT, A, DNSLabel
 from dnslib.dns import RD
 
 from protocol import canonical_address
@@ -33,9 +35,11 @@ __all__ = [
 TYPE_A: Final = QTYPE.A
 TYPE_AAAA: Final = QTYPE.AAAA
 TYPE_TXT: Final = QTYPE.TXT
+TYPE_CNAME: Final = QTYPE.CNAME
 TYPE_NS: Final = QTYPE.NS
 TYPE_SOA: Final = QTYPE.SOA
-RECORD_TYPES: Final = {"A": TYPE_A, "AAAA": TYPE_AAAA, "TXT": TYPE_TXT}
+RECORD_TYPES: Final = {"A": TYPE_A, "AAAA": TYPE_AAAA, "TXT": TYPE_TXT}  # what updates set
+ACME_LABEL: Final = "_acme-challenge"
 MAX_JOURNAL: Final = 1000  # batches kept for IXFR; older secondaries get AXFR
 
 
@@ -47,6 +51,8 @@ def _rdata(rrtype: int, value: str) -> RD:
         return A(value) if rrtype == TYPE_A else AAAA(value)
     if rrtype == TYPE_TXT:
         return TXT(value.encode())
+    if rrtype == TYPE_CNAME:  # made by the zone itself, never by an update
+        return CNAME(value)
     raise ValueError(f"unsupported record type {rrtype}")
 
 
@@ -281,6 +287,7 @@ class ZoneSet:
         self.zones = [z for z in (device_zone, link_zone) if z is not None]
         # Longest origin first, so a link zone under the device zone matches first.
         self.zones.sort(key=lambda z: -len(z.origin))
+        self._link_ttl = link_ttl
         self._relay = {
             TYPE_A: RRset.build(TYPE_A, link_ttl, [a for a in relay_addresses if ":" not in a]),
             TYPE_AAAA: RRset.build(TYPE_AAAA, link_ttl, [a for a in relay_addresses if ":" in a]),
@@ -300,6 +307,15 @@ class ZoneSet:
             link_zone.ensure_node(owner)
         return added
 
+    def _link_device(self, link_zone: Zone, name: str) -> list[tuple[str, int, int, str]]:
+        """A device's link names: the relay's addresses, and its challenge name as a CNAME to
+        the device zone's (the TXT there answers for both zones)."""
+        added = self._point_at_relay(link_zone, name)
+        challenge = f"{ACME_LABEL}.{name}"
+        target = self.device_zone.absolute(challenge) + "."
+        cname = RRset.build(TYPE_CNAME, self._link_ttl, [target])
+        return added + link_zone.replace(challenge, TYPE_CNAME, cname)[1]
+
     def find(self, name: str) -> tuple[Zone, str] | None:
         for zone in self.zones:
             relative = zone.relative(name)
@@ -316,7 +332,7 @@ class ZoneSet:
         self.device_zone.ensure_node(name)
         changed = [self.device_zone.absolute(name)]
         if self.link_zone is not None:
-            self.link_zone.bump([], self._point_at_relay(self.link_zone, name))
+            self.link_zone.bump([], self._link_device(self.link_zone, name))
             changed.append(self.link_zone.absolute(name))
         return changed
 
