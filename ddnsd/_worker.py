@@ -75,7 +75,7 @@ class WorkerFeed:
 
 #: A worker's exit code when it could not apply a change: its copy differs from the main
 #: one, so it stops answering at once and the main process starts a fresh one.
-EXIT_DIVERGED: Final = 3
+EXIT_DIVERGED: Final = 4  # 3 is the main process's: the registry is gone
 
 
 async def serve_worker(

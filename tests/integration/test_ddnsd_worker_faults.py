@@ -123,7 +123,7 @@ def test_a_worker_that_cannot_apply_a_change_is_gone_before_the_ack_and_started_
         log = daemon.log()
         assert "worker 1 could not apply a change from the main process" in log
         assert "RuntimeError: injected failure" in log  # with its traceback
-        assert f"(pid {old}) ended (exit code 3); starting it again" in log
+        assert f"(pid {old}) ended (exit code 4); starting it again" in log
 
 
 def test_a_worker_that_does_not_apply_in_time_is_killed_before_the_ack(tmp_path: Path) -> None:
