@@ -12,6 +12,7 @@ Run: .venv/bin/python bench/everything.py [--tunnels 5000] [--slowloris 1000]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -36,6 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import trio
+import trustme
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench import _servers as servers
@@ -374,6 +376,27 @@ def dnsperf_result(proc: subprocess.Popen[str]) -> str:
     )
 
 
+def profile(directory: Path | None, daemons: dict[str, list[int]]) -> list[subprocess.Popen[bytes]]:
+    """py-spy sampling each daemon but ddnsd (threads not idle, without pausing the process)
+    until interrupted, if asked."""
+    if directory is None:
+        return []
+    directory.mkdir(parents=True, exist_ok=True)
+    return [
+        subprocess.Popen(
+            [
+                *("py-spy", "record", "--pid", str(pids[0]), "--format", "raw", "--threads"),
+                *("--nonblocking", "--rate", "200", "--output"),
+                str(directory / f"{label.split()[-1].strip('()')}.txt"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for label, pids in daemons.items()
+        if label != "ddnsd"
+    ]
+
+
 def wait_for(condition: Callable[[], bool], timeout_s: float, step_s: float = 1.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -381,6 +404,64 @@ def wait_for(condition: Callable[[], bool], timeout_s: float, step_s: float = 1.
             return False
         time.sleep(step_s)
     return True
+
+
+@dataclass
+class Started:
+    stack: contextlib.ExitStack
+    sink: subprocess.Popen[bytes]
+    echo: subprocess.Popen[bytes]
+    echo_port: int
+    dns_port: int
+    dyndns2: str
+    https: int
+    base: Path
+
+
+def start(work: Path, ca: trustme.CA, args: argparse.Namespace, notes: list[str]) -> Started:
+    """The NAS stand-ins, ddnsd, relayd and the agents, each on ports free a moment before;
+    again on others (at most three times) when one did not start: the other helpers' tests
+    take ports on this machine too."""
+    for attempt in range(1, 4):
+        base = work / f"attempt-{attempt}"
+        (base / "relay").mkdir(parents=True)
+        (base / "dns").mkdir()
+        stack = contextlib.ExitStack()
+        sink, echo = servers.free_port(), servers.free_port()
+        nice = ["nice", "-n", str(NICE)]
+        sink_command = [*nice, sys.executable, "-c", SINK, str(sink)]
+        try:
+            sink_proc = stack.enter_context(
+                servers.process(sink_command, None, base / "sink.log", ready="ready")
+            )
+            echo_proc = stack.enter_context(
+                servers.process(
+                    [sys.executable, "-c", ECHO, str(echo)], None, base / "echo.log", ready="ready"
+                )
+            )
+            ddnsd = stack.enter_context(
+                servers.ddnsd(base / "dns", args.names, "0,1", dyndns2=True)
+            )
+            https = stack.enter_context(
+                relay_and_agent(
+                    base / "relay",
+                    ca,
+                    sink,
+                    echo,
+                    max_tunnels_per_address=args.tunnels + 100,
+                    every_listener=True,
+                )
+            )
+        except (RuntimeError, AssertionError) as error:
+            stack.close()
+            logs = sorted(base.rglob("*.log")) + sorted(base.rglob("log"))
+            last = {
+                str(log.relative_to(base)): log.read_text(errors="replace")[-200:] for log in logs
+            }
+            notes.append(f"start-up attempt {attempt} failed ({error!r}); logs' ends: {last}")
+            continue
+        return Started(stack, sink_proc, echo_proc, echo, ddnsd[0], ddnsd[1], https, base)
+    raise RuntimeError(f"nothing started in three attempts: {notes}")
 
 
 def main() -> None:
@@ -395,6 +476,12 @@ def main() -> None:
     parser.add_argument("--dns-rate", type=float, default=200, help="probe queries per second")
     parser.add_argument("--trickle-s", type=float, default=3.0)
     parser.add_argument("--names", type=int, default=1000)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="with py-spy on PATH: sample relayd and the agents during the loaded measurement "
+        "into this directory (collapsed stacks, one file per process)",
+    )
     args = parser.parse_args()
     missing = servers.have("dnsperf", "ss", "taskset", "nice")
     if missing:
@@ -406,31 +493,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nascloud-everything-") as tmp:
         work = Path(tmp)
         ca = servers.write_certificate(work, "nas", SINK_NAME, ECHO_NAME)
-        sink, echo = servers.free_port(), servers.free_port()
-        (work / "relay").mkdir()
-        (work / "dns").mkdir()
-        nice = ["nice", "-n", str(NICE)]
-        with (
-            servers.process(
-                [*nice, sys.executable, "-c", SINK, str(sink)],
-                None,
-                work / "sink.log",
-                ready="ready",
-            ) as sink_proc,
-            servers.process(
-                [sys.executable, "-c", ECHO, str(echo)], None, work / "echo.log", ready="ready"
-            ) as echo_proc,
-            servers.ddnsd(work / "dns", args.names, "0,1", dyndns2=True) as (dns_port, dyndns2, _),
-            relay_and_agent(
-                work / "relay",
-                ca,
-                sink,
-                echo,
-                max_tunnels_per_address=args.tunnels + 100,
-                every_listener=True,
-            ) as https,
-        ):
-            relay_dir = next((work / "relay").glob("relay-*"))
+        up = start(work, ca, args, notes)
+        sink_proc, echo_proc, echo, dns_port, dyndns2 = (
+            up.sink,
+            up.echo,
+            up.echo_port,
+            up.dns_port,
+            up.dyndns2,
+        )
+        https, base = up.https, up.base
+        with up.stack:
+            relay_dir = next((base / "relay").glob("relay-*"))
             listening = json.loads((relay_dir / "state" / "listening.json").read_text())
 
             def port(kind: str) -> int:
@@ -438,7 +511,7 @@ def main() -> None:
 
             tunnel_port, http, metrics = port("tunnel"), port("http"), port("metrics")
             dyndns2_port = int(dyndns2.rpartition(":")[2])
-            ddnsd_dir = work / "dns" / "ddnsd-1"
+            ddnsd_dir = base / "dns" / "ddnsd-1"
             daemons = {
                 "relayd": pids_of(str(relay_dir / "relayd.toml")),
                 "agent nas1 (bulk)": pids_of(str(relay_dir / "nas1.toml")),
@@ -517,12 +590,16 @@ def main() -> None:
             held_before = [held(p) for p in ingress_ports]
             tunnels_before = tunnels_up()
             print("loaded: measuring", flush=True)
+            profilers = profile(args.profile, daemons)
             loaded_cpu.begin()
             mib_before = done[0]
             loaded = probe()
             tcp_answered = dns_tcp_answers(dns_port, 20)
             mib_moved = done[0] - mib_before
             loaded_shares = loaded_cpu.end()
+            for profiler in profilers:
+                profiler.send_signal(signal.SIGINT)
+                profiler.wait(timeout=30)
             window_s = time.monotonic() - loaded_cpu.wall
             held_after = [held(p) for p in ingress_ports]
             tunnels_after = tunnels_up()
