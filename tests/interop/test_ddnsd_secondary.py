@@ -119,7 +119,18 @@ class Secondary:
 # -- Knot ---------------------------------------------------------------------------------
 
 
-def knot_config(directory: Path, control: Path, port: int, ddnsd: Ddnsd) -> str:
+@dataclass(frozen=True)
+class KnotAs:
+    """How the Knot secondary reaches ddnsd: from which address, and whether it signs."""
+
+    via: str = "127.0.0.1"
+    signed: bool = True
+
+
+def knot_config(
+    directory: Path, control: Path, port: int, ddnsd: Ddnsd, knot_as: KnotAs = KnotAs()
+) -> str:
+    key = f"    key: {TRANSFER_KEY}\n" if knot_as.signed else ""
     return f"""
 server:
     rundir: "{directory}"
@@ -141,8 +152,8 @@ key:
 remote:
   - id: primary
     address: 127.0.0.1@{ddnsd.dns_port}
-    key: {TRANSFER_KEY}
-acl:
+    via: {knot_as.via}
+{key}acl:
   - id: notify_from_primary
     address: 127.0.0.1
     key: {TRANSFER_KEY}
@@ -159,11 +170,13 @@ zone:
 """
 
 
-def start_knot(directory: Path, control: Path, port: int, ddnsd: Ddnsd) -> Secondary | None:
+def start_knot(
+    directory: Path, control: Path, port: int, ddnsd: Ddnsd, knot_as: KnotAs = KnotAs()
+) -> Secondary | None:
     """Knot on `port`, ready; None if the port was taken (Knot exits then)."""
     require("knotd", "knotc")
     config = directory / "knot.conf"
-    config.write_text(knot_config(directory, control, port, ddnsd))
+    config.write_text(knot_config(directory, control, port, ddnsd, knot_as))
     (directory / "db").mkdir(exist_ok=True)
     log = directory / "knot.log"
     log.unlink(missing_ok=True)
@@ -172,7 +185,7 @@ def start_knot(directory: Path, control: Path, port: int, ddnsd: Ddnsd) -> Secon
     )
 
     def reload(primary: Ddnsd) -> None:
-        config.write_text(knot_config(directory, control, port, primary))
+        config.write_text(knot_config(directory, control, port, primary, knot_as))
         knotc(config, "reload")
 
     secondary = Secondary(process, port, log, reload)
@@ -256,20 +269,26 @@ def primary_and_secondary(
         stop(pair.ddnsd)
 
 
-@pytest.fixture
-def with_knot(tmp_path: Path) -> Iterator[Pair]:
+@contextmanager
+def knot_and_ddnsd(tmp_path: Path, knot_as: KnotAs = KnotAs()) -> Iterator[Pair]:
     # The control socket's path must fit in sun_path (108 bytes); tmp_path may not.
     control_dir = Path(tempfile.mkdtemp(prefix="knotc", dir="/tmp"))
     try:
         with primary_and_secondary(
             tmp_path,
             lambda directory, port, ddnsd: start_knot(
-                directory, control_dir / "knot.sock", port, ddnsd
+                directory, control_dir / "knot.sock", port, ddnsd, knot_as
             ),
         ) as pair:
             yield pair
     finally:
         shutil.rmtree(control_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def with_knot(tmp_path: Path) -> Iterator[Pair]:
+    with knot_and_ddnsd(tmp_path) as pair:
+        yield pair
 
 
 def knot_transfers(log: str) -> list[str]:
@@ -369,6 +388,26 @@ def test_knot_too_far_behind_the_journal_gets_the_whole_zone(with_knot: Pair) ->
     assert knot_transfers(pair.secondary.log())[count:] == ["IXFR->AXFR"]
     assert pair.transfers_sent()[-1] == "IXFR->AXFR"
     assert addresses(pair.secondary.port) == [f"198.51.100.{MAX_JOURNAL % 250 + 1}"]
+
+
+@pytest.mark.parametrize(
+    ("knot_as", "rcode"),
+    [
+        # The same host and key, from another loopback address: [transfer].allow holds
+        # 127.0.0.1/32 only (all of 127/8 is loopback on Linux).
+        (KnotAs(via="127.0.0.2"), "REFUSED"),
+        (KnotAs(signed=False), "NOTAUTH"),  # a key is configured: unsigned is refused
+    ],
+)
+def test_knot_is_refused_from_outside_the_allow_list_or_without_tsig(
+    tmp_path: Path, knot_as: KnotAs, rcode: str
+) -> None:
+    with knot_and_ddnsd(tmp_path, knot_as) as pair:
+        refused = f"AXFR, incoming, remote 127.0.0.1@{pair.ddnsd.dns_port}, server responded"
+        wait_for(lambda: refused in pair.secondary.log(), "Knot's AXFR to be refused")
+        assert f"{refused} with error '{rcode}'" in pair.secondary.log()
+        assert pair.secondary.serial() is None  # Knot has no zone to serve
+        assert pair.transfers_sent() == []
 
 
 # -- NSD ----------------------------------------------------------------------------------
