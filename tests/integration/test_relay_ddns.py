@@ -25,8 +25,19 @@ from tunnel import Tunnel, load_or_create_key, public_key_base64
 
 @asynccontextmanager
 async def ddnsd_and_relay(tmp_path: Path) -> AsyncIterator[tuple[Ddnsd, Relayd, Tunnel]]:
-    """ddnsd and relayd in this process, relayd forwarding DDNS updates to ddnsd over its
-    service tunnel, and a tunnel to relayd as device nas1 (nas2 is enrolled too)."""
+    """`ddnsd_and_relayd`, and a tunnel to relayd as device nas1."""
+    async with ddnsd_and_relayd(tmp_path) as (ddnsd, relay):
+        tunnel = relay.listening["tunnel"][0]
+        device_key = load_or_create_key(tmp_path / "device.key")
+        async with device_tunnel(tmp_path, tunnel, "nas1", device_key) as agent:
+            yield ddnsd, relay, agent
+
+
+@asynccontextmanager
+async def ddnsd_and_relayd(tmp_path: Path) -> AsyncIterator[tuple[Ddnsd, Relayd]]:
+    """ddnsd (zones dyn.test and link.test) and relayd in this process, relayd forwarding DDNS
+    updates to ddnsd over its service tunnel; devices nas1 (key `device.key`) and nas2 are
+    enrolled, and `ca.pem` is the CA of both daemons' certificates."""
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     for name in ("relay.test", "ddnsd.test"):
@@ -51,6 +62,8 @@ async def ddnsd_and_relay(tmp_path: Path) -> AsyncIterator[tuple[Ddnsd, Relayd, 
         name = "dyn.test"
         primary_ns = "ns1.dyn.test"
         hostmaster = "hostmaster.dyn.test"
+        link_zone = "link.test"
+        relay_addresses = ["127.0.0.1"]
         [dns]
         listen = ["127.0.0.1:0"]
         [protocol]
@@ -89,9 +102,7 @@ async def ddnsd_and_relay(tmp_path: Path) -> AsyncIterator[tuple[Ddnsd, Relayd, 
             tmp_path,
         )
         relay: Relayd = await nursery.start(serve_relayd, relay_config)
-        tunnel = relay.listening["tunnel"][0]
-        async with device_tunnel(tmp_path, tunnel, "nas1", device_key) as agent:
-            yield ddnsd, relay, agent
+        yield ddnsd, relay
         nursery.cancel_scope.cancel()
 
 
