@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import hmac
 import ipaddress
+import itertools
 import logging
 import random
 import socket
@@ -36,6 +37,7 @@ from tunnel import (
     tunnel_ending,
 )
 
+from ._acme import Certificates
 from ._proxy import proxy_v2_header
 
 __all__ = ["Agent", "RelayClient"]
@@ -44,6 +46,7 @@ log = logging.getLogger("nascloud-agent")
 
 MAX_READY_CONNECTIONS = 32  # data connections the relay may have this NAS keep open ahead
 LOCAL_CONNECT_TIMEOUT_S = 10.0  # a local service that does not answer refuses the stream
+REQUEST_TIMEOUT_S = 30.0  # a request to the relay (a DDNS update) without an answer fails
 
 
 class RelayClient:
@@ -159,12 +162,57 @@ class Agent(RelayClient):
         self.ready: dict[bytes, tuple[trio.SocketStream, trio.CancelScope]] = {}
         self.readying = 0
         self._streams: trio.Nursery | None = None
+        # Requests to the relay waiting for their Ack or Error, by request id.
+        self._requests: dict[int, tuple[trio.Event, list[protocol.AppMessage]]] = {}
+        self._request_ids = itertools.count(1)
+        self.certificates: Certificates | None = None
+        if config.acme is not None:
+            self.certificates = Certificates(
+                config.acme, self.device, config.agent.state_dir, self.set_challenge, rng=rng
+            )
 
     async def run(self) -> None:
         # Streams outlive the tunnel that opened them: a spliced transfer goes on while the
         # relay drains (GOAWAY) and while this agent reconnects.
         async with trio.open_nursery() as self._streams:
+            if self.certificates is not None:
+                self._streams.start_soon(self.certificates.run)
             await super().run()
+
+    async def request(self, build: Callable[[int], protocol.AppMessage]) -> protocol.AppMessage:
+        """Send the message `build(request id)` once the tunnel is up; its Ack or Error.
+
+        Raises ConnectionError if the tunnel closes first, TimeoutError without an answer.
+        """
+        with trio.fail_after(REQUEST_TIMEOUT_S):
+            await self.connected.wait()
+            tunnel = self.tunnel
+            if tunnel is None:
+                raise ConnectionError("no tunnel to the relay")
+            number = next(self._request_ids) % 2**32
+            done: tuple[trio.Event, list[protocol.AppMessage]] = (trio.Event(), [])
+            self._requests[number] = done
+            try:
+                await tunnel.send_message(build(number))
+                await done[0].wait()
+            except trio.BrokenResourceError:
+                raise ConnectionError("the tunnel to the relay closed") from None
+            finally:
+                self._requests.pop(number, None)
+        if not done[1]:
+            raise ConnectionError("the tunnel to the relay closed before the answer")
+        return done[1][0]
+
+    async def set_challenge(self, values: tuple[str, ...]) -> None:
+        """The device's DNS-01 TXT RRset, through the relay to ddnsd (empty: removed)."""
+        reply = await self.request(
+            lambda number: protocol.DdnsUpdate(
+                number, self.device, protocol.ACME_PREFIX + self.device, "TXT", values
+            )
+        )
+        if not isinstance(reply, protocol.Ack):
+            detail = reply.message if isinstance(reply, protocol.Error) else reply
+            raise RuntimeError(f"the relay refused the challenge record: {detail}")
 
     async def _session(self, address: HostPort) -> bool:
         relay = self.config.relay
@@ -207,6 +255,8 @@ class Agent(RelayClient):
                 self.ready.clear()
         self.tunnel = None
         self.connected = trio.Event()
+        for event, _ in self._requests.values():  # no answer will come on this tunnel
+            event.set()
         log.info("tunnel to %s closed: %s", address, tunnel.error or "by the relay")
         return False
 
@@ -218,6 +268,11 @@ class Agent(RelayClient):
                     break  # a relay cannot make the NAS open connections without bound
                 self.readying += 1
                 nursery.start_soon(self._make_ready, token, message.data_port)
+        elif isinstance(message, protocol.Ack | protocol.Error) and (
+            waiting := self._requests.get(message.request_id)  # type: ignore[arg-type]
+        ):
+            waiting[1].append(message)
+            waiting[0].set()
         else:
             log.debug("ignoring a %s message from the relay", type(message).__name__)
 

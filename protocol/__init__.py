@@ -25,6 +25,7 @@ from ._events import (
 from ._frames import HEADER_BYTES, Flag, FrameType
 from ._handshake import DATA_CONNECTIONS, DATA_POOL, SUPPORTED_VERSIONS, Credentials, Settings
 from ._messages import (
+    ACME_PREFIX,
     DATA_TOKEN_BYTES,
     Ack,
     AppMessage,
@@ -41,6 +42,7 @@ from ._state import ConnectionState, Role
 from ._streams import StreamState
 
 __all__ = [
+    "ACME_PREFIX",
     "DATA_CONNECTIONS",
     "DATA_POOL",
     "DATA_TOKEN_BYTES",

@@ -1,0 +1,376 @@
+"""The NAS's own certificate: obtained and renewed from an ACME CA (RFC 8555) by the agent.
+
+One certificate names `<device>.<zone>`, `<device>.<link zone>` and `*.<device>.<link zone>`.
+Every authorization is proved with DNS-01: the agent asks, through the tunnel, for the TXT
+RRset at `_acme-challenge.<device>.<zone>` (the link zone's challenge name is a CNAME to it,
+so one RRset holds the three values), waits until the DNS servers answer it, asks the CA to
+look, and empties it afterwards. The ACME account key and the certificate key (ECDSA P-256)
+are made here and never leave the NAS; only the CSR and signed requests go to the CA, and only
+the challenge values to the relay.
+
+Renewal comes at `renew_fraction` of the lifetime (or when the CA's renewal information, ARI,
+says), with jitter, and failures back off up to `retry_max_s`; the certificate in place stays
+until a new one is issued and written. The ACME calls are blocking (certbot's `acme`, on
+`requests`): each runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dns.asyncquery
+import dns.asyncresolver
+import dns.exception
+import dns.message
+import dns.rdatatype
+import josepy
+import trio
+from acme import challenges, client, crypto_util, errors, messages
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from config import HostPort
+from config.agent import AcmeSection
+from tunnel import Backoff
+
+__all__ = ["Certificates", "SetChallenge"]
+
+log = logging.getLogger("nascloud-agent.acme")
+
+#: Sets the device's challenge TXT RRset (empty: removes it), through the tunnel.
+SetChallenge = Callable[[tuple[str, ...]], Awaitable[None]]
+
+CHALLENGE_LABEL = "_acme-challenge"
+ORDER_TIMEOUT_S = 120.0
+MAX_SLEEP_S = 3600.0  # wake at least hourly: a suspended NAS or a clock step is noticed
+
+
+@dataclass(frozen=True, slots=True)
+class Installed:
+    """The certificate in place, as far as renewals are concerned."""
+
+    not_before: float
+    not_after: float
+    names: frozenset[str]
+
+
+def _private_file(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Write `data` to `path` atomically: a reader sees the old file or the new one whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.new")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _new_key_pem() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _installed(cert_file: Path, key_file: Path) -> Installed | None:
+    """The certificate in place, if there is one that matches its key."""
+    try:
+        leaf = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    except (OSError, ValueError):
+        return None
+    raw = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if leaf.public_key().public_bytes(*raw) != key.public_key().public_bytes(*raw):
+        return None  # a crash between the two writes: obtain a new pair
+    try:
+        names = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        dns_names = frozenset(names.value.get_values_for_type(x509.DNSName))
+    except x509.ExtensionNotFound:
+        dns_names = frozenset()
+    return Installed(
+        leaf.not_valid_before_utc.timestamp(), leaf.not_valid_after_utc.timestamp(), dns_names
+    )
+
+
+class Certificates:
+    """Keeps a valid certificate for the device's names in place, from the configured CA."""
+
+    def __init__(
+        self,
+        config: AcmeSection,
+        device: str,
+        state_dir: Path,
+        set_challenge: SetChallenge,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.device = device
+        self.state = state_dir / "acme"
+        self.set_challenge = set_challenge
+        self.random = rng or random.SystemRandom()
+        self.names = [f"{device}.{config.zone}"]
+        if config.link_zone is not None:
+            self.names += [f"{device}.{config.link_zone}", f"*.{device}.{config.link_zone}"]
+        self.issued = 0
+        self.failures = 0
+        self.next_renewal: float | None = None  # wall-clock time, for tests and logs
+
+    # -- when -------------------------------------------------------------------------------
+
+    def renewal_due(self, installed: Installed | None, ari: float | None = None) -> float:
+        """The wall-clock time to renew: now without a certificate for every name; else the
+        CA's suggestion (ARI), or `renew_fraction` of the lifetime minus up to a tenth of it
+        (jitter, so that a fleet does not renew at one instant)."""
+        if installed is None or not set(self.names) <= installed.names:
+            return time.time()
+        if ari is not None:
+            return ari
+        lifetime = installed.not_after - installed.not_before
+        jitter = self.random.uniform(0, lifetime / 10)
+        return installed.not_before + lifetime * self.config.renew_fraction - jitter
+
+    async def run(self) -> None:
+        """Obtain and renew for as long as the agent runs."""
+        backoff = Backoff(self.config.retry_initial_s, self.config.retry_max_s, random=self.random)
+        due = self.renewal_due(_installed(self.config.cert_file, self.config.key_file))
+        while True:
+            self.next_renewal = due
+            # In steps of at most an hour, on the wall clock: a NAS that slept or whose
+            # clock was set does not renew late.
+            while (wait := due - time.time()) > 0:  # noqa: ASYNC110 - a deadline, not an event
+                await trio.sleep(min(wait, MAX_SLEEP_S))
+            try:
+                await self.obtain()
+            except trio.Cancelled:
+                raise
+            except Exception as exc:  # every failure keeps the certificate in place
+                self.failures += 1
+                delay = backoff.next_delay()
+                retry_after = getattr(exc, "retry_after", None)
+                if isinstance(retry_after, datetime.datetime):  # a CA's rate limit (429)
+                    delay = max(delay, retry_after.timestamp() - time.time())
+                log.warning(
+                    "getting a certificate for %s failed (%s); the one in place stays, next "
+                    "try in %.0f s",
+                    ", ".join(self.names),
+                    _reason(exc),
+                    delay,
+                )
+                due = time.time() + delay
+                continue
+            backoff.reset()
+            installed = _installed(self.config.cert_file, self.config.key_file)
+            due = self.renewal_due(installed, await self._ari())
+            log.info(
+                "certificate for %s in place until %s; renewal at %s",
+                ", ".join(self.names),
+                _iso(installed.not_after if installed else time.time()),
+                _iso(due),
+            )
+
+    # -- how --------------------------------------------------------------------------------
+
+    async def obtain(self) -> None:
+        """One order: account, CSR, DNS-01 for every name, finalize, files, reload."""
+        acme, account_key = await trio.to_thread.run_sync(self._client)
+        key_pem = _new_key_pem()
+        csr = crypto_util.make_csr(key_pem, self.names)
+        log.info("ordering a certificate for %s", ", ".join(self.names))
+        order = await trio.to_thread.run_sync(acme.new_order, csr)
+        pending = []
+        for authorization in order.authorizations:
+            if authorization.body.status == messages.STATUS_VALID:
+                continue  # proved recently: the CA reuses it
+            challenge = next(
+                (c for c in authorization.body.challenges if isinstance(c.chall, challenges.DNS01)),
+                None,
+            )
+            if challenge is None:
+                raise RuntimeError(
+                    f"the CA offers no dns-01 challenge for {authorization.body.identifier.value}"
+                )
+            pending.append(challenge)
+        values = tuple(dict.fromkeys(c.chall.validation(account_key) for c in pending))
+        try:
+            if values:
+                await self.set_challenge(values)
+                await self._visible(values)
+                for challenge in pending:
+                    response = challenge.chall.response(account_key)
+                    await trio.to_thread.run_sync(acme.answer_challenge, challenge, response)
+            deadline = datetime.datetime.now() + datetime.timedelta(seconds=ORDER_TIMEOUT_S)
+            done = await trio.to_thread.run_sync(acme.poll_and_finalize, order, deadline)
+        finally:
+            if values:
+                with trio.CancelScope(shield=True), trio.move_on_after(30):
+                    try:
+                        await self.set_challenge(())  # the record goes once the CA has looked
+                    except Exception as exc:  # the next order replaces it
+                        log.warning("removing the challenge record failed: %s", _reason(exc))
+        # The key first, then the chain: a reader between the two sees a pair that does not
+        # match, which `_installed` treats as no certificate; the reload comes after both.
+        _private_file(self.config.key_file, key_pem)
+        _private_file(self.config.cert_file, done.fullchain_pem.encode(), 0o644)
+        await self._reload()
+        self.issued += 1  # issued, in place and reloaded
+
+    def _client(self) -> tuple[client.ClientV2, josepy.jwk.JWKEC]:
+        """The CA's client with this NAS's account (made on first use, then remembered)."""
+        config = self.config
+        account_key = self._account_key()
+        net = client.ClientNetwork(account_key, alg=josepy.jwa.ES256, user_agent="nascloud-agent")
+        if config.ca_file is not None:
+            # requests' `verify` takes a CA bundle's path where the annotation says bool.
+            net.verify_ssl = str(config.ca_file)  # type: ignore[assignment]
+        directory = client.ClientV2.get_directory(config.directory_url, net)
+        acme = client.ClientV2(directory, net)
+        record = self.state / "account.json"
+        try:
+            known = json.loads(record.read_text())
+        except (OSError, ValueError):
+            known = {}
+        if known.get("directory_url") == config.directory_url and known.get("uri"):
+            net.account = messages.RegistrationResource(
+                uri=known["uri"], body=messages.Registration()
+            )
+            return acme, account_key
+        binding: dict[str, Any] | None = None
+        if config.eab_kid is not None and config.eab_hmac_key_file is not None:
+            binding = messages.ExternalAccountBinding.from_data(
+                account_key.public_key(),
+                config.eab_kid,
+                config.eab_hmac_key_file.read_text().strip(),
+                directory,
+            )
+        registration = messages.NewRegistration(
+            contact=config.contact,
+            terms_of_service_agreed=True,
+            external_account_binding=binding,
+        )
+        try:
+            account = acme.new_account(registration)
+            uri = account.uri
+        except errors.ConflictError as conflict:  # this key has an account already
+            uri = conflict.location
+            net.account = messages.RegistrationResource(uri=uri, body=messages.Registration())
+        log.info("ACME account %s at %s", uri, config.directory_url)
+        _private_file(
+            record, json.dumps({"directory_url": config.directory_url, "uri": uri}).encode()
+        )
+        return acme, account_key
+
+    def _account_key(self) -> josepy.jwk.JWKEC:
+        path = self.state / "account.key"
+        try:
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except FileNotFoundError:
+            _private_file(path, _new_key_pem())
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{path} does not hold an ECDSA key")
+        return josepy.jwk.JWKEC(key=key)
+
+    async def _visible(self, values: tuple[str, ...]) -> None:
+        """Wait until every DNS server answers the challenge with every value, for every name
+        the order proves (the link zone's through its CNAME)."""
+        servers = self.config.check_servers or await self._nameservers()
+        owners = [f"{CHALLENGE_LABEL}.{name.removeprefix('*.')}" for name in self.names]
+        deadline = trio.current_time() + self.config.propagation_timeout_s
+        for server in servers:
+            for owner in dict.fromkeys(owners):
+                while not set(values) <= await _txt(server, owner):
+                    if trio.current_time() > deadline:
+                        raise TimeoutError(
+                            f"{server} does not answer the challenge at {owner} after "
+                            f"{self.config.propagation_timeout_s:g} s"
+                        )
+                    await trio.sleep(0.5)
+
+    async def _nameservers(self) -> tuple[HostPort, ...]:
+        """The zone's nameservers' addresses, from the system resolver."""
+        resolver = dns.asyncresolver.Resolver()
+        found: list[HostPort] = []
+        for ns in await resolver.resolve(self.config.zone, "NS"):
+            for rdtype in ("A", "AAAA"):
+                try:
+                    answer = await resolver.resolve(ns.target, rdtype)
+                except dns.exception.DNSException:
+                    continue
+                found += [HostPort(str(rr), 53) for rr in answer]
+        if not found:
+            raise RuntimeError(f"no nameserver addresses found for {self.config.zone}")
+        return tuple(found)
+
+    async def _ari(self) -> float | None:
+        """The CA's renewal window start (ARI), when it offers one."""
+        try:
+            acme, _ = await trio.to_thread.run_sync(self._client)
+            pem = self.config.cert_file.read_bytes()
+            when, _ = await trio.to_thread.run_sync(acme.renewal_time, pem)
+        except Exception as exc:  # without ARI, the lifetime rule
+            log.info("no renewal information from the CA (%s)", _reason(exc))
+            return None
+        return None if when is None else when.timestamp()
+
+    async def _reload(self) -> None:
+        command = self.config.reload_command
+        if not command:
+            return
+        done = await trio.run_process(
+            list(command), check=False, capture_stdout=True, capture_stderr=True
+        )
+        if done.returncode != 0:
+            log.warning(
+                "the reload command %s exited with %d: %s",
+                command[0],
+                done.returncode,
+                done.stderr.decode(errors="replace").strip()[-300:],
+            )
+        else:
+            log.info("reloaded the web server with %s", command[0])
+
+
+async def _txt(server: HostPort, owner: str) -> set[str]:
+    """The TXT values `server` answers at `owner` (following a CNAME in the answer)."""
+    query = dns.message.make_query(owner, "TXT")
+    try:
+        with trio.fail_after(3):
+            response = await dns.asyncquery.udp(query, server.host, port=server.port)
+    except (OSError, TimeoutError, trio.TooSlowError, dns.exception.DNSException):
+        return set()
+    return {
+        b"".join(rdata.strings).decode(errors="replace")
+        for rrset in response.answer
+        if rrset.rdtype == dns.rdatatype.TXT
+        for rdata in rrset
+    }
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds")
+
+
+def _reason(exc: BaseException) -> str:
+    detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {detail}"[:300]
