@@ -29,7 +29,13 @@ from ._models import (
     TokenKind,
     TsigKey,
 )
-from ._registry import RESERVED_DEVICE_NAMES, Registry, hash_secret, normalize_cloud_key
+from ._registry import (
+    RESERVED_DEVICE_NAMES,
+    Registry,
+    hash_secret,
+    normalize_cloud_key,
+    steady_clock,
+)
 from ._schema import MIGRATIONS
 from ._sqlite import SQLiteBackend
 
@@ -61,4 +67,5 @@ __all__ = [
     "masked_network",
     "month_of",
     "normalize_cloud_key",
+    "steady_clock",
 ]

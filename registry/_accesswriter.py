@@ -17,7 +17,7 @@ from collections.abc import Callable
 import trio
 
 from ._accesslog import AccessLogKeys, AccessRecord, month_of
-from ._registry import Registry
+from ._registry import Registry, steady_clock
 
 __all__ = ["AccessLogWriter"]
 
@@ -42,9 +42,8 @@ class AccessLogWriter:
         self.max_pending = max_pending
         self.keys = keys
         self.retention_s = retention_days * 86400.0
-        self._monotonic = monotonic
-        self._wall_at_start = clock()
-        self._monotonic_at_start = monotonic()
+        #: The wall clock as read at start, carried on by the monotonic clock.
+        self.now = steady_clock(clock, monotonic)
         self._pending: list[AccessRecord] = []
         self.written = 0
         self.dropped = 0
@@ -70,10 +69,6 @@ class AccessLogWriter:
                 min(started, ended), ended, device, client, ingress, bytes_in, bytes_out, result
             )
         )
-
-    def now(self) -> float:
-        """The wall clock as read at start, carried on by the monotonic clock."""
-        return self._wall_at_start + (self._monotonic() - self._monotonic_at_start)
 
     async def flush(self) -> None:
         batch, self._pending = self._pending, []

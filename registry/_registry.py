@@ -39,7 +39,13 @@ from ._models import (
 )
 from ._sqlite import SQLiteBackend
 
-__all__ = ["RESERVED_DEVICE_NAMES", "Registry", "hash_secret", "normalize_cloud_key"]
+__all__ = [
+    "RESERVED_DEVICE_NAMES",
+    "Registry",
+    "hash_secret",
+    "normalize_cloud_key",
+    "steady_clock",
+]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -47,6 +53,16 @@ _R = TypeVar("_R")
 #: 256 bits of randomness per token: far beyond the 128 the design asks for.
 TOKEN_BYTES = 32
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,253}\.[^@\s.]{1,63}")
+
+
+def steady_clock(
+    wall: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic
+) -> Callable[[], float]:
+    """Wall-clock seconds as read now, carried on by the monotonic clock: what a process
+    dates lifetimes with (24-hour installs, 180-day retention), so that a step of the wall
+    clock while it runs neither lengthens nor shortens one. A restart reads the wall again."""
+    wall_at_start, monotonic_at_start = wall(), monotonic()
+    return lambda: wall_at_start + (monotonic() - monotonic_at_start)
 
 
 def hash_secret(secret: str) -> bytes:
