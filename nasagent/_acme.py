@@ -167,9 +167,10 @@ class Certificates:
             except Exception as exc:  # every failure keeps the certificate in place
                 self.failures += 1
                 delay = backoff.next_delay()
-                retry_after = getattr(exc, "retry_after", None)
-                if isinstance(retry_after, datetime.datetime):  # a CA's rate limit (429)
-                    delay = max(delay, retry_after.timestamp() - time.time())
+                if isinstance(exc, messages.Error) and exc.code == "rateLimited":
+                    # A CA's rate limits count hours or weeks (the acme library does not
+                    # pass Retry-After on): wait the longest this agent waits.
+                    delay = self.config.retry_max_s
                 log.warning(
                     "getting a certificate for %s failed (%s); the one in place stays, next "
                     "try in %.0f s",
