@@ -239,7 +239,10 @@ class UpdateHandler:
             owner = self._relative(rr.name)
             self._check_rights(owner, rr.rdtype, device)
             if rr.deleting is None:  # add to the RRset
-                kind = _TYPES[rr.rdtype]
+                kind = _TYPES.get(rr.rdtype)
+                # RFC 2136 3.4.1.2: an add is of the zone's class and of a real type.
+                if kind is None or rr.rdclass != dns.rdataclass.IN:
+                    raise _Refusal(dns.rcode.FORMERR, "an add must be of class IN and a type")
                 values = rrset(owner, kind, rr.ttl)
                 state[(owner, kind)] = (values, rr.ttl)
                 for rdata in rr:
@@ -255,6 +258,8 @@ class UpdateHandler:
                         continue
                     rrset(owner, kind, 60).clear()
             elif rr.deleting == dns.rdataclass.NONE:  # delete single RRs
+                if rr.rdtype not in _TYPES:  # RFC 2136 3.4.1.2: not of type ANY
+                    raise _Refusal(dns.rcode.FORMERR, "a delete of single RRs names a type")
                 values = rrset(owner, _TYPES[rr.rdtype], 60)
                 for rdata in rr:
                     value = _value(rdata)
