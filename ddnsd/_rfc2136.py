@@ -14,6 +14,7 @@ import time
 from typing import Final, cast
 
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.opcode
@@ -109,6 +110,8 @@ class UpdateHandler:
             unverified = dns.message.from_wire(message, keyring=False)
         except Exception:  # dnspython raises many types on malformed input
             return self._header_only(message, dns.rcode.FORMERR)
+        if unverified.flags & dns.flags.QR:
+            return []  # a response is never answered (the server drops them before, too)
         if not isinstance(unverified, dns.update.UpdateMessage):
             return self._header_only(message, dns.rcode.FORMERR)
         if not unverified.had_tsig:

@@ -92,3 +92,12 @@ def test_an_add_of_class_in_and_a_real_type_is_planned() -> None:
     assert isinstance(update, dns.update.UpdateMessage)
     [change] = UpdateHandler(cast(Registry, object()), store)._plan(update, "nas1")
     assert (change.owner, change.rrtype, change.values) == ("nas1", "A", ("192.0.2.1",))
+
+
+async def test_an_update_response_is_not_answered() -> None:
+    # Found by tests/fuzz/fuzz_rfc2136.py: an UPDATE with QR set (a response) made
+    # dnspython's make_response raise; a response must never be answered anyway.
+    zones = ZoneSet(Zone("dyn.test", SoaFields("ns1.dyn.test", "hostmaster.dyn.test"), ()))
+    store = ZoneStore(cast(Registry, object()), zones, Responder(zones))
+    handler = UpdateHandler(cast(Registry, object()), store)
+    assert await handler.handle(bytes.fromhex("3030aa610000000000000000"), "192.0.2.1", False) == []
