@@ -66,7 +66,13 @@ class SQLiteBackend:
         self._reserve_bytes = reserve_bytes
         self._reserve_missing = True
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE) in _transaction.
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        try:
+            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            why = self.why_gone(exc)
+            if why is None:
+                raise
+            raise RegistryGone(why) from exc
         try:
             self._db.execute("PRAGMA foreign_keys = ON")
             self._db.execute("PRAGMA secure_delete = ON")

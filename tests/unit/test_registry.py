@@ -324,3 +324,14 @@ async def test_the_reserve_is_made_beside_the_database_only_with_room_twice_over
     memory = SQLiteBackend(":memory:")
     assert memory.reserve_path is None
     memory.close()
+
+
+@pytest.mark.parametrize("what", ["a directory", "not a database"])
+async def test_a_registry_that_cannot_be_opened_is_gone(tmp_path: Path, what: str) -> None:
+    path = tmp_path / "registry.sqlite3"
+    if what == "a directory":
+        path.mkdir()
+    else:
+        path.write_bytes(b"not SQLite" * 500)
+    with pytest.raises(RegistryGone, match=str(path)):
+        SQLiteBackend(path)
