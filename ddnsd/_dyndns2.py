@@ -153,7 +153,10 @@ class DynDns2:
         if request.method not in ("GET", "POST"):
             allow = [("Allow", "GET, POST")]
             return _Reply.once("method_not_allowed", 405, "method not allowed", allow), None
-        url = urlsplit(request.target)
+        try:
+            url = urlsplit(request.target)
+        except ValueError:  # e.g. "//[": brackets that open no IPv6 address (fuzz_dyndns2)
+            return _Reply.once("not_found", 404, "not found"), None  # not a path we serve
         if not url.path.endswith("/update"):
             return _Reply.once("not_found", 404, "not found"), None
         params = dict(parse_qsl(url.query, keep_blank_values=True))

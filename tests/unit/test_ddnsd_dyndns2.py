@@ -436,3 +436,12 @@ async def test_cgnat_and_reserved_addresses_are_refused_unless_private_ones_are_
 async def test_the_neighbours_of_the_refused_ranges_are_published(address: str) -> None:
     async with service() as s:
         assert await s.get(f"{OWN}&myip={address}") == (200, f"good {address}\n")
+
+
+@pytest.mark.parametrize("target", ["//i[c/J", "//[::1/nic/update", "http://[/nic/update"])
+async def test_a_target_urlsplit_cannot_read_is_not_found_not_a_failure(target: str) -> None:
+    # Found by tests/fuzz/fuzz_dyndns2.py: urlsplit raised ValueError ("Invalid IPv6 URL").
+    dyndns2 = DynDns2(cast(Registry, FakeRegistry()), cast(ZoneStore, FakeStore()))
+    response = await dyndns2.handle(HttpRequest("GET", target, {}, b"", "198.51.100.7"))
+    assert (response.status, response.body) == (404, b"not found\n")
+    assert not dyndns2.boundary.errors
