@@ -277,6 +277,23 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def run_queue(pid: int) -> tuple[int, int]:
+    """(ns spent runnable but waiting for a core, times run) over every thread of `pid`
+    (/proc/<pid>/task/*/schedstat): how long a wake-up waits for the CPU."""
+    waited = runs = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0, 0
+    for task in tasks:
+        try:
+            _, wait_ns, slices = (task / "schedstat").read_text().split()
+        except (OSError, ValueError):
+            continue
+        waited, runs = waited + int(wait_ns), runs + int(slices)
+    return waited, runs
+
+
 def machine_busy_s() -> tuple[float, float]:
     """(busy, total) CPU seconds of the machine, all cores, so far."""
     ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
@@ -297,26 +314,41 @@ class Cpu:
 
     pids: dict[str, list[int]]
     start: dict[str, float] = field(default_factory=dict)
+    queued: dict[str, tuple[int, int]] = field(default_factory=dict)
     machine: tuple[float, float] = (0.0, 0.0)
     wall: float = 0.0
 
+    def _queued(self, pids: list[int]) -> tuple[int, int]:
+        totals = [run_queue(pid) for pid in pids]
+        return sum(t[0] for t in totals), sum(t[1] for t in totals)
+
     def begin(self) -> None:
         self.start = {label: sum(map(cpu_s, pids)) for label, pids in self.pids.items()}
+        self.queued = {label: self._queued(pids) for label, pids in self.pids.items()}
         self.machine = machine_busy_s()
         self.wall = time.monotonic()
 
-    def end(self) -> tuple[dict[str, float], float, float]:
-        """(% of one core per label, machine busy % of all cores, % of one core by others)."""
+    def end(self) -> Shares:
+        """% of one core per label, mean ms waiting for a core per run per label, machine
+        busy % of all cores, % of one core used by others."""
         wall = time.monotonic() - self.wall
         shares = {
             label: 100 * (sum(map(cpu_s, pids)) - self.start[label]) / wall
             for label, pids in self.pids.items()
         }
+        waits = {}
+        for label, pids in self.pids.items():
+            waited, runs = self._queued(pids)
+            waited, runs = waited - self.queued[label][0], runs - self.queued[label][1]
+            waits[label] = waited / 1e6 / runs if runs > 0 else 0.0
         busy, total = machine_busy_s()
         busy_share = (busy - self.machine[0]) / (total - self.machine[1])
         cores = os.cpu_count() or 1
         others = 100 * cores * busy_share - sum(shares.values())
-        return shares, 100 * busy_share, others
+        return shares, waits, 100 * busy_share, others
+
+
+Shares = tuple[dict[str, float], dict[str, float], float, float]
 
 
 def log_problems(log: Path) -> int:
@@ -519,11 +551,12 @@ def main() -> None:
                 "ddnsd": pids_of(str(ddnsd_dir / "ddnsd.toml")),
             }
             assert all(daemons.values()), daemons
+            probed = {"echo stand-in (probed)": [echo_proc.pid], "bench prober": [os.getpid()]}
             names = servers.names(args.names)
             probe = prober(https, echo, work / "ca.pem", dns_port, names, args)
 
             print(f"quiet: {args.round_trips} new connections, {args.dns_queries} DNS queries")
-            quiet_cpu = Cpu({**daemons, "bench prober": [os.getpid()]})
+            quiet_cpu = Cpu({**daemons, **probed})
             quiet_cpu.begin()
             quiet = probe()
             quiet_shares = quiet_cpu.end()
@@ -584,9 +617,9 @@ def main() -> None:
                 "slowloris": [slow.pid or 0],
                 "bulk senders": [bulk.pid or 0],
                 "dnsperf": [dnsperf_proc.pid],
-                "NAS stand-ins": [sink_proc.pid, echo_proc.pid],
+                "sink stand-in (bulk)": [sink_proc.pid],
             }
-            loaded_cpu = Cpu({**daemons, **generators, "bench prober": [os.getpid()]})
+            loaded_cpu = Cpu({**daemons, **generators, **probed})
             held_before = [held(p) for p in ingress_ports]
             tunnels_before = tunnels_up()
             print("loaded: measuring", flush=True)
@@ -684,8 +717,8 @@ def report(
     quiet: Latencies,
     loaded: Latencies,
     after: Latencies,
-    quiet_shares: tuple[dict[str, float], float, float],
-    loaded_shares: tuple[dict[str, float], float, float],
+    quiet_shares: Shares,
+    loaded_shares: Shares,
     facts: dict[str, Any],
 ) -> None:
     ms = 1e3
@@ -753,11 +786,17 @@ def report(
         f"\n  dnsperf: {facts['dns_load']}"
         f"\n  DNS over TCP during the load: {facts['tcp_answered']} of 20 new connections answered"
     )
-    print("\n  CPU, % of one core: quiet / loaded measurement")
-    q_shares, q_busy, q_others = quiet_shares
-    l_shares, l_busy, l_others = loaded_shares
+    print(
+        "\n  CPU during the quiet / loaded measurement: % of one core, and the mean ms a"
+        " thread that woke waited for a core (run queue, /proc/<pid>/task/*/schedstat)"
+    )
+    q_shares, q_waits, q_busy, q_others = quiet_shares
+    l_shares, l_waits, l_busy, l_others = loaded_shares
     for label, share in l_shares.items():
-        print(f"    {label:<24}{q_shares.get(label, 0):>6.0f} / {share:>4.0f}")
+        print(
+            f"    {label:<24}{q_shares.get(label, 0):>6.0f} / {share:>4.0f} %"
+            f"{q_waits.get(label, 0):>10.3f} / {l_waits[label]:.3f} ms"
+        )
     print(f"    {'others on the machine':<24}{q_others:>6.0f} / {l_others:>4.0f}")
     print(
         f"    machine busy, all cores {q_busy:>5.0f}% / {l_busy:.0f}%"
