@@ -27,6 +27,7 @@ from service import (
     Boundary,
     Listening,
     config_reloader,
+    own,
     serve_contained,
     server_tls_context,
     until_stopped,
@@ -74,6 +75,7 @@ class Ddnsd:
     dyndns2: DynDns2 | None = None
     channel: ServiceChannel | None = None
     pool: WorkerPool | None = None
+    state: str = "starting"  # then "serving", then "draining": what /healthz answers
 
     def metrics(self) -> list[Metric]:
         """Counters and gauges only, labelled with fixed words (privacy rule 8)."""
@@ -94,8 +96,11 @@ class Ddnsd:
         if self.channel is not None:
             updates["protocol_ok"] = float(self.channel.updates)
             updates["protocol_refused"] = float(self.channel.refused)
+            updates["protocol_throttled"] = float(self.channel.throttled)
         rrl = self.dns.rate_limiter
+        pool = [self.pool.metric()] if self.pool is not None else []
         return [
+            *pool,
             Metric.single(
                 "nascloud_dns_queries_total", "counter", "DNS messages received.", self.dns.queries
             ),
@@ -249,6 +254,7 @@ async def serve(
                     config.protocol.server_name,
                     {n: base64.b64decode(k) for n, k in config.protocol.services.items()},
                     _server_tls(config),
+                    boundary=boundary,
                 )
                 daemon.channel = channel
                 # Each service connection is one unit: a failure closes it alone.
@@ -257,7 +263,9 @@ async def serve(
                 )
                 await daemon.listening.serve(nursery, "protocol", config.protocol.listen, contained)
             if config.ddnsd.metrics_listen:
-                metrics = HttpServer(metrics_handler(daemon.metrics), server_name="ddnsd")
+                metrics = HttpServer(
+                    metrics_handler(daemon.metrics, lambda: daemon.state), server_name="ddnsd"
+                )
                 await daemon.listening.serve(
                     nursery, "metrics", config.ddnsd.metrics_listen, metrics.serve
                 )
@@ -269,8 +277,9 @@ async def serve(
                 "serving %s (serial %d) on %s",
                 zones.device_zone.origin,
                 zones.device_zone.serial,
-                ", ".join(daemon.listening["dns"]),
+                own(dict(daemon.listening)),
             )
+            daemon.state = "serving"
             task_status.started(daemon)
     finally:
         for sock in sockets:
@@ -303,10 +312,16 @@ async def main_async(config: DdnsdConfig, config_path: Path | None = None) -> in
     if worker is not None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
-                await nursery.start(serve_worker, config, json.loads(worker))
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()
-                    break
+
+                async def stop_on_signal() -> None:
+                    async for _ in signals:
+                        nursery.cancel_scope.cancel()
+                        return
+
+                nursery.start_soon(stop_on_signal)
+                # When it returns (the main process is gone), the worker ends too.
+                await serve_worker(config, json.loads(worker))
+                nursery.cancel_scope.cancel()
         return 0
     gone: list[RegistryGone] = []
     try:
@@ -323,6 +338,7 @@ async def main_async(config: DdnsdConfig, config_path: Path | None = None) -> in
             reload = config_reloader(DdnsdConfig, config_path, daemon.reload, log)
             name = await until_stopped(reload)
             log.info("stopping on %s", name)
+            daemon.state = "draining"
             nursery.cancel_scope.cancel()
     except* RegistryGone as group:  # at start-up: opening or loading it
         gone += [e for e in group.exceptions if isinstance(e, RegistryGone)]

@@ -256,7 +256,7 @@ class WorkerPool:
 
     def metric(self) -> Metric:
         return Metric.by(
-            "ddnsd_workers_ended_total",
+            "nascloud_dns_workers_ended_total",
             "counter",
             "Worker processes that ended and were started again, by how.",
             "how",
