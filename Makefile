@@ -59,6 +59,7 @@ bench: $(STAMP) deps
 	$(BIN)/python bench/relay_wan.py
 	$(BIN)/python bench/relay_parts.py
 	$(BIN)/python bench/tunnels.py
+	$(BIN)/python bench/everything.py
 
 # Fuzz each target for FUZZ_SECONDS into its corpus; crashes land in tests/fuzz/crashes/<name>/.
 # Every target runs even when one crashes; the exit status says whether any did.
