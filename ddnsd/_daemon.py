@@ -27,6 +27,8 @@ from service import (
     Boundary,
     Listening,
     config_reloader,
+    end_when_gone,
+    exit_for_gone,
     own,
     serve_contained,
     server_tls_context,
@@ -52,8 +54,6 @@ log = logging.getLogger("ddnsd")
 DEVICE_SYNC_INTERVAL_S = 2.0  # also how soon a deleted or unmounted registry is noticed
 #: The exit code when the registry is gone: not a bad config (1) nor a usage error (2);
 #: systemd's Restart=on-failure starts ddnsd again, which opens the registry afresh.
-EXIT_REGISTRY_GONE = 3
-GONE_ANSWER_S = 0.5  # how long the updates in flight have to send their refusal
 
 
 @dataclass
@@ -327,14 +327,7 @@ async def main_async(config: DdnsdConfig, config_path: Path | None = None) -> in
     try:
         async with trio.open_nursery() as nursery:
             daemon: Ddnsd = await nursery.start(serve, config, config_path)
-
-            async def end_when_gone() -> None:
-                gone.append(await daemon.registry.wait_gone())
-                # The units that found it gone answer first (911, SERVFAIL, an error).
-                await trio.sleep(GONE_ANSWER_S)
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(end_when_gone)
+            nursery.start_soon(end_when_gone, daemon.registry, nursery.cancel_scope, gone)
             reload = config_reloader(DdnsdConfig, config_path, daemon.reload, log)
             name = await until_stopped(reload)
             log.info("stopping on %s", name)
@@ -342,8 +335,4 @@ async def main_async(config: DdnsdConfig, config_path: Path | None = None) -> in
             nursery.cancel_scope.cancel()
     except* RegistryGone as group:  # at start-up: opening or loading it
         gone += [e for e in group.exceptions if isinstance(e, RegistryGone)]
-    if gone:
-        # Answering 911 and SERVFAIL forever would hide it; a restart may find it again.
-        log.critical("stopping: the registry is gone: %s", gone[0])
-        return EXIT_REGISTRY_GONE
-    return 0
+    return exit_for_gone(gone, log)

@@ -16,7 +16,7 @@ import trio
 
 import protocol
 from config import RelaydConfig
-from registry import Registry, mask_address
+from registry import Registry, RegistryGone, mask_address
 from tunnel import Ending, TlsStream, Tunnel, open_tunnel, tunnel_ending
 
 from ._ddns import DdnsLink
@@ -156,7 +156,10 @@ class Agents:
             await previous.aclose(protocol.ErrorCode.CANCEL, "replaced by a new tunnel")
         self.counts["tunnel_up"] += 1
         log.info("tunnel up for %s from %s", name, mask_address(address))
-        await self.registry.device_seen(name)
+        try:
+            await self.registry.device_seen(name)
+        except Exception:  # a full disk: the tunnel matters more (a registry gone ends relayd)
+            log.warning("could not note when %s was last seen", name)
         await tunnel.wait_closed()
 
     def _on_message(
@@ -218,6 +221,8 @@ class Agents:
             await trio.sleep(interval_s)
             try:
                 names = set(await self.registry.device_names())
+            except RegistryGone:
+                return  # relayd ends (service.end_when_gone)
             except Exception:
                 log.exception("reading the device list failed; will retry")
                 continue

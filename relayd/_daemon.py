@@ -19,7 +19,7 @@ import trio
 
 from config import HostPort, RelaydConfig
 from httpapi import HttpServer, Metric, metrics_handler
-from registry import AccessLogKeys, AccessLogWriter, Registry
+from registry import AccessLogKeys, AccessLogWriter, Registry, RegistryGone, steady_clock
 from service import (
     Accepting,
     Boundary,
@@ -28,6 +28,8 @@ from service import (
     Serve,
     config_reloader,
     drain,
+    end_when_gone,
+    exit_for_gone,
     own,
     port_of,
     serve_contained,
@@ -119,7 +121,8 @@ async def serve(
     listener is serving and `listening.json` is written."""
     state_dir = config.relay.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
-    registry = Registry.open_sqlite(config.relay.registry)
+    # Lifetimes (install windows, retention) by a clock a wall-clock step does not move.
+    registry = Registry.open_sqlite(config.relay.registry, clock=steady_clock())
     counts: Counter[str] = Counter()
     listening = Listening()
     boundary = Boundary()
@@ -245,9 +248,22 @@ def _nothing_to_drop(device: str, tunnel: Tunnel) -> None:
 
 
 async def main_async(config: RelaydConfig, config_path: Path | None = None) -> int:
-    """Serve until SIGTERM or SIGINT (then GOAWAY and drain); reload on SIGHUP."""
+    """Serve until SIGTERM or SIGINT (then GOAWAY and drain); reload on SIGHUP; end (exit
+    3) when the registry is gone."""
+    gone: list[RegistryGone] = []
+    try:
+        await _serve_until_stopped(config, config_path, gone)
+    except* RegistryGone as group:  # at start-up: opening it
+        gone += [e for e in group.exceptions if isinstance(e, RegistryGone)]
+    return exit_for_gone(gone, log)
+
+
+async def _serve_until_stopped(
+    config: RelaydConfig, config_path: Path | None, gone: list[RegistryGone]
+) -> None:
     async with trio.open_nursery() as nursery:
         relay: Relayd = await nursery.start(serve, config)
+        nursery.start_soon(end_when_gone, relay.registry, nursery.cancel_scope, gone)
         name = await until_stopped(config_reloader(RelaydConfig, config_path, relay.reload, log))
         log.info("stopping on %s", name)
         relay.state = "draining"
@@ -267,4 +283,3 @@ async def main_async(config: RelaydConfig, config_path: Path | None = None) -> i
                 sum(relay.https.active.values()),
             )
         nursery.cancel_scope.cancel()
-    return 0

@@ -21,7 +21,14 @@ from ._listen import (
     port_of,
     server_tls_context,
 )
-from ._main import config_reloader, daemon_main, package_version
+from ._main import (
+    EXIT_REGISTRY_GONE,
+    config_reloader,
+    daemon_main,
+    end_when_gone,
+    exit_for_gone,
+    package_version,
+)
 from ._oplog import MaskingFilter, mask_text, own
 from ._oplog import setup as setup_logging
 from ._ratelimit import SlidingWindow
@@ -35,6 +42,7 @@ from ._systemd import (
 )
 
 __all__ = [
+    "EXIT_REGISTRY_GONE",
     "Accepting",
     "Boundary",
     "Handler",
@@ -47,6 +55,8 @@ __all__ = [
     "config_reloader",
     "daemon_main",
     "drain",
+    "end_when_gone",
+    "exit_for_gone",
     "listen_fds",
     "mask_text",
     "notify",

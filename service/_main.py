@@ -1,5 +1,5 @@
-"""The command line every daemon shares (--config, --check-config, --version, --help) and the
-reload of its configuration on SIGHUP."""
+"""The command line every daemon shares (--config, --check-config, --version, --help), the
+reload of its configuration on SIGHUP, and its deliberate end when the registry is gone."""
 
 from __future__ import annotations
 
@@ -9,15 +9,26 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import trio
 
 from config import ConfigError, load
+from registry import Registry, RegistryGone
 
 from ._oplog import setup as setup_logging
 
-__all__ = ["config_reloader", "daemon_main", "package_version"]
+__all__ = [
+    "EXIT_REGISTRY_GONE",
+    "config_reloader",
+    "daemon_main",
+    "end_when_gone",
+    "exit_for_gone",
+    "package_version",
+]
+
+EXIT_REGISTRY_GONE: Final = 3  # the registry's storage is gone: systemd restarts the daemon
+GONE_ANSWER_S: Final = 0.5  # how long the units that found it gone have to answer
 
 _T = TypeVar("_T")
 
@@ -98,3 +109,22 @@ def config_reloader(
             await applied
 
     return reload
+
+
+async def end_when_gone(
+    registry: Registry, scope: trio.CancelScope, gone: list[RegistryGone]
+) -> None:
+    """Cancel `scope` (the daemon) once a call found the registry gone for good, after the
+    units that found it have answered (911, SERVFAIL, an error); the reason goes in `gone`."""
+    gone.append(await registry.wait_gone())
+    await trio.sleep(GONE_ANSWER_S)
+    scope.cancel()
+
+
+def exit_for_gone(gone: list[RegistryGone], log: logging.Logger) -> int:
+    """The exit code: EXIT_REGISTRY_GONE with one clear line if the registry is gone (serving
+    errors forever would hide it, and a restart may find it again), else 0."""
+    if not gone:
+        return 0
+    log.critical("stopping: the registry is gone: %s", gone[0])
+    return EXIT_REGISTRY_GONE

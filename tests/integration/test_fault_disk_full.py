@@ -211,8 +211,8 @@ async def test_relayd_passes_traffic_on_a_full_disk(tmp_path: Path) -> None:
                     if reply.endswith(b"second"):
                         break
                     await trio.sleep(0.05)
-                # (Its first tunnel may end: relayd/_agents.py lets a failed last_seen
-                # write end it. The agent's next attempt gets one: the reserve made room.)
                 assert reply.endswith(b"second"), relay.counts
+                # Its first tunnel held: a last-seen time relayd could not write ends nothing.
+                assert nas2.attempts == 0 and not relay.counts["tunnel_error"], relay.counts
                 nursery.cancel_scope.cancel()
         service.close()

@@ -1,6 +1,6 @@
 """The registry is gone (its file deleted, its file system unmounted, the file not a database):
-ddnsd acknowledges nothing more, and ends with one clear line and exit code 3, for systemd to
-start it again, rather than answering 911 and SERVFAIL forever or dying of a traceback.
+ddnsd acknowledges nothing more, and ends (relayd too) with one clear line and exit code 3, for
+systemd to start it again, rather than answering 911 and SERVFAIL forever or dying of a traceback.
 A full disk or a lock held is not "gone": those heal (test_fault_disk_full)."""
 
 from __future__ import annotations
@@ -11,8 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+import trio
 
-from ddnsd._daemon import DEVICE_SYNC_INTERVAL_S, EXIT_REGISTRY_GONE
+from ddnsd._daemon import DEVICE_SYNC_INTERVAL_S
+from service import EXIT_REGISTRY_GONE
+from tests import relay_harness
 from tests.ddnsd_harness import BIN, Ddnsd, prepare, start, stop
 
 from .ddnsd_updates import http_update
@@ -91,3 +94,32 @@ def test_a_registry_that_is_not_a_database_ends_ddnsd_at_start(tmp_path: Path) -
     assert done.returncode == EXIT_REGISTRY_GONE, done.stdout + done.stderr
     assert time.monotonic() - started < 30
     one_clear_line(done.stdout + done.stderr, "not a database")
+
+
+def test_a_deleted_registry_ends_relayd_too(tmp_path: Path) -> None:
+    trio.run(relay_harness.prepare, tmp_path)
+    (tmp_path / "relayd.toml").write_text(relay_harness.relay_toml())
+    listening = tmp_path / "relay" / "listening.json"
+    with (tmp_path / "relayd.log").open("ab") as log:
+        relayd = subprocess.Popen(
+            [str(BIN / "relayd"), "--config", str(tmp_path / "relayd.toml")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while not listening.exists():
+            assert relayd.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        (tmp_path / "registry.sqlite3").unlink()
+        # Its next look at the registry (it follows deletions every 2 s) finds it gone.
+        assert relayd.wait(timeout=BOUND_S) == EXIT_REGISTRY_GONE
+    finally:
+        if relayd.poll() is None:
+            relayd.kill()
+            relayd.wait()
+    log_text = (tmp_path / "relayd.log").read_text()
+    [line] = [line for line in log_text.splitlines() if "the registry is gone" in line]
+    assert line.startswith("CRITICAL relayd: stopping: the registry is gone: "), log_text
+    assert "Traceback" not in log_text, log_text
