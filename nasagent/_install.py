@@ -34,6 +34,7 @@ __all__ = ["InstallAgent", "InstallWindow", "load_or_create_cloud_key", "new_clo
 log = logging.getLogger("nascloud-agent")
 
 INSTALL_NAME = "install"
+WINDOW_COUNT_INTERVAL_S = 60.0  # how often the running time of the install window is kept
 # Crockford's base32: no I, L, O or U, so a key read off a label is not misread.
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
@@ -56,52 +57,81 @@ def load_or_create_cloud_key(path: Path) -> str:
 
 class InstallWindow:
     """When this NAS first reported, kept across restarts so the 24 hours are not renewed by
-    one. Remove the file (a factory reset does) to open a new window."""
+    one. Remove the file (a factory reset does) to open a new window.
+
+    The time used is the larger of the wall clock's since the window opened and the running
+    time counted on the monotonic clock (kept in the file too): a wall clock stepped back,
+    while the agent runs or between two runs, never lengthens the window."""
 
     def __init__(
-        self, path: Path, lifetime_s: float, clock: Callable[[], float] = time.time
+        self,
+        path: Path,
+        lifetime_s: float,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.path = path
         self.lifetime_s = lifetime_s
         self.clock = clock
+        self.monotonic = monotonic
+        self._counted_at = monotonic()  # running time up to here is in the file's used_s
 
-    def _read(self) -> tuple[float, bool] | None:
+    def _read(self) -> tuple[float, bool, float] | None:
         try:
             state = json.loads(self.path.read_text())
-            return float(state["opened_at"]), bool(state["ended"])
+            return float(state["opened_at"]), bool(state["ended"]), float(state.get("used_s", 0))
         except FileNotFoundError:
             return None
         except (ValueError, KeyError, TypeError):
             log.warning("%s is unreadable: the install window counts as ended", self.path)
-            return 0.0, True
+            return 0.0, True, 0.0
 
-    def _write(self, opened_at: float, ended: bool) -> None:
+    def _write(self, opened_at: float, ended: bool, used_s: float) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"opened_at": opened_at, "ended": ended}) + "\n")
+        state = {"opened_at": opened_at, "ended": ended, "used_s": used_s}
+        temporary.write_text(json.dumps(state) + "\n")
         os.replace(temporary, self.path)
+
+    def _used(self, opened_at: float, used_s: float) -> float:
+        running = used_s + (self.monotonic() - self._counted_at)
+        return max(running, self.clock() - opened_at)
 
     def open(self) -> float:
         """Seconds left to report (0: the window is over); opens the window on first use."""
         state = self._read()
-        now = self.clock()
+        self._counted_at = self.monotonic()
         if state is None:
-            self._write(now, False)
+            self._write(self.clock(), False, 0.0)
             return self.lifetime_s
-        opened_at, ended = state
+        opened_at, ended, used_s = state
         if ended:
             return 0.0
-        return max(0.0, opened_at + self.lifetime_s - now)
+        used = self._used(opened_at, used_s)
+        self._write(opened_at, False, used)
+        return max(0.0, self.lifetime_s - used)
 
     def remaining(self) -> float:
         state = self._read()
         if state is None or state[1]:
             return 0.0
-        return max(0.0, state[0] + self.lifetime_s - self.clock())
+        return max(0.0, self.lifetime_s - self._used(state[0], state[2]))
+
+    def count(self) -> None:
+        """Keep the running time in the file (the agent does so every minute)."""
+        state = self._read()
+        if state is None or state[1]:
+            return
+        used = self._used(state[0], state[2])
+        self._counted_at = self.monotonic()
+        self._write(state[0], False, used)
 
     def end(self) -> None:
         state = self._read()
-        self._write(state[0] if state else self.clock(), True)
+        if state is None:
+            self._write(self.clock(), True, 0.0)
+        else:
+            self._write(state[0], True, self._used(state[0], state[2]))
 
 
 class InstallAgent(RelayClient):
@@ -130,8 +160,16 @@ class InstallAgent(RelayClient):
             log.info("install mode: reporting for %.0f s more", remaining)
             with self._reporting:
                 self._reporting.relative_deadline = remaining
-                await super().run()
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._count_window)
+                    await super().run()
+                    nursery.cancel_scope.cancel()
         await self.stop()
+
+    async def _count_window(self) -> None:
+        while True:
+            await trio.sleep(WINDOW_COUNT_INTERVAL_S)
+            self.window.count()
 
     async def stop(self) -> None:
         """Stop reporting now, for good (setup completed, or the window is over)."""

@@ -339,3 +339,29 @@ def test_lan_urls_are_built_from_registered_addresses_only() -> None:
         "https://[fd00::5]/",
     )
     assert urls("http", 80, "10.0.0.2") == ("http://10.0.0.2/",)
+
+
+def test_a_clock_stepped_back_never_lengthens_the_install_window(tmp_path: Path) -> None:
+    wall, running = [1_000_000.0], [0.0]
+    path = tmp_path / "install-window.json"
+
+    def window() -> InstallWindow:
+        return InstallWindow(path, 86400, clock=lambda: wall[0], monotonic=lambda: running[0])
+
+    first = window()
+    assert first.open() == 86400
+    wall[0] += 10 * 3600
+    running[0] += 10 * 3600
+    first.count()  # the agent keeps its running time every minute
+    wall[0] -= 5 * 3600  # then the clock is set back five hours, and the agent restarts
+    assert window().open() == pytest.approx(14 * 3600)  # not 19
+    # While it runs, too: the running time counts, whatever the wall clock says.
+    running_window = window()
+    running_window.open()
+    running[0] += 3600
+    wall[0] -= 3600
+    assert running_window.remaining() == pytest.approx(13 * 3600)
+    # Time while the agent is down counts by the wall clock.
+    running_window.count()
+    wall[0] += 20 * 3600
+    assert window().open() == 0
