@@ -237,9 +237,12 @@ def held(port: int) -> int:
 
 
 def scrape(port: int) -> dict[str, float]:
-    """A metrics page, `name{labels}` -> value."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
-        text = reply.read().decode()
+    """A metrics page, `name{labels}` -> value; empty if it did not come within 5 s."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            text = reply.read().decode()
+    except OSError:
+        return {}
     values: dict[str, float] = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
@@ -814,7 +817,13 @@ def report(
             f"{'alive' if facts['alive'][label] else 'DIED':>7}{facts['problems'][label]:>6}"
         )
     errors_metric = {k: v for k, v in facts["metrics"].items() if "handler_errors" in k}
-    events = {k: v for k, v in facts["metrics"].items() if "events_total" in k and v}
+    events = {
+        k.partition('event="')[2].rstrip('"}'): int(v)
+        for k, v in facts["metrics"].items()
+        if k.startswith("nascloud_relay_events_total{") and v
+    }
+    if not facts["metrics"]:
+        print("    relayd's metrics did not answer within 5 s")
     print(f"    relayd handler errors: {errors_metric or 'none'}")
     print(f"    relayd events: {json.dumps(events)}")
     for note in notes:
