@@ -33,6 +33,9 @@ OPCODE_NOTIFY: Final = 4
 OPCODE_UPDATE: Final = 5
 TYPE_AXFR: Final = 252
 TYPE_IXFR: Final = 251
+TYPE_SOA: Final = 6
+# A TSIG RR's type, class ANY and TTL 0: in a query, the mark of a secondary's signed request.
+_TSIG_MARK: Final = b"\x00\xfa\x00\xff\x00\x00\x00\x00"
 RCODE_FORMERR: Final = 1
 RCODE_SERVFAIL: Final = 2
 
@@ -42,6 +45,16 @@ MessageHandler = Callable[[bytes, str, bool], Awaitable[list[bytes]]]
 
 def _opcode(message: bytes) -> int:
     return (message[2] >> 3) & 0x0F
+
+
+def _signed_soa(message: bytes) -> bool:
+    """A query for SOA that carries a TSIG RR: a secondary's refresh check, which must be
+    answered signed (RFC 8945 5.3). Cheap first: an additional record, then the TSIG bytes."""
+    return (
+        message[10:12] != b"\x00\x00"
+        and _TSIG_MARK in message
+        and _question_type(message) == TYPE_SOA
+    )
 
 
 def _question_type(message: bytes) -> int | None:
@@ -136,7 +149,7 @@ class DnsServer:
                     self.queries += 1
                     # One datagram is one unit of work. The try costs nothing until it raises.
                     try:
-                        if len(query) >= 12 and _opcode(query) != 0:
+                        if len(query) >= 12 and (_opcode(query) != 0 or _signed_soa(query)):
                             self._udp_special(nursery, sock, query, address)
                             continue
                         response = respond(query)
@@ -193,6 +206,9 @@ class DnsServer:
         if opcode == OPCODE_UPDATE and self.updates is not None and not message[2] & 0x80:
             nursery.start_soon(self._udp_update, sock, message, address)
             return
+        if opcode == 0 and self.transfers is not None and not message[2] & 0x80:
+            nursery.start_soon(self._udp_signed_soa, sock, message, address)
+            return
         response = self.responder.respond(message)  # NOTIMP, FORMERR, or silence
         if (
             response is not None
@@ -216,6 +232,26 @@ class DnsServer:
             return
         try:
             for reply in await self.update(message, address[0], False):
+                try:
+                    sock.sendto(reply, address)
+                except OSError:
+                    pass
+        finally:
+            self._update_slots.release()
+
+    async def _udp_signed_soa(
+        self, sock: socket.socket, message: bytes, address: tuple[str, int]
+    ) -> None:
+        assert self.transfers is not None
+        try:
+            self._update_slots.acquire_nowait()  # the same few slots as UPDATE
+        except trio.WouldBlock:
+            return
+        try:
+            replies = await self._contained(
+                "dns_transfer", self.transfers, message, address[0], False
+            )
+            for reply in replies:
                 try:
                     sock.sendto(reply, address)
                 except OSError:
@@ -283,7 +319,7 @@ class DnsServer:
             if (
                 opcode == 0
                 and self.transfers is not None
-                and _question_type(message) in (TYPE_AXFR, TYPE_IXFR)
+                and (_question_type(message) in (TYPE_AXFR, TYPE_IXFR) or _signed_soa(message))
             ):
                 return await self._contained("dns_transfer", self.transfers, message, peer, True)
         try:

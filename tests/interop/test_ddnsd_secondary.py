@@ -333,6 +333,15 @@ def test_knot_follows_by_ixfr_from_the_journal_after_notify(with_knot: Pair) -> 
     assert pair.transfers_sent() == kinds
     # Knot checked the NOTIFYs' TSIG (and, with a key on the remote, every transfer's).
     assert "action notify, remote 127.0.0.1" in log and "key 'transfer.dyn.test.'" in log
+    # Its own refresh (a signed SOA query, as when the SOA's refresh timer fires) is
+    # answered signed: Knot finds the zone up to date and trusts the primary.
+    config = pair.secondary.log_path.parent / "knot.conf"
+    knotc(config, "zone-refresh", ZONE)
+    deadline = time.monotonic() + 10
+    while "zone is up-to-date" not in pair.secondary.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    log = pair.secondary.log()
+    assert "zone is up-to-date" in log and "failed to verify TSIG" not in log, log
 
 
 def test_knot_behind_a_ddnsd_restart_gets_the_whole_zone(with_knot: Pair) -> None:
@@ -537,3 +546,19 @@ def test_an_unsigned_axfr_is_refused_when_a_key_is_configured(primary: Ddnsd) ->
     with pytest.raises(dns.tsig.PeerBadSignature):
         dns.query.tcp(query, "127.0.0.1", port=primary.dns_port, timeout=5)
     assert pull(primary).get_rdataset("@", "SOA") is not None  # the right key: served
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_a_signed_soa_query_is_answered_signed(primary: Ddnsd, transport: str) -> None:
+    # A secondary's refresh check (RFC 1996 4.7): a reply that is not signed fails its TSIG
+    # check, and the secondary counts the primary unusable until a NOTIFY comes.
+    query = dns.message.make_query(ZONE, dns.rdatatype.SOA)
+    query.use_tsig(transfer_key(primary), keyname=dns.name.from_text(TRANSFER_KEY))
+    ask = dns.query.udp if transport == "udp" else dns.query.tcp
+    response = ask(query, "127.0.0.1", port=primary.dns_port, timeout=5)
+    assert response.had_tsig  # and dnspython verified it against the request's MAC
+    [soa] = response.answer
+    assert soa.rdtype == dns.rdatatype.SOA and soa[0].serial >= 1
+    # An unsigned SOA query is an ordinary query, answered by the query path.
+    plain = ask(dns.message.make_query(ZONE, "SOA"), "127.0.0.1", port=primary.dns_port, timeout=5)
+    assert not plain.had_tsig and plain.answer[0][0].serial == soa[0].serial
