@@ -150,6 +150,21 @@ class Ddnsd:
             Metric.single(
                 "nascloud_dns_devices", "gauge", "Devices with names.", len(self.zones.devices)
             ),
+            Metric.by(
+                "nascloud_dns_transfers_total",
+                "counter",
+                "Zone transfer requests by what was sent (axfr, ixfr from the journal, "
+                "ixfr_whole, ixfr_current, soa) or refused.",
+                "outcome",
+                {k: float(v) for k, v in self.transfers.counts.items()},
+            ),
+            Metric.by(
+                "nascloud_dns_notify_total",
+                "counter",
+                "NOTIFY messages to secondaries.",
+                "event",
+                {"sent": self.notifier.sent, "acknowledged": self.notifier.acknowledged},
+            ),
             self.boundary.metric(),
         ]
 
