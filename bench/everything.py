@@ -280,21 +280,22 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_queue(pid: int) -> tuple[int, int]:
-    """(ns spent runnable but waiting for a core, times run) over every thread of `pid`
-    (/proc/<pid>/task/*/schedstat): how long a wake-up waits for the CPU."""
-    waited = runs = 0
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        return 0, 0
-    for task in tasks:
+def run_queue(pids: list[int]) -> dict[str, tuple[int, int]]:
+    """Per thread of `pids`: (ns spent runnable but waiting for a core, times run), from
+    /proc/<pid>/task/*/schedstat: how long a wake-up waits for the CPU."""
+    threads = {}
+    for pid in pids:
         try:
-            _, wait_ns, slices = (task / "schedstat").read_text().split()
-        except (OSError, ValueError):
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
             continue
-        waited, runs = waited + int(wait_ns), runs + int(slices)
-    return waited, runs
+        for task in tasks:
+            try:
+                _, wait_ns, runs = (task / "schedstat").read_text().split()
+            except (OSError, ValueError):
+                continue
+            threads[task.name] = int(wait_ns), int(runs)
+    return threads
 
 
 def machine_busy_s() -> tuple[float, float]:
@@ -317,17 +318,13 @@ class Cpu:
 
     pids: dict[str, list[int]]
     start: dict[str, float] = field(default_factory=dict)
-    queued: dict[str, tuple[int, int]] = field(default_factory=dict)
+    queued: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)
     machine: tuple[float, float] = (0.0, 0.0)
     wall: float = 0.0
 
-    def _queued(self, pids: list[int]) -> tuple[int, int]:
-        totals = [run_queue(pid) for pid in pids]
-        return sum(t[0] for t in totals), sum(t[1] for t in totals)
-
     def begin(self) -> None:
         self.start = {label: sum(map(cpu_s, pids)) for label, pids in self.pids.items()}
-        self.queued = {label: self._queued(pids) for label, pids in self.pids.items()}
+        self.queued = {label: run_queue(pids) for label, pids in self.pids.items()}
         self.machine = machine_busy_s()
         self.wall = time.monotonic()
 
@@ -341,8 +338,12 @@ class Cpu:
         }
         waits = {}
         for label, pids in self.pids.items():
-            waited, runs = self._queued(pids)
-            waited, runs = waited - self.queued[label][0], runs - self.queued[label][1]
+            # Threads that ended in the window are not counted (the sink's, one per
+            # transfer); those that began in it are, from zero.
+            waited = runs = 0
+            for thread, (wait_ns, count) in run_queue(pids).items():
+                wait_before, count_before = self.queued[label].get(thread, (0, 0))
+                waited, runs = waited + wait_ns - wait_before, runs + count - count_before
             waits[label] = waited / 1e6 / runs if runs > 0 else 0.0
         busy, total = machine_busy_s()
         busy_share = (busy - self.machine[0]) / (total - self.machine[1])
