@@ -17,6 +17,7 @@ from typing import Final
 import trio
 
 import protocol
+from registry import RegistryFull
 from service import Boundary
 from tunnel import Tunnel, open_tunnel, tunnel_ending
 
@@ -146,6 +147,11 @@ class ServiceChannel:
             self.refused += 1
             return protocol.Error(
                 protocol.ErrorCode.INVALID_REQUEST, "the zone cannot hold it", message.request_id
+            )
+        except RegistryFull as full:
+            log.warning("an update from a service was not stored: %s", full)
+            return protocol.Error(
+                protocol.ErrorCode.INTERNAL_ERROR, "not stored", message.request_id
             )
         except Exception:
             log.exception("storing an update from a service failed")

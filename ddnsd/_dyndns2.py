@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from httpapi import HttpRequest, HttpResponse
 from protocol import canonical_address
-from registry import AccessLogWriter, Registry, TokenKind, hash_secret
+from registry import AccessLogWriter, Registry, RegistryFull, TokenKind, hash_secret
 from service import Boundary, SlidingWindow
 
 from ._store import ZoneStore
@@ -199,6 +199,9 @@ class DynDns2:
         changes = self._changes(device, addresses, offline)
         try:
             result = await self.store.update(device, changes)
+        except RegistryFull as full:
+            log.warning("a DynDNS2 update was not stored: %s", full)
+            return _Reply.once("911")
         except Exception:
             log.exception("storing a DynDNS2 update failed")
             return _Reply.once("911")

@@ -27,7 +27,7 @@ import dns.tsig
 import dns.update
 
 from protocol import canonical_address
-from registry import AccessLogWriter, Registry
+from registry import AccessLogWriter, Registry, RegistryFull
 
 from ._answer import header_only_reply
 from ._store import ZoneStore
@@ -160,6 +160,9 @@ class UpdateHandler:
             outcome = dns.rcode.to_text(refusal.rcode).lower()
             self._count(outcome)
             return [self._reply(update, refusal.rcode)], outcome
+        except RegistryFull as full:
+            log.warning("an UPDATE was not stored: %s", full)
+            return [self._reply(update, dns.rcode.SERVFAIL)], "servfail"
         except Exception:
             log.exception("storing an UPDATE failed")
             return [self._reply(update, dns.rcode.SERVFAIL)], "servfail"

@@ -41,6 +41,11 @@ class InvalidValue(RegistryError, ValueError):
     """A value the registry will not store; the message says why."""
 
 
+class RegistryFull(RegistryError):
+    """The storage's disk is full: nothing of this write was stored. It heals by itself (the
+    registry gives up its reserve to make room), so the next write may succeed."""
+
+
 class RegistryGone(RegistryError):
     """The storage itself is gone and cannot come back by itself: its file deleted, replaced
     or unmounted, unreadable, corrupt or read-only. A daemon ends on it (systemd restarts it);

@@ -24,6 +24,7 @@ from ._models import (
     Device,
     DnsRRset,
     InstallRegistration,
+    RegistryFull,
     RegistryGone,
     Token,
     TokenKind,
@@ -108,6 +109,7 @@ class SQLiteBackend:
                 self._db.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error) and _code(exc) == "SQLITE_FULL":
                 self._make_room()
+                raise RegistryFull(f"{self._file}: the disk is full") from exc
             raise
         if self._erase_pending:
             self.finish_erasure()
