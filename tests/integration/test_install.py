@@ -27,7 +27,7 @@ import trustme
 
 from registry import hash_secret, normalize_cloud_key
 from tests.database import database_bytes
-from tests.integration.test_link import BIN, _free_ports, _start_relay, _wait
+from tests.integration.test_link import BIN, _start_relay, _wait
 
 LINK_ZONE = "link.test"
 INSTALL_HOST = f"install.{LINK_ZONE}"
@@ -163,7 +163,6 @@ def running_install(
     SetupUI.seen = seen
     setup = ThreadingHTTPServer(("127.0.0.1", 0), SetupUI)
     threading.Thread(target=setup.serve_forever, daemon=True).start()
-    tunnel_port, https_port, http_port = _free_ports(3)
     (tmp_path / "relayd.toml").write_text(
         f"""
 [relay]
@@ -173,13 +172,13 @@ registry = "registry.sqlite3"
 metrics_listen = "127.0.0.1:0"
 access_log_key_file = "relay-state/access-log.keys"
 [tunnel]
-listen = "{tunnel_host}:{tunnel_port}"
+listen = "{tunnel_host}:0"
 cert_file = "relay.crt"
 key_file = "relay.key"
 [ingress]
 link_zone = "{LINK_ZONE}"
-https_listen = "127.0.0.1:{https_port}"
-http_listen = "127.0.0.1:{http_port}"
+https_listen = "127.0.0.1:0"
+http_listen = "127.0.0.1:0"
 [install]
 cert_file = "install.crt"
 key_file = "install.key"

@@ -144,16 +144,6 @@ def _wait(predicate: object, timeout_s: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
-
-
 # relayd.toml's listen keys, by the name listening.json gives their addresses.
 _LISTEN_KEYS = {
     "tunnel": ("tunnel", "listen"),
