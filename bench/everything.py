@@ -433,6 +433,20 @@ def profile(directory: Path | None, daemons: dict[str, list[int]]) -> list[subpr
     ]
 
 
+def pin(pids: list[int], cores: set[int]) -> None:
+    """Every thread of `pids` onto `cores`; threads they start later inherit it."""
+    for pid in pids:
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                os.sched_setaffinity(int(task.name), cores)
+            except OSError:
+                pass  # ended meanwhile
+
+
 def wait_for(condition: Callable[[], bool], timeout_s: float, step_s: float = 1.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -513,6 +527,12 @@ def main() -> None:
     parser.add_argument("--trickle-s", type=float, default=3.0)
     parser.add_argument("--names", type=int, default=1000)
     parser.add_argument(
+        "--load-core",
+        type=int,
+        help="pin the load generators and the sink to this core, the daemons, the echo "
+        "stand-in and the prober to the others (a server with cores of its own)",
+    )
+    parser.add_argument(
         "--profile",
         type=Path,
         help="with py-spy on PATH: sample relayd and the agents during the loaded measurement "
@@ -557,6 +577,13 @@ def main() -> None:
             assert all(daemons.values()), daemons
             probed = {"echo stand-in (probed)": [echo_proc.pid], "bench prober": [os.getpid()]}
             names = servers.names(args.names)
+            server_cores = set(range(os.cpu_count() or 1)) - {args.load_core}
+            if args.load_core is not None:
+                pin(
+                    [pid for pids in (*daemons.values(), *probed.values()) for pid in pids],
+                    server_cores,
+                )
+                pin([sink_proc.pid], {args.load_core})
             probe = prober(https, echo, work / "ca.pem", dns_port, names, args)
 
             print(f"quiet: {args.round_trips} new connections, {args.dns_queries} DNS queries")
@@ -623,6 +650,8 @@ def main() -> None:
                 "dnsperf": [dnsperf_proc.pid],
                 "sink stand-in (bulk)": [sink_proc.pid],
             }
+            if args.load_core is not None:
+                pin([pid for pids in generators.values() for pid in pids], {args.load_core})
             loaded_cpu = Cpu({**daemons, **generators, **probed})
             held_before = [held(p) for p in ingress_ports]
             tunnels_before = tunnels_up()
@@ -730,6 +759,8 @@ def report(
         f"\n== everything at once: {args.tunnels} idle tunnels, {args.slowloris} slowloris "
         f"clients per ingress, {args.bulk} bulk transfers, dnsperf at {args.dns_qps} q/s\n"
     )
+    if args.load_core is not None:
+        print(f"  load generators and the sink on core {args.load_core}, the rest on the others\n")
     print(
         "  p50 / p99 ms; the ratio is the loaded p99 over the lower of the two quiet p99s"
         " (before the load and after it)\n"
