@@ -4,10 +4,12 @@ Not for proxying browsers (relayd's ingress uses h11 for that): it serves short 
 bodies of known length, and answers anything else with a clear error.
 """
 
-from ._metrics import Metric, metrics_handler, process_metrics, render
+from ._metrics import LATENCY_BUCKETS_S, Histogram, Metric, metrics_handler, process_metrics, render
 from ._server import HttpRequest, HttpResponse, HttpServer, encode_response, parse_head
 
 __all__ = [
+    "LATENCY_BUCKETS_S",
+    "Histogram",
     "HttpRequest",
     "HttpResponse",
     "HttpServer",

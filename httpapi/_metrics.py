@@ -1,22 +1,31 @@
-"""Prometheus text exposition (format 0.0.4) of counters and gauges, the standard `process_*`
-metrics, and the handler that serves them with `/healthz`. Values only: label values are fixed
-words chosen by the code (a DNS rcode, an update channel), never a name, an address or anything
-else a user sent (privacy rule 8).
+"""Prometheus text exposition (format 0.0.4) of counters, gauges and histograms, the standard
+`process_*` metrics, and the handler that serves them with `/healthz`. Values only: label values
+are fixed words chosen by the code (a DNS rcode, an update channel), never a name, an address or
+anything else a user sent (privacy rule 8).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import re
 import resource
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 from ._server import HttpRequest, HttpResponse
 
-__all__ = ["Metric", "metrics_handler", "process_metrics", "render"]
+__all__ = [
+    "LATENCY_BUCKETS_S",
+    "Histogram",
+    "Metric",
+    "metrics_handler",
+    "process_metrics",
+    "render",
+]
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_VALUE = re.compile(r"[a-z0-9_.-]{1,40}")
@@ -40,9 +49,89 @@ class Metric:
         return cls(name, kind, help_text, {((label, k),): v for k, v in values.items()})
 
 
-def render(metrics: Iterable[Metric]) -> bytes:
+# Seconds, for a latency from well under a millisecond (loopback) to the handshake timeouts.
+LATENCY_BUCKETS_S: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+class Histogram:
+    """Observations counted into fixed buckets, for a daemon to observe into on its hot path:
+    one bisect over the bounds and two additions, no list or dict built per observation.
+    Optionally split by one label whose fixed words are all given here (privacy rule 8), so
+    each series is shown from the start, at zero."""
+
+    __slots__ = ("_series", "bounds", "help", "label", "name")
+
+    def __init__(
+        self,
+        name: str,
+        help_text: str,
+        bounds: Sequence[float] = LATENCY_BUCKETS_S,
+        label: tuple[str, Sequence[str]] | None = None,
+    ) -> None:
+        self.name = name
+        self.help = help_text
+        self.bounds = tuple(float(b) for b in bounds)
+        if not _NAME.fullmatch(name) or not self.bounds:
+            raise ValueError(f"bad histogram {name!r}")
+        if any(not math.isfinite(b) for b in self.bounds) or any(
+            a >= b for a, b in zip(self.bounds, self.bounds[1:], strict=False)
+        ):
+            raise ValueError(f"{name}: bounds must be finite and increasing, got {bounds}")
+        self.label = label[0] if label else None
+        words = tuple(label[1]) if label else ("",)
+        if label is not None and (
+            not _NAME.fullmatch(label[0])
+            or label[0] == "le"
+            or not words
+            or not all(_LABEL_VALUE.fullmatch(w) for w in words)
+        ):
+            raise ValueError(f"{name}: bad label {label!r}")
+        # Per series: a count per bucket (the last one past every bound, +Inf) and the sum.
+        self._series: dict[str, _Series] = {w: _Series(len(self.bounds)) for w in words}
+
+    def observe(self, value: float, label_value: str = "") -> None:
+        """Count `value` (in the series `label_value`, one of the words given at creation)."""
+        series = self._series[label_value]
+        series.counts[bisect.bisect_left(self.bounds, value)] += 1  # le: value <= bound
+        series.sum += value
+
+    def count(self, label_value: str = "") -> int:
+        return sum(self._series[label_value].counts)
+
+    def lines(self) -> list[str]:
+        """This histogram's exposition: cumulative `_bucket{le=...}` ending at `+Inf`, then
+        `_sum` and `_count`, for each series."""
+        name = self.name
+        lines = [f"# HELP {name} {self.help}", f"# TYPE {name} histogram"]
+        edges = [_le(b) for b in self.bounds] + ["+Inf"]
+        for word, series in sorted(self._series.items()):
+            own = f'{self.label}="{word}"' if self.label else ""
+            total = 0
+            for edge, n in zip(edges, series.counts, strict=True):
+                total += n
+                lines.append(f'{name}_bucket{{{own + "," if own else ""}le="{edge}"}} {total}')
+            labels = f"{{{own}}}" if own else ""
+            lines.append(f"{name}_sum{labels} {_number(series.sum)}")
+            lines.append(f"{name}_count{labels} {total}")
+        return lines
+
+
+class _Series:
+    __slots__ = ("counts", "sum")
+
+    def __init__(self, bounds: int) -> None:
+        self.counts = [0] * (bounds + 1)
+        self.sum = 0.0
+
+
+def render(metrics: Iterable[Metric | Histogram]) -> bytes:
     lines: list[str] = []
     for metric in metrics:
+        if isinstance(metric, Histogram):
+            lines.extend(metric.lines())
+            continue
         if not _NAME.fullmatch(metric.name) or metric.kind not in ("counter", "gauge"):
             raise ValueError(f"bad metric {metric.name!r}")
         lines.append(f"# HELP {metric.name} {metric.help}")
@@ -55,6 +144,12 @@ def render(metrics: Iterable[Metric]) -> bytes:
             text = _number(value)
             lines.append(f"{metric.name}{{{shown}}} {text}" if shown else f"{metric.name} {text}")
     return ("\n".join(lines) + "\n").encode()
+
+
+def _le(bound: float) -> str:
+    """A bucket's bound as Prometheus's own clients write it ("1.0", "0.005"), so a query's
+    `le="1.0"` matches whichever client a dashboard was made with."""
+    return repr(bound)
 
 
 def _number(value: float) -> str:
@@ -121,7 +216,7 @@ def process_metrics() -> list[Metric]:
 
 
 def metrics_handler(
-    collect: Callable[[], Iterable[Metric]],
+    collect: Callable[[], Iterable[Metric | Histogram]],
     health: Callable[[], str] | None = None,
 ) -> Callable[[HttpRequest], Awaitable[HttpResponse]]:
     """`GET /metrics`: the daemon's metrics and the process's; `GET /healthz`: 200 while
