@@ -8,10 +8,10 @@ STAMP := $(VENV)/.installed-stamp
 # Debian packages the test suite and benchmarks use as real peers, installed with apt-get
 # only when missing: dig and nsupdate, kdig, ddclient, inadyn, NSD and Knot, dnsperf, wrk, curl,
 # headless Chromium for the browser test, for the relay benchmark socat and OpenSSH, gcc for
-# the fsync-holding shim of the durability test (tests/holdsync.c), and Pebble, the ACME CA the
-# agent's certificate tests use.
+# the fsync-holding shim of the durability test (tests/holdsync.c), Pebble, the ACME CA the
+# agent's certificate tests use, and certutil, which gives the browser test Pebble's root.
 DEB_PACKAGES := bind9-dnsutils knot-dnsutils ddclient inadyn nsd knot dnsperf wrk curl chromium systemd \
-	socat openssh-client openssh-server gcc libc6-dev pebble
+	socat openssh-client openssh-server gcc libc6-dev pebble libnss3-tools
 STATE_DIR ?= ./var
 BASE_PORT ?= 5300
 # `make fuzz`: seconds per target; every tests/fuzz/fuzz_<name>.py is one target.

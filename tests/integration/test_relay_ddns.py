@@ -92,6 +92,7 @@ async def ddnsd_and_relayd(tmp_path: Path) -> AsyncIterator[tuple[Ddnsd, Relayd]
             key_file = "relay.test.key"
             [ingress]
             link_zone = "link.test"
+            https_listen = "127.0.0.1:0"
             [ddnsd]
             address = "{ddnsd.listening["protocol"][0]}"
             server_name = "ddnsd.test"
