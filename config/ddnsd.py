@@ -45,6 +45,10 @@ class DdnsdSection:
     access_log_retention_days: int = option(180, check=between(1, 3650, "days"))
 
 
+def _within(name: str, origin: str | None) -> bool:
+    return origin is not None and name.endswith("." + origin.rstrip("."))
+
+
 @dataclass(frozen=True, slots=True)
 class ZoneSection:
     name: str = option(required=True, check=dns_name)
@@ -58,6 +62,29 @@ class ZoneSection:
     retry_s: int = option(600, check=between(60, 2419200, "s"))
     expire_s: int = option(1209600, check=between(3600, 31536000, "s"))
     negative_ttl_s: int = option(60, check=between(0, 86400, "s"))
+    # nameserver name -> its addresses, for the nameservers inside the zones (glue)
+    nameserver_addresses: dict[str, tuple[str, ...]] = option({})
+
+    def __post_init__(self) -> None:
+        served = self.nameservers or (self.primary_ns,)
+        for name, addresses in self.nameserver_addresses.items():
+            where = f"nameserver_addresses[{name!r}]"
+            if name not in served:
+                raise ValueError(f"{where}: not one of [zone].nameservers ({', '.join(served)})")
+            if not (_within(name, self.name) or _within(name, self.link_zone)):
+                raise ValueError(
+                    f"{where}: not inside {self.name} or the link zone; a nameserver outside "
+                    "them takes its addresses from its own zone"
+                )
+            if not addresses:
+                raise ValueError(f"{where}: give at least one address")
+            for value in addresses:
+                try:
+                    address = ipaddress.ip_address(value)
+                except ValueError:
+                    raise ValueError(f"{where}: {value!r} is not an IP address") from None
+                if str(address) != value:
+                    raise ValueError(f"{where}: write {value!r} as {str(address)!r}")
 
 
 @dataclass(frozen=True, slots=True)

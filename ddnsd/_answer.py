@@ -275,6 +275,10 @@ class Responder:
             reply.header.rcode = RCODE.REFUSED
             return bytes(reply.pack()), None, None
         zone, relative = found
+        if question.qclass == CLASS_ANY:
+            # Authoritative for class IN only: an answer to class ANY is never
+            # authoritative (RFC 6895: no server holds every class).
+            reply.header.aa = 0
         if question.qtype in TRANSFER_TYPES:
             # Transfers run over TCP in their own handler; here they are not implemented.
             reply.header.rcode = RCODE.NOTIMP
@@ -314,6 +318,13 @@ class Responder:
                 for rr in zone.ns_rrs():
                     rr.rname = owner
                     reply.add_answer(rr)
+                # The addresses of those inside our zones, as additional data (RFC 9471).
+                for ns in zone.nameservers:
+                    for rrtype, rrset in self.zones.nameserver_rrsets.get(
+                        ns.rstrip("."), {}
+                    ).items():
+                        for rdata in rrset.rdata:
+                            reply.add_ar(RR(DNSLabel(ns), rrtype, rdata=rdata, ttl=rrset.ttl))
                 return None
             if qtype == TYPE_ANY:
                 reply.add_answer(RR(owner, TYPE_HINFO, rdata=_RFC8482, ttl=zone.apex_ttl))
@@ -341,6 +352,8 @@ class Responder:
 
     def _fit(self, reply: DNSRecord, edns: RR | None, tcp: bool) -> bytes:
         """Pack, truncating for UDP: TC set, the question (and OPT) kept, records dropped."""
+        if reply.ar and reply.ar[0].rtype == TYPE_OPT:
+            reply.ar.append(reply.ar.pop(0))  # the OPT last, where the fast path finds it
         packed: bytes = bytes(reply.pack())
         if tcp:
             return packed

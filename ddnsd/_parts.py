@@ -69,7 +69,13 @@ def build_zones(config: DdnsdConfig) -> ZoneSet:
     nameservers = zone.nameservers or (zone.primary_ns,)
     device_zone = Zone(zone.name, soa, nameservers)
     link_zone = Zone(zone.link_zone, soa, nameservers) if zone.link_zone else None
-    return ZoneSet(device_zone, link_zone, zone.relay_addresses, zone.default_ttl_s)
+    return ZoneSet(
+        device_zone,
+        link_zone,
+        zone.relay_addresses,
+        zone.default_ttl_s,
+        zone.nameserver_addresses,
+    )
 
 
 def build_dns_server(

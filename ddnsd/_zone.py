@@ -10,7 +10,7 @@ CAs validate through CNAMEs). Sans-IO: no sockets, no clock, no storage.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -280,6 +280,7 @@ class ZoneSet:
         link_zone: Zone | None = None,
         relay_addresses: tuple[str, ...] = (),
         link_ttl: int = 60,
+        nameserver_addresses: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.device_zone = device_zone
         self.link_zone = link_zone
@@ -296,6 +297,29 @@ class ZoneSet:
             # The relay's own sites (the install site and its sessions) are the relay's.
             for name in RESERVED_DEVICE_NAMES:
                 self._point_at_relay(link_zone, name)  # content at start: no serial step
+        #: Absolute nameserver name -> its address RRsets by type, for the names inside one
+        #: of our zones (glue): answered there and added to NS answers as additional data.
+        self.nameserver_rrsets: dict[str, dict[int, RRset]] = {}
+        #: Device names that a nameserver's name holds (`ns1` of `ns1.<zone>`): no device
+        #: gets them, so no update can change or delete a nameserver's addresses.
+        self.held: set[str] = set()
+        for name, addresses in (nameserver_addresses or {}).items():
+            self._add_nameserver(name.lower().rstrip("."), addresses)
+
+    def _add_nameserver(self, name: str, addresses: tuple[str, ...]) -> None:
+        found = self.find(name)
+        if found is None or found[1] == "":
+            return  # out of our zones: its own zone gives its addresses, not glue of ours
+        zone, relative = found
+        rrsets: dict[int, RRset] = {}
+        for rrtype, family in ((TYPE_A, 4), (TYPE_AAAA, 6)):
+            values = [a for a in addresses if (canonical_address(a) or (0,))[0] == family]
+            if values:
+                rrsets[rrtype] = RRset.build(rrtype, zone.apex_ttl, values)
+                zone.replace(relative, rrtype, rrsets[rrtype])  # content at start
+        zone.ensure_node(relative)
+        self.nameserver_rrsets[name] = rrsets
+        self.held.add(relative.rsplit(".", 1)[-1])
 
     def _point_at_relay(self, link_zone: Zone, name: str) -> list[tuple[str, int, int, str]]:
         """`name` and every name below it in the link zone answer with the relay's addresses;
@@ -326,8 +350,8 @@ class ZoneSet:
     def add_device(self, name: str) -> list[str]:
         """A device exists: its name exists (NODATA until it has records). Returns the
         absolute names whose answers changed."""
-        if name in self.devices:
-            return []
+        if name in self.devices or name in self.held:
+            return []  # a nameserver's name is not a device's
         self.devices.add(name)
         self.device_zone.ensure_node(name)
         changed = [self.device_zone.absolute(name)]

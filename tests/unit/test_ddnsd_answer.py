@@ -152,3 +152,15 @@ def test_mutated_queries_never_raise_and_keep_their_id(flips: list[tuple[int, in
         assert response[2] & 0x80  # a response, never a query
     # Asking twice (the second time perhaps from the cache) gives the same bytes.
     assert responder.respond(bytes(data)) == response
+
+
+def test_qclass_any_is_answered_without_aa_and_class_in_with_it() -> None:
+    responder = Responder(make_zones())
+    for name in ("nas1.dyn.test", "nosuch.dyn.test", "dyn.test"):
+        for _ in range(2):  # built, then from the cache
+            any_class = ask(responder, name, "A", rdclass="ANY")
+            assert not any_class.flags & dns.flags.AA, name
+            assert ask(responder, name, "A").flags & dns.flags.AA, name
+    assert ask(responder, "nas1.dyn.test", "A", rdclass="ANY").answer[0][0].address == (
+        "198.51.100.4"
+    )
