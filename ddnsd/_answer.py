@@ -320,11 +320,10 @@ class Responder:
                     reply.add_answer(rr)
                 # The addresses of those inside our zones, as additional data (RFC 9471).
                 for ns in zone.nameservers:
-                    for rrtype, rrset in self.zones.nameserver_rrsets.get(
-                        ns.rstrip("."), {}
-                    ).items():
-                        for rdata in rrset.rdata:
-                            reply.add_ar(RR(DNSLabel(ns), rrtype, rdata=rdata, ttl=rrset.ttl))
+                    glue = self.zones.nameserver_rrsets.get(ns.rstrip("."), {})
+                    for rrtype, addresses in glue.items():
+                        for rdata in addresses.rdata:
+                            reply.add_ar(RR(DNSLabel(ns), rrtype, rdata=rdata, ttl=addresses.ttl))
                 return None
             if qtype == TYPE_ANY:
                 reply.add_answer(RR(owner, TYPE_HINFO, rdata=_RFC8482, ttl=zone.apex_ttl))
