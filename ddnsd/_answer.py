@@ -17,7 +17,7 @@ from dnslib.dns import RD
 
 from ._zone import TYPE_CNAME, Zone, ZoneSet
 
-__all__ = ["Responder", "encodable", "header_only_reply", "servfail_reply"]
+__all__ = ["Responder", "encodable", "header_only_reply", "question_reply", "servfail_reply"]
 
 OPCODE_QUERY: Final = 0
 CLASS_IN: Final = 1
@@ -50,9 +50,15 @@ def servfail_reply(query: bytes) -> bytes | None:
     response). Written by hand from the query's bytes, never by an encoder, so that it cannot
     fail on whatever made the handling fail: the header, and the first question echoed as it
     came when it is plainly encoded (no pointers, RFC 1035 sizes), else no question."""
+    return question_reply(query, RCODE_SERVFAIL)
+
+
+def question_reply(query: bytes, rcode: int) -> bytes | None:
+    """A reply with `rcode` and the query's question (as `servfail_reply` writes it), for a
+    request refused before it is parsed."""
     if len(query) < 12 or query[2] & 0x80:
         return None
-    flags = bytes([0x80 | (query[2] & 0x79), RCODE_SERVFAIL])  # QR, the opcode and RD
+    flags = bytes([0x80 | (query[2] & 0x79), rcode & 0x0F])  # QR, the opcode and RD
     end = _question_end(query)
     if end is None:
         return query[:2] + flags + b"\x00" * 8

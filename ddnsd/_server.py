@@ -57,6 +57,12 @@ def _signed_soa(message: bytes) -> bool:
     )
 
 
+def _udp_ixfr(message: bytes) -> bool:
+    """An IXFR query (its SOA in the authority section), which is answered on UDP with the
+    current SOA (RFC 1995 section 2) by the transfer handler, not the query path."""
+    return message[8:10] != b"\x00\x00" and _question_type(message) == TYPE_IXFR
+
+
 def _question_type(message: bytes) -> int | None:
     """The type of the first question, read without parsing the whole message."""
     if len(message) < 12 or message[4:6] == b"\x00\x00":
@@ -149,7 +155,9 @@ class DnsServer:
                     self.queries += 1
                     # One datagram is one unit of work. The try costs nothing until it raises.
                     try:
-                        if len(query) >= 12 and (_opcode(query) != 0 or _signed_soa(query)):
+                        if len(query) >= 12 and (
+                            _opcode(query) != 0 or _signed_soa(query) or _udp_ixfr(query)
+                        ):
                             self._udp_special(nursery, sock, query, address)
                             continue
                         response = respond(query)
@@ -207,7 +215,8 @@ class DnsServer:
             nursery.start_soon(self._udp_update, sock, message, address)
             return
         if opcode == 0 and self.transfers is not None and not message[2] & 0x80:
-            nursery.start_soon(self._udp_signed_soa, sock, message, address)
+            # A signed SOA query or an IXFR: the transfer handler answers both.
+            nursery.start_soon(self._udp_transfer, sock, message, address)
             return
         response = self.responder.respond(message)  # NOTIMP, FORMERR, or silence
         if (
@@ -239,7 +248,7 @@ class DnsServer:
         finally:
             self._update_slots.release()
 
-    async def _udp_signed_soa(
+    async def _udp_transfer(
         self, sock: socket.socket, message: bytes, address: tuple[str, int]
     ) -> None:
         assert self.transfers is not None

@@ -29,7 +29,7 @@ import trio
 from config import HostPort
 from service import Boundary
 
-from ._answer import header_only_reply
+from ._answer import header_only_reply, question_reply
 from ._rfc2136 import tsig_error_reply
 from ._zone import JournalEntry, Zone, ZoneSet
 
@@ -97,7 +97,8 @@ class Transfers:
         self.key = key
         #: Requests by outcome: axfr; ixfr (from the journal), ixfr_whole (the whole zone:
         #: not in the journal), ixfr_current (up to date); soa (a signed SOA query); refused
-        #: (the address, or a transfer not on TCP); notauth (TSIG missing or wrong).
+        #: (the address, or AXFR not on TCP); notauth (TSIG missing or wrong); ixfr_udp (an
+        #: IXFR over UDP, answered with the current SOA).
         self.counts: dict[str, int] = {}
 
     def _count(self, outcome: str) -> None:
@@ -110,7 +111,7 @@ class Transfers:
         await trio.lowlevel.checkpoint()
         if not _allowed(client, self.networks):
             self._count("refused")
-            reply = header_only_reply(message, dns.rcode.REFUSED)
+            reply = question_reply(message, dns.rcode.REFUSED)
             return [reply] if reply else []
         keyring = {self.key.name: self.key} if self.key is not None else False
         try:
@@ -130,6 +131,11 @@ class Transfers:
             return [self._reply(query, dns.rcode.NOTAUTH)]
         if question.rdtype == dns.rdatatype.SOA:
             self._count("soa")
+            return self._messages(query, [_soa(zone)], multi=False)
+        if not tcp and question.rdtype == dns.rdatatype.IXFR:
+            # RFC 1995 section 2: over UDP, the current SOA; a secondary behind it asks again
+            # over TCP.
+            self._count("ixfr_udp")
             return self._messages(query, [_soa(zone)], multi=False)
         if not tcp or question.rdtype not in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
             self._count("refused")
