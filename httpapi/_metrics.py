@@ -34,9 +34,10 @@ _LABEL_VALUE = re.compile(r"[a-z0-9_.-]{1,40}")
 @dataclass(frozen=True, slots=True)
 class Metric:
     name: str
-    kind: str  # "counter" or "gauge"
+    kind: str  # "counter", "gauge", or "histogram" (then its values are `histogram`'s)
     help: str
     values: dict[tuple[tuple[str, str], ...], float] = field(default_factory=dict)
+    histogram: Histogram | None = None
 
     @classmethod
     def single(cls, name: str, kind: str, help_text: str, value: float) -> Metric:
@@ -97,6 +98,10 @@ class Histogram:
         series.counts[bisect.bisect_left(self.bounds, value)] += 1  # le: value <= bound
         series.sum += value
 
+    def metric(self) -> Metric:
+        """This histogram among a daemon's metrics, as it stands when they are rendered."""
+        return Metric(self.name, "histogram", self.help, histogram=self)
+
     def count(self, label_value: str = "") -> int:
         return sum(self._series[label_value].counts)
 
@@ -126,11 +131,11 @@ class _Series:
         self.sum = 0.0
 
 
-def render(metrics: Iterable[Metric | Histogram]) -> bytes:
+def render(metrics: Iterable[Metric]) -> bytes:
     lines: list[str] = []
     for metric in metrics:
-        if isinstance(metric, Histogram):
-            lines.extend(metric.lines())
+        if metric.kind == "histogram" and metric.histogram is not None:
+            lines.extend(metric.histogram.lines())
             continue
         if not _NAME.fullmatch(metric.name) or metric.kind not in ("counter", "gauge"):
             raise ValueError(f"bad metric {metric.name!r}")
@@ -216,7 +221,7 @@ def process_metrics() -> list[Metric]:
 
 
 def metrics_handler(
-    collect: Callable[[], Iterable[Metric | Histogram]],
+    collect: Callable[[], Iterable[Metric]],
     health: Callable[[], str] | None = None,
 ) -> Callable[[HttpRequest], Awaitable[HttpResponse]]:
     """`GET /metrics`: the daemon's metrics and the process's; `GET /healthz`: 200 while

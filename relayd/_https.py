@@ -19,6 +19,7 @@ import trio
 
 import protocol
 from config.relayd import LimitsSection
+from httpapi import Histogram
 from registry import mask_address
 from tunnel import Tunnel, TunnelStream, join_streams, splice_sockets
 
@@ -56,6 +57,14 @@ class HttpsIngress:
         self.record = record
         self.counts = counts
         self.active: Counter[str] = Counter()  # browser connections per device
+        # From the accept to the ClientHello handed to the NAS's side (a data connection or
+        # a tunnel stream): all the relay adds before the NAS can answer. Later bytes move
+        # in the kernel (or through the tunnel's credit), at the pace of the two ends.
+        self.connect_seconds = Histogram(
+            "nascloud_relay_browser_connect_seconds",
+            "Seconds from accepting a browser's HTTPS connection to its ClientHello passed to "
+            "the NAS (connections passed through only).",
+        )
         self._changed: trio.Event | None = None  # set as browser connections end, if awaited
 
     async def browsers_done(self) -> None:
@@ -65,6 +74,7 @@ class HttpsIngress:
             await self._changed.wait()
 
     async def connection(self, stream: trio.SocketStream) -> None:
+        accepted = trio.current_time()  # the accept returned just before this task started
         limits = self.limits
         data = b""
         result: object = NeedMore()
@@ -89,7 +99,7 @@ class HttpsIngress:
             if self.active[device] >= limits.max_streams_per_tunnel:
                 self.counts["https_refused_limit"] += 1
                 return
-            await self._pass_on(stream, device, tunnel, client, port, data)
+            await self._pass_on(stream, device, tunnel, client, port, data, accepted)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         finally:
@@ -103,13 +113,14 @@ class HttpsIngress:
         client: str,
         port: int,
         hello: bytes,
+        accepted: float,
     ) -> None:
         """Count, pass through, record: one browser connection to `device`."""
         self.active[device] += 1
         started = time.time()
         moved: tuple[int, int] | None = None
         try:
-            moved = await self._pass_through(stream, device, tunnel, client, port, hello)
+            moved = await self._pass_through(stream, device, tunnel, client, port, hello, accepted)
         finally:
             self.active[device] -= 1
             if not self.active[device]:
@@ -136,6 +147,7 @@ class HttpsIngress:
         client: str,
         port: int,
         hello: bytes,
+        accepted: float,
     ) -> tuple[int, int] | None:
         """Bytes from and to the browser, or None if the device could not take it."""
         if self.data is not None and protocol.DATA_CONNECTIONS in tunnel.conn.capabilities:
@@ -144,13 +156,14 @@ class HttpsIngress:
                 return None
             self.counts["https_connections"] += 1
             control, data_socket = opened
-            return await self._join(stream, control, data_socket, hello)
+            return await self._join(stream, control, data_socket, hello, accepted)
         try:
             tunnel_stream = await tunnel.open_stream(protocol.Open("web", client, port))
         except (trio.BrokenResourceError, protocol.LocalProtocolError):
             self.counts["https_refused"] += 1
             return None
         await tunnel_stream.send_all(hello)
+        self.connect_seconds.observe(trio.current_time() - accepted)
         self.counts["https_connections"] += 1
         sent, received = await join_streams(stream, tunnel_stream)
         return sent + len(hello), received
@@ -161,6 +174,7 @@ class HttpsIngress:
         control: TunnelStream,
         data_socket: trio.socket.SocketType,
         hello: bytes,
+        accepted: float,
     ) -> tuple[int, int] | None:
         """Pass a browser connection on to its data connection: the ClientHello already read
         first, then both sockets joined in the kernel. None if the agent refused it: it then
@@ -171,6 +185,7 @@ class HttpsIngress:
             view = memoryview(hello)
             while view:
                 view = view[await data_socket.send(view) :]
+            self.connect_seconds.observe(trio.current_time() - accepted)
             sent, received = await splice_sockets(stream.socket, data_socket)
             if not received:
                 with (
@@ -182,6 +197,7 @@ class HttpsIngress:
             data_socket.close()
             await control.aclose()
         if control.reset_code == protocol.ErrorCode.SERVICE_UNAVAILABLE:
-            self.counts["https_refused"] += 1
+            self.counts["https_refused"] += 1  # every refusal, as the connection record says
+            self.counts["https_refused_by_nas"] += 1  # of which after it was passed on
             return None  # the agent could not reach the service and closed the connection
         return sent + len(hello), received

@@ -1,5 +1,5 @@
-"""Metrics are counters and gauges only: they move with traffic and name no one (privacy
-rule 8)."""
+"""Metrics are counters, gauges and histograms only: they move with traffic and name no one
+(privacy rule 8)."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def assert_names_no_one(text: str, *names: str) -> None:
         assert name not in samples, name
     for line in text.splitlines():
         if line.startswith("# TYPE"):
-            assert line.split()[-1] in ("counter", "gauge")
+            assert line.split()[-1] in ("counter", "gauge", "histogram")
 
 
 def test_ddnsd_metrics(tmp_path: Path) -> None:
@@ -76,7 +76,19 @@ def test_relay_metrics(link: Link) -> None:
     text = scrape(listening["metrics"][0])
     assert value(text, "nascloud_relay_tunnels") == 2
     assert value(text, 'nascloud_relay_bytes_total{direction="to_browsers"}') > 0
-    assert value(text, 'nascloud_relay_events_total{event="https_connections"}') >= 1
+    assert value(text, 'nascloud_relay_browser_connections_total{result="passed"}') >= 1
+    assert value(text, "nascloud_relay_tunnels_opened_total") == 2
+    assert value(text, 'nascloud_relay_tunnels_refused_total{reason="handshake"}') == 0
+    assert value(text, "nascloud_relay_unnamed_events_total") == 0
+    assert "nascloud_relay_events_total" not in text
+    # The browser connection's latency, from the accept to its ClientHello at the NAS's side.
+    assert value(text, "nascloud_relay_browser_connect_seconds_count") == value(
+        text, 'nascloud_relay_browser_connections_total{result="passed"}'
+    )
+    assert value(text, 'nascloud_relay_browser_connect_seconds_bucket{le="+Inf"}') == value(
+        text, "nascloud_relay_browser_connect_seconds_count"
+    )
+    assert 0 < value(text, "nascloud_relay_browser_connect_seconds_sum") < 10
     assert value(text, "process_open_fds") > 5
     assert_names_no_one(text, "nas1", "nas2", LINK_ZONE)
     with urllib.request.urlopen(f"http://{listening['metrics'][0]}/healthz", timeout=10) as r:

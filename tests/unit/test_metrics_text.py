@@ -86,7 +86,7 @@ def test_a_histogram_is_written_as_prometheus_reads_it() -> None:
     latency = Histogram("nascloud_x_seconds", "X latency.", (0.5, 1))
     for seconds in (0.25, 0.5, 0.75, 3.0):  # 0.5 is on a bound: it counts as le="0.5"
         latency.observe(seconds)
-    assert render([latency]).decode() == (
+    assert render([latency.metric()]).decode() == (
         "# HELP nascloud_x_seconds X latency.\n"
         "# TYPE nascloud_x_seconds histogram\n"
         'nascloud_x_seconds_bucket{le="0.5"} 2\n'
@@ -100,7 +100,7 @@ def test_a_histogram_is_written_as_prometheus_reads_it() -> None:
 def test_a_labelled_histogram_shows_every_series_from_the_start() -> None:
     latency = Histogram("nascloud_y_seconds", "Y.", (0.001,), label=("path", ("ready", "opened")))
     latency.observe(0.0001, "ready")
-    text = render([latency, Metric.single("nascloud_z", "gauge", "Z.", 1)]).decode()
+    text = render([latency.metric(), Metric.single("nascloud_z", "gauge", "Z.", 1)]).decode()
     assert text.splitlines()[2:] == [
         'nascloud_y_seconds_bucket{path="opened",le="0.001"} 0',
         'nascloud_y_seconds_bucket{path="opened",le="+Inf"} 0',
@@ -164,7 +164,9 @@ def test_buckets_count_each_observation_at_or_below_their_bound(values: list[flo
     latency = Histogram("nascloud_h_seconds", "H.")
     for v in values:
         latency.observe(v)
-    buckets, total, count = parse_histogram(render([latency]).decode(), "nascloud_h_seconds")
+    buckets, total, count = parse_histogram(
+        render([latency.metric()]).decode(), "nascloud_h_seconds"
+    )
     assert [le for le, _ in buckets] == [*LATENCY_BUCKETS_S, math.inf]
     for le, cumulative in buckets:
         assert cumulative == sum(1 for v in values if v <= le)
