@@ -32,6 +32,19 @@ def _addresses(values: tuple[str, ...]) -> str | None:
     return None
 
 
+def _one_per_family(values: tuple[str, ...]) -> str | None:
+    families: set[int] = set()
+    for value in values:
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            return f"{value!r} is not an IP address"
+        if address.version in families:
+            return "at most one IPv4 and one IPv6 address"
+        families.add(address.version)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class DdnsdSection:
     state_dir: Path = option(Path("/var/lib/nascloud/ddnsd"), check=writable_dir)
@@ -144,6 +157,9 @@ class ProtocolSection:
 class TransferSection:
     allow: tuple[str, ...] = option((), check=_addresses)
     notify: tuple[HostPort, ...] = ()
+    # The addresses NOTIFY leaves from, at most one per family; by default the DNS listen
+    # address of the target's family (unless a wildcard).
+    notify_source: tuple[str, ...] = option((), check=_one_per_family)
     tsig_key_name: str | None = option(None, check=dns_name)
     tsig_secret_file: Path | None = option(None, check=readable_file)
 

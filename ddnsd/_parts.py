@@ -18,7 +18,13 @@ from ._rrl import RateLimiter
 from ._server import DnsServer, MessageHandler
 from ._zone import SoaFields, Zone, ZoneSet
 
-__all__ = ["bind_dns_pair", "build_dns_server", "build_zones", "serve_dns_pair"]
+__all__ = [
+    "bind_dns_pair",
+    "build_dns_server",
+    "build_zones",
+    "notify_sources",
+    "serve_dns_pair",
+]
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -54,6 +60,18 @@ def bind_dns_pair(
         tcp.listen(1024)
         return udp, tcp
     raise OSError(errno.EADDRINUSE, f"no free port pair for {address}")
+
+
+def notify_sources(config: DdnsdConfig) -> tuple[str, ...]:
+    """Where NOTIFY leaves from, per family: `[transfer].notify_source`, else the first DNS
+    listen address of each family that is not a wildcard (from a wildcard, the route
+    chooses, as it would for any socket)."""
+    chosen = list(config.transfer.notify_source)
+    for address in config.dns.listen:
+        host = address.host
+        if host not in ("0.0.0.0", "::") and all((":" in a) != (":" in host) for a in chosen):
+            chosen.append(host)
+    return tuple(chosen)
 
 
 def build_zones(config: DdnsdConfig) -> ZoneSet:

@@ -233,11 +233,15 @@ class Notifier:
         targets: tuple[HostPort, ...],
         key: dns.tsig.Key | None,
         boundary: Boundary,
+        sources: tuple[str, ...] = (),
     ) -> None:
         self.zones = zones
         self.targets = targets
         self.key = key
         self.boundary = boundary
+        #: Addresses to send from, one per family used (`notify_sources`): a secondary's
+        #: ACL knows the primary by the address it serves on, not whichever the route picks.
+        self.sources = sources
         self._wake = trio.Event()
         self._notified: dict[tuple[str, HostPort], int] = {}
         self._busy: set[tuple[str, HostPort]] = set()
@@ -266,9 +270,13 @@ class Notifier:
         absent secondary holds up no other. One round is one unit of work: a failure ends
         it alone, and the next change starts another."""
         key = (zone.origin, target)
-        family = trio.socket.AF_INET6 if ":" in target.host else trio.socket.AF_INET
+        v6 = ":" in target.host
+        family = trio.socket.AF_INET6 if v6 else trio.socket.AF_INET
+        source = next((a for a in self.sources if (":" in a) == v6), None)
         try:
             with trio.socket.socket(family, trio.socket.SOCK_DGRAM) as sock:
+                if source is not None:
+                    await sock.bind((source, 0))
                 await sock.connect((target.host, target.port))
                 tries = 0
                 while self._notified.get(key) != zone.serial and tries < NOTIFY_TRIES:
