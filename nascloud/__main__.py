@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--base-port",
         type=int,
         default=5300,
-        help="every port is derived from it: N to N+11 (default: 5300)",
+        help="every port is derived from it: N to N+13 (default: 5300)",
     )
     add_commands(commands)
     add_key_commands(commands)

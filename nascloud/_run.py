@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -59,7 +63,10 @@ BIN = Path(sys.executable).parent
     METRICS,
     DNS_METRICS,
     NEW_NAS_SETUP,
-) = range(12)
+    ACME,
+    ACME_MANAGEMENT,
+) = range(14)
+PORTS = 14
 
 DEMO_PAGE = b"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Demo NAS</title></head>
@@ -121,9 +128,10 @@ async def _prepare_registry(state_dir: Path, agent_key_path: Path) -> dict[str, 
     return secrets
 
 
-def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int) -> None:
+def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int, acme: bool) -> None:
     """Each daemon's config, built as its model and written by `config.dumps`: relative
-    paths are taken from the state directory, where the files are."""
+    paths are taken from the state directory, where the files are. With `acme`, the demo
+    NAS's agent gets its certificate from the local Pebble."""
     relay_cert, relay_key = ca.issue("relay", RELAY_NAME)
     install_cert, install_key = ca.issue(
         "install", f"install.{LINK_ZONE}", f"*.install.{LINK_ZONE}"
@@ -193,6 +201,22 @@ def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int) -> None:
         addresses=(local(TUNNEL),), server_name=RELAY_NAME, ca_file=ca.cert_path
     )
     reconnect = agent_config.ReconnectSection(initial_delay_s=0.2, max_delay_s=5)
+    certificates = None
+    if acme:
+        certificates = agent_config.AcmeSection(
+            directory_url=f"https://localhost:{base + ACME}/dir",
+            ca_file=ca.cert_path,  # Pebble's own API, with a certificate of the dev CA
+            zone=ZONE,
+            link_zone=LINK_ZONE,
+            cert_file=DEMO_CERT,
+            key_file=DEMO_KEY,
+            # The demo NAS's web server is this process: SIGUSR1 reloads its certificate.
+            reload_command=("kill", "-USR1", str(os.getpid())),
+            check_servers=(local(DNS),),
+            propagation_timeout_s=20,
+            retry_initial_s=1,
+            retry_max_s=30,
+        )
     agent = AgentConfig(
         agent=agent_config.AgentSection(
             device_name=DEMO_DEVICE, key_file=Path("agent/device.key"), state_dir=Path("agent")
@@ -200,6 +224,7 @@ def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int) -> None:
         relay=relay,
         services={"web": HostPort("127.0.0.1", nas_port)},
         reconnect=reconnect,
+        acme=certificates,
     )
     # A NAS that is not set up yet: no device_name, so the agent runs in install mode.
     new_nas = AgentConfig(
@@ -222,14 +247,78 @@ def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int) -> None:
         (state / name).write_text(dumps(model, header))
 
 
-def _start_demo_nas(ca: DevCA, port: int) -> ThreadingHTTPServer:
+DEMO_CERT = Path("agent/web/cert.pem")  # what the demo NAS's agent gets from Pebble
+DEMO_KEY = Path("agent/web/key.pem")
+
+
+class _DemoNasServer(ThreadingHTTPServer):
+    """The demo NAS's HTTPS server; `use` swaps its certificate for the next connections, as
+    a NAS's web server does on reload."""
+
+    def __init__(self, port: int, cert: Path, key: Path) -> None:
+        super().__init__(("127.0.0.1", port), _DemoNas)
+        self.context = self._context(cert, key)
+
+    @staticmethod
+    def _context(cert: Path, key: Path) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        return context
+
+    def use(self, cert: Path, key: Path) -> None:
+        self.context = self._context(cert, key)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        return self.context.wrap_socket(connection, server_side=True), address
+
+
+def _start_demo_nas(ca: DevCA, port: int) -> _DemoNasServer:
     cert, key = ca.issue("demo-nas", f"{DEMO_DEVICE}.{LINK_ZONE}", f"*.{DEMO_DEVICE}.{LINK_ZONE}")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    server = ThreadingHTTPServer(("127.0.0.1", port), _DemoNas)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server = _DemoNasServer(port, cert, key)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+def _start_pebble(state: Path, base: int, ca: DevCA) -> _Daemon | None:
+    """Pebble, Let's Encrypt's test CA, checking DNS-01 against ddnsd; None if not installed."""
+    if shutil.which("pebble") is None:
+        return None
+    cert, key = ca.issue("pebble", "localhost")
+    config = {
+        "pebble": {
+            "listenAddress": f"127.0.0.1:{base + ACME}",
+            "managementListenAddress": f"127.0.0.1:{base + ACME_MANAGEMENT}",
+            "certificate": str(cert),
+            "privateKey": str(key),
+            "httpPort": 5002,
+            "tlsPort": 5001,
+            "ocspResponderURL": "",
+            "externalAccountBindingRequired": False,
+        }
+    }
+    (state / "pebble").mkdir(exist_ok=True)
+    (state / "pebble" / "pebble.json").write_text(json.dumps(config))
+    argv = ["pebble", "-config", str(state / "pebble" / "pebble.json")]
+    argv += ["-dnsserver", f"127.0.0.1:{base + DNS}"]
+    # At once, no refused nonces (its deliberate hurdles for clients); its log to a file.
+    hurry = {"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
+    return _Daemon("pebble", argv, log=state / "pebble" / "pebble.log", env=hurry)
+
+
+def _pebble_root(state: Path, base: int, ca: DevCA) -> Path | None:
+    """Pebble's issuing root (a new one at each start), saved for curl and browsers."""
+    context = ssl.create_default_context(cafile=str(ca.cert_path))
+    url = f"https://localhost:{base + ACME_MANAGEMENT}/roots/0"
+    for _ in range(100):  # 10 s at most
+        try:
+            with urllib.request.urlopen(url, context=context, timeout=2) as answer:
+                root = state / "pebble" / "root.pem"
+                root.write_bytes(answer.read())
+                return root
+        except OSError:
+            time.sleep(0.1)
+    return None
 
 
 def _start_setup_page(port: int) -> ThreadingHTTPServer:
@@ -257,9 +346,17 @@ RESTART_INTERVAL_S = 60.0
 class _Daemon:
     """One daemon of the stack, restarted when it fails, as `Restart=on-failure` would."""
 
-    def __init__(self, name: str, argv: list[str]) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.argv = argv
+        self.log = log  # where its output goes (None: the terminal, as the daemons' does)
+        self.env = None if env is None else {**os.environ, **env}
         self.starts: list[float] = []
         self.process = self._start()
         self.stopped = False  # exited cleanly by itself: not restarted
@@ -269,7 +366,16 @@ class _Daemon:
         self.starts.append(time.monotonic())
         # A session of its own: Ctrl-C in the terminal reaches `nascloud run` only, which
         # then stops every daemon in order.
-        return subprocess.Popen(self.argv, start_new_session=True)
+        if self.log is None:
+            return subprocess.Popen(self.argv, start_new_session=True, env=self.env)
+        with self.log.open("ab") as output:
+            return subprocess.Popen(
+                self.argv,
+                start_new_session=True,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
 
     def supervise(self) -> bool:
         """Restart the daemon if it failed; False when it fails too often to go on."""
@@ -310,8 +416,13 @@ def run_stack(state_dir: Path, base_port: int) -> int:
     secrets["cloud_key"] = load_or_create_cloud_key(state / "new-nas" / "cloud.key")
     # A new install window on every run, as a factory reset of the new NAS would give.
     (state / "new-nas" / "install-window.json").unlink(missing_ok=True)
-    _write_configs(state, base_port, ca, base_port + DEMO_NAS)
+    acme = shutil.which("pebble") is not None
+    # Pebble forgets everything when it stops: the demo NAS's account and certificate too.
+    for stale in (state / DEMO_CERT, state / DEMO_KEY, state / "agent/acme/account.json"):
+        stale.unlink(missing_ok=True)
+    _write_configs(state, base_port, ca, base_port + DEMO_NAS, acme)
     nas = _start_demo_nas(ca, base_port + DEMO_NAS)
+    signal.signal(signal.SIGUSR1, lambda *_: nas.use(state / DEMO_CERT, state / DEMO_KEY))
     setup_page = _start_setup_page(base_port + NEW_NAS_SETUP)
     for stale in (state / "ddnsd" / "listening.json", state / "relayd" / "listening.json"):
         stale.unlink(missing_ok=True)
@@ -325,16 +436,30 @@ def run_stack(state_dir: Path, base_port: int) -> int:
         if not _wait_for(state / "ddnsd" / "listening.json", daemons, 30):
             print("nascloud run: ddnsd did not start", file=sys.stderr)
             return 1
+        pebble = _start_pebble(state, base_port, ca) if acme else None
+        if pebble is not None:
+            daemons.append(pebble)
         daemons.append(
             _Daemon("relayd", [str(BIN / "relayd"), "--config", str(state / "relayd.toml")])
         )
         if not _wait_for(state / "relayd" / "listening.json", daemons, 30):
             print("nascloud run: relayd did not start", file=sys.stderr)
             return 1
+        root = _pebble_root(state, base_port, ca) if pebble is not None else None
         for name, agent in (("the demo NAS's agent", "agent"), ("the new NAS's agent", "new-nas")):
             argv = [str(BIN / "nascloud-agent"), "--config", str(state / f"{agent}.toml")]
             daemons.append(_Daemon(name, argv))
-        endpoints = _endpoints(state, base_port, ca, secrets)
+        nas_root = ca.cert_path
+        if root is not None and _wait_for(state / DEMO_CERT, daemons, 30):
+            nas.use(state / DEMO_CERT, state / DEMO_KEY)  # its reload may have come first
+            nas_root = root
+        elif acme:
+            print(
+                "nascloud run: the demo NAS got no certificate from Pebble; it keeps the "
+                "development CA's",
+                file=sys.stderr,
+            )
+        endpoints = _endpoints(state, base_port, ca, secrets, nas_root, root)
         (state / "endpoints.json").write_text(json.dumps(endpoints, indent=2) + "\n")
         _print_try(endpoints, secrets)
         while all(daemon.supervise() for daemon in daemons):
@@ -356,11 +481,22 @@ def run_stack(state_dir: Path, base_port: int) -> int:
             server.server_close()
 
 
-def _endpoints(state: Path, base: int, ca: DevCA, secrets: dict[str, str]) -> dict[str, Any]:
+def _endpoints(
+    state: Path,
+    base: int,
+    ca: DevCA,
+    secrets: dict[str, str],
+    nas_root: Path,
+    acme_root: Path | None,
+) -> dict[str, Any]:
     return {
         "zone": ZONE,
         "link_zone": LINK_ZONE,
         "ca_cert": str(ca.cert_path),
+        "acme": {
+            "directory_url": f"https://localhost:{base + ACME}/dir",
+            "root_cert": str(acme_root) if acme_root is not None else None,
+        },
         "dns": {"host": "127.0.0.1", "port": base + DNS},
         "dyndns2": {
             "url": f"http://127.0.0.1:{base + DYNDNS2}/nic/update",
@@ -389,6 +525,7 @@ def _endpoints(state: Path, base: int, ca: DevCA, secrets: dict[str, str]) -> di
             "name": DEMO_DEVICE,
             "hostname": f"{DEMO_DEVICE}.{ZONE}",
             "relay_hostname": f"{DEMO_DEVICE}.{LINK_ZONE}",
+            "ca_cert": str(nas_root),  # what its certificate chains to: Pebble's root
         },
         "state_dir": str(state),
     }
@@ -404,9 +541,10 @@ def _print_try(endpoints: dict[str, Any], secrets: dict[str, str]) -> None:
         f"""
 nascloud is running on loopback (state in {endpoints["state_dir"]}). Try:
 
-  # the demo NAS's page, through the relay (TLS passed through: the certificate is the NAS's)
-  curl --cacert {endpoints["ca_cert"]} --resolve {link}:{relay["https_port"]}:127.0.0.1 \\
-       https://{link}:{relay["https_port"]}/
+  # the demo NAS's page, through the relay (TLS passed through: the certificate is the NAS's,
+  # which its agent got by itself from the local ACME CA, Pebble, with DNS-01 over the tunnel)
+  curl --cacert {endpoints["demo_device"]["ca_cert"]} \\
+       --resolve {link}:{relay["https_port"]}:127.0.0.1 https://{link}:{relay["https_port"]}/
 
   # set the demo device's address, as a router or ddclient would, then ask the DNS server
   curl -u '{dyndns2["username"]}:{dyndns2["password"]}' \\

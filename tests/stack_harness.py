@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nascloud._run import PORTS
+
 BIN = Path(sys.executable).parent
 
 
@@ -77,7 +79,7 @@ def running_stack(directory: Path) -> Iterator[Stack]:
     for _attempt in range(3):
         # The range was free when probed; another process may take a port before the stack
         # binds it. Then the stack stops with EADDRINUSE, and a new range is tried.
-        base_port = free_port_range(12)
+        base_port = free_port_range(PORTS)
         process = subprocess.Popen(
             [
                 str(BIN / "nascloud"),

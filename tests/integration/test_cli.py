@@ -102,7 +102,7 @@ def test_nascloud_run_serves_the_printed_commands(tmp_path: Path) -> None:
                     "curl",
                     "-s",
                     "--cacert",
-                    endpoints["ca_cert"],
+                    endpoints["demo_device"]["ca_cert"],
                     "--resolve",
                     f"{link}:{https}:127.0.0.1",
                     f"https://{link}:{https}/",

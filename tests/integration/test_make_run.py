@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from nascloud._run import PORTS
 from tests.stack_harness import free_port_range
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +33,7 @@ def test_make_run_from_a_clean_clone_does_what_it_prints(tmp_path: Path) -> None
     clone = tmp_path / "nascloud"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
     state = tmp_path / "var"
-    base_port = free_port_range(12)
+    base_port = free_port_range(PORTS)
     log_path = tmp_path / "make-run.log"
     environment = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
     with log_path.open("wb") as log:
@@ -53,6 +54,10 @@ def test_make_run_from_a_clean_clone_does_what_it_prints(tmp_path: Path) -> None
         endpoints = json.loads((state / "endpoints.json").read_text())
         assert endpoints["dns"] == {"host": "127.0.0.1", "port": base_port}
         assert endpoints["install"]["url"].startswith("https://install.")
+        # The demo NAS's certificate came from the local ACME CA (Pebble), through the tunnel:
+        # the printed curl trusts Pebble's root for it, not the development CA.
+        assert endpoints["acme"]["root_cert"] is not None
+        assert endpoints["demo_device"]["ca_cert"] == endpoints["acme"]["root_cert"]
         commands = printed_commands(log_path.read_text())
         assert len(commands) >= 7, commands
         outputs = []

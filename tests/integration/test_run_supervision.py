@@ -29,7 +29,7 @@ def _relay_answers(stack: Stack) -> bool:
             "--max-time",
             "5",
             "--cacert",
-            stack.endpoints["ca_cert"],
+            stack.endpoints["demo_device"]["ca_cert"],
             "--resolve",
             f"{link}:{https}:127.0.0.1",
             f"https://{link}:{https}/",

@@ -37,7 +37,7 @@ def test_canaries_are_kept_nowhere(tmp_path: Path) -> None:
         while "Hello from your NAS" not in relayed and time.monotonic() < deadline:
             relayed = _curl(
                 "--cacert",
-                endpoints["ca_cert"],
+                endpoints["demo_device"]["ca_cert"],
                 "--resolve",
                 f"{link}:{https}:127.0.0.1",
                 "-H",
@@ -51,7 +51,7 @@ def test_canaries_are_kept_nowhere(tmp_path: Path) -> None:
         # A body too (the demo NAS's web server answers POST with its own 501).
         posted = _curl(
             "--cacert",
-            endpoints["ca_cert"],
+            endpoints["demo_device"]["ca_cert"],
             "--resolve",
             f"{link}:{https}:127.0.0.1",
             "-o",
