@@ -45,6 +45,12 @@ def _one_per_family(values: tuple[str, ...]) -> str | None:
     return None
 
 
+def _nsid(value: str) -> str | None:
+    if not value.isascii() or not value.isprintable() or len(value) > 128:
+        return "must be at most 128 printable ASCII characters"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class DdnsdSection:
     state_dir: Path = option(Path("/var/lib/nascloud/ddnsd"), check=writable_dir)
@@ -106,6 +112,10 @@ class DnsSection:
     edns_buffer_bytes: int = option(1232, check=between(512, 4096, "bytes"))
     tcp_idle_timeout_s: float = option(10.0, check=between(0.5, 300, "s"))
     max_tcp_clients: int = option(1000, check=between(1, 1_000_000))
+    # RFC 5001: this server's identifier, sent to queries that ask for it ("" sends none)
+    nsid: str = option("", check=_nsid)
+    # RFC 7873: DNS cookies (a server cookie for each client cookie; a valid one lifts RRL)
+    cookies: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,15 +9,39 @@ parses with dnslib and applies every rule (RFC 1034, 2308, 6891, 8482, 8906). Sa
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
+import socket
+import time
 from collections.abc import Iterable
 from typing import Final
 
-from dnslib import EDNS0, QTYPE, RCODE, RR, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib import (
+    EDNS0,
+    QTYPE,
+    RCODE,
+    RR,
+    DNSHeader,
+    DNSLabel,
+    DNSQuestion,
+    DNSRecord,
+    EDNSOption,
+)
 from dnslib.dns import RD
 
 from ._zone import TYPE_CNAME, Zone, ZoneSet
 
-__all__ = ["Responder", "encodable", "header_only_reply", "question_reply", "servfail_reply"]
+__all__ = [
+    "COOKIE_CLIENT",
+    "COOKIE_NONE",
+    "COOKIE_VALID",
+    "Responder",
+    "encodable",
+    "header_only_reply",
+    "question_reply",
+    "servfail_reply",
+]
 
 OPCODE_QUERY: Final = 0
 CLASS_IN: Final = 1
@@ -30,11 +54,26 @@ TYPE_HINFO: Final = 13
 TRANSFER_TYPES: Final = frozenset({QTYPE.AXFR, QTYPE.IXFR})
 BADVERS: Final = 16
 RCODE_SERVFAIL: Final = 2
+RCODE_BADCOOKIE: Final = 23  # an extended rcode: 7 in the header, 1 in the OPT
 MAX_LABEL_OCTETS: Final = 63  # RFC 1035 section 2.3.4
 MAX_NAME_OCTETS: Final = 255
 #: RFC 8482 section 4.2: the answer to ANY is one synthesized HINFO.
 _RFC8482 = RD(b"\x07RFC8482\x00")
 _EDNS_HEAD: Final = b"\x00\x00\x29"  # root owner name, type OPT
+OPTION_NSID: Final = 3  # RFC 5001
+OPTION_COOKIE: Final = 10  # RFC 7873
+#: What `Responder.cookie` says of the last query: no cookie, a client cookie alone (or with
+#: a server cookie that is not ours or too old), or a valid server cookie of ours.
+COOKIE_NONE: Final = 0
+COOKIE_CLIENT: Final = 1
+COOKIE_VALID: Final = 2
+_COOKIE_HEAD: Final = b"\x01\x00\x00\x00"  # RFC 9018 layout: version 1, reserved
+_COOKIE_OPTION: Final = b"\x00\x0a\x00\x18"  # COOKIE, 8 + 16 octets
+_COOKIE_BYTES: Final = 4 + 8 + 16  # what a server cookie adds to an answer
+COOKIE_MAX_AGE_S: Final = 3600  # RFC 9018 section 4.3: older server cookies are not ours
+COOKIE_MAX_AHEAD_S: Final = 300
+_FLAG_NSID: Final = 0x01  # in the cache key's EDNS byte, beside DO (0x80)
+_FLAG_COOKIE: Final = 0x02
 
 
 def header_only_reply(query: bytes, rcode: int) -> bytes | None:
@@ -113,15 +152,28 @@ class Responder:
         self._keys_by_zone_serial: dict[str, set[bytes]] = {}
         self.hits = 0
         self.misses = 0
+        self.nsid = b""  # RFC 5001: sent to a query that asks, if set
+        self._cookie_secret: bytes | None = None
+        self.cookie = COOKIE_NONE  # of the last query `respond` answered
+
+    def configure(self, *, nsid: bytes = b"", cookies: bool = False) -> None:
+        """The server's own EDNS options: its NSID, and whether it answers DNS cookies
+        (RFC 7873), with a secret made now (so server cookies last until a restart)."""
+        self.nsid = nsid
+        self._cookie_secret = secrets.token_bytes(16) if cookies else None
+        self.clear()
 
     # -- the fast path ---------------------------------------------------------------------
 
-    def respond(self, query: bytes, tcp: bool = False) -> bytes | None:
-        """The response to `query`, or None if it deserves silence."""
+    def respond(self, query: bytes, tcp: bool = False, client: str = "") -> bytes | None:
+        """The response to `query` from `client` (an IP address, for DNS cookies), or None
+        if it deserves silence. `self.cookie` tells what cookie the query carried."""
         if type(query) is not bytes:
             query = bytes(query)
-        # The quickest hit: these exact bytes (but the ID) were answered before. Cookies or
-        # randomised letter case make every query new; those go on to the normalised key.
+        self.cookie = COOKIE_NONE
+        # The quickest hit: these exact bytes (but the ID) were answered before. Randomised
+        # letter case makes every query new; those go on to the normalised key. Answers
+        # with a server cookie are the client's own and never stored here.
         exact = query[2:] + (b"T" if tcp else b"U")
         hit = self._exact.get(exact)
         if hit is not None:
@@ -129,11 +181,15 @@ class Responder:
             return query[:2] + hit
         found = self._key(query, tcp)
         if found is not None:
-            key, end = found
+            key, end, cookie_at = found
+            if cookie_at < 0:  # RFC 7873 section 5.2.2: a malformed COOKIE option
+                return question_reply(query, RCODE.FORMERR)
             cached = self._cache.get(key)
             if cached is not None:
                 self.hits += 1
                 response = query[:2] + cached[2:12] + query[12:end] + cached[end:]
+                if cookie_at:
+                    return self._with_cookie(response, query, cookie_at, key, client)
                 self._remember_exact(exact, response, key)
                 return response
         self.misses += 1
@@ -141,9 +197,8 @@ class Responder:
             return self._build(query, tcp)[0]
         # Build from the lower-cased question, so that what is cached does not depend on the
         # letter case of whichever query came first; then splice this query's question in.
-        key, end = found
         lowered = query[:12] + query[12:end].lower() + query[end:]
-        template, cache_name, zone = self._build(lowered, tcp)
+        template, cache_name, zone = self._build(lowered, tcp, key[-1])
         if template is None:
             return None
         if len(template) < end:  # a reply without the question (FORMERR): nothing to splice
@@ -151,12 +206,86 @@ class Responder:
         response = query[:2] + template[2:12] + query[12:end] + template[end:]
         if cache_name is not None:
             self._store(key, template, cache_name, zone)
-            self._remember_exact(exact, response, key)
+            if not cookie_at:
+                self._remember_exact(exact, response, key)
+        if cookie_at:
+            return self._with_cookie(response, query, cookie_at, key, client)
         return response
 
-    @staticmethod
-    def _key(query: bytes, tcp: bool) -> tuple[bytes, int] | None:
-        """The cache key of a plain query and where its question ends, or None for anything
+    # -- DNS cookies (RFC 7873, server cookies laid out as RFC 9018 says) -------------------
+
+    def _server_cookie(self, client_cookie: bytes, client: str, stamp: bytes) -> bytes:
+        assert self._cookie_secret is not None
+        try:
+            address = socket.inet_pton(socket.AF_INET6 if ":" in client else socket.AF_INET, client)
+        except OSError:
+            address = client.encode()
+        digest = hashlib.blake2b(
+            client_cookie + _COOKIE_HEAD + stamp + address,
+            key=self._cookie_secret,
+            digest_size=8,
+        ).digest()
+        return _COOKIE_HEAD + stamp + digest
+
+    def _cookie_state(self, option: bytes, client: str, now: int) -> int:
+        """COOKIE_VALID if `option` (client cookie, then server cookie) holds a server
+        cookie we made for this client and client cookie within the last hour."""
+        server = option[8:]
+        if len(server) != 16 or server[:4] != _COOKIE_HEAD:
+            return COOKIE_CLIENT
+        made = int.from_bytes(server[4:8], "big")
+        if not now - COOKIE_MAX_AGE_S <= made <= now + COOKIE_MAX_AHEAD_S:
+            return COOKIE_CLIENT
+        expected = self._server_cookie(option[:8], client, server[4:8])
+        return COOKIE_VALID if hmac.compare_digest(expected, server) else COOKIE_CLIENT
+
+    def _cookie_option(self, query: bytes, at: int, client: str) -> bytes:
+        """The COOKIE option of our answer to the query whose option data starts at `at`
+        (a fresh server cookie), noting in `self.cookie` what the query's was."""
+        length = int.from_bytes(query[at - 2 : at], "big")
+        option = query[at : at + length]
+        now = int(time.time())
+        self.cookie = self._cookie_state(option, client, now)
+        stamp = (now % 2**32).to_bytes(4, "big")
+        return _COOKIE_OPTION + option[:8] + self._server_cookie(option[:8], client, stamp)
+
+    def _with_cookie(
+        self, response: bytes, query: bytes, at: int, key: bytes, client: str
+    ) -> bytes:
+        """`response` with our COOKIE option added to its OPT, which is its last record."""
+        opt_data = 4 + len(self.nsid) if key[-1] & _FLAG_NSID else 0
+        rdlen_at = len(response) - opt_data - 2
+        if rdlen_at < 21 or response[rdlen_at - 9 : rdlen_at - 6] != _EDNS_HEAD:
+            return response  # no OPT where it belongs: send it as it is
+        option = self._cookie_option(query, at, client)
+        rdlen = (opt_data + len(option)).to_bytes(2, "big")
+        return response[:rdlen_at] + rdlen + response[rdlen_at + 2 :] + option
+
+    def badcookie(self, query: bytes, client: str) -> bytes | None:
+        """BADCOOKIE with a fresh server cookie (RFC 7873 section 5.2.3), in place of the
+        truncated answer RRL would send a client that has a client cookie but no valid
+        server cookie: as short, and it gives the client what lifts RRL for it."""
+        found = self._key(query, False)
+        if found is None or found[2] <= 0:
+            return None
+        end, at = found[1], found[2]
+        option = self._cookie_option(query, at, client)
+        flags = bytes([0x80 | (query[2] & 0x79), RCODE_BADCOOKIE & 0x0F])
+        return (
+            query[:2]
+            + flags
+            + b"\x00\x01\x00\x00\x00\x00\x00\x01"
+            + query[12:end]
+            + _EDNS_HEAD
+            + self.edns_buffer_bytes.to_bytes(2, "big")
+            + bytes([RCODE_BADCOOKIE >> 4, 0, query[end + 7] & 0x80, 0])
+            + len(option).to_bytes(2, "big")
+            + option
+        )
+
+    def _key(self, query: bytes, tcp: bool) -> tuple[bytes, int, int] | None:
+        """The cache key of a plain query, where its question ends and where its COOKIE
+        option's data starts (0: none or cookies off; -1: malformed), or None for anything
         else (the slow path decides)."""
         size = len(query)
         if size < 17 or query[2] & 0xF8 or query[4:10] != b"\x00\x01\x00\x00\x00\x00":
@@ -175,6 +304,7 @@ class Responder:
         qend = pos + 5
         if qend > size or pos - 12 >= MAX_NAME_OCTETS:
             return None  # cut short, or a name too long to write back: the slow path refuses
+        cookie_at = 0
         if arcount == b"\x00\x00":
             if qend != size:
                 return None
@@ -188,12 +318,31 @@ class Responder:
                 or len(opt) != 11 + int.from_bytes(opt[9:11], "big")
             ):
                 return None
-            # Options (cookies, NSID, ...) are ignored, as RFC 6891 lets a server do.
-            edns = opt[3:5] + bytes([opt[7] & 0x80])
+            options = opt[7] & 0x80
+            if len(opt) > 11:
+                # NSID and COOKIE are answered (when configured); other options are
+                # ignored, as RFC 6891 lets a server do.
+                at = 11
+                while at < len(opt):
+                    if at + 4 > len(opt):
+                        return None
+                    code = int.from_bytes(opt[at : at + 2], "big")
+                    length = int.from_bytes(opt[at + 2 : at + 4], "big")
+                    at += 4
+                    if at + length > len(opt):
+                        return None
+                    if code == OPTION_NSID and self.nsid:
+                        options |= _FLAG_NSID
+                    elif code == OPTION_COOKIE and self._cookie_secret is not None:
+                        options |= _FLAG_COOKIE
+                        well_formed = length == 8 or 16 <= length <= 40
+                        cookie_at = qend + at if well_formed and cookie_at == 0 else -1
+                    at += length
+            edns = opt[3:5] + bytes([options])
         else:
             return None
         flags = bytes([query[2] & 0x01, query[3] & 0x10, 1 if tcp else 0])
-        return query[12:pos].lower() + query[pos:qend] + flags + edns, qend
+        return query[12:pos].lower() + query[pos:qend] + flags + edns, qend, cookie_at
 
     def _remember_exact(self, exact: bytes, response: bytes, key: bytes) -> None:
         if len(self._exact) >= self.cache_entries:
@@ -237,8 +386,11 @@ class Responder:
 
     # -- the slow path ---------------------------------------------------------------------
 
-    def _build(self, query: bytes, tcp: bool) -> tuple[bytes | None, str | None, Zone | None]:
-        """(response, name to cache it under or None, zone whose serial it shows or None)."""
+    def _build(
+        self, query: bytes, tcp: bool, options: int = 0
+    ) -> tuple[bytes | None, str | None, Zone | None]:
+        """(response, name to cache it under or None, zone whose serial it shows or None).
+        `options`: the cache key's EDNS byte (NSID asked, a COOKIE to be added after)."""
         if len(query) < 12 or query[2] & 0x80:
             return None, None, None  # not even a header, or a response: silence
         try:
@@ -265,7 +417,15 @@ class Responder:
         if edns is not None:
             version = (edns.ttl >> 16) & 0xFF
             do = bool(edns.ttl & 0x8000)
-            reply.add_ar(EDNS0(udp_len=self.edns_buffer_bytes, flags="do" if do else "", version=0))
+            nsid = [EDNSOption(OPTION_NSID, self.nsid)] if options & _FLAG_NSID else []
+            reply.add_ar(
+                EDNS0(
+                    udp_len=self.edns_buffer_bytes,
+                    flags="do" if do else "",
+                    version=0,
+                    opts=nsid,
+                )
+            )
             if version != 0:
                 reply.header.aa = 0
                 reply.ar[0].ttl |= (BADVERS >> 4) << 24  # the extended rcode's upper bits
@@ -292,7 +452,8 @@ class Responder:
         serial_zone, chased = self._fill(reply, zone, relative, question.qname, question.qtype)
         # An answer that followed a CNAME into another name is not cached: a change there
         # would not find it under this name.
-        return self._fit(reply, edns, tcp), None if chased else name, serial_zone
+        room = _COOKIE_BYTES if options & _FLAG_COOKIE else 0
+        return self._fit(reply, edns, tcp, room), None if chased else name, serial_zone
 
     def _fill(
         self, reply: DNSRecord, zone: Zone, relative: str, owner: DNSLabel, qtype: int
@@ -355,8 +516,9 @@ class Responder:
             reply.add_answer(RR(owner, qtype, rdata=rdata, ttl=rrset.ttl))
         return None
 
-    def _fit(self, reply: DNSRecord, edns: RR | None, tcp: bool) -> bytes:
-        """Pack, truncating for UDP: TC set, the question (and OPT) kept, records dropped."""
+    def _fit(self, reply: DNSRecord, edns: RR | None, tcp: bool, room: int = 0) -> bytes:
+        """Pack, truncating for UDP: TC set, the question (and OPT) kept, records dropped;
+        `room`: octets to leave for what is added after (a server cookie)."""
         if reply.ar and reply.ar[0].rtype == TYPE_OPT:
             reply.ar.append(reply.ar.pop(0))  # the OPT last, where the fast path finds it
         packed: bytes = bytes(reply.pack())
@@ -365,7 +527,7 @@ class Responder:
         limit = 512
         if edns is not None:
             limit = max(512, min(edns.rclass, self.edns_buffer_bytes))
-        if len(packed) <= limit:
+        if len(packed) + room <= limit:
             return packed
         reply.rr = []
         reply.auth = []

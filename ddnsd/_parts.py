@@ -104,6 +104,9 @@ def build_dns_server(
     updates: MessageHandler,
     transfers: MessageHandler,
 ) -> DnsServer:
+    """The DNS server of one process; also gives `responder` the server's own EDNS
+    options (NSID, cookies), which the config holds."""
+    responder.configure(nsid=config.dns.nsid.encode("ascii"), cookies=config.dns.cookies)
     return DnsServer(
         responder,
         RateLimiter.from_config(config.rrl),

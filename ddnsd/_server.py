@@ -20,7 +20,7 @@ import trio
 from registry import mask_address
 from service import Boundary, LogBudget, serve_contained
 
-from ._answer import Responder, servfail_reply
+from ._answer import COOKIE_CLIENT, COOKIE_VALID, Responder, servfail_reply
 from ._rrl import RateLimiter, Verdict, truncated
 
 __all__ = ["DnsServer", "MessageHandler"]
@@ -138,8 +138,8 @@ class DnsServer:
     ) -> None:
         """Answer datagrams on a bound, non-blocking UDP socket until cancelled."""
         sock.setblocking(False)
-        respond = self.responder.respond
-        check = self.rate_limiter.check
+        responder = self.responder
+        respond = responder.respond
         async with trio.open_nursery() as nursery:
             task_status.started()
             while True:
@@ -160,18 +160,26 @@ class DnsServer:
                         ):
                             self._udp_special(nursery, sock, query, address)
                             continue
-                        response = respond(query)
+                        response = respond(query, False, address[0])
                         if response is None:
                             self.dropped += 1
                             self._note_malformed(address[0], "dropped")
                             continue
                         if response[3] & 0x0F == RCODE_FORMERR:
                             self._note_malformed(address[0], "FORMERR")
-                        verdict = check(address[0], now)
-                        if verdict is Verdict.DROP:
-                            continue
-                        if verdict is Verdict.SLIP:
-                            response = truncated(response)
+                        # A valid server cookie proves the client's address: no reflection,
+                        # so no rate limit (as BIND does it).
+                        cookie = responder.cookie
+                        if cookie != COOKIE_VALID:
+                            # Looked up each time: a reload replaces the limiter.
+                            verdict = self.rate_limiter.check(address[0], now)
+                            if verdict is Verdict.DROP:
+                                continue
+                            if verdict is Verdict.SLIP:
+                                slipped = None
+                                if cookie == COOKIE_CLIENT:
+                                    slipped = responder.badcookie(query, address[0])
+                                response = slipped or truncated(response)
                         self.rcodes[response[3] & 0x0F] += 1
                         try:
                             sock.sendto(response, address)
@@ -339,7 +347,7 @@ class DnsServer:
             return [reply] if reply is not None else []
 
     def _tcp_answer(self, message: bytes, peer: str) -> list[bytes]:
-        response = self.responder.respond(message, tcp=True)
+        response = self.responder.respond(message, True, peer)
         if response is None or response[3] & 0x0F == RCODE_FORMERR:
             self._note_malformed(peer, "FORMERR" if response else "dropped")
         return [response] if response is not None else []
