@@ -10,8 +10,10 @@ is one unit of the Boundary, answered SERVFAIL (or dropped) if it fails unexpect
 
 from __future__ import annotations
 
+import bisect
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -23,7 +25,7 @@ from service import Boundary, LogBudget, serve_contained
 from ._answer import COOKIE_CLIENT, COOKIE_VALID, Responder, servfail_reply
 from ._rrl import RateLimiter, Verdict, truncated
 
-__all__ = ["DnsServer", "MessageHandler"]
+__all__ = ["LATENCY_BOUNDS", "DnsServer", "Latency", "MessageHandler"]
 
 log = logging.getLogger("ddnsd.dns")
 
@@ -41,6 +43,48 @@ RCODE_SERVFAIL: Final = 2
 
 #: (message, client address, transport is TCP) -> replies to send, in order
 MessageHandler = Callable[[bytes, str, bool], Awaitable[list[bytes]]]
+#: Upper bounds in seconds of the buckets of UDP answer latency (Prometheus `le`).
+LATENCY_BOUNDS: Final = (
+    0.00001,
+    0.000025,
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.1,
+)
+
+
+class Latency:
+    """A histogram of seconds: `counts[i]` observations at most `bounds[i]` and above the
+    bound before (the last: above every bound), their sum, for a Prometheus histogram."""
+
+    def __init__(self, bounds: tuple[float, ...] = LATENCY_BOUNDS) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.sum += seconds
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """(`le` label, observations at most that), the last `+Inf`: the bucket lines."""
+        out: list[tuple[str, int]] = []
+        total = 0
+        for bound, count in zip((*self.bounds, None), self.counts, strict=True):
+            total += count
+            out.append(("+Inf" if bound is None else f"{bound:.6f}".rstrip("0"), total))
+        return out
 
 
 def _opcode(message: bytes) -> int:
@@ -105,6 +149,8 @@ class DnsServer:
         self.dropped = 0
         self.malformed = 0
         self.rcodes = [0] * 16  # responses sent, by rcode
+        #: UDP answers sent by the query path, from the datagram read to its answer sent.
+        self.latency = Latency()
         self._malformed_log = LogBudget("malformed messages", clock=trio.current_time)
 
     def _note_malformed(self, address: str, outcome: str) -> None:
@@ -140,6 +186,10 @@ class DnsServer:
         sock.setblocking(False)
         responder = self.responder
         respond = responder.respond
+        clock = time.perf_counter
+        where = bisect.bisect_left
+        latency = self.latency
+        bounds, counts = latency.bounds, latency.counts
         async with trio.open_nursery() as nursery:
             task_status.started()
             while True:
@@ -152,6 +202,7 @@ class DnsServer:
                         break
                     except OSError:
                         continue  # an ICMP error queued by the kernel for an earlier reply
+                    received = clock()
                     self.queries += 1
                     # One datagram is one unit of work. The try costs nothing until it raises.
                     try:
@@ -184,7 +235,10 @@ class DnsServer:
                         try:
                             sock.sendto(response, address)
                         except OSError:
-                            pass  # a full send buffer or an unreachable client: UDP may drop
+                            continue  # a full send buffer or an unreachable client: UDP may drop
+                        elapsed = clock() - received
+                        counts[where(bounds, elapsed)] += 1
+                        latency.sum += elapsed
                     except Exception:
                         self.boundary.failed("dns_udp")
                         self._udp_servfail(sock, query, address, now)

@@ -1,0 +1,51 @@
+"""The latency of UDP answers, from the datagram read to its answer sent, as a histogram a
+Prometheus histogram can be written from: each answer counted once, in the bucket whose
+bound is the first at or above it (`le`), cumulative counts ending with +Inf."""
+
+from __future__ import annotations
+
+import socket
+
+import dns.message
+import trio
+
+from ddnsd._answer import Responder
+from ddnsd._rrl import RateLimiter
+from ddnsd._server import LATENCY_BOUNDS, DnsServer, Latency
+from service import Boundary
+from tests.unit.test_ddnsd_answer import make_zones
+
+
+def test_buckets_are_cumulative_with_each_bound_inclusive() -> None:
+    latency = Latency((0.001, 0.01))
+    for seconds in (0.0005, 0.001, 0.002, 0.01, 0.5):
+        latency.observe(seconds)
+    assert latency.cumulative() == [("0.001", 2), ("0.01", 4), ("+Inf", 5)]
+    assert latency.count == 5 and abs(latency.sum - 0.5135) < 1e-9
+    assert [le for le, _ in Latency().cumulative()][:3] == ["0.00001", "0.000025", "0.00005"]
+    assert len(Latency().cumulative()) == len(LATENCY_BOUNDS) + 1
+
+
+async def test_each_udp_answer_sent_is_observed_once() -> None:
+    server = DnsServer(Responder(make_zones()), RateLimiter(0), Boundary())
+    listening = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listening.bind(("127.0.0.1", 0))
+    asked = 50
+    with listening, trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve_udp, listening)
+            client = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+            with client:
+                await client.connect(listening.getsockname())
+                started = trio.current_time()
+                for i in range(asked):
+                    await client.send(dns.message.make_query(f"n{i}.nas1.link.test", "A").to_wire())
+                    await client.recv(65535)
+                took = trio.current_time() - started
+                await client.send(b"\x00" * 5)  # too short to answer: silence, not counted
+                await client.send(dns.message.make_query("nas1.dyn.test", "A").to_wire())
+                await client.recv(65535)
+            nursery.cancel_scope.cancel()
+    assert server.latency.count == asked + 1
+    assert server.latency.cumulative()[-1] == ("+Inf", asked + 1)
+    assert 0 < server.latency.sum < took + 1
