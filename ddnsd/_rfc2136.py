@@ -4,6 +4,11 @@ TSIG parsing and signing are dnspython's; the error replies of RFC 8945 section 
 here (transfers use them too). Each device has its own keys, and a key may change only its
 device's names, as BIND's `update-policy self` allows: A, AAAA and TXT at `<device>.<zone>`,
 and TXT at `_acme-challenge.<device>.<zone>`. Unsigned updates are refused.
+
+An UPDATE of the link zone may set `_acme-challenge.<device>.<link zone>` only: that name is a
+CNAME to the device zone's, so the change is made there (an ACME client that does not follow
+CNAMEs, such as certbot's RFC 2136 plugin, updates the name it was given). Nothing else of the
+link zone, which is derived from the devices, can be changed.
 """
 
 from __future__ import annotations
@@ -100,6 +105,8 @@ class UpdateHandler:
         self.registry = registry
         self.store = store
         self.zone = dns.name.from_text(store.zones.device_zone.origin)
+        link = store.zones.link_zone
+        self.link_zone = dns.name.from_text(link.origin) if link is not None else None
         self._keys: dict[dns.name.Name, tuple[dns.tsig.Key, str]] = {}  # key -> (key, device)
         self.counts: dict[str, int] = {}
         #: Where signed updates are recorded (device, full client address, outcome), if kept.
@@ -210,13 +217,15 @@ class UpdateHandler:
         reply = header_only_reply(message, rcode)
         return [reply] if reply is not None else []
 
-    def _relative(self, name: dns.name.Name) -> str:
-        if not name.is_subdomain(self.zone):
+    def _relative(self, name: dns.name.Name, zone: dns.name.Name) -> str:
+        """`name` relative to the update's zone; a link zone name is the device zone's name of
+        the same relative form (`_acme-challenge.<device>`, the CNAME's target)."""
+        if not name.is_subdomain(zone):
             raise _Refusal(dns.rcode.NOTZONE, f"{name} is outside the zone")
-        return name.relativize(self.zone).to_text().lower() if name != self.zone else ""
+        return name.relativize(zone).to_text().lower() if name != zone else ""
 
-    def _check_rights(self, owner: str, rrtype: int, device: str) -> None:
-        if owner == device and rrtype in (*_TYPES, dns.rdatatype.ANY):
+    def _check_rights(self, owner: str, rrtype: int, device: str, link: bool) -> None:
+        if owner == device and rrtype in (*_TYPES, dns.rdatatype.ANY) and not link:
             return
         if owner == ACME + device and rrtype in (dns.rdatatype.TXT, dns.rdatatype.ANY):
             return
@@ -226,11 +235,13 @@ class UpdateHandler:
         """Check the zone, prerequisites and rights; return the RRsets that change."""
         if len(update.zone) != 1 or update.zone[0].rdtype != dns.rdatatype.SOA:
             raise _Refusal(dns.rcode.FORMERR, "the zone section must hold one SOA question")
-        if update.zone[0].name != self.zone:
-            raise _Refusal(dns.rcode.NOTAUTH, f"not authoritative for {update.zone[0].name}")
+        zone = update.zone[0].name
+        link = zone == self.link_zone
+        if zone != self.zone and not link:
+            raise _Refusal(dns.rcode.NOTAUTH, f"not authoritative for {zone}")
         zones = self.store.zones
         for prerequisite in update.prerequisite:
-            self._check_prerequisite(prerequisite, zones)
+            self._check_prerequisite(prerequisite, zones, zone)
         state: dict[tuple[str, str], tuple[list[str], int]] = {}
 
         def rrset(owner: str, kind: str, ttl: int) -> list[str]:
@@ -242,8 +253,8 @@ class UpdateHandler:
             return state[key][0]
 
         for rr in update.update:
-            owner = self._relative(rr.name)
-            self._check_rights(owner, rr.rdtype, device)
+            owner = self._relative(rr.name, zone)
+            self._check_rights(owner, rr.rdtype, device, link)
             if rr.deleting is None:  # add to the RRset
                 kind = _TYPES.get(rr.rdtype)
                 # RFC 2136 3.4.1.2: an add is of the zone's class and of a real type.
@@ -276,8 +287,8 @@ class UpdateHandler:
         changes = [Change(o, k, ttl, tuple(values)) for (o, k), (values, ttl) in state.items()]
         return [c for c in changes if c.outcome() != zones.outcome(c.owner, c.rrtype)]
 
-    def _check_prerequisite(self, rr: dns.rrset.RRset, zones: ZoneSet) -> None:
-        owner = self._relative(rr.name)
+    def _check_prerequisite(self, rr: dns.rrset.RRset, zones: ZoneSet, zone: dns.name.Name) -> None:
+        owner = self._relative(rr.name, zone)
         node = zones.device_zone.lookup(owner)
         types = {t for t, r in node.rrsets.items() if r.values}
         if rr.deleting == dns.rdataclass.ANY:
