@@ -2,6 +2,7 @@
 
 Each command opens the registry named by `--registry` (or `NASCLOUD_REGISTRY`), does one
 thing, and prints either a short human line or, with `--json`, the JSON a script wants.
+Times are ISO 8601 in UTC in both (`registry.iso_time`, as the account export writes them).
 Exit codes: 0 done, 1 refused (not found, invalid, conflict), 2 usage.
 """
 
@@ -29,6 +30,7 @@ from registry import (
     RegistryError,
     Token,
     TokenKind,
+    iso_time,
 )
 
 __all__ = ["add_commands", "run_admin"]
@@ -86,11 +88,23 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         device.add_parser("tsig-keys", help="list a device's RFC 2136 keys (never their secrets)")
     ).add_argument("name")
     tsig = common(
-        device.add_parser("tsig-key", help="create an RFC 2136 (nsupdate) key; shown once")
+        device.add_parser(
+            "tsig-key",
+            help="create an RFC 2136 (nsupdate) key; shown once (to rotate: create a new one, "
+            "move the client to it, then tsig-key-revoke the old one)",
+        )
     )
     tsig.add_argument("name")
     tsig.add_argument("--key-name", help="the key's DNS name (default: the device name)")
     tsig.add_argument("--algorithm", choices=["hmac-sha256", "hmac-sha512"], default="hmac-sha256")
+    revoke_tsig = common(
+        device.add_parser(
+            "tsig-key-revoke",
+            help="revoke one of a device's RFC 2136 keys (ddnsd refuses it once restarted)",
+        )
+    )
+    revoke_tsig.add_argument("name")
+    revoke_tsig.add_argument("key_name", help="the key's DNS name, as tsig-keys lists it")
     access = common(device.add_parser("access", help="who may look a device up and reach it"))
     access.add_argument("name")
     access.add_argument("mode", choices=[m.value for m in AccessMode])
@@ -141,7 +155,13 @@ def _confirmed(args: argparse.Namespace, what: str, word: str) -> bool:
 
 
 def _account(account: Account) -> dict[str, Any]:
-    return asdict(account)
+    return {**asdict(account), "created_at": iso_time(account.created_at)}
+
+
+def _account_line(account: Account) -> str:
+    return f"{account.account_id}  {account.email}  {account.display_name}  " + (
+        f"created {iso_time(account.created_at)}"
+    )
 
 
 def _device(device: Device) -> dict[str, Any]:
@@ -149,12 +169,22 @@ def _device(device: Device) -> dict[str, Any]:
     data["public_key"] = base64.b64encode(device.public_key).decode()
     data["access_mode"] = device.access_mode.value
     data["access_list"] = list(device.access_list)
+    data["created_at"] = iso_time(device.created_at)
+    data["last_seen_at"] = iso_time(device.last_seen_at)
     return data
 
 
 def _token(token: Token) -> dict[str, Any]:
     data = asdict(token)
     data["kind"] = token.kind.value
+    data["created_at"] = iso_time(token.created_at)
+    return data
+
+
+def _record(record: AccessRecord) -> dict[str, Any]:
+    data = asdict(record)
+    data["started_at"] = iso_time(record.started_at)
+    data["ended_at"] = iso_time(record.ended_at)
     return data
 
 
@@ -179,13 +209,11 @@ async def _run(args: argparse.Namespace) -> tuple[Any, str]:
                 return _account(account), f"created account {account.account_id}"
             if action == "list":
                 accounts = await registry.list_accounts()
-                lines = "\n".join(f"{a.account_id}  {a.email}  {a.display_name}" for a in accounts)
+                lines = "\n".join(_account_line(a) for a in accounts)
                 return [_account(a) for a in accounts], lines or "no accounts"
             if action == "show":
                 account = await registry.get_account(args.account_id)
-                return _account(
-                    account
-                ), f"{account.account_id}  {account.email}  {account.display_name}"
+                return _account(account), _account_line(account)
             if action == "delete":
                 account = await registry.get_account(args.account_id)
                 devices = await registry.list_devices(account.account_id)
@@ -214,7 +242,11 @@ async def _run(args: argparse.Namespace) -> tuple[Any, str]:
                 return _device(device), f"enrolled {device.name}"
             if action == "list":
                 devices = await registry.list_devices(args.owner)
-                lines = "\n".join(f"{d.name}  {d.owner_id}  {d.access_mode.value}" for d in devices)
+                lines = "\n".join(
+                    f"{d.name}  {d.owner_id}  {d.access_mode.value}  last seen "
+                    f"{iso_time(d.last_seen_at) or 'never'}"
+                    for d in devices
+                )
                 return [_device(d) for d in devices], lines or "no devices"
             if action == "show":
                 found = await registry.get_device(args.name)
@@ -255,6 +287,14 @@ async def _run(args: argparse.Namespace) -> tuple[Any, str]:
                 ]
                 lines = "\n".join(f"{k['key_name']}  {k['algorithm']}" for k in keys)
                 return keys, lines or f"no TSIG keys for {args.name}"
+            if action == "tsig-key-revoke":
+                if not await registry.revoke_tsig_key(args.name, args.key_name):
+                    raise RegistryError(f"{args.name} has no TSIG key {args.key_name!r}")
+                return {"revoked": args.key_name, "device_name": args.name}, (
+                    f"revoked TSIG key {args.key_name} of {args.name}; a running ddnsd keeps "
+                    "the keys it has used in memory: restart it (systemctl restart ddnsd) and "
+                    "updates signed with this key are refused"
+                )
             if action == "access":
                 device = await registry.set_access(
                     args.name, AccessMode(args.mode), tuple(args.accounts)
@@ -262,7 +302,7 @@ async def _run(args: argparse.Namespace) -> tuple[Any, str]:
                 return _device(device), f"{device.name} is now {device.access_mode.value}"
         if what == "logs":
             records = await registry.read_access(_keyrings(args.key_file), args.device)
-            readable = [asdict(r) for r in records if isinstance(r, AccessRecord)]
+            readable = [_record(r) for r in records if isinstance(r, AccessRecord)]
             unreadable = len(records) - len(readable)
             shown = [json.dumps(r) for r in readable]
             if unreadable:
@@ -282,7 +322,10 @@ async def _run(args: argparse.Namespace) -> tuple[Any, str]:
                 tokens = await registry.list_tokens(
                     account_id=args.account, device_name=args.device
                 )
-                lines = "\n".join(f"{t.token_id}  {t.kind.value}" for t in tokens)
+                lines = "\n".join(
+                    f"{t.token_id}  {t.kind.value}  created {iso_time(t.created_at)}"
+                    for t in tokens
+                )
                 return [_token(t) for t in tokens], lines or "no tokens"
             if action == "revoke":
                 if not await registry.revoke_token(args.token_id):

@@ -14,6 +14,7 @@ from ._accesslog import (
 )
 from ._accesswriter import AccessLogWriter
 from ._backend import Backend
+from ._export import iso_time
 from ._models import (
     AccessMode,
     Account,
@@ -65,6 +66,7 @@ __all__ = [
     "TsigKey",
     "UnreadableRecord",
     "hash_secret",
+    "iso_time",
     "mask_address",
     "masked_network",
     "month_of",

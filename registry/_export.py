@@ -17,11 +17,12 @@ from typing import Any, Protocol
 from ._accesslog import AccessLogKeys, AccessRecord, UnreadableRecord
 from ._models import Account, Device, DnsRRset, Token, TsigKey
 
-__all__ = ["AccountData", "export_account"]
+__all__ = ["AccountData", "export_account", "iso_time"]
 
 NOT_INCLUDED = [
     "token secrets: only a one-way hash of each is stored, the secret itself is not kept",
-    "TSIG key secrets: credentials the device already holds; delete and re-create to rotate",
+    "TSIG key secrets: credentials the device already holds; to rotate, create a new key and "
+    "revoke the old one",
     "operational logs: they hold no account data (addresses masked, e-mails removed)",
 ]
 
@@ -49,7 +50,9 @@ class AccountData(Protocol):
     async def devices_granted_to(self, account_id: str) -> list[str]: ...
 
 
-def _when(timestamp: float | None) -> str | None:
+def iso_time(timestamp: float | None) -> str | None:
+    """A registry time (Unix seconds) as ISO 8601 in UTC, as every output of it shows it:
+    `2026-12-02T02:20:18.123456+00:00`; None stays None (never seen, say)."""
     if timestamp is None:
         return None
     return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat()
@@ -69,10 +72,10 @@ async def export_account(
             "public_key": base64.b64encode(device.public_key).decode(),
             "access_mode": device.access_mode.value,
             "access_list": list(device.access_list),
-            "created_at": _when(device.created_at),
-            "last_seen_at": _when(device.last_seen_at),
+            "created_at": iso_time(device.created_at),
+            "last_seen_at": iso_time(device.last_seen_at),
             "dyndns2_tokens": [
-                {"token_id": t.token_id, "created_at": _when(t.created_at)} for t in tokens
+                {"token_id": t.token_id, "created_at": iso_time(t.created_at)} for t in tokens
             ],
             "tsig_keys": [{"key_name": k.key_name, "algorithm": k.algorithm} for k in tsig],
             "dns_records": [
@@ -86,8 +89,8 @@ async def export_account(
             entry["access_log"] = [
                 {
                     **asdict(r),
-                    "started_at": _when(r.started_at),
-                    "ended_at": _when(r.ended_at),
+                    "started_at": iso_time(r.started_at),
+                    "ended_at": iso_time(r.ended_at),
                 }
                 for r in readable
             ]
@@ -98,15 +101,15 @@ async def export_account(
     if not keys:
         not_included.append("access log: exported without the access-log key file")
     return {
-        "exported_at": _when(now),
+        "exported_at": iso_time(now),
         "account": {
             "account_id": account.account_id,
             "email": account.email,
             "display_name": account.display_name,
-            "created_at": _when(account.created_at),
+            "created_at": iso_time(account.created_at),
         },
         "api_tokens": [
-            {"token_id": t.token_id, "created_at": _when(t.created_at)} for t in api_tokens
+            {"token_id": t.token_id, "created_at": iso_time(t.created_at)} for t in api_tokens
         ],
         "devices": devices_out,
         "granted_access_to": await registry.devices_granted_to(account_id),

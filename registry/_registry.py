@@ -411,6 +411,14 @@ class Registry:
     async def list_rrsets(self, device_name: str) -> list[DnsRRset]:
         return await self._run(self.backend.list_rrsets, device_name)
 
+    async def revoke_tsig_key(self, device_name: str, key_name: str) -> bool:
+        """Delete one of a device's RFC 2136 keys. False if the device has no key by that name
+        (another device's key is never touched). A running ddnsd keeps the keys it has used
+        in memory, so it refuses this one once restarted."""
+        return await self._run(
+            self.backend.delete_tsig_key, device_name, key_name.lower().rstrip(".")
+        )
+
     async def find_tsig_key(self, key_name: str) -> TsigKey | None:
         return await self._run(self.backend.find_tsig_key, key_name.lower().rstrip("."))
 

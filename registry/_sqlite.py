@@ -560,6 +560,16 @@ class SQLiteBackend:
         ).fetchone()
         return TsigKey(row[0], row[1], row[2], bytes(row[3])) if row else None
 
+    def delete_tsig_key(self, device_name: str, key_name: str) -> bool:
+        with self._transaction() as db:
+            return (
+                db.execute(
+                    "DELETE FROM tsig_keys WHERE key_name = ? AND device_name = ?",
+                    (key_name, device_name),
+                ).rowcount
+                == 1
+            )
+
     def list_tsig_keys(self, device_name: str) -> list[TsigKey]:
         rows = self._db.execute(
             "SELECT key_name, device_name, algorithm, secret FROM tsig_keys "

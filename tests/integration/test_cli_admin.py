@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+import dns.name
+import dns.query
+import dns.rcode
+import dns.tsig
+import dns.tsigkeyring
+import dns.update
+import pytest
+
+from tests.ddnsd_harness import prepare, start, stop
 
 BIN = Path(sys.executable).parent
 
@@ -151,3 +163,81 @@ def test_key_files_for_agents_and_services(tmp_path: Path) -> None:
     (tmp_path / "not-a-key").write_text("hello\n")
     assert key("show", str(tmp_path / "not-a-key")).returncode == 1
     assert key("show", str(tmp_path / "missing")).returncode == 1
+
+
+def _recent_utc(text: str | None) -> datetime.datetime:
+    assert text is not None
+    when = datetime.datetime.fromisoformat(text)
+    assert when.utcoffset() == datetime.timedelta(0), text
+    assert abs(time.time() - when.timestamp()) < 120, text
+    return when
+
+
+def test_times_are_iso_8601_in_json_and_in_text(tmp_path: Path) -> None:
+    registry = tmp_path / "registry.sqlite3"
+    alice = as_json(registry, "account", "create", "a@example.org", "--name", "A")
+    _recent_utc(alice["created_at"])
+    key = base64.b64encode(os.urandom(32)).decode()
+    device = as_json(registry, "device", "enrol", alice["account_id"], "nas1", key)
+    _recent_utc(device["created_at"])
+    assert device["last_seen_at"] is None  # never seen stays null, not 1970
+    token = as_json(registry, "token", "create", "dyndns2", "nas1")
+    _recent_utc(token["created_at"])
+    [listed] = as_json(registry, "account", "list")
+    assert listed["created_at"] == alice["created_at"]
+    assert as_json(registry, "device", "show", "nas1")["created_at"] == device["created_at"]
+    [listed_token] = as_json(registry, "token", "list", "--device", "nas1")
+    assert listed_token["created_at"] == token["created_at"]
+    # What a person reads shows the same times.
+    assert alice["created_at"] in nascloud(registry, "account", "list").stdout
+    assert alice["created_at"] in nascloud(registry, "account", "show", alice["account_id"]).stdout
+    assert device["created_at"] in nascloud(registry, "device", "show", "nas1").stdout
+    assert "last seen never" in nascloud(registry, "device", "list").stdout
+    assert token["created_at"] in nascloud(registry, "token", "list", "--device", "nas1").stdout
+
+
+def test_a_tsig_key_is_rotated_by_creating_a_new_one_and_revoking_the_old(
+    tmp_path: Path,
+) -> None:
+    """As docs/deploy.md tells it, against ddnsd: the old key works until it is revoked, and
+    is refused once ddnsd restarts (it keeps the keys it has used in memory); the new one goes
+    on working."""
+    prepare(tmp_path)
+    daemon = start(tmp_path)
+    try:
+        registry = daemon.registry_path
+        algorithm, old_name, old_secret = daemon.tsig["nas1"].split(":")
+        new = as_json(registry, "device", "tsig-key", "nas1", "--key-name", "nas1-2026.dyn.test")
+        names = [k["key_name"] for k in as_json(registry, "device", "tsig-keys", "nas1")]
+        assert sorted(names) == sorted([old_name, "nas1-2026.dyn.test"])
+
+        def update(name: str, secret: str, address: str) -> int:
+            keyring = dns.tsigkeyring.from_text({name: (algorithm, secret)})
+            message = dns.update.UpdateMessage(
+                "dyn.test", keyring=keyring, keyname=dns.name.from_text(name)
+            )
+            message.replace("nas1", 60, "A", address)
+            reply = dns.query.tcp(message, "127.0.0.1", port=daemon.dns_port, timeout=5)
+            return int(reply.rcode())
+
+        assert update(old_name, old_secret, "192.0.2.10") == dns.rcode.NOERROR
+        assert update(new["key_name"], new["secret"], "192.0.2.11") == dns.rcode.NOERROR
+        # Another device's key is not this device's to revoke.
+        wrong = nascloud(registry, "device", "tsig-key-revoke", "nas2", old_name)
+        assert wrong.returncode == 1
+        assert wrong.stderr.strip() == f"nascloud: nas2 has no TSIG key '{old_name}'"
+        done = nascloud(registry, "device", "tsig-key-revoke", "nas1", old_name + ".")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(f"revoked TSIG key {old_name}. of nas1")
+        assert "restart" in done.stdout  # what the operator still has to do, said
+        stop(daemon)
+        daemon = start(tmp_path)
+        with pytest.raises(dns.tsig.PeerBadKey):  # NOTAUTH, BADKEY: unknown to the server
+            update(old_name, old_secret, "192.0.2.12")
+        assert update(new["key_name"], new["secret"], "192.0.2.13") == dns.rcode.NOERROR
+        names = [k["key_name"] for k in as_json(registry, "device", "tsig-keys", "nas1")]
+        assert names == ["nas1-2026.dyn.test"]
+        again = nascloud(registry, "device", "tsig-key-revoke", "nas1", old_name)
+        assert again.returncode == 1
+    finally:
+        stop(daemon)

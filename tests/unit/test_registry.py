@@ -144,6 +144,22 @@ async def test_tokens_are_random_hashed_and_scoped(registry: Registry, tmp_path:
         await registry.create_token(TokenKind.DYNDNS2, device_name="nas9")
 
 
+async def test_a_tsig_key_is_revoked_by_its_own_device_only(registry: Registry) -> None:
+    alice = await registry.create_account("alice@example.org", "Alice")
+    await registry.enrol_device(alice.account_id, "nas1", KEY_A)
+    await registry.enrol_device(alice.account_id, "nas2", KEY_B)
+    old = await registry.create_tsig_key("nas1", "nas1.dyn.test")
+    new = await registry.create_tsig_key("nas1", "nas1-2.dyn.test")
+    other = await registry.create_tsig_key("nas2", "nas2.dyn.test")
+    assert not await registry.revoke_tsig_key("nas2", "nas1.dyn.test")  # not nas2's
+    assert await registry.find_tsig_key("nas1.dyn.test") == old
+    assert await registry.revoke_tsig_key("nas1", "NAS1.dyn.test.")  # as DNS names compare
+    assert await registry.find_tsig_key("nas1.dyn.test") is None
+    assert await registry.list_tsig_keys("nas1") == [new]
+    assert await registry.list_tsig_keys("nas2") == [other]
+    assert not await registry.revoke_tsig_key("nas1", "nas1.dyn.test")
+
+
 async def test_deleting_a_device_takes_its_tokens_and_leaves_no_bytes(
     registry: Registry, tmp_path: Path
 ) -> None:
