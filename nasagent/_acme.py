@@ -173,7 +173,7 @@ class Certificates:
                     delay = self.config.retry_max_s
                 log.warning(
                     "getting a certificate for %s failed (%s); the one in place stays, next "
-                    "try in %.0f s",
+                    "try in %.3g s",
                     ", ".join(self.names),
                     _reason(exc),
                     delay,

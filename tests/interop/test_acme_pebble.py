@@ -133,3 +133,39 @@ def _check_files(tmp_path: Path) -> None:
         for path in kept:
             data = path.read_bytes()
             assert not [form for form in forms if form in data], (secret, path)
+
+
+async def test_a_tunnel_dropped_mid_order_costs_one_retry(tmp_path: Path) -> None:
+    # The tunnel closes while the agent asks for its challenge record: that order fails with
+    # a log line, the agent reconnects, and the next order (after a short backoff) succeeds.
+    with trio.fail_after(120):
+        async with ddnsd_and_relayd(tmp_path) as (ddnsd, relay):
+            dns_address = ddnsd.listening["dns"][0]
+            with running_pebble(tmp_path / "pebble", dns_address) as pebble:
+                text = _agent_config(
+                    tmp_path,
+                    relay.listening["tunnel"][0],
+                    dns_address,
+                    pebble.directory_url,
+                    pebble.api_ca_file,
+                )
+                agent = Agent(loads(AgentConfig, text, "agent.toml", tmp_path))
+                certificates = agent.certificates
+                assert certificates is not None
+                asked = certificates.set_challenge
+                drops: list[tuple[str, ...]] = []
+
+                async def drop_the_first(values: tuple[str, ...]) -> None:
+                    if not drops:
+                        drops.append(values)
+                        assert agent.tunnel is not None
+                        await agent.tunnel.aclose()  # as a relay restart would
+                    await asked(values)
+
+                certificates.set_challenge = drop_the_first
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(agent.run)
+                    await _until(lambda: certificates.issued >= 1, "a certificate after the drop")
+                    nursery.cancel_scope.cancel()
+                assert drops and certificates.failures == 1
+                _verify((tmp_path / "web" / "cert.pem").read_bytes(), pebble.issuing_root())
