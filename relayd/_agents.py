@@ -142,6 +142,8 @@ class Agents:
                 self.presence.disconnected(name)
             if name and tunnel is not None:
                 self._on_tunnel_end(name, tunnel)
+                why = tunnel.why_closed if end.ending is Ending.CLOSED else end.ending.value
+                log.info("tunnel down for %s from %s: %s", name, mask_address(address), why)
             await trio.aclose_forcefully(tls)
 
     async def _serve_device(self, tunnel: Tunnel, name: str, address: str) -> None:

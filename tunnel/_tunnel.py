@@ -233,6 +233,11 @@ class Tunnel:
     async def wait_closed(self) -> None:
         await self._finished.wait()
 
+    @property
+    def why_closed(self) -> str:
+        """Why it ended, for a log line: the peer's GOAWAY, an error, or a plain close."""
+        return self._end_reason()
+
     # -- internals -------------------------------------------------------------------------
 
     def _check_usable(self) -> None:

@@ -3,6 +3,7 @@ tunnel, and one address may hold only `[limits].max_tunnels_per_address` tunnels
 
 from __future__ import annotations
 
+import logging
 import ssl
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -25,7 +26,10 @@ from tests.relay_harness import (
 from tunnel import Tunnel, load_or_create_key
 
 
-async def test_a_second_tunnel_from_the_same_device_replaces_the_first(tmp_path: Path) -> None:
+async def test_a_second_tunnel_from_the_same_device_replaces_the_first(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "relayd")
     await prepare(tmp_path)
     service = await listening_service()
     key = load_or_create_key(tmp_path / "nas1.key")
@@ -73,6 +77,10 @@ async def test_a_second_tunnel_from_the_same_device_replaces_the_first(tmp_path:
             assert relay.counts["tunnel_replaced"] == 1
             nursery.cancel_scope.cancel()
     service.close()
+    # One line when each tunnel goes up and down: device, masked address, why.
+    lines = [r.getMessage() for r in caplog.records if "tunnel " in r.getMessage()]
+    assert lines.count("tunnel up for nas1 from 127.0.0.0/24") == 2, lines
+    assert "tunnel down for nas1 from 127.0.0.0/24: tunnel closed" in lines, lines
 
 
 async def test_tunnels_per_address_are_capped(tmp_path: Path) -> None:
