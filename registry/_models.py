@@ -19,6 +19,7 @@ __all__ = [
     "NotFound",
     "RegistryError",
     "RegistryGone",
+    "SchemaTooNew",
     "Token",
     "TokenKind",
     "TsigKey",
@@ -44,6 +45,11 @@ class InvalidValue(RegistryError, ValueError):
 class RegistryFull(RegistryError):
     """The storage's disk is full: nothing of this write was stored. It heals by itself (the
     registry gives up its reserve to make room), so the next write may succeed."""
+
+
+class SchemaTooNew(RegistryError, RuntimeError):
+    """The database was migrated by newer software: this one cannot read it (migrations only go
+    forward). Upgrade, or restore a backup taken before the upgrade."""
 
 
 class RegistryGone(RegistryError):

@@ -26,6 +26,7 @@ from ._models import (
     InstallRegistration,
     RegistryFull,
     RegistryGone,
+    SchemaTooNew,
     Token,
     TokenKind,
     TsigKey,
@@ -221,7 +222,7 @@ class SQLiteBackend:
             if row is None:
                 db.execute("INSERT INTO schema_version VALUES (0)")
             if current > len(MIGRATIONS):
-                raise RuntimeError(
+                raise SchemaTooNew(
                     f"{self.path} has schema version {current}, newer than this software "
                     f"({len(MIGRATIONS)}); upgrade nascloud"
                 )

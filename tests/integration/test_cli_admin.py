@@ -6,6 +6,7 @@ import base64
 import datetime
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ import dns.tsigkeyring
 import dns.update
 import pytest
 
+from registry import MIGRATIONS
 from tests.ddnsd_harness import prepare, start, stop
 
 BIN = Path(sys.executable).parent
@@ -74,6 +76,20 @@ def test_clear_errors_and_exit_codes(tmp_path: Path) -> None:
     assert invalid.returncode == 1 and "device name" in invalid.stderr
     usage = nascloud(registry, "device", "access", "nas1", "everyone")
     assert usage.returncode == 2  # argparse: not one of the modes
+
+
+def test_a_registry_from_newer_software_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    registry = tmp_path / "registry.sqlite3"
+    as_json(registry, "account", "list")
+    with sqlite3.connect(registry) as db:
+        db.execute("UPDATE schema_version SET version = 999")
+    db.close()
+    done = nascloud(registry, "account", "list")
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"nascloud: {registry} has schema version 999, newer than this software "
+        f"({len(MIGRATIONS)}); upgrade nascloud"
+    ]
 
 
 def test_deleting_asks_for_confirmation(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from registry import (
     NotFound,
     Registry,
     RegistryGone,
+    SchemaTooNew,
     SQLiteBackend,
     TokenKind,
     normalize_cloud_key,
@@ -49,7 +50,7 @@ async def test_a_database_from_newer_software_is_refused(tmp_path: Path) -> None
     SQLiteBackend(path).close()
     with sqlite3.connect(path) as db:
         db.execute("UPDATE schema_version SET version = 999")
-    with pytest.raises(RuntimeError, match="newer than this software"):
+    with pytest.raises(SchemaTooNew, match="newer than this software"):
         SQLiteBackend(path)
 
 
