@@ -72,6 +72,7 @@ _COOKIE_OPTION: Final = b"\x00\x0a\x00\x18"  # COOKIE, 8 + 16 octets
 _COOKIE_BYTES: Final = 4 + 8 + 16  # what a server cookie adds to an answer
 COOKIE_MAX_AGE_S: Final = 3600  # RFC 9018 section 4.3: older server cookies are not ours
 COOKIE_MAX_AHEAD_S: Final = 300
+COOKIE_RENEW_S: Final = 1800  # RFC 9018 section 4.3: a server cookie is renewed after this
 _FLAG_NSID: Final = 0x01  # in the cache key's EDNS byte, beside DO (0x80)
 _FLAG_COOKIE: Final = 0x02
 
@@ -154,6 +155,8 @@ class Responder:
         self.misses = 0
         self.nsid = b""  # RFC 5001: sent to a query that asks, if set
         self._cookie_secret: bytes | None = None
+        #: (client cookie, client address) -> the server cookie last made for them, when
+        self._issued: dict[tuple[bytes, str], tuple[bytes, int]] = {}
         self.cookie = COOKIE_NONE  # of the last query `respond` answered
 
     def configure(self, *, nsid: bytes = b"", cookies: bool = False) -> None:
@@ -161,6 +164,7 @@ class Responder:
         (RFC 7873), with a secret made now (so server cookies last until a restart)."""
         self.nsid = nsid
         self._cookie_secret = secrets.token_bytes(16) if cookies else None
+        self._issued.clear()
         self.clear()
 
     # -- the fast path ---------------------------------------------------------------------
@@ -240,14 +244,28 @@ class Responder:
         return COOKIE_VALID if hmac.compare_digest(expected, server) else COOKIE_CLIENT
 
     def _cookie_option(self, query: bytes, at: int, client: str) -> bytes:
-        """The COOKIE option of our answer to the query whose option data starts at `at`
-        (a fresh server cookie), noting in `self.cookie` what the query's was."""
+        """The COOKIE option of our answer to the query whose option data starts at `at`,
+        noting in `self.cookie` what the query's was. The server cookie made for a client
+        and client cookie is given again for half an hour (RFC 9018 section 4.3 renews it
+        after that), so that a client that sends it back costs no hashing."""
         length = int.from_bytes(query[at - 2 : at], "big")
         option = query[at : at + length]
+        client_cookie = option[:8]
         now = int(time.time())
-        self.cookie = self._cookie_state(option, client, now)
-        stamp = (now % 2**32).to_bytes(4, "big")
-        return _COOKIE_OPTION + option[:8] + self._server_cookie(option[:8], client, stamp)
+        slot = (client_cookie, client)
+        issued = self._issued.get(slot)
+        if issued is None or not 0 <= now - issued[1] < COOKIE_RENEW_S:
+            stamp = (now % 2**32).to_bytes(4, "big")
+            issued = (self._server_cookie(client_cookie, client, stamp), now)
+            if len(self._issued) >= self.cache_entries:
+                self._issued.clear()
+            self._issued[slot] = issued
+        received = option[8:]
+        if received == issued[0]:
+            self.cookie = COOKIE_VALID
+        else:
+            self.cookie = self._cookie_state(option, client, now) if received else COOKIE_CLIENT
+        return _COOKIE_OPTION + client_cookie + issued[0]
 
     def _with_cookie(
         self, response: bytes, query: bytes, at: int, key: bytes, client: str

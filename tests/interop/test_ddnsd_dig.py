@@ -6,12 +6,14 @@ import socket
 import struct
 import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.ddnsd_harness import BIN, Ddnsd
+from tests.ddnsd_harness import BIN, Ddnsd, DdnsdOptions, prepare, start, stop
 
 from .conftest import require
 
@@ -203,3 +205,62 @@ def test_unregistering_a_device_answers_nxdomain_within_seconds(ddnsd: Ddnsd) ->
     # Its DynDNS2 password went with it: badauth, as for any wrong password (docs/ddnsd.md),
     # even while ddnsd still has the token cached from the update above.
     assert update(ddnsd, "nas1", "myip=198.51.100.6") == "badauth"
+
+
+def edns_ddnsd(tmp_path: Path) -> Iterator[Ddnsd]:
+    """ddnsd with its nameserver's addresses (glue) and an NSID in its config."""
+    glue = '[zone.nameserver_addresses]\n"ns1.dyn.test" = ["192.0.2.53", "2001:db8::53"]\n'
+    prepare(tmp_path, DdnsdOptions(extra=glue))
+    config = tmp_path / "ddnsd.toml"
+    config.write_text(config.read_text().replace("[dns]\n", '[dns]\nnsid = "ddnsd-1"\n', 1))
+    daemon = start(tmp_path)
+    try:
+        yield daemon
+    finally:
+        stop(daemon)
+
+
+@pytest.fixture
+def glued(tmp_path: Path) -> Iterator[Ddnsd]:
+    yield from edns_ddnsd(tmp_path)
+
+
+def test_in_zone_nameservers_have_glue_as_dig_sees_it(glued: Ddnsd) -> None:
+    ns = dig(glued, "dyn.test", "NS", "+norecurse")
+    assert sorted(ns["ADDITIONAL_SECTION"]) == [
+        "ns1.dyn.test. 3600 IN A 192.0.2.53",
+        "ns1.dyn.test. 3600 IN AAAA 2001:db8::53",
+    ]
+    link = dig(glued, "link.test", "NS")  # the link zone's NS is the same ns1.dyn.test
+    assert len(link["ADDITIONAL_SECTION"]) == 2
+    address = dig(glued, "ns1.dyn.test", "A")
+    assert address["ANSWER_SECTION"] == ["ns1.dyn.test. 3600 IN A 192.0.2.53"]
+    assert "aa" in address["flags"].split()
+    # ns2 is in the zone but has no addresses in this config: still NXDOMAIN, as before.
+    assert dig(glued, "ns2.dyn.test", "A")["status"] == "NXDOMAIN"
+
+
+def test_nsid_and_cookies_as_dig_sees_them(glued: Ddnsd) -> None:
+    answer = dig(glued, "nas1.dyn.test", "A", "+nsid", "+cookie")
+    edns = answer["OPT_PSEUDOSECTION"]["EDNS"]
+    assert "ddnsd-1" in str(edns["NSID"])
+    assert str(edns["COOKIE"]).endswith("(good)")  # dig's own check of the echoed cookie
+    assert len(str(edns["COOKIE"]).split()[0]) == 2 * 24
+    plain = dig(glued, "nas1.dyn.test", "A", "+nocookie")
+    assert "NSID" not in plain["OPT_PSEUDOSECTION"]["EDNS"]
+    assert "COOKIE" not in plain["OPT_PSEUDOSECTION"]["EDNS"]
+
+
+def test_qclass_any_has_no_aa(glued: Ddnsd) -> None:
+    answer = dig(glued, "-q", "ns1.dyn.test", "-t", "A", "-c", "ANY")
+    assert answer["QUESTION_SECTION"] == ["ns1.dyn.test. ANY A"]
+    assert answer["status"] == "NOERROR" and "aa" not in answer["flags"].split()
+    assert answer["ANSWER_SECTION"] == ["ns1.dyn.test. 3600 IN A 192.0.2.53"]
+
+
+def test_ixfr_over_udp_is_the_current_soa(glued: Ddnsd) -> None:
+    key = f"hmac-sha256:transfer.dyn.test:{glued.transfer_key}"
+    answer = dig(glued, "+notcp", "-y", key, "dyn.test", "IXFR=1")
+    assert answer["status"] == "NOERROR"
+    [soa] = answer["ANSWER_SECTION"]
+    assert " IN SOA ns1.dyn.test. " in soa

@@ -87,14 +87,19 @@ def test_a_client_cookie_gets_a_server_cookie_that_is_valid_for_that_client_only
     assert responder.cookie == COOKIE_NONE
 
 
-def test_a_server_cookie_older_than_an_hour_is_not_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_server_cookie_is_renewed_after_half_an_hour_and_valid_for_an_hour(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     responder = Responder(make_zones())
     responder.configure(cookies=True)
     now = time.time()
     cookie = cookie_of(answer(responder, cookie_query(), "192.0.2.1"))
     assert cookie is not None
-    monkeypatch.setattr(time, "time", lambda: now + 3500)
-    answer(responder, cookie_query(server=cookie[8:]), "192.0.2.1")
+    monkeypatch.setattr(time, "time", lambda: now + 1700)  # the same one given again
+    assert cookie_of(answer(responder, cookie_query(server=cookie[8:]), "192.0.2.1")) == cookie
+    assert responder.cookie == COOKIE_VALID
+    monkeypatch.setattr(time, "time", lambda: now + 3500)  # renewed, the old one still valid
+    assert cookie_of(answer(responder, cookie_query(server=cookie[8:]), "192.0.2.1")) != cookie
     assert responder.cookie == COOKIE_VALID
     monkeypatch.setattr(time, "time", lambda: now + 3700)
     renewed = cookie_of(answer(responder, cookie_query(server=cookie[8:]), "192.0.2.1"))
