@@ -107,7 +107,6 @@ class UpdateHandler:
         self.zone = dns.name.from_text(store.zones.device_zone.origin)
         link = store.zones.link_zone
         self.link_zone = dns.name.from_text(link.origin) if link is not None else None
-        self._keys: dict[dns.name.Name, tuple[dns.tsig.Key, str]] = {}  # key -> (key, device)
         self.counts: dict[str, int] = {}
         #: Where signed updates are recorded (device, full client address, outcome), if kept.
         self.access_log: AccessLogWriter | None = None
@@ -183,28 +182,17 @@ class UpdateHandler:
         self, name: dns.name.Name | None, algorithm: dns.name.Name | None
     ) -> tuple[dns.tsig.Key, str] | None:
         """The key `name` and its device, if it exists with that algorithm (RFC 8945 5.2.1:
-        a known name with another algorithm is BADKEY too)."""
+        a known name with another algorithm is BADKEY too). Read from the registry for each
+        UPDATE, never kept: a key revoked, or a device unregistered, by another process (the
+        CLI) is refused from its next UPDATE on (privacy rule 5). UPDATEs are few; the read is
+        one indexed row."""
         if name is None:
             return None
-        cached = self._keys.get(name)
-        if cached is not None:
-            return cached if cached[0].algorithm == algorithm else None
         stored = await self.registry.find_tsig_key(name.to_text(omit_final_dot=True))
         if stored is None or stored.algorithm not in _ALGORITHMS:
             return None
-        found = (
-            dns.tsig.Key(name, stored.secret, _ALGORITHMS[stored.algorithm]),
-            stored.device_name,
-        )
-        if len(self._keys) > 10_000:
-            self._keys.clear()
-        self._keys[name] = found
-        return found if found[0].algorithm == algorithm else None
-
-    def forget_device(self, device: str) -> None:
-        """Drop cached keys of a deleted device at once."""
-        for name in [n for n, (_, d) in self._keys.items() if d == device]:
-            del self._keys[name]
+        key = dns.tsig.Key(name, stored.secret, _ALGORITHMS[stored.algorithm])
+        return (key, stored.device_name) if key.algorithm == algorithm else None
 
     def _reply(self, request: dns.message.Message, rcode: dns.rcode.Rcode) -> bytes:
         response = dns.message.make_response(request)

@@ -100,7 +100,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     revoke_tsig = common(
         device.add_parser(
             "tsig-key-revoke",
-            help="revoke one of a device's RFC 2136 keys (ddnsd refuses it once restarted)",
+            help="revoke one of a device's RFC 2136 keys (ddnsd refuses it from then on)",
         )
     )
     revoke_tsig.add_argument("name")
@@ -291,9 +291,8 @@ async def _run(args: argparse.Namespace) -> tuple[Any, str]:
                 if not await registry.revoke_tsig_key(args.name, args.key_name):
                     raise RegistryError(f"{args.name} has no TSIG key {args.key_name!r}")
                 return {"revoked": args.key_name, "device_name": args.name}, (
-                    f"revoked TSIG key {args.key_name} of {args.name}; a running ddnsd keeps "
-                    "the keys it has used in memory: restart it (systemctl restart ddnsd) and "
-                    "updates signed with this key are refused"
+                    f"revoked TSIG key {args.key_name} of {args.name}: updates signed with it "
+                    "are refused from now on"
                 )
             if action == "access":
                 device = await registry.set_access(
