@@ -675,6 +675,9 @@ def main() -> None:
             loaded_rss = {label: sum(map(rss_mib, pids)) for label, pids in daemons.items()}
             relay_metrics = scrape(metrics)
             living = {label: all(map(alive, pids)) for label, pids in daemons.items()}
+            for proc in (holder, slow, bulk):
+                if not proc.is_alive():
+                    notes.append(f"{proc.name} had ended before the measurement did")
             stop.set()
             dns_load = dnsperf_result(dnsperf_proc)
             for proc in (bulk, slow, holder):
