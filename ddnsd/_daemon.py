@@ -202,7 +202,7 @@ async def serve(
     workers = config.ddnsd.workers if config_path is not None else 1
     state_dir = config.ddnsd.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
-    registry = Registry.open_sqlite(config.ddnsd.registry)
+    registry = Registry.open_sqlite(config.ddnsd.registry, create=False)
     boundary = Boundary()
     zones = build_zones(config)
     responder = Responder(zones, edns_buffer_bytes=config.dns.edns_buffer_bytes)

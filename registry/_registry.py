@@ -124,9 +124,12 @@ class Registry:
         self._gone_event = trio.Event()
 
     @classmethod
-    def open_sqlite(cls, path: Path | str, *, clock: Callable[[], float] = time.time) -> Registry:
-        """Open (creating and migrating if needed) a SQLite registry; blocking, for start-up."""
-        return cls(SQLiteBackend(path), clock=clock)
+    def open_sqlite(
+        cls, path: Path | str, *, clock: Callable[[], float] = time.time, create: bool = True
+    ) -> Registry:
+        """Open (migrating if needed) a SQLite registry; blocking, for start-up. The daemons
+        pass `create=False`: a registry that is not there is RegistryGone, not a new one."""
+        return cls(SQLiteBackend(path, create=create), clock=clock)
 
     async def aclose(self) -> None:
         # Not through _run: a registry that is gone is closed all the same.

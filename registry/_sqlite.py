@@ -59,9 +59,18 @@ _GONE = {
 
 
 class SQLiteBackend:
-    def __init__(self, path: Path | str, *, reserve_bytes: int = RESERVE_BYTES) -> None:
+    def __init__(
+        self, path: Path | str, *, reserve_bytes: int = RESERVE_BYTES, create: bool = True
+    ) -> None:
+        """Open the registry at `path`; without `create` (the daemons), one that is not there
+        is RegistryGone rather than a new, empty one (a restart after an unmount, or a path
+        mistyped, must not serve a zone with no devices)."""
         self.path = path
         self._file: Path | None = None if str(path) == ":memory:" else Path(path)
+        if self._file is not None and not create and not self._file.exists():
+            raise RegistryGone(
+                f"{path}: no registry there (the nascloud CLI creates one; or restore a backup)"
+            )
         if self._file is not None:
             self._file.parent.mkdir(parents=True, exist_ok=True)
         self._erase_pending = False  # an erasure whose WAL truncation is still to be done

@@ -96,6 +96,31 @@ def test_a_registry_that_is_not_a_database_ends_ddnsd_at_start(tmp_path: Path) -
     one_clear_line(done.stdout + done.stderr, "not a database")
 
 
+@pytest.mark.parametrize("daemon", ["ddnsd", "relayd"])
+def test_a_registry_that_is_not_there_is_not_made_anew(tmp_path: Path, daemon: str) -> None:
+    # After an exit 3 for an unmounted disk, systemd's restart must not find an empty new
+    # registry at the path and serve a zone without devices: it ends again, and says why.
+    if daemon == "ddnsd":
+        prepare(tmp_path)
+        registry = tmp_path / "state" / "registry.sqlite3"
+    else:
+        trio.run(relay_harness.prepare, tmp_path)
+        (tmp_path / "relayd.toml").write_text(relay_harness.relay_toml())
+        registry = tmp_path / "registry.sqlite3"
+    for leftover in registry.parent.glob(registry.name + "*"):
+        leftover.unlink()
+    done = subprocess.run(
+        [str(BIN / daemon), "--config", str(tmp_path / f"{daemon}.toml")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=30,
+    )
+    assert done.returncode == EXIT_REGISTRY_GONE, done.stdout + done.stderr
+    assert "no registry there" in done.stdout + done.stderr
+    assert not registry.exists()
+
+
 def test_a_deleted_registry_ends_relayd_too(tmp_path: Path) -> None:
     trio.run(relay_harness.prepare, tmp_path)
     (tmp_path / "relayd.toml").write_text(relay_harness.relay_toml())

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from registry import hash_secret, normalize_cloud_key
+from registry import SQLiteBackend, hash_secret, normalize_cloud_key
 from tests.database import database_bytes
 from tests.integration.test_link import BIN, _start_relay, _wait
 
@@ -151,6 +151,8 @@ def running_install(
     """relayd with its install site, an agent in install mode, and the NAS's setup UI. With
     `tunnel_host="[::1]"` the NAS reaches the relay over IPv6, so that a browser on 127.0.0.1
     is on another network (for a browser that cannot pick its source address)."""
+    # An operator creates the registry (relayd opens one, and never makes it).
+    SQLiteBackend(tmp_path / "registry.sqlite3").close()
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     relay_cert = ca.issue_cert("relay.test")
