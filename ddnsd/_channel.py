@@ -17,7 +17,7 @@ from typing import Final
 import trio
 
 import protocol
-from registry import RegistryFull
+from registry import RegistryFull, RegistryGone
 from service import Boundary
 from tunnel import Tunnel, open_tunnel, tunnel_ending
 
@@ -148,8 +148,8 @@ class ServiceChannel:
             return protocol.Error(
                 protocol.ErrorCode.INVALID_REQUEST, "the zone cannot hold it", message.request_id
             )
-        except RegistryFull as full:
-            log.warning("an update from a service was not stored: %s", full)
+        except (RegistryFull, RegistryGone) as exc:  # one line: expected, not a bug
+            log.warning("an update from a service was not stored: %s", exc)
             return protocol.Error(
                 protocol.ErrorCode.INTERNAL_ERROR, "not stored", message.request_id
             )

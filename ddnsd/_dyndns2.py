@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from httpapi import HttpRequest, HttpResponse
 from protocol import canonical_address
-from registry import AccessLogWriter, Registry, RegistryFull, TokenKind, hash_secret
+from registry import AccessLogWriter, Registry, RegistryFull, RegistryGone, TokenKind, hash_secret
 from service import Boundary, SlidingWindow
 
 from ._store import ZoneStore
@@ -199,8 +199,8 @@ class DynDns2:
         changes = self._changes(device, addresses, offline)
         try:
             result = await self.store.update(device, changes)
-        except RegistryFull as full:
-            log.warning("a DynDNS2 update was not stored: %s", full)
+        except (RegistryFull, RegistryGone) as exc:  # one line: expected, not a bug
+            log.warning("a DynDNS2 update was not stored: %s", exc)
             return _Reply.once("911")
         except Exception:
             log.exception("storing a DynDNS2 update failed")

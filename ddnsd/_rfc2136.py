@@ -32,7 +32,7 @@ import dns.tsig
 import dns.update
 
 from protocol import canonical_address
-from registry import AccessLogWriter, Registry, RegistryFull
+from registry import AccessLogWriter, Registry, RegistryFull, RegistryGone
 
 from ._answer import header_only_reply
 from ._store import ZoneStore
@@ -166,8 +166,8 @@ class UpdateHandler:
             outcome = dns.rcode.to_text(refusal.rcode).lower()
             self._count(outcome)
             return [self._reply(update, refusal.rcode)], outcome
-        except RegistryFull as full:
-            log.warning("an UPDATE was not stored: %s", full)
+        except (RegistryFull, RegistryGone) as exc:  # one line: expected, not a bug
+            log.warning("an UPDATE was not stored: %s", exc)
             return [self._reply(update, dns.rcode.SERVFAIL)], "servfail"
         except Exception:
             log.exception("storing an UPDATE failed")
