@@ -57,20 +57,13 @@ def dns_name(value: str) -> str | None:
     return None
 
 
-def shown(text: object) -> str:
-    """A path or key as a problem line shows it: quoted when it holds a control character
-    (TOML's "\\n" and "\\f" make them), so that one problem stays one line."""
-    text = str(text)
-    return text if text.isprintable() else repr(text)
-
-
 def readable_file(path: Path) -> str | None:
     if not path.exists():
-        return f"file {shown(path)} does not exist"
+        return f"file {path} does not exist"
     if not path.is_file():
-        return f"{shown(path)} is not a file"
+        return f"{path} is not a file"
     if not os.access(path, os.R_OK):
-        return f"file {shown(path)} is not readable by this user"
+        return f"file {path} is not readable by this user"
     return None
 
 
@@ -78,10 +71,10 @@ def writable_dir(path: Path) -> str | None:
     """A state directory: it may be created later, but its parent must exist."""
     if path.exists():
         if not path.is_dir():
-            return f"{shown(path)} exists and is not a directory"
+            return f"{path} exists and is not a directory"
         if not os.access(path, os.W_OK | os.X_OK):
-            return f"directory {shown(path)} is not writable by this user"
+            return f"directory {path} is not writable by this user"
         return None
     if not path.parent.is_dir():
-        return f"neither {shown(path)} nor its parent directory exists"
+        return f"neither {path} nor its parent directory exists"
     return None

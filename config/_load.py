@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ._checks import shown
-
 __all__ = ["ConfigError", "HostPort", "load", "loads"]
 
 _T = TypeVar("_T")
@@ -28,8 +26,15 @@ class ConfigError(Exception):
     """The configuration is unusable; `problems` lists every reason, one per line."""
 
     def __init__(self, problems: list[str]) -> None:
+        # A problem quotes what the file says (keys, values, paths), which TOML lets hold
+        # any character: escape the unprintable ones, so that one problem stays one line.
+        problems = [p if p.isprintable() else "".join(map(_printable, p)) for p in problems]
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+def _printable(char: str) -> str:
+    return char if char.isprintable() else repr(char)[1:-1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +137,6 @@ class _Loader:
 
     @staticmethod
     def _where(table: str, key: str) -> str:
-        key = shown(key)  # the file's own keys are any string
         return f"[{table}].{key}" if table else key
 
     def convert(self, hint: Any, value: Any, where: str, table: str) -> Any:
