@@ -174,7 +174,7 @@ class Responder:
         if it deserves silence. `self.cookie` tells what cookie the query carried."""
         if type(query) is not bytes:
             query = bytes(query)
-        self.cookie = COOKIE_NONE
+        self.cookie = 0  # COOKIE_NONE
         # The quickest hit: these exact bytes (but the ID) were answered before. Randomised
         # letter case makes every query new; those go on to the normalised key. Answers
         # with a server cookie are the client's own and never stored here.

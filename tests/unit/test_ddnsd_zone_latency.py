@@ -11,19 +11,26 @@ import trio
 
 from ddnsd._answer import Responder
 from ddnsd._rrl import RateLimiter
-from ddnsd._server import LATENCY_BOUNDS, DnsServer, Latency
+from ddnsd._server import LATENCY_BUCKETS, LATENCY_SHIFT, DnsServer, Latency
 from service import Boundary
 from tests.unit.test_ddnsd_answer import make_zones
 
 
 def test_buckets_are_cumulative_with_each_bound_inclusive() -> None:
-    latency = Latency((0.001, 0.01))
-    for seconds in (0.0005, 0.001, 0.002, 0.01, 0.5):
-        latency.observe(seconds)
-    assert latency.cumulative() == [("0.001", 2), ("0.01", 4), ("+Inf", 5)]
-    assert latency.count == 5 and abs(latency.sum - 0.5135) < 1e-9
-    assert [le for le, _ in Latency().cumulative()][:3] == ["0.00001", "0.000025", "0.00005"]
-    assert len(Latency().cumulative()) == len(LATENCY_BOUNDS) + 1
+    latency = Latency()
+    first = 2**LATENCY_SHIFT  # ns: the first bucket holds fewer
+    for ns in (1, first - 1, first, 2 * first - 1, 2 * first, 10**12):
+        latency.observe_ns(ns)
+    lines = latency.cumulative()
+    assert lines[:3] == [
+        (repr((first - 1) / 1e9), 2),
+        (repr((2 * first - 1) / 1e9), 4),
+        (repr((4 * first - 1) / 1e9), 5),
+    ]
+    assert lines[-1] == ("+Inf", 6) and lines[-2][1] == 5  # 1000 s: past the last bucket
+    assert len(lines) == LATENCY_BUCKETS + 1
+    assert latency.count == 6 and latency.sum_ns == 6 * first - 1 + 10**12
+    assert 0.13 < Latency.bounds()[-1] < 0.14  # the last bucket: 134 ms
 
 
 async def test_each_udp_answer_sent_is_observed_once() -> None:
@@ -49,3 +56,4 @@ async def test_each_udp_answer_sent_is_observed_once() -> None:
     assert server.latency.count == asked + 1
     assert server.latency.cumulative()[-1] == ("+Inf", asked + 1)
     assert 0 < server.latency.sum < took + 1
+    assert server.latency.sum_ns == int(server.latency.sum * 1e9)
