@@ -222,7 +222,12 @@ async def serve(
         updates.access_log = access_log
     transfers = Transfers(zones, transfer.allow, transfer_key)
     dns = build_dns_server(
-        config, responder, boundary, updates=updates.handle, transfers=transfers.handle
+        config,
+        responder,
+        boundary,
+        updates=updates.handle,
+        transfers=transfers.handle,
+        transfer_key=transfers.key.name if transfers.key is not None else None,
     )
     daemon = Ddnsd(
         config, registry, zones, responder, store, dns, updates, transfers, notifier, boundary

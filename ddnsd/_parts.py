@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import socket
 
+import dns.name
 import trio
 
 from config import DdnsdConfig, HostPort
@@ -103,6 +104,7 @@ def build_dns_server(
     *,
     updates: MessageHandler,
     transfers: MessageHandler,
+    transfer_key: dns.name.Name | None = None,
 ) -> DnsServer:
     """The DNS server of one process; also gives `responder` the server's own EDNS
     options (NSID, cookies), which the config holds."""
@@ -113,6 +115,7 @@ def build_dns_server(
         boundary,
         updates=updates,
         transfers=transfers,
+        transfer_key=transfer_key,
         max_tcp_clients=config.dns.max_tcp_clients,
         tcp_idle_timeout_s=config.dns.tcp_idle_timeout_s,
     )

@@ -16,6 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+import dns.message
+import dns.name
 import trio
 
 from registry import mask_address
@@ -90,14 +92,19 @@ def _opcode(message: bytes) -> int:
     return (message[2] >> 3) & 0x0F
 
 
-def _signed_soa(message: bytes) -> bool:
-    """A query for SOA that carries a TSIG RR: a secondary's refresh check, which must be
-    answered signed (RFC 8945 5.3). Cheap first: an additional record, then the TSIG bytes."""
-    return (
-        message[10:12] != b"\x00\x00"
-        and _TSIG_MARK in message
-        and _question_type(message) == TYPE_SOA
-    )
+def _signed_soa(message: bytes, key: dns.name.Name | None) -> bool:
+    """A query for SOA signed with the transfer key `key`: a secondary's refresh check, which
+    must be answered signed (RFC 8945 5.3). Cheap first: an additional record, then the TSIG
+    bytes, the type; the key's name last (an ACME client signs its SOA queries with the
+    device's key: those are ordinary queries, for the query path)."""
+    if key is None or message[10:12] == b"\x00\x00" or _TSIG_MARK not in message:
+        return False
+    if _question_type(message) != TYPE_SOA:
+        return False
+    try:
+        return dns.message.from_wire(message, keyring=False).keyname == key
+    except Exception:  # dnspython raises many types on malformed input: the query path's
+        return False
 
 
 def _udp_ixfr(message: bytes) -> bool:
@@ -129,6 +136,7 @@ class DnsServer:
         *,
         updates: MessageHandler | None = None,
         transfers: MessageHandler | None = None,
+        transfer_key: dns.name.Name | None = None,
         notify_replies: Callable[[bytes, str], None] | None = None,
         max_tcp_clients: int = 1000,
         tcp_idle_timeout_s: float = 10.0,
@@ -139,6 +147,7 @@ class DnsServer:
         self.boundary = boundary
         self.updates = updates
         self.transfers = transfers
+        self.transfer_key = transfer_key  # the name of the secondaries' TSIG key, if any
         self.notify_replies = notify_replies
         self.max_tcp_clients = max_tcp_clients
         self.tcp_idle_timeout_s = tcp_idle_timeout_s
@@ -212,7 +221,7 @@ class DnsServer:
                         if len(query) >= 12 and (
                             query[2] & 0x78
                             or ((query[8] or query[9]) and _udp_ixfr(query))
-                            or ((query[10] or query[11]) and _signed_soa(query))
+                            or ((query[10] or query[11]) and _signed_soa(query, self.transfer_key))
                         ):
                             self._udp_special(nursery, sock, query, address)
                             continue
@@ -395,7 +404,10 @@ class DnsServer:
             if (
                 opcode == 0
                 and self.transfers is not None
-                and (_question_type(message) in (TYPE_AXFR, TYPE_IXFR) or _signed_soa(message))
+                and (
+                    _question_type(message) in (TYPE_AXFR, TYPE_IXFR)
+                    or _signed_soa(message, self.transfer_key)
+                )
             ):
                 return await self._contained("dns_transfer", self.transfers, message, peer, True)
         try:

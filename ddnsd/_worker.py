@@ -104,7 +104,12 @@ async def serve_worker(
     # The worker's own failures are logged here; its counts are not exported (the main
     # process serves the metrics).
     dns = build_dns_server(
-        config, responder, Boundary(), updates=feed.forward_update, transfers=transfers.handle
+        config,
+        responder,
+        Boundary(),
+        updates=feed.forward_update,
+        transfers=transfers.handle,
+        transfer_key=transfers.key.name if transfers.key is not None else None,
     )
     pairs: list[tuple[socket.socket, socket.socket]] = []
     sockets: list[socket.socket] = []
