@@ -75,14 +75,19 @@ fuzz: $(FUZZ_STAMP)
 	done; \
 	if [ -n "$$failed" ]; then echo "crashes in:$$failed"; exit 1; fi
 
-# Shrink every corpus to the inputs that keep its coverage (libFuzzer's -merge=1).
+# Shrink every corpus to the inputs that keep its coverage (libFuzzer's -merge=1). A corpus is
+# replaced only by a merge that kept something: a merge whose runs failed keeps nothing.
 fuzz-minimize: $(FUZZ_STAMP)
 	@for target in $(FUZZ_TARGETS); do \
-		rm -rf tests/fuzz/corpus/.$$target.min && mkdir tests/fuzz/corpus/.$$target.min; \
-		$(BIN)/python -m tests.fuzz.fuzz_$$target -merge=1 \
-			tests/fuzz/corpus/.$$target.min tests/fuzz/corpus/$$target && \
-		rm -rf tests/fuzz/corpus/$$target && \
-		mv tests/fuzz/corpus/.$$target.min tests/fuzz/corpus/$$target; \
+		corpus=tests/fuzz/corpus/$$target; min=tests/fuzz/corpus/.$$target.min; \
+		rm -rf $$min && mkdir $$min && \
+		$(BIN)/python -m tests.fuzz.fuzz_$$target -merge=1 $$min $$corpus || exit 1; \
+		if [ -z "$$(ls -A $$min)" ]; then \
+			echo "fuzz_$$target: the merge kept nothing; $$corpus is left as it was"; \
+			rm -rf $$min; exit 1; \
+		fi; \
+		echo "fuzz_$$target: $$(ls $$corpus | wc -l) files -> $$(ls $$min | wc -l)"; \
+		rm -rf $$corpus && mv $$min $$corpus; \
 	done
 
 $(FUZZ_STAMP): $(STAMP) pyproject.toml

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import importlib
+import shlex
 import sys
 import time
 import types
@@ -64,6 +65,11 @@ def fuzz(one_input: Callable[[bytes], None]) -> None:
         f" in {time.monotonic() - start:.1f} s",
         file=sys.stderr,
     )
+    # libFuzzer's -merge and -fork run argv[0] again through the shell; under `python -m` it is
+    # the target's file, which is no program. Give it the command that runs this target.
+    main = sys.modules["__main__"].__spec__
+    if main is not None:
+        sys.argv[0] = shlex.join([sys.executable, "-m", main.name])
     atheris.Setup(sys.argv, one_input)
     # Modules the inputs load later (dnspython loads one per record type) are patched as they
     # are imported. The hook takes top-level packages only: all of urllib, not only its parser.
