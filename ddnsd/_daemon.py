@@ -38,7 +38,13 @@ from service import (
 from ._answer import Responder
 from ._channel import ServiceChannel
 from ._dyndns2 import DynDns2
-from ._parts import bind_dns_pair, build_dns_server, build_zones, serve_dns_pair
+from ._parts import (
+    bind_dns_pair,
+    build_dns_server,
+    build_zones,
+    notify_sources,
+    serve_dns_pair,
+)
 from ._rfc2136 import UpdateHandler
 from ._rrl import RateLimiter
 from ._server import DnsServer
@@ -208,7 +214,7 @@ async def serve(
     responder = Responder(zones, edns_buffer_bytes=config.dns.edns_buffer_bytes)
     transfer = config.transfer
     transfer_key = load_key(transfer.tsig_key_name, transfer.tsig_secret_file)
-    notifier = Notifier(zones, transfer.notify, transfer_key, boundary)
+    notifier = Notifier(zones, transfer.notify, transfer_key, boundary, notify_sources(config))
     store = ZoneStore(registry, zones, responder, on_change=notifier.changed)
     await store.load()
     updates = UpdateHandler(registry, store)

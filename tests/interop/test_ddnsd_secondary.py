@@ -577,10 +577,6 @@ def test_a_signed_soa_query_is_answered_signed(primary: Ddnsd, transport: str) -
     assert not plain.had_tsig and plain.answer[0][0].serial == soa[0].serial
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="until ddnsd/_daemon.py gives Notifier notify_sources(config); then remove this",
-)
 def test_knot_takes_notify_from_the_address_ddnsd_serves_on(tmp_path: Path) -> None:
     # ddnsd on 127.0.0.3: Knot's ACL takes NOTIFY from there only, as it would from a
     # primary's public address. From an unbound socket it would come from 127.0.0.1 (the
