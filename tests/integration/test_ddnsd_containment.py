@@ -120,10 +120,10 @@ def counted(daemon: Ddnsd) -> str:
 def responder_fails_for_boom(monkeypatch: pytest.MonkeyPatch) -> None:
     original = Responder.respond
 
-    def respond(self: Responder, wire: bytes, tcp: bool = False) -> bytes | None:
+    def respond(self: Responder, wire: bytes, tcp: bool = False, client: str = "") -> bytes | None:
         if b"\x04boom" in wire:
             raise RuntimeError("injected failure")
-        return original(self, wire, tcp)
+        return original(self, wire, tcp, client)
 
     # On the class, before ddnsd starts: the UDP loop binds `respond` once.
     monkeypatch.setattr(Responder, "respond", respond)
