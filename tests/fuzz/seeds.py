@@ -44,19 +44,20 @@ def _handshake() -> tuple[bytes, bytes, bytes]:
     return hello, server_hello, client.data_to_send()
 
 
-def _traffic(peer: Connection, ours: int, theirs: int) -> bytes:
+def _traffic(peer: Connection, ours: int, theirs: int | None) -> bytes:
     """What `peer` sends on an open connection when only it acts: data on a stream it opened
-    (`ours`) and on one the other side opened (`theirs`), a new stream, PING, messages,
-    END_STREAM, RESET and a graceful GOAWAY; windows kept (driver.SETTINGS)."""
+    (`ours`) and on one the other side opened (`theirs`, if it has one), a new stream, PING,
+    messages, END_STREAM, RESET and a graceful GOAWAY; windows kept (driver.SETTINGS)."""
     peer.send_data(ours, b"GET / HTTP/1.1\r\nHost: nas1\r\n\r\n")
-    peer.send_data(theirs, b"hello")
+    if theirs is not None:
+        peer.send_data(theirs, b"hello")
     new = peer.open_stream(Open("web", "192.0.2.8", 50001))
     peer.send_data(new, b"x" * 20, end_stream=True)
     peer.ping(b"01234567")
     peer.send_message(Ack(request_id=7))
     peer.send_message(Error(ErrorCode.RATE_LIMITED, "slow down", request_id=8))
     peer.end_stream(ours)
-    peer.reset_stream(theirs)
+    peer.reset_stream(new if theirs is None else theirs)
     peer.close()
     return peer.data_to_send()
 
@@ -79,14 +80,11 @@ def _conversation() -> tuple[bytes, bytes]:
     sent = server.data_to_send()  # AUTH_OK
     to_client += sent
     client.receive_data(sent)
-    # Each side opens one stream, so that the other's traffic has one of each kind to use.
+    # Each side opens a stream of its own: the connection these bytes go to has opened none.
     mine, yours = client.open_stream(Open("web")), server.open_stream(Open("setup"))
-    opens_to_server, opens_to_client = client.data_to_send(), server.data_to_send()
-    server.receive_data(opens_to_server)
-    client.receive_data(opens_to_client)
-    to_server += opens_to_server + _traffic(client, mine, yours)
-    to_client += opens_to_client + _traffic(server, yours, mine)
-    return to_server, to_client
+    to_server += client.data_to_send()
+    to_client += server.data_to_send()
+    return to_server + _traffic(client, mine, None), to_client + _traffic(server, yours, None)
 
 
 def connection_seeds() -> list[bytes]:
