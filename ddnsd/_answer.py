@@ -248,8 +248,7 @@ class Responder:
         noting in `self.cookie` what the query's was. The server cookie made for a client
         and client cookie is given again for half an hour (RFC 9018 section 4.3 renews it
         after that), so that a client that sends it back costs no hashing."""
-        length = int.from_bytes(query[at - 2 : at], "big")
-        option = query[at : at + length]
+        option = query[at : at + (query[at - 2] << 8 | query[at - 1])]
         client_cookie = option[:8]
         now = int(time.time())
         slot = (client_cookie, client)
@@ -341,13 +340,14 @@ class Responder:
                 # NSID and COOKIE are answered (when configured); other options are
                 # ignored, as RFC 6891 lets a server do.
                 at = 11
-                while at < len(opt):
-                    if at + 4 > len(opt):
+                stop = len(opt)
+                while at < stop:
+                    if at + 4 > stop:
                         return None
-                    code = int.from_bytes(opt[at : at + 2], "big")
-                    length = int.from_bytes(opt[at + 2 : at + 4], "big")
+                    code = opt[at] << 8 | opt[at + 1]
+                    length = opt[at + 2] << 8 | opt[at + 3]
                     at += 4
-                    if at + length > len(opt):
+                    if at + length > stop:
                         return None
                     if code == OPTION_NSID and self.nsid:
                         options |= _FLAG_NSID
