@@ -307,36 +307,38 @@ class DnsServer:
     async def _udp_update(
         self, sock: socket.socket, message: bytes, address: tuple[str, int]
     ) -> None:
-        assert self.updates is not None
-        try:
-            self._update_slots.acquire_nowait()
-        except trio.WouldBlock:
-            log.warning(
-                "dropping an UPDATE: %d already in progress", self._update_slots.total_tokens
-            )
-            return
-        try:
-            for reply in await self.update(message, address[0], False):
-                try:
-                    sock.sendto(reply, address)
-                except OSError:
-                    pass
-        finally:
-            self._update_slots.release()
+        await self._udp_in_a_slot("an UPDATE", self.update, sock, message, address)
 
     async def _udp_transfer(
         self, sock: socket.socket, message: bytes, address: tuple[str, int]
     ) -> None:
         assert self.transfers is not None
+        transfers = self.transfers
+
+        async def answer(message: bytes, client: str, tcp: bool) -> list[bytes]:
+            return await self._contained("dns_transfer", transfers, message, client, tcp)
+
+        await self._udp_in_a_slot("a transfer request", answer, sock, message, address)
+
+    async def _udp_in_a_slot(
+        self,
+        what: str,
+        handler: MessageHandler,
+        sock: socket.socket,
+        message: bytes,
+        address: tuple[str, int],
+    ) -> None:
+        """Answer a datagram that needs a task (an UPDATE, a transfer request) in one of the
+        few slots they share; with none free, it is dropped (UDP: the client retries)."""
         try:
-            self._update_slots.acquire_nowait()  # the same few slots as UPDATE
+            self._update_slots.acquire_nowait()
         except trio.WouldBlock:
+            log.warning(
+                "dropping %s: %d already in progress", what, self._update_slots.total_tokens
+            )
             return
         try:
-            replies = await self._contained(
-                "dns_transfer", self.transfers, message, address[0], False
-            )
-            for reply in replies:
+            for reply in await handler(message, address[0], False):
                 try:
                     sock.sendto(reply, address)
                 except OSError:
