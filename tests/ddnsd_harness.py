@@ -118,9 +118,7 @@ tsig_secret_file = "transfer.key"
     return config
 
 
-def start(
-    directory: Path, timeout_s: float = 15.0, env: dict[str, str] | None = None
-) -> Ddnsd:
+def start(directory: Path, timeout_s: float = 15.0, env: dict[str, str] | None = None) -> Ddnsd:
     """Start ddnsd on the config `prepare` wrote; `env` is added to the process's environment."""
     config = directory / "ddnsd.toml"
     state = directory / "state"
