@@ -9,9 +9,11 @@ STAMP := $(VENV)/.installed-stamp
 # only when missing: dig and nsupdate, kdig, ddclient, inadyn, NSD and Knot, dnsperf, wrk, curl,
 # headless Chromium for the browser test, for the relay benchmark socat and OpenSSH, gcc for
 # the fsync-holding shim of the durability test (tests/holdsync.c), Pebble, the ACME CA the
-# agent's certificate tests use, and certutil, which gives the browser test Pebble's root.
+# agent's certificate tests use, certutil, which gives the browser test Pebble's root, and
+# lego and certbot, the ACME clients owners run themselves.
 DEB_PACKAGES := bind9-dnsutils knot-dnsutils ddclient inadyn nsd knot dnsperf wrk curl chromium systemd \
-	socat openssh-client openssh-server gcc libc6-dev pebble libnss3-tools
+	socat openssh-client openssh-server gcc libc6-dev pebble libnss3-tools lego certbot \
+	python3-certbot-dns-rfc2136
 STATE_DIR ?= ./var
 BASE_PORT ?= 5300
 # `make fuzz`: seconds per target; every tests/fuzz/fuzz_<name>.py is one target.

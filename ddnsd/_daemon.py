@@ -107,6 +107,7 @@ class Ddnsd:
         pool = [self.pool.metric()] if self.pool is not None else []
         return [
             *pool,
+            self.dns.latency.metric(),
             Metric.single(
                 "nascloud_dns_queries_total", "counter", "DNS messages received.", self.dns.queries
             ),

@@ -20,6 +20,7 @@ import dns.message
 import dns.name
 import trio
 
+from httpapi import Histogram, Metric
 from registry import mask_address
 from service import Boundary, LogBudget, serve_contained
 
@@ -77,15 +78,16 @@ class Latency:
         """Each bucket's `le` in seconds: its largest whole number of nanoseconds."""
         return tuple((2 ** (LATENCY_SHIFT + i) - 1) / 1e9 for i in range(LATENCY_BUCKETS))
 
-    def cumulative(self) -> list[tuple[str, int]]:
-        """(`le` label, observations at most that), the last `+Inf`: the bucket lines."""
-        out: list[tuple[str, int]] = []
-        total = 0
-        for bound, count in zip(self.bounds(), self.counts, strict=False):
-            total += count
-            out.append((repr(bound), total))
-        out.append(("+Inf", self.count))
-        return out
+    def metric(self) -> Metric:
+        """As the histogram `nascloud_dns_answer_seconds` of the daemon's metrics."""
+        histogram = Histogram(
+            "nascloud_dns_answer_seconds",
+            "UDP answers, from the wake-up that read them to sent (main process).",
+            self.bounds(),
+        )
+        rest = sum(self.counts[LATENCY_BUCKETS:])  # past the last bound: +Inf
+        histogram.load([*self.counts[:LATENCY_BUCKETS], rest], self.sum)
+        return histogram.metric()
 
 
 def _opcode(message: bytes) -> int:

@@ -12,6 +12,7 @@ import trio
 from ddnsd._answer import Responder
 from ddnsd._rrl import RateLimiter
 from ddnsd._server import LATENCY_BUCKETS, LATENCY_SHIFT, DnsServer, Latency
+from httpapi import render
 from service import Boundary
 from tests.unit.test_ddnsd_answer import make_zones
 
@@ -21,14 +22,18 @@ def test_buckets_are_cumulative_with_each_bound_inclusive() -> None:
     first = 2**LATENCY_SHIFT  # ns: the first bucket holds fewer
     for ns in (1, first - 1, first, 2 * first - 1, 2 * first, 10**12):
         latency.observe_ns(ns)
-    lines = latency.cumulative()
-    assert lines[:3] == [
-        (repr((first - 1) / 1e9), 2),
-        (repr((2 * first - 1) / 1e9), 4),
-        (repr((4 * first - 1) / 1e9), 5),
+    text = render([latency.metric()]).decode()
+    buckets = [line for line in text.splitlines() if "_bucket{" in line]
+    name = "nascloud_dns_answer_seconds"
+    assert buckets[:3] == [
+        f'{name}_bucket{{le="{(first - 1) / 1e9!r}"}} 2',
+        f'{name}_bucket{{le="{(2 * first - 1) / 1e9!r}"}} 4',
+        f'{name}_bucket{{le="{(4 * first - 1) / 1e9!r}"}} 5',
     ]
-    assert lines[-1] == ("+Inf", 6) and lines[-2][1] == 5  # 1000 s: past the last bucket
-    assert len(lines) == LATENCY_BUCKETS + 1
+    # 1000 s: past the last bucket, in +Inf only.
+    assert buckets[-1] == f'{name}_bucket{{le="+Inf"}} 6' and buckets[-2].endswith(" 5")
+    assert len(buckets) == LATENCY_BUCKETS + 1
+    assert f"{name}_count 6" in text.splitlines()
     assert latency.count == 6 and latency.sum_ns == 6 * first - 1 + 10**12
     assert 0.13 < Latency.bounds()[-1] < 0.14  # the last bucket: 134 ms
 
@@ -54,6 +59,7 @@ async def test_each_udp_answer_sent_is_observed_once() -> None:
                 await client.recv(65535)
             nursery.cancel_scope.cancel()
     assert server.latency.count == asked + 1
-    assert server.latency.cumulative()[-1] == ("+Inf", asked + 1)
+    text = render([server.latency.metric()]).decode()
+    assert f'nascloud_dns_answer_seconds_bucket{{le="+Inf"}} {asked + 1}' in text.splitlines()
     assert 0 < server.latency.sum < took + 1
     assert server.latency.sum_ns == int(server.latency.sum * 1e9)
