@@ -132,6 +132,9 @@ class DynDns2Section:
     updates_per_host_per_minute: int = option(10, check=between(1, 10000))
     # Whether a device may publish a LAN address (10/8, 172.16/12, 192.168/16, fc00::/7).
     allow_private_addresses: bool = False
+    # Reverse proxies in front (TLS ends there): from these addresses only, the client is the
+    # last address of X-Forwarded-For (what the proxy saw), for `myip` left out and the log.
+    trusted_proxies: tuple[str, ...] = option((), check=_addresses)
 
 
 @dataclass(frozen=True, slots=True)

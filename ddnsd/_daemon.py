@@ -183,6 +183,7 @@ class Ddnsd:
         if self.dyndns2 is not None:
             self.dyndns2.per_host.limit = new.dyndns2.updates_per_host_per_minute
             self.dyndns2.allow_private_addresses = new.dyndns2.allow_private_addresses
+            self.dyndns2.trusted_proxies = new.dyndns2.trusted_proxies
         if self.channel is not None:
             self.channel.ssl_context = _server_tls(new)
         if (new.zone, new.dns.listen, new.ddnsd.workers) != (
@@ -269,6 +270,7 @@ async def serve(
                     updates_per_host_per_minute=config.dyndns2.updates_per_host_per_minute,
                     default_ttl_s=config.zone.default_ttl_s,
                     allow_private_addresses=config.dyndns2.allow_private_addresses,
+                    trusted_proxies=config.dyndns2.trusted_proxies,
                     boundary=boundary,
                 )
                 dyndns2.access_log = access_log

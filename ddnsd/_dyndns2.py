@@ -104,6 +104,7 @@ class DynDns2:
         updates_per_host_per_minute: int = 10,
         default_ttl_s: int = 60,
         allow_private_addresses: bool = False,
+        trusted_proxies: tuple[str, ...] = (),
         clock: Callable[[], float] = time.monotonic,
         boundary: Boundary | None = None,
     ) -> None:
@@ -117,6 +118,9 @@ class DynDns2:
         self.default_ttl_s = default_ttl_s
         #: Whether the PRIVATE ranges (10/8, CGNAT, ...) may be published; a reload sets it.
         self.allow_private_addresses = allow_private_addresses
+        #: Reverse proxies whose X-Forwarded-For names the client; a reload sets them.
+        self._proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self.trusted_proxies = trusted_proxies
         self._clock = clock
         self.boundary = boundary if boundary is not None else Boundary()
         self._tokens: dict[bytes, tuple[str | None, float]] = {}  # hash -> (device, until)
@@ -125,10 +129,38 @@ class DynDns2:
         #: Where authenticated requests are recorded (device, full client address, result).
         self.access_log: AccessLogWriter | None = None
 
+    @property
+    def trusted_proxies(self) -> tuple[str, ...]:
+        return tuple(str(n) for n in self._proxies)
+
+    @trusted_proxies.setter
+    def trusted_proxies(self, networks: tuple[str, ...]) -> None:
+        self._proxies = [ipaddress.ip_network(n, strict=False) for n in networks]
+
+    def client(self, request: HttpRequest) -> str:
+        """Who sent the update: the connection's peer, or, when that is a trusted proxy,
+        the last address of X-Forwarded-For (the one the proxy itself saw; any before it
+        came from the client and proves nothing). Without a readable one, the peer."""
+        peer = request.client
+        forwarded = request.headers.get("x-forwarded-for")
+        if not forwarded or not self._proxies:
+            return peer
+        try:
+            address = ipaddress.ip_address(peer.split("%", 1)[0])
+        except ValueError:
+            return peer
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        if not any(address in network for network in self._proxies):
+            return peer
+        found = canonical_address(forwarded.rsplit(",", 1)[-1].strip())
+        return found[1] if found is not None else peer
+
     async def handle(self, request: HttpRequest) -> HttpResponse:
         started = time.time()
+        client = self.client(request)
         try:
-            reply, device = await self._handle(request)
+            reply, device = await self._handle(request, client)
         except Exception:
             # One request is one unit of work: it alone fails, with the word the clients
             # read as "the server's fault, try later" (ddclient and inadyn back off on 911).
@@ -140,7 +172,7 @@ class DynDns2:
             self.access_log.add(
                 started,
                 device,
-                request.client,
+                client,
                 "dyndns2",
                 len(request.body),
                 len(reply.response.body),
@@ -148,7 +180,7 @@ class DynDns2:
             )
         return reply.response
 
-    async def _handle(self, request: HttpRequest) -> tuple[_Reply, str | None]:
+    async def _handle(self, request: HttpRequest, client: str) -> tuple[_Reply, str | None]:
         """The reply, and the device whose password the request carried (if any)."""
         if request.method not in ("GET", "POST"):
             allow = [("Allow", "GET, POST")]
@@ -170,7 +202,7 @@ class DynDns2:
             device = None
         if device is None:
             return _Reply.once("badauth", 401, headers=CHALLENGE), None
-        return await self._update(device, params, request.client), device
+        return await self._update(device, params, client), device
 
     async def _update(self, device: str, params: dict[str, str], client: str) -> _Reply:
         if not self.per_host.allow(device):

@@ -445,3 +445,49 @@ async def test_a_target_urlsplit_cannot_read_is_not_found_not_a_failure(target: 
     response = await dyndns2.handle(HttpRequest("GET", target, {}, b"", "198.51.100.7"))
     assert (response.status, response.body) == (404, b"not found\n")
     assert not dyndns2.boundary.errors
+
+
+def forwarded_request(peer: str, forwarded: str | None) -> HttpRequest:
+    auth = base64.b64encode(b"nas1.dyn.test:s3cret").decode()
+    headers = {"authorization": f"Basic {auth}"}
+    if forwarded is not None:
+        headers["x-forwarded-for"] = forwarded
+    return HttpRequest("GET", "/nic/update?hostname=nas1.dyn.test", headers, b"", peer)
+
+
+@pytest.mark.parametrize(
+    ("peer", "forwarded", "published"),
+    [
+        # From the trusted proxy: the address it saw (the last one), not what came before.
+        ("127.0.0.1", "203.0.113.66", "203.0.113.66"),
+        ("127.0.0.1", "198.51.100.1, 203.0.113.66", "203.0.113.66"),
+        ("::ffff:127.0.0.1", "2001:db8::66", "2001:db8::66"),
+        # From anyone else the header is the client's own word: the connection decides.
+        ("198.51.100.9", "203.0.113.66", "198.51.100.9"),
+        # The proxy said nothing readable: its own address, which is refused (loopback).
+        ("127.0.0.1", "not an address", None),
+        ("127.0.0.1", None, None),
+    ],
+)
+async def test_behind_a_trusted_proxy_the_client_is_who_the_proxy_saw(
+    peer: str, forwarded: str | None, published: str | None
+) -> None:
+    store = FakeStore()
+    dyndns2 = DynDns2(
+        cast(Registry, FakeRegistry()), cast(ZoneStore, store), trusted_proxies=("127.0.0.0/8",)
+    )
+    response = await dyndns2.handle(forwarded_request(peer, forwarded))
+    if published is None:
+        assert (response.status, response.body) == (200, b"dnserr\n")
+        assert store.updates == []
+    else:
+        assert response.body == f"good {published}\n".encode()
+        [[change]] = store.updates
+        assert change.values == (published,)
+
+
+async def test_without_trusted_proxies_the_header_is_ignored() -> None:
+    store = FakeStore()
+    dyndns2 = DynDns2(cast(Registry, FakeRegistry()), cast(ZoneStore, store))
+    response = await dyndns2.handle(forwarded_request("198.51.100.9", "203.0.113.66"))
+    assert response.body == b"good 198.51.100.9\n"
