@@ -22,6 +22,7 @@ from registry import AccessLogWriter, Registry, RegistryFull, RegistryGone, Toke
 from service import Boundary, SlidingWindow
 
 from ._store import ZoneStore
+from ._xfr import in_networks
 from ._zone import Change
 
 __all__ = ["DynDns2"]
@@ -143,15 +144,7 @@ class DynDns2:
         came from the client and proves nothing). Without a readable one, the peer."""
         peer = request.client
         forwarded = request.headers.get("x-forwarded-for")
-        if not forwarded or not self._proxies:
-            return peer
-        try:
-            address = ipaddress.ip_address(peer.split("%", 1)[0])
-        except ValueError:
-            return peer
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-            address = address.ipv4_mapped
-        if not any(address in network for network in self._proxies):
+        if not forwarded or not in_networks(peer, self._proxies):
             return peer
         found = canonical_address(forwarded.rsplit(",", 1)[-1].strip())
         return found[1] if found is not None else peer

@@ -80,7 +80,11 @@ def _journal_rrs(zone: Zone, entries: list[JournalEntry]) -> Iterator[dns.rrset.
             yield _rrset(zone.absolute(relative), rrtype, ttl, [value])
 
 
-def _allowed(client: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+def in_networks(
+    client: str, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> bool:
+    """Whether a client's address (a mapped IPv4 read as IPv4, a zone index dropped) is in
+    one of `networks`: the transfer allow list, DynDNS2's trusted proxies."""
     try:
         address = ipaddress.ip_address(client.split("%", 1)[0])
     except ValueError:
@@ -109,7 +113,7 @@ class Transfers:
         check, before it asks for a transfer) on either transport, answered signed as
         RFC 8945 section 5.3 requires, which the query path does not do."""
         await trio.lowlevel.checkpoint()
-        if not _allowed(client, self.networks):
+        if not in_networks(client, self.networks):
             self._count("refused")
             reply = question_reply(message, dns.rcode.REFUSED)
             return [reply] if reply else []
