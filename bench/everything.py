@@ -71,10 +71,10 @@ def _wait_in_thread(stop: Event) -> Callable[[], Any]:
 
 
 def _hold_tunnels(
-    port: int, ca: Path, keys: list[tuple[str, Ed25519PrivateKey]], stop: Event
+    port: int, ca: Path, keys: list[tuple[str, Ed25519PrivateKey]], stop: Event, nice: int
 ) -> None:
     """bench/tunnels.py's idle tunnels, until `stop`."""
-    os.nice(NICE)
+    os.nice(nice)
 
     async def run() -> None:
         ready, done = trio.Event(), trio.Event()
@@ -517,6 +517,10 @@ def start(work: Path, ca: trustme.CA, args: argparse.Namespace, notes: list[str]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tunnels", type=int, default=5000)
+    parser.add_argument("--holders", type=int, default=1, help="processes holding the tunnels")
+    parser.add_argument(
+        "--holder-nice", type=int, default=NICE, help="their nice value (the other loads: 10)"
+    )
     parser.add_argument("--slowloris", type=int, default=1000, help="clients per ingress")
     parser.add_argument("--bulk", type=int, default=8, help="bulk transfers at once")
     parser.add_argument("--bulk-megabytes", type=int, default=128, help="MiB per transfer")
@@ -602,12 +606,23 @@ def main() -> None:
             done = ctx.Array("q", 2)
             errors = ctx.Value("q", 0)
             ingress_ports = [https, http, dyndns2_port, dns_port]
-            holder = ctx.Process(
-                target=_hold_tunnels,
-                args=(tunnel_port, work / "ca.pem", keys, stop),
-                name="the tunnel holder",
-                daemon=True,
-            )
+            # The tunnels split over --holders processes (one answers every keepalive of its
+            # share in Python: with too many, it may answer late rather than relayd ping late).
+            holders = [
+                ctx.Process(
+                    target=_hold_tunnels,
+                    args=(
+                        tunnel_port,
+                        work / "ca.pem",
+                        keys[i :: args.holders],
+                        stop,
+                        args.holder_nice,
+                    ),
+                    name="the tunnel holder" + (f" {i}" if args.holders > 1 else ""),
+                    daemon=True,
+                )
+                for i in range(args.holders)
+            ]
             slow = ctx.Process(
                 target=_slowloris,
                 args=(ingress_ports, args.slowloris, args.trickle_s, counts, stop),
@@ -628,14 +643,15 @@ def main() -> None:
 
             print(f"load: {args.tunnels} idle tunnels ...", flush=True)
             setup = time.monotonic()
-            holder.start()
+            for holder in holders:
+                holder.start()
             if not wait_for(
-                lambda: tunnels_up() >= args.tunnels or not holder.is_alive(),
+                lambda: tunnels_up() >= args.tunnels or not all(h.is_alive() for h in holders),
                 60 + args.tunnels / 20,
             ):
                 notes.append(f"only {tunnels_up()} of {args.tunnels} tunnels up after setup")
-            if not holder.is_alive():
-                notes.append(f"the tunnel holder ended early ({tunnels_up()} tunnels up)")
+            if not all(h.is_alive() for h in holders):
+                notes.append(f"a tunnel holder ended early ({tunnels_up()} tunnels up)")
             tunnel_setup_s = time.monotonic() - setup
             slow.start()
             bulk.start()
@@ -644,7 +660,7 @@ def main() -> None:
             wait_for(lambda: sum(counts[4 * i + OPEN] for i in range(4)) >= wanted, 30)
             time.sleep(5)  # bulk transfers and dnsperf under way
             generators = {
-                "tunnel holder": [holder.pid or 0],
+                "tunnel holder": [h.pid or 0 for h in holders],
                 "slowloris": [slow.pid or 0],
                 "bulk senders": [bulk.pid or 0],
                 "dnsperf": [dnsperf_proc.pid],
@@ -675,12 +691,12 @@ def main() -> None:
             loaded_rss = {label: sum(map(rss_mib, pids)) for label, pids in daemons.items()}
             relay_metrics = scrape(metrics)
             living = {label: all(map(alive, pids)) for label, pids in daemons.items()}
-            for proc in (holder, slow, bulk):
+            for proc in (*holders, slow, bulk):
                 if not proc.is_alive():
                     notes.append(f"{proc.name} had ended before the measurement did")
             stop.set()
             dns_load = dnsperf_result(dnsperf_proc)
-            for proc in (bulk, slow, holder):
+            for proc in (bulk, slow, *holders):
                 proc.join(timeout=60)
                 if proc.is_alive():
                     proc.terminate()
