@@ -868,15 +868,15 @@ def report(
             f"{'alive' if facts['alive'][label] else 'DIED':>7}{facts['problems'][label]:>6}"
         )
     errors_metric = {k: v for k, v in facts["metrics"].items() if "handler_errors" in k}
-    events = {
-        k.partition('event="')[2].rstrip('"}'): int(v)
+    events = {  # relayd's counters (nascloud_relay_..._total), those that moved
+        k.removeprefix("nascloud_relay_"): int(v)
         for k, v in facts["metrics"].items()
-        if k.startswith("nascloud_relay_events_total{") and v
+        if k.startswith("nascloud_relay_") and "_total" in k and "bytes" not in k and v
     }
     if not facts["metrics"]:
         print("    relayd's metrics did not answer within 5 s")
     print(f"    relayd handler errors: {errors_metric or 'none'}")
-    print(f"    relayd events: {json.dumps(events)}")
+    print(f"    relayd counters: {json.dumps(events)}")
     for note in notes:
         print(f"\n  {note}")
     print(f"\n  ({facts['elapsed_s']:.0f} s in all)")
