@@ -9,7 +9,6 @@ log can still be checkpointed and truncated; errors that cannot heal are `Regist
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from ._models import (
     TokenKind,
     TsigKey,
 )
+from ._reserve import Reserve
 from ._schema import MIGRATIONS
 
 __all__ = ["RESERVE_BYTES", "SQLiteBackend"]
@@ -74,8 +74,8 @@ class SQLiteBackend:
         if self._file is not None:
             self._file.parent.mkdir(parents=True, exist_ok=True)
         self._erase_pending = False  # an erasure whose WAL truncation is still to be done
-        self._reserve_bytes = reserve_bytes
-        self._reserve_missing = True
+        reserve = None if self._file is None else self._file.with_name(self._file.name + ".reserve")
+        self._reserve = Reserve(reserve, reserve_bytes)
         # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE) in _transaction.
         try:
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -100,7 +100,7 @@ class SQLiteBackend:
             raise RegistryGone(why) from exc
         # The file as opened: another one at the same path later is not this registry.
         self._identity = self._stat_identity()
-        self._keep_reserve()
+        self._reserve.keep()
 
     def close(self) -> None:
         self._db.close()
@@ -123,65 +123,26 @@ class SQLiteBackend:
             raise
         if self._erase_pending:
             self.finish_erasure()
-        if self._reserve_missing:
-            self._keep_reserve()
+        if self._reserve.missing:
+            self._reserve.keep()
 
     # -- a full disk, and a registry that is gone --------------------------------------------
 
     @property
     def reserve_path(self) -> Path | None:
-        return None if self._file is None else self._file.with_name(self._file.name + ".reserve")
-
-    def _keep_reserve(self, *, now: bool = False) -> None:
-        """Make or complete the reserve file if the disk has room for it twice over (the
-        reserve must not be what fills the disk); `now`: with whatever room there is, right
-        after a checkpoint that had to use it."""
-        reserve = self.reserve_path
-        if reserve is None or self._reserve_bytes <= 0:
-            self._reserve_missing = False
-            return
-        try:
-            have = reserve.stat().st_blocks * 512
-        except FileNotFoundError:
-            have = 0
-        want = self._reserve_bytes - have
-        self._reserve_missing = want > 0
-        if want <= 0:
-            return
-        try:
-            disk = os.statvfs(reserve.parent)
-            free = disk.f_bavail * disk.f_frsize
-            if now:
-                want = min(want, free - 16 * disk.f_frsize)  # a few pages for the next write
-            elif free < want + self._reserve_bytes:
-                return
-            if want <= 0:
-                return
-            fd = os.open(reserve, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                os.posix_fallocate(fd, have, want)  # blocks taken, not a hole
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            self._reserve_missing = have + want < self._reserve_bytes
-        except OSError:
-            pass  # no room after all: what there is stays, and it is tried again
+        return self._reserve.path
 
     def _make_room(self) -> None:
         """The disk is full: empty the write-ahead log into the database. If the checkpoint
         finds no room for the pages it copies, the reserve is given up for it, and taken
         again at once from what is left, so that appending to the log never eats it (the
         checkpoint may stop at another process's snapshot, and its end needs room too)."""
-        if self._checkpoint_room():
+        if self._checkpoint_room() or not self._reserve.give_up():
             return
-        reserve = self.reserve_path
-        if reserve is None:
-            return
-        reserve.unlink(missing_ok=True)
         try:
             self._checkpoint_room()
         finally:
-            self._keep_reserve(now=True)
+            self._reserve.keep(now=True)
 
     def _checkpoint_room(self) -> bool:
         """One checkpoint attempt that never waits; False if it found the disk full."""
