@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import random
 import struct
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVarTuple, Unpack
@@ -46,6 +47,8 @@ __all__ = ["DEFAULT_MAX_TASKS", "DEFAULT_MAX_UNSENT_MESSAGES", "DEFAULT_RECEIVE_
 MessageHandler = Callable[["Tunnel", AppMessage], None]
 
 DEFAULT_RECEIVE_BYTES: Final = 256 * 1024
+#: The largest share of the keepalive interval a tunnel's wait is shortened by (see __init__).
+KEEPALIVE_SPREAD: Final = 0.2
 #: Tasks (start_soon) and queued messages (send_message_soon) one tunnel may have at once.
 DEFAULT_MAX_TASKS: Final = 64
 DEFAULT_MAX_UNSENT_MESSAGES: Final = 64
@@ -79,7 +82,14 @@ class Tunnel:
         self.goaway: ConnectionTerminated | None = None
         self.bytes_received = 0
         self._receive_bytes = receive_bytes
-        self._keepalive_interval_s = keepalive_interval_s
+        # Each tunnel waits a little less than the interval, by a share fixed at random: tunnels
+        # set up together (every agent is back within seconds of a relay's restart) would
+        # otherwise ping together, every interval, for as long as they live.
+        self._keepalive_interval_s = (
+            None
+            if keepalive_interval_s is None
+            else keepalive_interval_s * (1.0 - KEEPALIVE_SPREAD * random.random())
+        )
         self._keepalive_timeout_s = keepalive_timeout_s
         self._streams: dict[int, TunnelStream] = {}
         self._accepts = Inbox[TunnelStream](accept_backlog)

@@ -165,6 +165,51 @@ async def test_keepalive_declares_a_silent_peer_dead(
         nursery.cancel_scope.cancel()
 
 
+async def test_tunnels_set_up_together_do_not_keep_alive_together(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Sixteen tunnels up at the same moment to peers that all fall silent: each checks on
+    its own rhythm, so they are declared dead seconds apart, not in one burst (the same
+    spread keeps their PINGs apart while they live)."""
+    from tunnel import open_tunnel
+
+    from .pairs import client as make_client
+    from .pairs import server as make_server
+
+    deaths: list[float] = []
+    started = trio.current_time()
+
+    async def one() -> None:
+        a, b = trio.testing.memory_stream_pair()
+        conn_c, key = make_client()
+        conn_s = make_server()
+
+        async def silent_server() -> None:
+            while conn_s.state is not protocol.ConnectionState.OPEN:
+                for event in conn_s.receive_data(await b.receive_some()):
+                    if isinstance(event, protocol.AuthenticationRequested):
+                        conn_s.accept_authentication(protocol.public_key_bytes(key))
+                await b.send_all(conn_s.data_to_send())
+            await trio.sleep_forever()
+
+        async with trio.open_nursery() as inner:
+            inner.start_soon(silent_server)
+            async with open_tunnel(
+                a, conn_c, keepalive_interval_s=15, keepalive_timeout_s=45
+            ) as tunnel:
+                await tunnel.wait_closed()
+            assert isinstance(tunnel.error, TimeoutError)
+            deaths.append(trio.current_time() - started)
+            inner.cancel_scope.cancel()
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(16):
+            nursery.start_soon(one)
+    assert len(deaths) == 16
+    assert all(45 <= t <= 61 for t in deaths), deaths
+    assert max(deaths) - min(deaths) >= 3, deaths
+
+
 async def test_keepalive_keeps_a_quiet_but_live_tunnel(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
