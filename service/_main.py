@@ -16,6 +16,7 @@ import trio
 from config import ConfigError, load
 from registry import Registry, RegistryGone
 
+from ._collector import keep_collector_off_the_path
 from ._oplog import setup as setup_logging
 
 __all__ = [
@@ -83,7 +84,16 @@ def daemon_main(
         )
         return 2
     setup_logging(logging.INFO)  # the one log path: masks addresses, removes e-mails
-    return trio.run(serve, config, args.config)
+    return trio.run(_serve_collected, serve, config, args.config)
+
+
+async def _serve_collected(
+    serve: Callable[[_T, Path], Awaitable[int]], config: _T, path: Path
+) -> int:
+    """`serve`, with the garbage collector kept off its latency path meanwhile (a system
+    task: cancelled when `serve` returns, and no nursery to wrap what `serve` raises)."""
+    trio.lowlevel.spawn_system_task(keep_collector_off_the_path)
+    return await serve(config, path)
 
 
 def config_reloader(
