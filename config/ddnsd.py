@@ -8,6 +8,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from protocol import parse_caa
+
 from ._checks import between, dns_name, label, option, readable_file, writable_dir
 from ._load import HostPort
 
@@ -64,6 +66,15 @@ class DdnsdSection:
     access_log_retention_days: int = option(180, check=between(1, 3650, "days"))
 
 
+def _caa_records(values: tuple[str, ...]) -> str | None:
+    for value in values:
+        try:
+            parse_caa(value)
+        except ValueError as exc:
+            return f"{exc}, e.g. '0 issue \"letsencrypt.org\"'"
+    return None
+
+
 def _within(name: str, origin: str | None) -> bool:
     return origin is not None and name.endswith("." + origin.rstrip("."))
 
@@ -83,6 +94,9 @@ class ZoneSection:
     negative_ttl_s: int = option(60, check=between(0, 86400, "s"))
     # nameserver name -> its addresses, for the nameservers inside the zones (glue)
     nameserver_addresses: dict[str, tuple[str, ...]] = option({})
+    # CAA records at the apex of both zones, e.g. ['0 issue "letsencrypt.org"']: the CAs any
+    # name may have certificates from, where a device has published no record of its own.
+    caa: tuple[str, ...] = option((), check=_caa_records)
 
     def __post_init__(self) -> None:
         served = self.nameservers or (self.primary_ns,)

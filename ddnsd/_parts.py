@@ -94,6 +94,7 @@ def build_zones(config: DdnsdConfig) -> ZoneSet:
         zone.relay_addresses,
         zone.default_ttl_s,
         zone.nameserver_addresses,
+        zone.caa,
     )
 
 

@@ -14,10 +14,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from dnslib import AAAA, CNAME, NS, QTYPE, RR, SOA, TXT, A, DNSLabel
+from dnslib import AAAA, CAA, CNAME, NS, QTYPE, RR, SOA, TXT, A, DNSLabel
 from dnslib.dns import RD
 
-from protocol import canonical_address
+from protocol import canonical_address, parse_caa
 from registry import RESERVED_DEVICE_NAMES
 
 __all__ = [
@@ -38,7 +38,9 @@ TYPE_TXT: Final = QTYPE.TXT
 TYPE_CNAME: Final = QTYPE.CNAME
 TYPE_NS: Final = QTYPE.NS
 TYPE_SOA: Final = QTYPE.SOA
-RECORD_TYPES: Final = {"A": TYPE_A, "AAAA": TYPE_AAAA, "TXT": TYPE_TXT}  # what updates set
+TYPE_CAA: Final = QTYPE.CAA
+#: What updates set. CAA only at a device's name, mirrored at its link name (the same NAS).
+RECORD_TYPES: Final = {"A": TYPE_A, "AAAA": TYPE_AAAA, "TXT": TYPE_TXT, "CAA": TYPE_CAA}
 ACME_LABEL: Final = "_acme-challenge"
 MAX_JOURNAL: Final = 1000  # batches kept for IXFR; older secondaries get AXFR
 
@@ -51,6 +53,9 @@ def _rdata(rrtype: int, value: str) -> RD:
         return A(value) if rrtype == TYPE_A else AAAA(value)
     if rrtype == TYPE_TXT:
         return TXT(value.encode())
+    if rrtype == TYPE_CAA:
+        flags, tag, text = parse_caa(value)
+        return CAA(flags, tag, text)
     if rrtype == TYPE_CNAME:  # made by the zone itself, never by an update
         return CNAME(value)
     raise ValueError(f"unsupported record type {rrtype}")
@@ -281,6 +286,7 @@ class ZoneSet:
         relay_addresses: tuple[str, ...] = (),
         link_ttl: int = 60,
         nameserver_addresses: Mapping[str, tuple[str, ...]] | None = None,
+        caa: tuple[str, ...] = (),
     ) -> None:
         self.device_zone = device_zone
         self.link_zone = link_zone
@@ -305,6 +311,11 @@ class ZoneSet:
         self.held: set[str] = set()
         for name, addresses in (nameserver_addresses or {}).items():
             self._add_nameserver(name.lower().rstrip("."), addresses)
+        if caa:
+            # The zones' default, at their apex: what a CA finds for a name without its own
+            # (RFC 8659 climbs from the name to its parents).
+            for zone in self.zones:
+                zone.replace("", TYPE_CAA, RRset.build(TYPE_CAA, zone.apex_ttl, caa))
 
     def _add_nameserver(self, name: str, addresses: tuple[str, ...]) -> None:
         found = self.find(name)
@@ -391,6 +402,10 @@ class ZoneSet:
             removed += out
             added += into
             changed.append(zone.absolute(change.owner))
+            if rrtype == TYPE_CAA and self.link_zone is not None:
+                # The device's link name is the same NAS: its CAA record holds there too.
+                self.link_zone.bump(*self.link_zone.replace(change.owner, rrtype, rrset))
+                changed.append(self.link_zone.absolute(change.owner))
             if not zone.nodes.get(change.owner) and change.owner not in self.devices:
                 zone.drop_node(change.owner)  # an emptied _acme-challenge name is gone
         return zone.bump(removed, added, serial), changed

@@ -37,7 +37,7 @@ from ._messages import (
     Open,
     Register,
 )
-from ._names import canonical_address, validate_label
+from ._names import account_caa, canonical_address, parse_caa, validate_label
 from ._state import ConnectionState, Role
 from ._streams import StreamState
 
@@ -83,8 +83,10 @@ __all__ = [
     "StreamReset",
     "StreamState",
     "WindowUpdated",
+    "account_caa",
     "auth_payload",
     "canonical_address",
+    "parse_caa",
     "public_key_bytes",
     "validate_label",
 ]

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Final, TypeAlias, TypeVar
 import msgpack
 
 from ._errors import ErrorCode, LocalProtocolError, RemoteProtocolError
-from ._names import canonical_address, validate_label
+from ._names import account_caa, canonical_address, validate_label
 
 __all__ = [
     "Ack",
@@ -260,7 +260,7 @@ class Register:
             _check_label(service, "service")
 
 
-_RRTYPES: Final = frozenset({"A", "AAAA", "TXT"})
+_RRTYPES: Final = frozenset({"A", "AAAA", "TXT", "CAA"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,8 +268,10 @@ class DdnsUpdate:
     """Replace one RRset of a device's names; empty `values` deletes it.
 
     `name` is the device name or ``_acme-challenge.<device>`` (TXT only): a device can never
-    name another device's records. `observed_address` is what the relay saw the device connect
-    from, added by the relay when it forwards the update.
+    name another device's records. CAA at the device name is its ACME account's record only,
+    `0 issue "<ca>; accounturi=<url>"` (RFC 8657), published for its names in both zones.
+    `observed_address` is what the relay saw the device connect from, added by the relay when
+    it forwards the update.
     """
 
     TYPE: ClassVar[str] = "ddns"
@@ -300,6 +302,11 @@ class DdnsUpdate:
             if self.rrtype == "TXT":
                 if not isinstance(value, str) or len(value.encode()) > MAX_TXT_BYTES:
                     raise _fail(f"TXT values must be strings of at most {MAX_TXT_BYTES} bytes")
+            elif self.rrtype == "CAA":
+                try:
+                    account_caa(value)
+                except ValueError as exc:
+                    raise _fail(str(exc)) from None
             else:
                 _check_address(value, "value", 4 if self.rrtype == "A" else 6)
         _check_int(self.ttl_s, "ttl_s", 0, 86400)

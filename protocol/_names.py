@@ -1,7 +1,8 @@
 """Syntax of the names and addresses the protocol carries: device and service names are DNS
 labels, addresses are IP addresses in canonical text form.
 
-One definition serves the wire codec, the registry, ddnsd and the daemons' configs.
+One definition serves the wire codec, the registry, ddnsd and the daemons' configs. CAA
+records (RFC 8659) are text too: `0 issue "letsencrypt.org"`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-__all__ = ["canonical_address", "validate_label"]
+__all__ = ["account_caa", "canonical_address", "parse_caa", "validate_label"]
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _IPV4_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
@@ -58,3 +59,31 @@ def validate_label(name: object, what: str = "name") -> str:
     if not _LABEL.fullmatch(name):
         raise ValueError(f"{what} {name!r} may contain only a-z, 0-9 and '-'")
     return name
+
+
+#: Flags, tag and quoted value; no quote or backslash inside (RFC 8659 allows escapes; the
+#: records nascloud publishes need none, so none is accepted).
+_CAA = re.compile(r'(0|128) (issue|issuewild|iodef) "([\x20\x21\x23-\x5b\x5d-\x7e]{0,512})"')
+#: A device's own record: one CA (its issuer domain name), and only the NAS's ACME account.
+_ACCOUNT_VALUE = re.compile(
+    r"([a-z0-9.-]{1,253}); accounturi=(https://[\x21-\x3a\x3c-\x7e]{1,400})"
+)
+
+
+def parse_caa(text: object) -> tuple[int, str, str]:
+    """(flags, tag, value) of a CAA record written `0 issue "ca.example"`; ValueError if it
+    is not one."""
+    match = _CAA.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"{text!r} is not a CAA record (flags, tag, quoted value)")
+    return int(match.group(1)), match.group(2), match.group(3)
+
+
+def account_caa(text: object) -> tuple[str, str]:
+    """(issuer domain, account URL) of a device's CAA record, `0 issue "<ca>; accounturi=
+    <url>"` (RFC 8657): the only CAA record a device may set. ValueError otherwise."""
+    flags, tag, value = parse_caa(text)
+    match = _ACCOUNT_VALUE.fullmatch(value)
+    if flags != 0 or tag != "issue" or match is None:
+        raise ValueError(f'{text!r} is not 0 issue "<ca>; accounturi=<https URL>"')
+    return match.group(1), match.group(2)

@@ -110,4 +110,21 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CHECK (setup_scheme IN ('http', 'https'))",
         "CREATE INDEX devices_by_public_key ON devices(public_key)",
     ),
+    # 5: CAA RRsets (a device's ACME account record, RFC 8657). A CHECK constraint cannot be
+    # altered in SQLite: the table is made again, rows copied.
+    (
+        """CREATE TABLE dns_rrsets_5 (
+            owner TEXT NOT NULL,
+            rrtype TEXT NOT NULL CHECK (rrtype IN ('A', 'AAAA', 'TXT', 'CAA')),
+            device_name TEXT NOT NULL REFERENCES devices(name) ON DELETE CASCADE,
+            ttl INTEGER NOT NULL,
+            rdata TEXT NOT NULL,
+            PRIMARY KEY (owner, rrtype)
+        )""",
+        "INSERT INTO dns_rrsets_5 (owner, rrtype, device_name, ttl, rdata) "
+        "SELECT owner, rrtype, device_name, ttl, rdata FROM dns_rrsets",
+        "DROP TABLE dns_rrsets",
+        "ALTER TABLE dns_rrsets_5 RENAME TO dns_rrsets",
+        "CREATE INDEX dns_rrsets_by_device ON dns_rrsets(device_name)",
+    ),
 )

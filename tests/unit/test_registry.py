@@ -45,6 +45,34 @@ async def test_schema_and_pragmas(tmp_path: Path) -> None:
     again.close()
 
 
+async def test_schema_5_keeps_the_rrsets_and_takes_caa(tmp_path: Path) -> None:
+    """A registry of schema 4 (A, AAAA, TXT only) migrates with its rows and their cascade."""
+    path = tmp_path / "registry.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        db.execute("INSERT INTO schema_version VALUES (4)")
+        for statements in MIGRATIONS[:4]:
+            for statement in statements:
+                db.execute(statement)
+        db.execute("INSERT INTO accounts VALUES ('acc_1', 'a@example.org', 'A', 0)")
+        db.execute("INSERT INTO devices VALUES ('nas1', 'acc_1', ?, 'public', 0, NULL)", (KEY_A,))
+        db.execute("INSERT INTO dns_rrsets VALUES ('nas1', 'A', 'nas1', 60, '[\"192.0.2.1\"]')")
+        with pytest.raises(sqlite3.IntegrityError):
+            db.execute("INSERT INTO dns_rrsets VALUES ('nas1', 'CAA', 'nas1', 60, '[]')")
+    backend = SQLiteBackend(path)
+    assert backend.schema_version() == 5 == len(MIGRATIONS)
+    db = backend._db
+    db.execute("PRAGMA foreign_keys = ON")
+    with db:
+        db.execute("INSERT INTO dns_rrsets VALUES ('nas1', 'CAA', 'nas1', 60, '[]')")
+    rows = db.execute("SELECT owner, rrtype FROM dns_rrsets ORDER BY rrtype").fetchall()
+    assert rows == [("nas1", "A"), ("nas1", "CAA")]
+    with db:
+        db.execute("DELETE FROM devices WHERE name = 'nas1'")
+    assert db.execute("SELECT count(*) FROM dns_rrsets").fetchone()[0] == 0
+    backend.close()
+
+
 async def test_a_database_from_newer_software_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "registry.sqlite3"
     SQLiteBackend(path).close()
