@@ -123,6 +123,10 @@ class AcmeSection:
     renew_fraction: float = option(2 / 3, check=between(0.3, 0.9))  # of the lifetime
     retry_initial_s: float = option(60.0, check=between(0.01, 86400, "s"))
     retry_max_s: float = option(6 * 3600.0, check=between(0.1, 7 * 86400, "s"))
+    # A CAA record for the device's names allowing only this NAS's ACME account (RFC 8657),
+    # naming the CA as `caa_identity` or, if unset, as the CA's directory does.
+    publish_caa: bool = True
+    caa_identity: str | None = option(None, check=dns_name)
 
     def __post_init__(self) -> None:
         if (self.eab_kid is None) != (self.eab_hmac_key_file is None):

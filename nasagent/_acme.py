@@ -122,12 +122,14 @@ class Certificates:
         state_dir: Path,
         set_challenge: SetChallenge,
         *,
+        set_caa: SetChallenge | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
         self.device = device
         self.state = state_dir / "acme"
         self.set_challenge = set_challenge
+        self.set_caa = set_caa if config.publish_caa else None
         self.random = rng or random.SystemRandom()
         self.names = [f"{device}.{config.zone}"]
         if config.link_zone is not None:
@@ -195,6 +197,7 @@ class Certificates:
     async def obtain(self) -> None:
         """One order: account, CSR, DNS-01 for every name, finalize, files, reload."""
         acme, account_key = await trio.to_thread.run_sync(self._client)
+        await self._publish_caa(acme)
         key_pem = _new_key_pem()
         csr = crypto_util.make_csr(key_pem, self.names)
         log.info("ordering a certificate for %s", ", ".join(self.names))
@@ -280,6 +283,28 @@ class Certificates:
             record, json.dumps({"directory_url": config.directory_url, "uri": uri}).encode()
         )
         return acme, account_key
+
+    async def _publish_caa(self, acme: client.ClientV2) -> None:
+        """Ask for the device's CAA record (RFC 8657): only this NAS's account at this CA
+        may get certificates for its names. The CA's name is the configured one or what its
+        directory says (`caaIdentities`); without one, or if it is refused, the order goes
+        on without it: the certificate comes first."""
+        if self.set_caa is None or acme.net.account is None:
+            return
+        identities = (
+            (self.config.caa_identity,)
+            if self.config.caa_identity
+            else tuple(acme.directory.meta.caa_identities or ())
+        )
+        if not identities:
+            log.info("the CA names no CAA identity (set [acme].caa_identity): no CAA record")
+            return
+        uri = acme.net.account.uri
+        records = tuple(f'0 issue "{name}; accounturi={uri}"' for name in identities)
+        try:
+            await self.set_caa(records)
+        except Exception as exc:
+            log.warning("publishing the CAA record failed (%s); ordering without it", _reason(exc))
 
     def _account_key(self) -> josepy.jwk.JWKEC:
         path = self.state / "account.key"

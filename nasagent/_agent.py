@@ -168,7 +168,12 @@ class Agent(RelayClient):
         self.certificates: Certificates | None = None
         if config.acme is not None:
             self.certificates = Certificates(
-                config.acme, self.device, config.agent.state_dir, self.set_challenge, rng=rng
+                config.acme,
+                self.device,
+                config.agent.state_dir,
+                self.set_challenge,
+                set_caa=self.set_caa,
+                rng=rng,
             )
 
     async def run(self) -> None:
@@ -205,14 +210,19 @@ class Agent(RelayClient):
 
     async def set_challenge(self, values: tuple[str, ...]) -> None:
         """The device's DNS-01 TXT RRset, through the relay to ddnsd (empty: removed)."""
+        await self._set_rrset(protocol.ACME_PREFIX + self.device, "TXT", values, "challenge")
+
+    async def set_caa(self, values: tuple[str, ...]) -> None:
+        """The device's CAA RRset (its ACME account's record), for its names in both zones."""
+        await self._set_rrset(self.device, "CAA", values, "CAA")
+
+    async def _set_rrset(self, name: str, rrtype: str, values: tuple[str, ...], what: str) -> None:
         reply = await self.request(
-            lambda number: protocol.DdnsUpdate(
-                number, self.device, protocol.ACME_PREFIX + self.device, "TXT", values
-            )
+            lambda number: protocol.DdnsUpdate(number, self.device, name, rrtype, values)
         )
         if not isinstance(reply, protocol.Ack):
             detail = reply.message if isinstance(reply, protocol.Error) else reply
-            raise RuntimeError(f"the relay refused the challenge record: {detail}")
+            raise RuntimeError(f"the relay refused the {what} record: {detail}")
 
     async def _session(self, address: HostPort) -> bool:
         relay = self.config.relay

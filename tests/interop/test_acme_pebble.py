@@ -5,6 +5,7 @@ zone's through a CNAME), Pebble checks them against ddnsd, and the keys never le
 from __future__ import annotations
 
 import base64
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +53,7 @@ propagation_timeout_s = 20
 renew_fraction = 0.5
 retry_initial_s = 0.2
 retry_max_s = 2
+caa_identity = "pebble.test"
 """
 
 
@@ -76,6 +78,12 @@ def _verify(chain_pem: bytes, root_pem: bytes) -> x509.Certificate:
 async def _challenge_rcode(port: int) -> int:
     query = dns.message.make_query("_acme-challenge.nas1.link.test", "TXT")
     return (await dns.asyncquery.udp(query, "127.0.0.1", port=port, timeout=5)).rcode()
+
+
+async def _caa(port: int, name: str) -> list[str]:
+    query = dns.message.make_query(name, "CAA")
+    answer = await dns.asyncquery.udp(query, "127.0.0.1", port=port, timeout=5)
+    return [rdata.to_text() for rrset in answer.answer for rdata in rrset]
 
 
 async def test_the_agent_obtains_installs_and_renews_its_certificate(tmp_path: Path) -> None:
@@ -105,6 +113,12 @@ async def test_the_agent_obtains_installs_and_renews_its_certificate(tmp_path: P
                     assert sorted(san.value.get_values_for_type(x509.DNSName)) == sorted(NAMES)
                     # The challenge record is gone once the CA has looked.
                     assert await _challenge_rcode(dns_port) == dns.rcode.NXDOMAIN
+                    # Only this NAS's account may have certificates for its names (RFC 8657).
+                    account = json.loads((tmp_path / "agent/acme/account.json").read_text())
+                    assert account["uri"].startswith("https://")
+                    record = f'0 issue "pebble.test; accounturi={account["uri"]}"'
+                    for name in ("nas1.dyn.test", "nas1.link.test"):
+                        assert await _caa(dns_port, name) == [record], name
                     await _until(lambda: certificates.issued >= 2, "the renewal")
                     second = _verify((tmp_path / "web" / "cert.pem").read_bytes(), root)
                     assert second.serial_number != first.serial_number
