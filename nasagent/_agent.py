@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 import protocol
+from certs import Certificates, Wanted
 from config import AgentConfig, HostPort
 from service import Boundary
 from tunnel import (
@@ -37,7 +38,6 @@ from tunnel import (
     tunnel_ending,
 )
 
-from ._acme import Certificates
 from ._proxy import proxy_v2_header
 
 __all__ = ["Agent", "RelayClient"]
@@ -167,12 +167,17 @@ class Agent(RelayClient):
         self._request_ids = itertools.count(1)
         self.certificates: Certificates | None = None
         if config.acme is not None:
+            acme = config.acme
+            names = [f"{self.device}.{acme.zone}"]
+            if acme.link_zone is not None:
+                names += [f"{self.device}.{acme.link_zone}", f"*.{self.device}.{acme.link_zone}"]
             self.certificates = Certificates(
-                config.acme,
-                self.device,
+                acme,
+                Wanted(tuple(names), acme.cert_file, acme.key_file),
                 config.agent.state_dir,
                 self.set_challenge,
                 set_caa=self.set_caa,
+                reload=self._reload_web_server,
                 rng=rng,
             )
 
@@ -207,6 +212,25 @@ class Agent(RelayClient):
         if not done[1]:
             raise ConnectionError("the tunnel to the relay closed before the answer")
         return done[1][0]
+
+    async def _reload_web_server(self) -> None:
+        """`[acme].reload_command`, after a new certificate is in place."""
+        assert self.config.acme is not None
+        command = self.config.acme.reload_command
+        if not command:
+            return
+        done = await trio.run_process(
+            list(command), check=False, capture_stdout=True, capture_stderr=True
+        )
+        if done.returncode != 0:
+            log.warning(
+                "the reload command %s exited with %d: %s",
+                command[0],
+                done.returncode,
+                done.stderr.decode(errors="replace").strip()[-300:],
+            )
+        else:
+            log.info("reloaded the web server with %s", command[0])
 
     async def set_challenge(self, values: tuple[str, ...]) -> None:
         """The device's DNS-01 TXT RRset, through the relay to ddnsd (empty: removed)."""

@@ -18,9 +18,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from certs import Certificates, Installed, Wanted
+from certs._acme import _installed, _private_file
 from config import HostPort, loads
 from config.agent import AcmeSection, AgentConfig
-from nasagent._acme import Certificates, Installed, _installed, _private_file
 
 
 def acme_section(tmp_path: Path, **extra: str) -> AcmeSection:
@@ -81,9 +82,9 @@ async def nothing(values: tuple[str, ...]) -> None:
 
 
 def keeper(tmp_path: Path, **extra: str) -> Certificates:
-    return Certificates(
-        acme_section(tmp_path, **extra), "nas1", tmp_path / "agent", nothing, rng=random.Random(7)
-    )
+    config = acme_section(tmp_path, **extra)
+    wanted = Wanted(tuple(ALL), config.cert_file, config.key_file)
+    return Certificates(config, wanted, tmp_path / "agent", nothing, rng=random.Random(7))
 
 
 def test_renewal_comes_at_the_fraction_of_the_lifetime_less_some_jitter(tmp_path: Path) -> None:
@@ -124,7 +125,7 @@ async def test_an_unreachable_ca_keeps_the_certificate_and_backs_off(
 ) -> None:
     cert_pem, key_pem = self_signed(tmp_path, ALL[:1])  # lacks names: renewal due now
     certificates = keeper(tmp_path)  # the directory is on a port nobody listens on
-    caplog.set_level(logging.WARNING, "nascloud-agent.acme")
+    caplog.set_level(logging.WARNING, "certs.acme")
     with trio.move_on_after(5):
         while certificates.failures < 1:
             async with trio.open_nursery() as nursery:

@@ -1,12 +1,13 @@
-"""The NAS's own certificate: obtained and renewed from an ACME CA (RFC 8555) by the agent.
+"""Certificates from an ACME CA (RFC 8555), obtained and renewed by the daemon that uses them:
+the agent for the NAS's names, relayd for the names it ends TLS for (the install site).
 
-One certificate names `<device>.<zone>`, `<device>.<link zone>` and `*.<device>.<link zone>`.
-Every authorization is proved with DNS-01: the agent asks, through the tunnel, for the TXT
-RRset at `_acme-challenge.<device>.<zone>` (the link zone's challenge name is a CNAME to it,
-so one RRset holds the three values), waits until the DNS servers answer it, asks the CA to
-look, and empties it afterwards. The ACME account key and the certificate key (ECDSA P-256)
-are made here and never leave the NAS; only the CSR and signed requests go to the CA, and only
-the challenge values to the relay.
+One certificate names every name `Wanted` lists (the agent's: `<device>.<zone>`, `<device>.<link
+zone>`, `*.<device>.<link zone>`). Every authorization is proved with DNS-01: the owner asks
+ddnsd, through its own channel, for one TXT RRset holding every value of the order
+(`set_challenge`; the agent's link-zone challenge name is a CNAME to its device-zone one),
+waits until the DNS servers answer it, asks the CA to look, and empties it afterwards. The
+ACME account key and the certificate key (ECDSA P-256) are made here and never leave the
+machine; only the CSR and signed requests go to the CA, and only the challenge values to ddnsd.
 
 Renewal comes at `renew_fraction` of the lifetime (or when the CA's renewal information, ARI,
 says), with jitter, and failures back off up to `retry_max_s`; the certificate in place stays
@@ -40,19 +41,34 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from config import HostPort
-from config.agent import AcmeSection
+from config.acme import AcmeCA
 from tunnel import Backoff
 
-__all__ = ["Certificates", "SetChallenge"]
+__all__ = ["Certificates", "Installed", "SetChallenge", "Wanted"]
 
-log = logging.getLogger("nascloud-agent.acme")
+log = logging.getLogger("certs.acme")
 
-#: Sets the device's challenge TXT RRset (empty: removes it), through the tunnel.
+#: Sets the challenge TXT RRset (or the CAA RRset) of the names (empty: removes it).
 SetChallenge = Callable[[tuple[str, ...]], Awaitable[None]]
 
 CHALLENGE_LABEL = "_acme-challenge"
 ORDER_TIMEOUT_S = 120.0
 MAX_SLEEP_S = 3600.0  # wake at least hourly: a suspended NAS or a clock step is noticed
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """What one `Certificates` keeps in place: its names, and where the chain and key go
+    (written atomically, the key mode 0600)."""
+
+    names: tuple[str, ...]
+    cert_file: Path
+    key_file: Path
+
+    @property
+    def zone(self) -> str:
+        """The zone the first name is in, whose nameservers answer the challenge."""
+        return self.names[0].removeprefix("*.").split(".", 1)[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,27 +129,28 @@ def _installed(cert_file: Path, key_file: Path) -> Installed | None:
 
 
 class Certificates:
-    """Keeps a valid certificate for the device's names in place, from the configured CA."""
+    """Keeps a valid certificate for `wanted`'s names in place, from the configured CA; the
+    account lives in `state_dir`/acme, `reload` runs after each new certificate is written."""
 
     def __init__(
         self,
-        config: AcmeSection,
-        device: str,
+        config: AcmeCA,
+        wanted: Wanted,
         state_dir: Path,
         set_challenge: SetChallenge,
         *,
         set_caa: SetChallenge | None = None,
+        reload: Callable[[], Awaitable[None]] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
-        self.device = device
+        self.wanted = wanted
         self.state = state_dir / "acme"
         self.set_challenge = set_challenge
         self.set_caa = set_caa if config.publish_caa else None
+        self.reload = reload
         self.random = rng or random.SystemRandom()
-        self.names = [f"{device}.{config.zone}"]
-        if config.link_zone is not None:
-            self.names += [f"{device}.{config.link_zone}", f"*.{device}.{config.link_zone}"]
+        self.names = list(wanted.names)
         self.issued = 0
         self.failures = 0
         self.next_renewal: float | None = None  # wall-clock time, for tests and logs
@@ -155,7 +172,7 @@ class Certificates:
     async def run(self) -> None:
         """Obtain and renew for as long as the agent runs."""
         backoff = Backoff(self.config.retry_initial_s, self.config.retry_max_s, random=self.random)
-        due = self.renewal_due(_installed(self.config.cert_file, self.config.key_file))
+        due = self.renewal_due(_installed(self.wanted.cert_file, self.wanted.key_file))
         while True:
             self.next_renewal = due
             # In steps of at most an hour, on the wall clock: a NAS that slept or whose
@@ -183,7 +200,7 @@ class Certificates:
                 due = time.time() + delay
                 continue
             backoff.reset()
-            installed = _installed(self.config.cert_file, self.config.key_file)
+            installed = _installed(self.wanted.cert_file, self.wanted.key_file)
             due = self.renewal_due(installed, await self._ari())
             log.info(
                 "certificate for %s in place until %s; renewal at %s",
@@ -234,9 +251,10 @@ class Certificates:
                         log.warning("removing the challenge record failed: %s", _reason(exc))
         # The key first, then the chain: a reader between the two sees a pair that does not
         # match, which `_installed` treats as no certificate; the reload comes after both.
-        _private_file(self.config.key_file, key_pem)
-        _private_file(self.config.cert_file, done.fullchain_pem.encode(), 0o644)
-        await self._reload()
+        _private_file(self.wanted.key_file, key_pem)
+        _private_file(self.wanted.cert_file, done.fullchain_pem.encode(), 0o644)
+        if self.reload is not None:
+            await self.reload()
         self.issued += 1  # issued, in place and reloaded
 
     def _client(self) -> tuple[client.ClientV2, josepy.jwk.JWKEC]:
@@ -337,7 +355,7 @@ class Certificates:
         """The zone's nameservers' addresses, from the system resolver."""
         resolver = dns.asyncresolver.Resolver()
         found: list[HostPort] = []
-        for ns in await resolver.resolve(self.config.zone, "NS"):
+        for ns in await resolver.resolve(self.wanted.zone, "NS"):
             for rdtype in ("A", "AAAA"):
                 try:
                     answer = await resolver.resolve(ns.target, rdtype)
@@ -345,36 +363,19 @@ class Certificates:
                     continue
                 found += [HostPort(str(rr), 53) for rr in answer]
         if not found:
-            raise RuntimeError(f"no nameserver addresses found for {self.config.zone}")
+            raise RuntimeError(f"no nameserver addresses found for {self.wanted.zone}")
         return tuple(found)
 
     async def _ari(self) -> float | None:
         """The CA's renewal window start (ARI), when it offers one."""
         try:
             acme, _ = await trio.to_thread.run_sync(self._client)
-            pem = self.config.cert_file.read_bytes()
+            pem = self.wanted.cert_file.read_bytes()
             when, _ = await trio.to_thread.run_sync(acme.renewal_time, pem)
         except Exception as exc:  # without ARI, the lifetime rule
             log.info("no renewal information from the CA (%s)", _reason(exc))
             return None
         return None if when is None else when.timestamp()
-
-    async def _reload(self) -> None:
-        command = self.config.reload_command
-        if not command:
-            return
-        done = await trio.run_process(
-            list(command), check=False, capture_stdout=True, capture_stderr=True
-        )
-        if done.returncode != 0:
-            log.warning(
-                "the reload command %s exited with %d: %s",
-                command[0],
-                done.returncode,
-                done.stderr.decode(errors="replace").strip()[-300:],
-            )
-        else:
-            log.info("reloaded the web server with %s", command[0])
 
 
 async def _txt(server: HostPort, owner: str) -> set[str]:
