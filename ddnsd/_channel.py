@@ -17,7 +17,7 @@ from typing import Final
 import trio
 
 import protocol
-from registry import RegistryFull, RegistryGone
+from registry import RESERVED_DEVICE_NAMES, RegistryFull, RegistryGone
 from service import Boundary
 from tunnel import Tunnel, open_tunnel, tunnel_ending
 
@@ -128,7 +128,25 @@ class ServiceChannel:
         tunnel.send_message_soon(reply)
 
     async def _update(self, message: protocol.DdnsUpdate) -> protocol.AppMessage:
-        if not await self.store.knows_device(message.device):
+        if message.device in RESERVED_DEVICE_NAMES:
+            # The relay's own site (install.<link zone>, *.install.<link zone>): only its
+            # DNS-01 challenge, which only a service (relayd, with its key) can ask for.
+            if (
+                message.name != protocol.ACME_PREFIX + message.device
+                or not self.store.zones.link_zone
+            ):
+                self.refused += 1
+                log.info(
+                    "refused %s %s from a service: not a challenge of its own site",
+                    message.rrtype,
+                    message.name,
+                )
+                return protocol.Error(
+                    protocol.ErrorCode.NOT_PERMITTED,
+                    "only the challenge of the relay's own site may be set under a reserved name",
+                    message.request_id,
+                )
+        elif not await self.store.knows_device(message.device):
             self.refused += 1
             return protocol.Error(
                 protocol.ErrorCode.NOT_PERMITTED, "no such device", message.request_id

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import trio
 
-from registry import DnsRRset, Registry
+from registry import RESERVED_DEVICE_NAMES, DnsRRset, Registry
 
 from ._answer import Responder
 from ._replication import Apply, Devices
@@ -176,6 +176,7 @@ class ZoneStore:
         rrsets = [
             DnsRRset(c.owner, c.rrtype, device, c.ttl, tuple(dict.fromkeys(c.values)))
             for device, c in latest.values()
+            if device not in RESERVED_DEVICE_NAMES  # the relay's challenge: memory only
         ]
         try:
             with trio.CancelScope(shield=True):  # a half-finished batch would lose updates
@@ -188,7 +189,7 @@ class ZoneStore:
             return
         changes = [c for _, c in latest.values()]
         _, names = self.zones.apply(changes, serial=serial)
-        self.responder.invalidate(names, [zone])
+        self.responder.invalidate(names, self.zones.zones)  # CAA, the relay's: the link zone
         if self.replicate is not None:
             with trio.CancelScope(shield=True):
                 await self.replicate(Apply(serial, tuple(changes)))

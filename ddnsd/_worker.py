@@ -176,7 +176,7 @@ def _apply_from_main(message: Apply | Devices, store: ZoneStore, responder: Resp
             # A batch already in the database when this worker loaded it is not applied twice.
             if serial_newer(serial, zone.serial):
                 _, names = zones.apply(changes, serial=serial)
-                responder.invalidate(names, [zone])
+                responder.invalidate(names, zones.zones)
         case Devices(devices, serials):
             wanted = set(devices)
             changed: list[str] = []

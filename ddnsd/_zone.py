@@ -394,7 +394,11 @@ class ZoneSet:
         added: list[tuple[str, int, int, str]] = []
         changed: list[str] = []
         for change in changes:
-            if change.owner.rsplit(".", 1)[-1] not in self.devices:
+            device = change.owner.rsplit(".", 1)[-1]
+            if device in RESERVED_DEVICE_NAMES:
+                changed += self._relay_challenge(change)
+                continue
+            if device not in self.devices:
                 continue
             rrtype = RECORD_TYPES[change.rrtype]
             rrset = RRset.build(rrtype, change.ttl, change.values) if change.values else None
@@ -410,13 +414,32 @@ class ZoneSet:
                 zone.drop_node(change.owner)  # an emptied _acme-challenge name is gone
         return zone.bump(removed, added, serial), changed
 
+    def _relay_challenge(self, change: Change) -> list[str]:
+        """The relay's own DNS-01 challenge (`_acme-challenge.install`: its install site's
+        names), in the link zone where those names are; in memory only, like the relay's
+        addresses. Anything else under a reserved name is no change."""
+        link = self.link_zone
+        if link is None or change.rrtype != "TXT" or not change.owner.startswith(ACME_LABEL + "."):
+            return []
+        rrset = RRset.build(TYPE_TXT, change.ttl, change.values) if change.values else None
+        link.bump(*link.replace(change.owner, TYPE_TXT, rrset))
+        if rrset is None:
+            link.drop_node(change.owner)  # the wildcard of the site answers there again
+        return [link.absolute(change.owner)]
+
+    def _zone_of(self, owner: str) -> Zone:
+        """Where an update's owner is: the link zone for the relay's reserved names."""
+        if self.link_zone is not None and owner.rsplit(".", 1)[-1] in RESERVED_DEVICE_NAMES:
+            return self.link_zone
+        return self.device_zone
+
     def current(self, owner: str, rrtype: str) -> tuple[str, ...]:
         """The values of one RRset of the device zone (empty if there is none)."""
-        rrset = self.device_zone.nodes.get(owner, {}).get(RECORD_TYPES[rrtype])
+        rrset = self._zone_of(owner).nodes.get(owner, {}).get(RECORD_TYPES[rrtype])
         return rrset.values if rrset else ()
 
     def outcome(self, owner: str, rrtype: str) -> tuple[tuple[str, ...], int | None]:
         """One RRset of the device zone as `Change.outcome` gives it: values and TTL, or no
         values and no TTL if there is none."""
-        rrset = self.device_zone.nodes.get(owner, {}).get(RECORD_TYPES[rrtype])
+        rrset = self._zone_of(owner).nodes.get(owner, {}).get(RECORD_TYPES[rrtype])
         return (rrset.values, rrset.ttl) if rrset else ((), None)
