@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ._checks import between, dns_name, label, option, readable_file, writable_dir
 from ._load import HostPort
+from .acme import AcmeCA
 
 __all__ = [
     "ApiSection",
@@ -105,9 +106,10 @@ class DdnsdLink:
 class InstallSiteSection:
     """The Cloud Install site on install.<link zone>, served with relayd's own certificate."""
 
-    # A certificate for install.<link zone> and *.install.<link zone> (install sessions).
-    cert_file: Path = option(required=True, check=readable_file)
-    key_file: Path = option(required=True, check=readable_file)
+    # A certificate for install.<link zone> and *.install.<link zone> (install sessions),
+    # given by hand; absent, relayd gets and renews one itself ([acme], through [ddnsd]).
+    cert_file: Path | None = option(None, check=readable_file)
+    key_file: Path | None = option(None, check=readable_file)
     # An install registration, its sessions and its tunnel end this long after the NAS
     # registered, and are then deleted (privacy rule 4: at most 24 hours).
     lifetime_s: float = option(86400.0, check=between(1, 86400, "s"))
@@ -130,8 +132,23 @@ class RelaydConfig:
     limits: LimitsSection = field(default_factory=LimitsSection)
     ddnsd: DdnsdLink | None = None
     install: InstallSiteSection | None = None
+    # The CA of the certificates relayd gets itself (the install site's, unless given by
+    # hand), proved with DNS-01 records it asks ddnsd for.
+    acme: AcmeCA | None = None
 
     def __post_init__(self) -> None:
+        site = self.install
+        if site is not None and (site.cert_file is None) != (site.key_file is None):
+            raise ValueError("[install] cert_file and key_file go together")
+        if (
+            site is not None
+            and site.cert_file is None
+            and (self.acme is None or self.ddnsd is None)
+        ):
+            raise ValueError(
+                "[install] needs cert_file and key_file, or [acme] and [ddnsd] so that relayd "
+                "gets the site's certificate itself"
+            )
         if self.tunnel.keepalive_timeout_s <= self.tunnel.keepalive_interval_s:
             raise ValueError(
                 "[tunnel].keepalive_timeout_s must be longer than [tunnel].keepalive_interval_s"

@@ -47,6 +47,7 @@ from ._install import InstallSite, Recorder, tls_context
 from ._lookup import LookupApi
 from ._metrics import relay_metrics
 from ._names import LinkZone
+from ._site_certs import SiteCertificates
 
 __all__ = ["Relayd", "main_async", "serve"]
 
@@ -93,7 +94,8 @@ class Relayd:
         if (old.install is None) != (new.install is None):
             log.warning("the install site is turned on or off only with a restart")
         elif self.install is not None and new.install is not None:
-            self.install.context = tls_context(new.install)
+            if new.install.cert_file is not None:  # else relayd's own, kept by ACME
+                self.install.context = tls_context(new.install)
             self.install.config = new.install
             self.install.limits = new.limits
         self.config = new
@@ -198,6 +200,9 @@ async def serve(
 
             if ddns is not None:
                 nursery.start_soon(ddns.run)
+                if install is not None and install.context is None and config.acme is not None:
+                    site_certs = SiteCertificates(config.acme, state_dir, ddns, install)
+                    nursery.start_soon(site_certs.run)
             for listener in tunnel_listeners:
                 await nursery.start(contained(agents.connection, "agent_connection"), listener)
             if data is not None:

@@ -99,10 +99,13 @@ class DdnsLink:
                 for event, _ in self._waiting.values():
                     event.set()
 
-    async def forward(self, update: protocol.DdnsUpdate, observed: str) -> protocol.AppMessage:
-        """Send an agent's update on and return ddnsd's answer, under the agent's id."""
+    async def forward(
+        self, update: protocol.DdnsUpdate, observed: str | None = None
+    ) -> protocol.AppMessage:
+        """Send an update on (an agent's, with the address it connected from; or relayd's
+        own) and return ddnsd's answer, under the update's id."""
         ours = next(self._ids) % 2**32
-        seen = protocol.canonical_address(observed)
+        seen = None if observed is None else protocol.canonical_address(observed)
         done = trio.Event()
         replies: list[protocol.AppMessage] = []
         self._waiting[ours] = (done, replies)

@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 from urllib.parse import parse_qs
 
@@ -101,7 +102,9 @@ class InstallSite:
         self.record = record
         self.counts = counts
         self.https_port = https_port  # as bound: the site's URLs point browsers there
-        self.context = tls_context(config)
+        # None until relayd's own certificate for the site is issued ([acme]): until then
+        # its connections are closed after the ClientHello.
+        self.context: ssl.SSLContext | None = tls_context(config)
         self.installs: dict[str, _Install] = {}  # by install id
         self.by_public_key: dict[bytes, str] = {}
         self.sessions: dict[str, str] = {}  # session token -> install id
@@ -256,6 +259,10 @@ class InstallSite:
         self, stream: trio.SocketStream, hello: bytes, server_name: str, client: str, port: int
     ) -> None:
         """A browser connection for install.<zone> or a session under it: end TLS here."""
+        if self.context is None:
+            self.counts["install_no_certificate"] += 1
+            await trio.aclose_forcefully(stream)
+            return
         tls = trio.SSLStream(PrefixedStream(stream, hello), self.context, server_side=True)
         try:
             with trio.fail_after(self.limits.handshake_timeout_s):
@@ -436,6 +443,13 @@ def _form(request: HttpRequest) -> dict[str, str] | None:
     return {name: values[0] for name, values in fields.items()}
 
 
-def tls_context(config: InstallSiteSection) -> ssl.SSLContext:
-    """The install site's own certificate: the relay ends TLS for it (and only for it)."""
-    return server_tls_context(config.cert_file, config.key_file, alpn=["http/1.1"])
+def tls_context(config: InstallSiteSection) -> ssl.SSLContext | None:
+    """The install site's certificate given by hand (None if relayd gets its own): the relay
+    ends TLS for it (and only for it)."""
+    if config.cert_file is None or config.key_file is None:
+        return None
+    return site_context(config.cert_file, config.key_file)
+
+
+def site_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    return server_tls_context(cert_file, key_file, alpn=["http/1.1"])

@@ -95,6 +95,10 @@ _COUNTERS: Final[dict[str, tuple[str, str | None]]] = {
         "Install-site TLS handshakes that failed or timed out.",
         None,
     ),
+    "nascloud_relay_install_without_certificate_total": (
+        "Install-site connections closed because relayd's own certificate is not issued yet.",
+        None,
+    ),
     "nascloud_relay_unnamed_events_total": (
         "Events counted under a key no counter is named for (a bug: should stay 0).",
         None,
@@ -138,6 +142,7 @@ EVENTS: Final[dict[str, tuple[str, str]]] = {
     "install_stopped": ("nascloud_relay_install_sessions_stopped_total", ""),
     "install_session_unknown": ("nascloud_relay_install_unknown_session_requests_total", ""),
     "install_tls_failed": ("nascloud_relay_install_tls_failures_total", ""),
+    "install_no_certificate": ("nascloud_relay_install_without_certificate_total", ""),
 }
 _BYTES: Final = ("bytes_from_browsers", "bytes_to_browsers")
 

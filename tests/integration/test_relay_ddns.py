@@ -4,7 +4,7 @@ vouching only for the agent's own device."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -34,10 +34,13 @@ async def ddnsd_and_relay(tmp_path: Path) -> AsyncIterator[tuple[Ddnsd, Relayd, 
 
 
 @asynccontextmanager
-async def ddnsd_and_relayd(tmp_path: Path) -> AsyncIterator[tuple[Ddnsd, Relayd]]:
+async def ddnsd_and_relayd(
+    tmp_path: Path, relay_extra: Callable[[Ddnsd], str] | None = None
+) -> AsyncIterator[tuple[Ddnsd, Relayd]]:
     """ddnsd (zones dyn.test and link.test) and relayd in this process, relayd forwarding DDNS
     updates to ddnsd over its service tunnel; devices nas1 (key `device.key`) and nas2 are
-    enrolled, and `ca.pem` is the CA of both daemons' certificates."""
+    enrolled, and `ca.pem` is the CA of both daemons' certificates. `relay_extra`, given the
+    running ddnsd, returns TOML added to relayd's configuration."""
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     for name in ("relay.test", "ddnsd.test"):
@@ -98,6 +101,7 @@ async def ddnsd_and_relayd(tmp_path: Path) -> AsyncIterator[tuple[Ddnsd, Relayd]
             server_name = "ddnsd.test"
             key_file = "relay-service.key"
             ca_file = "ca.pem"
+            {relay_extra(ddnsd) if relay_extra else ""}
             """,
             "relayd.toml",
             tmp_path,

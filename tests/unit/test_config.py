@@ -155,6 +155,35 @@ def test_cross_field_rules_name_both_keys(tmp_path: Path) -> None:
     ]
 
 
+def test_the_install_site_needs_files_or_acme_and_ddnsd(tmp_path: Path) -> None:
+    for name in ("relay.crt", "relay.key"):
+        (tmp_path / name).write_text("x")
+    base = """
+        [relay]
+        name = "relay.test"
+        state_dir = "."
+        [tunnel]
+        listen = "127.0.0.1:1"
+        cert_file = "relay.crt"
+        key_file = "relay.key"
+        [ingress]
+        link_zone = "link.test"
+        """
+    assert problems(RelaydConfig, base + "[install]\n", "relayd.toml", tmp_path) == [
+        "relayd.toml: (top level): [install] needs cert_file and key_file, or [acme] and "
+        "[ddnsd] so that relayd gets the site's certificate itself"
+    ]
+    half = base + '[install]\ncert_file = "relay.crt"\n'
+    assert problems(RelaydConfig, half, "relayd.toml", tmp_path) == [
+        "relayd.toml: (top level): [install] cert_file and key_file go together"
+    ]
+    acme = '[acme]\ndirectory_url = "https://ca.test/dir"\n'
+    ddnsd = '[ddnsd]\naddress = "127.0.0.1:2"\nserver_name = "ddnsd.test"\nkey_file = "relay.key"\n'
+    whole = loads(RelaydConfig, base + "[install]\n" + acme + ddnsd, "relayd.toml", tmp_path)
+    assert whole.install is not None and whole.install.cert_file is None
+    assert whole.acme is not None and whole.acme.directory_url == "https://ca.test/dir"
+
+
 def test_agent_needs_a_way_to_trust_the_relay_and_valid_service_names() -> None:
     assert problems(
         AgentConfig,
