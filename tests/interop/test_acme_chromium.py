@@ -4,6 +4,7 @@ passed the TLS through, and Chromium checked the chain with no exception of any 
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import subprocess
 import threading
@@ -13,9 +14,10 @@ from pathlib import Path
 import trio
 
 from config import AgentConfig, loads
+from ddnsd._daemon import Ddnsd
 from nasagent._agent import Agent
 from tests.integration.test_relay_ddns import ddnsd_and_relayd
-from tests.pebble_harness import running_pebble
+from tests.pebble_harness import Pebble, running_pebble
 
 from .cdp import HEADLESS_CHROMIUM
 from .conftest import require
@@ -49,15 +51,17 @@ def _nss_trusting(home: Path, root_pem: bytes | None) -> None:
         subprocess.run(["certutil", "-d", f"sql:{database}", *trusted], check=True)
 
 
-async def _chromium(home: Path, https: str, *args: str) -> subprocess.CompletedProcess[bytes]:
+async def _chromium(
+    home: Path, https: str, *args: str, host: str = "nas1.link.test"
+) -> subprocess.CompletedProcess[bytes]:
     port = https.rsplit(":", 1)[1]
     return await trio.run_process(
         [
             *HEADLESS_CHROMIUM,
             f"--user-data-dir={home / 'profile'}",
-            "--host-resolver-rules=MAP nas1.link.test 127.0.0.1",
+            f"--host-resolver-rules=MAP {host} 127.0.0.1",
             *args,
-            f"https://nas1.link.test:{port}/",
+            f"https://{host}:{port}/",
         ],
         env={"HOME": str(home), "PATH": "/usr/bin:/bin"},
         capture_stdout=True,
@@ -115,3 +119,40 @@ async def test_chromium_trusting_only_pebble_opens_the_nas_page(tmp_path: Path) 
                     nursery.cancel_scope.cancel()
                 nas.shutdown()
                 nas.server_close()
+
+
+async def test_chromium_trusting_only_pebble_opens_the_install_site(tmp_path: Path) -> None:
+    """relayd's own certificate for its install site, from Pebble by relayd itself."""
+    require("chromium", "certutil", "pebble")
+    pebbles: list[Pebble] = []
+    with contextlib.ExitStack() as stack, trio.fail_after(180):
+
+        def with_pebble(ddnsd: Ddnsd) -> str:
+            dns_address = ddnsd.listening["dns"][0]
+            pebbles.append(stack.enter_context(running_pebble(tmp_path / "pebble", dns_address)))
+            return (
+                f'[install]\n[acme]\ndirectory_url = "{pebbles[0].directory_url}"\n'
+                f'ca_file = "{pebbles[0].api_ca_file}"\ncheck_servers = ["{dns_address}"]\n'
+                "propagation_timeout_s = 20\nretry_initial_s = 0.2\nretry_max_s = 2\n"
+            )
+
+        async with ddnsd_and_relayd(tmp_path, with_pebble) as (_, relay):
+            site = relay.install
+            assert site is not None
+            await _until(lambda: site.context is not None, "the install site's certificate")
+            https = relay.listening["https"][0]
+            trusting = tmp_path / "trusting"
+            await trio.to_thread.run_sync(_nss_trusting, trusting, pebbles[0].issuing_root())
+            host = "install.link.test"
+            page = await _chromium(trusting, https, "--dump-dom", host=host)
+            assert b"Set up your new NAS" in page.stdout, page.stderr[-3000:]
+            shot = tmp_path / "install-site-pebble.png"
+            await _chromium(
+                trusting, https, f"--screenshot={shot}", "--window-size=800,500", host=host
+            )
+            assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            print(f"screenshot saved at {shot}")
+            stranger = tmp_path / "stranger"
+            await trio.to_thread.run_sync(_nss_trusting, stranger, None)
+            refused = await _chromium(stranger, https, "--dump-dom", host=host)
+            assert b"Set up your new NAS" not in refused.stdout
