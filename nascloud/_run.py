@@ -33,6 +33,7 @@ from config import AgentConfig, DdnsdConfig, HostPort, RelaydConfig, dumps
 from config import agent as agent_config
 from config import ddnsd as ddnsd_config
 from config import relayd as relayd_config
+from config.acme import AcmeCA
 from nasagent import load_or_create_cloud_key
 from protocol import public_key_bytes
 from registry import Registry, TokenKind
@@ -131,11 +132,15 @@ async def _prepare_registry(state_dir: Path, agent_key_path: Path) -> dict[str, 
 def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int, acme: bool) -> None:
     """Each daemon's config, built as its model and written by `config.dumps`: relative
     paths are taken from the state directory, where the files are. With `acme`, the demo
-    NAS's agent gets its certificate from the local Pebble."""
+    NAS's agent and relayd (its install site) get their certificates from the local Pebble."""
     relay_cert, relay_key = ca.issue("relay", RELAY_NAME)
-    install_cert, install_key = ca.issue(
-        "install", f"install.{LINK_ZONE}", f"*.install.{LINK_ZONE}"
-    )
+    if acme:
+        install = relayd_config.InstallSiteSection()  # relayd gets the site's certificate
+    else:
+        install_cert, install_key = ca.issue(
+            "install", f"install.{LINK_ZONE}", f"*.install.{LINK_ZONE}"
+        )
+        install = relayd_config.InstallSiteSection(cert_file=install_cert, key_file=install_key)
     ddnsd_cert, ddnsd_key = ca.issue("ddnsd", DDNSD_NAME)
     service_key = load_or_create_key(state / "relayd" / "service.key")
     registry = Path("registry.sqlite3")
@@ -189,13 +194,23 @@ def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int, acme: bool)
             link_zone=LINK_ZONE, https_listen=listen(HTTPS), http_listen=listen(HTTP)
         ),
         api=relayd_config.ApiSection(listen=listen(API)),
-        install=relayd_config.InstallSiteSection(cert_file=install_cert, key_file=install_key),
+        install=install,
         ddnsd=relayd_config.DdnsdLink(
             address=local(DDNSD_PROTOCOL),
             server_name=DDNSD_NAME,
             key_file=Path("relayd/service.key"),
             ca_file=ca.cert_path,
         ),
+        acme=AcmeCA(
+            directory_url=f"https://localhost:{base + ACME}/dir",
+            ca_file=ca.cert_path,  # Pebble's own API, with a certificate of the dev CA
+            check_servers=(local(DNS),),
+            propagation_timeout_s=20,
+            retry_initial_s=1,
+            retry_max_s=30,
+        )
+        if acme
+        else None,
     )
     relay = agent_config.RelayLink(
         addresses=(local(TUNNEL),), server_name=RELAY_NAME, ca_file=ca.cert_path
@@ -249,6 +264,7 @@ def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int, acme: bool)
 
 DEMO_CERT = Path("agent/web/cert.pem")  # what the demo NAS's agent gets from Pebble
 DEMO_KEY = Path("agent/web/key.pem")
+INSTALL_CERT = Path("relayd/acme/install.crt")  # what relayd gets from Pebble for its site
 
 
 class _DemoNasServer(ThreadingHTTPServer):
@@ -418,7 +434,14 @@ def run_stack(state_dir: Path, base_port: int) -> int:
     (state / "new-nas" / "install-window.json").unlink(missing_ok=True)
     acme = shutil.which("pebble") is not None
     # Pebble forgets everything when it stops: the demo NAS's account and certificate too.
-    for stale in (state / DEMO_CERT, state / DEMO_KEY, state / "agent/acme/account.json"):
+    for stale in (
+        state / DEMO_CERT,
+        state / DEMO_KEY,
+        state / "agent/acme/account.json",
+        state / INSTALL_CERT,
+        state / "relayd/acme/install.key",
+        state / "relayd/acme/account.json",
+    ):
         stale.unlink(missing_ok=True)
     _write_configs(state, base_port, ca, base_port + DEMO_NAS, acme)
     nas = _start_demo_nas(ca, base_port + DEMO_NAS)
@@ -449,7 +472,11 @@ def run_stack(state_dir: Path, base_port: int) -> int:
         for name, agent in (("the demo NAS's agent", "agent"), ("the new NAS's agent", "new-nas")):
             argv = [str(BIN / "nascloud-agent"), "--config", str(state / f"{agent}.toml")]
             daemons.append(_Daemon(name, argv))
-        nas_root = ca.cert_path
+        nas_root = install_root = ca.cert_path
+        if root is not None and _wait_for(state / INSTALL_CERT, daemons, 30):
+            install_root = root
+        elif acme:
+            print("nascloud run: relayd got no certificate for its install site", file=sys.stderr)
         if root is not None and _wait_for(state / DEMO_CERT, daemons, 30):
             nas.use(state / DEMO_CERT, state / DEMO_KEY)  # its reload may have come first
             nas_root = root
@@ -459,7 +486,7 @@ def run_stack(state_dir: Path, base_port: int) -> int:
                 "development CA's",
                 file=sys.stderr,
             )
-        endpoints = _endpoints(state, base_port, ca, secrets, nas_root, root)
+        endpoints = _endpoints(state, base_port, ca, secrets, nas_root, root, install_root)
         (state / "endpoints.json").write_text(json.dumps(endpoints, indent=2) + "\n")
         _print_try(endpoints, secrets)
         while all(daemon.supervise() for daemon in daemons):
@@ -488,6 +515,7 @@ def _endpoints(
     secrets: dict[str, str],
     nas_root: Path,
     acme_root: Path | None,
+    install_root: Path,
 ) -> dict[str, Any]:
     return {
         "zone": ZONE,
@@ -516,6 +544,7 @@ def _endpoints(
             "hostname": f"install.{LINK_ZONE}",
             "cloud_key": secrets["cloud_key"],
             "setup_url": f"http://127.0.0.1:{base + NEW_NAS_SETUP}/",
+            "ca_cert": str(install_root),  # relayd's own certificate: Pebble's root
         },
         "metrics": {
             "url": f"http://127.0.0.1:{base + METRICS}/metrics",
@@ -562,15 +591,15 @@ nascloud is running on loopback (state in {endpoints["state_dir"]}). Try:
 
   # a brand-new NAS, found by its cloud key on the install site. From its own network
   # (here 127.0.0.1) the answer sends the browser straight to it:
-  curl -i --cacert {endpoints["ca_cert"]} \\
+  curl -i --cacert {endpoints["install"]["ca_cert"]} \\
        --resolve install.{LINK_ZONE}:{relay["https_port"]}:127.0.0.1 \\
        --data-urlencode 'cloud_key={secrets["cloud_key"]}' {endpoints["install"]["url"]}find
   # from another network (here 127.0.0.2) it offers a relayed setup session instead:
-  curl --interface 127.0.0.2 --cacert {endpoints["ca_cert"]} \\
+  curl --interface 127.0.0.2 --cacert {endpoints["install"]["ca_cert"]} \\
        --resolve install.{LINK_ZONE}:{relay["https_port"]}:127.0.0.1 \\
        --data-urlencode 'cloud_key={secrets["cloud_key"]}' {endpoints["install"]["url"]}find
   # (in a browser: map install.{LINK_ZONE} and *.install.{LINK_ZONE} to 127.0.0.1 and trust
-  #  the CA above; open {endpoints["install"]["url"]})
+  #  {endpoints["install"]["ca_cert"]}; open {endpoints["install"]["url"]})
 
   # counters, no personal data
   curl {endpoints["metrics"]["url"]}

@@ -58,6 +58,8 @@ def test_make_run_from_a_clean_clone_does_what_it_prints(tmp_path: Path) -> None
         # the printed curl trusts Pebble's root for it, not the development CA.
         assert endpoints["acme"]["root_cert"] is not None
         assert endpoints["demo_device"]["ca_cert"] == endpoints["acme"]["root_cert"]
+        # relayd got its install site's certificate from Pebble by itself.
+        assert endpoints["install"]["ca_cert"] == endpoints["acme"]["root_cert"]
         commands = printed_commands(log_path.read_text())
         assert len(commands) >= 7, commands
         outputs = []
