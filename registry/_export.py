@@ -24,6 +24,8 @@ NOT_INCLUDED = [
     "TSIG key secrets: credentials the device already holds; to rotate, create a new key and "
     "revoke the old one",
     "operational logs: they hold no account data (addresses masked, e-mails removed)",
+    "the portal password: only its argon2id hash is stored; portal sessions: only a one-way "
+    "hash of each cookie, for at most its lifetime",
 ]
 
 
@@ -48,6 +50,8 @@ class AccountData(Protocol):
     ) -> list[AccessRecord | UnreadableRecord]: ...
 
     async def devices_granted_to(self, account_id: str) -> list[str]: ...
+
+    async def account_name(self, account_id: str) -> str | None: ...
 
 
 def iso_time(timestamp: float | None) -> str | None:
@@ -107,6 +111,7 @@ async def export_account(
             "email": account.email,
             "display_name": account.display_name,
             "created_at": iso_time(account.created_at),
+            "account_name": await registry.account_name(account_id),
         },
         "api_tokens": [
             {"token_id": t.token_id, "created_at": iso_time(t.created_at)} for t in api_tokens

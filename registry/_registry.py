@@ -92,6 +92,19 @@ def _check_display_name(name: str) -> str:
     return name
 
 
+#: An owner's sign-in name: what they type, shown to others they share a device with.
+_ACCOUNT_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{2,31}")
+
+
+def _check_account_name(name: str) -> str:
+    if not isinstance(name, str) or not _ACCOUNT_NAME.fullmatch(name):
+        raise InvalidValue(
+            "an account name is 3 to 32 lower-case letters, digits, '.', '_' or '-', "
+            "starting with a letter or a digit"
+        )
+    return name
+
+
 # Names the relay serves itself under the link zone: no device may take them.
 RESERVED_DEVICE_NAMES: Final = frozenset({"install"})
 
@@ -194,6 +207,49 @@ class Registry:
         )
         await self._run(self.backend.insert_account, account)
         return account
+
+    async def create_owner(
+        self, account_name: str, password_hash: str, display_name: str, email: str | None = None
+    ) -> Account:
+        """An account that signs in to the portal by name and password (its hash: the
+        registry never sees a password). No e-mail unless the owner gives one."""
+        account = Account(
+            "acc_" + secrets.token_hex(8),
+            "" if email is None else _check_email(email),
+            _check_display_name(display_name),
+            self._clock(),
+        )
+        name = _check_account_name(account_name)
+        await self._run(self.backend.insert_sign_in, account, name, password_hash)
+        return account
+
+    async def find_sign_in(self, account_name: str) -> tuple[str, str] | None:
+        """(account id, password hash) of an account name, or None."""
+        return await self._run(self.backend.find_sign_in, account_name)
+
+    async def account_name(self, account_id: str) -> str | None:
+        return await self._run(self.backend.account_name, account_id)
+
+    async def update_password_hash(self, account_id: str, password_hash: str) -> bool:
+        return await self._run(
+            self.backend.update_password_hash, account_id, password_hash, self._clock()
+        )
+
+    async def create_session(self, session_hash: bytes, account_id: str, lifetime_s: float) -> None:
+        now = self._clock()
+        await self._run(
+            self.backend.insert_session, session_hash, account_id, now, now + lifetime_s
+        )
+
+    async def session_account(self, session_hash: bytes) -> str | None:
+        """The account a live session belongs to, or None (unknown, ended or expired)."""
+        return await self._run(self.backend.find_session, session_hash, self._clock())
+
+    async def end_session(self, session_hash: bytes) -> bool:
+        return await self._run(self.backend.delete_session, session_hash)
+
+    async def purge_expired_sessions(self) -> int:
+        return await self._run(self.backend.delete_sessions_expired, self._clock())
 
     async def get_account(self, account_id: str) -> Account:
         account = await self._run(self.backend.get_account, account_id)

@@ -127,4 +127,22 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE dns_rrsets_5 RENAME TO dns_rrsets",
         "CREATE INDEX dns_rrsets_by_device ON dns_rrsets(device_name)",
     ),
+    # 6: the owners' portal: an account's sign-in name and password hash (argon2id), and
+    # its sessions, kept by a one-way hash of their cookie only.
+    (
+        """CREATE TABLE sign_ins (
+            account_id TEXT PRIMARY KEY REFERENCES accounts(account_id) ON DELETE CASCADE,
+            account_name TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            changed_at REAL NOT NULL
+        )""",
+        """CREATE TABLE portal_sessions (
+            session_hash BLOB PRIMARY KEY,
+            account_id TEXT NOT NULL REFERENCES accounts(account_id) ON DELETE CASCADE,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        )""",
+        "CREATE INDEX portal_sessions_by_account ON portal_sessions(account_id)",
+        "CREATE INDEX portal_sessions_by_expiry ON portal_sessions(expires_at)",
+    ),
 )

@@ -232,6 +232,72 @@ class SQLiteBackend:
         self._erase_history()  # the values replaced are personal data too
         return cursor.rowcount == 1
 
+    def insert_sign_in(self, account: Account, account_name: str, password_hash: str) -> None:
+        try:
+            with self._transaction() as db:
+                db.execute(
+                    "INSERT INTO accounts VALUES (?, ?, ?, ?)",
+                    (account.account_id, account.email, account.display_name, account.created_at),
+                )
+                db.execute(
+                    "INSERT INTO sign_ins VALUES (?, ?, ?, ?)",
+                    (account.account_id, account_name, password_hash, account.created_at),
+                )
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc):
+                raise Conflict(f"the account name {account_name!r} is taken") from None
+            raise
+
+    def find_sign_in(self, account_name: str) -> tuple[str, str] | None:
+        row = self._db.execute(
+            "SELECT account_id, password_hash FROM sign_ins WHERE account_name = ?",
+            (account_name,),
+        ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def account_name(self, account_id: str) -> str | None:
+        row = self._db.execute(
+            "SELECT account_name FROM sign_ins WHERE account_id = ?", (account_id,)
+        ).fetchone()
+        return row[0] if row else None
+
+    def update_password_hash(self, account_id: str, password_hash: str, now: float) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE sign_ins SET password_hash = ?, changed_at = ? WHERE account_id = ?",
+                (password_hash, now, account_id),
+            )
+        self._erase_history()
+        return cursor.rowcount == 1
+
+    def insert_session(
+        self, session_hash: bytes, account_id: str, created_at: float, expires_at: float
+    ) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO portal_sessions VALUES (?, ?, ?, ?)",
+                (session_hash, account_id, created_at, expires_at),
+            )
+
+    def find_session(self, session_hash: bytes, now: float) -> str | None:
+        row = self._db.execute(
+            "SELECT account_id FROM portal_sessions WHERE session_hash = ? AND expires_at > ?",
+            (session_hash, now),
+        ).fetchone()
+        return row[0] if row else None
+
+    def delete_session(self, session_hash: bytes) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM portal_sessions WHERE session_hash = ?", (session_hash,)
+            )
+        return cursor.rowcount == 1
+
+    def delete_sessions_expired(self, now: float) -> int:
+        with self._transaction() as db:
+            cursor = db.execute("DELETE FROM portal_sessions WHERE expires_at <= ?", (now,))
+        return cursor.rowcount
+
     def delete_account(self, account_id: str) -> list[str]:
         with self._transaction() as db:
             names = [
