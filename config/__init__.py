@@ -8,6 +8,7 @@ from ._dump import dumps
 from ._load import ConfigError, HostPort, load, loads
 from .agent import AgentConfig
 from .ddnsd import DdnsdConfig
+from .portal import PortalConfig
 from .relayd import RelaydConfig
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "ConfigError",
     "DdnsdConfig",
     "HostPort",
+    "PortalConfig",
     "RelaydConfig",
     "dumps",
     "load",

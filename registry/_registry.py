@@ -263,9 +263,11 @@ class Registry:
     async def correct_account(
         self, account_id: str, *, email: str | None = None, display_name: str | None = None
     ) -> Account:
-        """Rectify the profile fields we keep."""
+        """Rectify the profile fields we keep (an e-mail of "" removes it)."""
         current = await self.get_account(account_id)
-        new_email = _check_email(email) if email is not None else current.email
+        new_email = current.email
+        if email is not None:  # an empty one removes it
+            new_email = _check_email(email) if email else ""
         new_name = (
             _check_display_name(display_name) if display_name is not None else current.display_name
         )

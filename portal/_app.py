@@ -1,0 +1,392 @@
+"""The portal's pages: sign-up, sign-in and sign-out, the owner's devices, their account and
+the cookie page. Every answer carries the security headers; every form a CSRF token; every
+personal page needs a live session, looked up by the hash of its cookie."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.resources import files
+from typing import Any, Final
+from urllib.parse import parse_qs, quote, urlsplit
+
+import jinja2
+
+from config.portal import PortalSection
+from httpapi import HttpRequest, HttpResponse
+from registry import Conflict, InvalidValue, NotFound, Registry
+from service import SlidingWindow
+
+from ._passwords import MAX_PASSWORD, MIN_PASSWORD, Passwords
+from ._text import LANGUAGES, choose, texts
+from ._web import (
+    FORM_COOKIE,
+    LANG_COOKIE,
+    SESSION_COOKIE,
+    Forms,
+    cookies,
+    expire_cookie,
+    form_fields,
+    local_target,
+    new_token,
+    redirect,
+    secure_headers,
+    set_cookie,
+    token_hash,
+)
+
+__all__ = ["Portal"]
+
+log = logging.getLogger("portal")
+
+FORM_COOKIE_S: Final = 3600
+LANG_COOKIE_S: Final = 365 * 86400
+ATTEMPT_WINDOW_S: Final = 900.0
+
+
+@dataclass(slots=True)
+class _Visit:
+    """One request, as the pages see it."""
+
+    request: HttpRequest
+    path: str
+    query: dict[str, str]
+    cookies: dict[str, str]
+    lang: str
+    account_id: str | None = None
+    session: str | None = None  # the session cookie's value, when signed in
+    set_cookies: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def t(self) -> dict[str, str]:
+        return texts(self.lang)
+
+
+class Portal:
+    def __init__(
+        self,
+        config: PortalSection,
+        registry: Registry,
+        secret: bytes,
+        *,
+        passwords: Passwords | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.registry = registry
+        self.forms = Forms(secret)
+        self.passwords = passwords or Passwords()
+        self.tls = config.cert_file is not None
+        self.by_account = SlidingWindow(
+            config.sign_in_attempts_per_account, ATTEMPT_WINDOW_S, clock=clock
+        )
+        self.by_address = SlidingWindow(
+            config.sign_in_attempts_per_address, ATTEMPT_WINDOW_S, clock=clock
+        )
+        self.sign_ups = SlidingWindow(config.sign_ups_per_address_per_hour, 3600.0, clock=clock)
+        self.counts: Counter[str] = Counter()
+        self.templates = jinja2.Environment(
+            loader=jinja2.PackageLoader("portal", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        self.css = (files("portal") / "static" / "portal.css").read_bytes()
+        self._routes: dict[tuple[str, str], Callable[[_Visit], Any]] = {
+            ("GET", "/"): self._home,
+            ("GET", "/sign-in"): self._sign_in_page,
+            ("POST", "/sign-in"): self._sign_in,
+            ("GET", "/sign-up"): self._sign_up_page,
+            ("POST", "/sign-up"): self._sign_up,
+            ("POST", "/sign-out"): self._sign_out,
+            ("GET", "/devices"): self._devices,
+            ("GET", "/account"): self._account_page,
+            ("POST", "/account"): self._account,
+            ("GET", "/cookies"): self._cookies,
+            ("GET", "/language"): self._language,
+        }
+
+    async def handle(self, request: HttpRequest) -> HttpResponse:
+        response = await self._route(request)
+        self.counts[f"http_{response.status}"] += 1
+        return HttpResponse(
+            response.status,
+            response.body,
+            response.content_type,
+            [*secure_headers(self.tls), *response.headers],
+        )
+
+    async def _route(self, request: HttpRequest) -> HttpResponse:
+        parts = urlsplit(request.target)
+        if parts.path == "/static/portal.css" and request.method == "GET":
+            return HttpResponse(200, self.css, "text/css; charset=utf-8")
+        jar = cookies(request)
+        query = {k: v[0] for k, v in parse_qs(parts.query, max_num_fields=10).items()}
+        lang = choose(jar.get(LANG_COOKIE), request.headers.get("accept-language", ""))
+        visit = _Visit(request, parts.path, query, jar, lang)
+        token = jar.get(SESSION_COOKIE)
+        if token:
+            visit.account_id = await self.registry.session_account(token_hash(token))
+            visit.session = token if visit.account_id else None
+        handler = self._routes.get((request.method, parts.path))
+        if handler is None:
+            known = any(path == parts.path for _, path in self._routes)
+            status = 405 if known else 404
+            return self._page(visit, "message.html", status, visit.t["not_found"])
+        response: HttpResponse = await handler(visit)
+        if visit.set_cookies:
+            response.headers.extend(visit.set_cookies)
+        return response
+
+    # -- rendering ---------------------------------------------------------------------------
+
+    def _page(
+        self, visit: _Visit, template: str, status: int, title: str, **context: Any
+    ) -> HttpResponse:
+        here = visit.path if visit.path.startswith("/") else "/"
+        body = self.templates.get_template(template).render(
+            lang=visit.lang,
+            t=visit.t,
+            title=title,
+            operator=self.config.operator_name,
+            help_url=self.config.help_url,
+            privacy_url=self.config.privacy_url,
+            signed_in=visit.account_id is not None,
+            csrf=self._csrf(visit),
+            here=here,
+            error=context.pop("error", None),
+            notice=context.pop("notice", None),
+            **context,
+        )
+        return HttpResponse(status, body.encode(), "text/html; charset=utf-8")
+
+    def _csrf(self, visit: _Visit) -> str:
+        """The token for this visit's forms: bound to the session, or before sign-in to the
+        form cookie (made now if the browser has none)."""
+        if visit.session is not None:
+            return self.forms.token("session:" + visit.session)
+        binding = visit.cookies.get(FORM_COOKIE)
+        if not binding:
+            binding = new_token()
+            visit.cookies[FORM_COOKIE] = binding
+            visit.set_cookies.append(set_cookie(FORM_COOKIE, binding, FORM_COOKIE_S))
+        return self.forms.token("form:" + binding)
+
+    def _form(self, visit: _Visit) -> dict[str, str] | None:
+        """The posted form if its CSRF token is this browser's, else None."""
+        fields = form_fields(visit.request)
+        if fields is None:
+            return None
+        if visit.session is not None:
+            binding = "session:" + visit.session
+        elif visit.cookies.get(FORM_COOKIE):
+            binding = "form:" + visit.cookies[FORM_COOKIE]
+        else:
+            return None
+        if not self.forms.valid(binding, fields.get("csrf")):
+            self.counts["csrf_refused"] += 1
+            return None
+        return fields
+
+    def _expired(self, visit: _Visit) -> HttpResponse:
+        return self._page(visit, "message.html", 403, visit.t["expired_form"])
+
+    def _needs_sign_in(self, visit: _Visit) -> HttpResponse:
+        return redirect("/sign-in?next=" + quote(visit.path, safe="/"))
+
+    # -- signing in and out ------------------------------------------------------------------
+
+    async def _home(self, visit: _Visit) -> HttpResponse:
+        return redirect("/devices" if visit.account_id else "/sign-in")
+
+    async def _sign_in_page(self, visit: _Visit, **context: Any) -> HttpResponse:
+        status = context.pop("status", 200)
+        return self._page(
+            visit,
+            "sign_in.html",
+            status,
+            visit.t["sign_in"],
+            next=local_target(visit.query.get("next") or context.pop("next", None), "/devices"),
+            account_name=context.pop("account_name", ""),
+            **context,
+        )
+
+    async def _sign_in(self, visit: _Visit) -> HttpResponse:
+        fields = self._form(visit)
+        if fields is None:
+            return self._expired(visit)
+        name = fields.get("account_name", "").strip().lower()[:64]
+        password = fields.get("password", "")[:MAX_PASSWORD]
+        target = local_target(fields.get("next"), "/devices")
+        address = visit.request.client
+        # Both limits count every attempt, before any check: guessing costs the same
+        # whether the account exists or not.
+        if not (self.by_account.allow(name) & self.by_address.allow(address)):
+            self.counts["sign_in_limited"] += 1
+            return await self._sign_in_page(
+                visit, status=429, error=visit.t["too_many"], account_name=name, next=target
+            )
+        found = await self.registry.find_sign_in(name) if name else None
+        matches, renew = await self.passwords.check(found[1] if found else None, password)
+        if found is None or not matches:
+            self.counts["sign_in_refused"] += 1
+            return await self._sign_in_page(
+                visit, status=401, error=visit.t["bad_sign_in"], account_name=name, next=target
+            )
+        account_id = found[0]
+        if renew:
+            await self.registry.update_password_hash(
+                account_id, await self.passwords.hash(password)
+            )
+        self.counts["sign_in"] += 1
+        return await self._start_session(visit, account_id, target)
+
+    async def _start_session(self, visit: _Visit, account_id: str, target: str) -> HttpResponse:
+        """A new session, never one the browser brought (no fixation), and the pre-sign-in
+        form cookie gone."""
+        if visit.session is not None:
+            await self.registry.end_session(token_hash(visit.session))
+        token = new_token()
+        lifetime = self.config.session_lifetime_s
+        await self.registry.create_session(token_hash(token), account_id, lifetime)
+        return redirect(
+            target,
+            [set_cookie(SESSION_COOKIE, token, int(lifetime)), expire_cookie(FORM_COOKIE)],
+        )
+
+    async def _sign_out(self, visit: _Visit) -> HttpResponse:
+        if visit.session is None:
+            return redirect("/sign-in")
+        if self._form(visit) is None:
+            return self._expired(visit)
+        await self.registry.end_session(token_hash(visit.session))
+        return redirect("/sign-in", [expire_cookie(SESSION_COOKIE)])
+
+    async def _sign_up_page(self, visit: _Visit, **context: Any) -> HttpResponse:
+        status = context.pop("status", 200)
+        values = {key: context.pop(key, "") for key in ("account_name", "display_name", "email")}
+        return self._page(visit, "sign_up.html", status, visit.t["sign_up"], **values, **context)
+
+    async def _sign_up(self, visit: _Visit) -> HttpResponse:
+        fields = self._form(visit)
+        if fields is None:
+            return self._expired(visit)
+        name = fields.get("account_name", "").strip().lower()[:64]
+        password = fields.get("password", "")
+        display = fields.get("display_name", "").strip()[:200] or name
+        email = fields.get("email", "").strip()[:300]
+        again = {"account_name": name, "display_name": display, "email": email}
+        if not self.sign_ups.allow(visit.request.client):
+            return await self._sign_up_page(visit, status=429, error=visit.t["too_many"], **again)
+        if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+            why = visit.t["password_hint"]
+            error = visit.t["bad_form"].format(why=why)
+            return await self._sign_up_page(visit, status=400, error=error, **again)
+        try:
+            account = await self.registry.create_owner(
+                name, await self.passwords.hash(password), display, email or None
+            )
+        except Conflict:
+            return await self._sign_up_page(visit, status=409, error=visit.t["name_taken"], **again)
+        except InvalidValue as exc:
+            error = visit.t["bad_form"].format(why=str(exc))
+            return await self._sign_up_page(visit, status=400, error=error, **again)
+        self.counts["sign_up"] += 1
+        log.info("account %s signed up", account.account_id)
+        return await self._start_session(visit, account.account_id, "/devices")
+
+    # -- the owner's pages ---------------------------------------------------------------------
+
+    async def _devices(self, visit: _Visit) -> HttpResponse:
+        if visit.account_id is None:
+            return self._needs_sign_in(visit)
+        t = visit.t
+        shown = []
+        for device in await self.registry.list_devices(visit.account_id):
+            rrsets = await self.registry.list_rrsets(device.name)
+            addresses = [
+                value
+                for r in rrsets
+                if r.owner == device.name and r.rrtype in ("A", "AAAA")
+                for value in r.values
+            ]
+            shown.append(
+                {
+                    "name": device.name,
+                    "relay_url": f"https://{device.name}.{self.config.link_zone}/",
+                    "ddns_name": f"{device.name}.{self.config.zone}",
+                    "addresses": addresses,
+                    "access": t[f"access_{device.access_mode.value}"],
+                    "last_seen": _when(device.last_seen_at),
+                }
+            )
+        return self._page(visit, "devices.html", 200, t["devices"], devices=shown)
+
+    async def _account_page(self, visit: _Visit, **context: Any) -> HttpResponse:
+        if visit.account_id is None:
+            return self._needs_sign_in(visit)
+        status = context.pop("status", 200)
+        try:
+            account = await self.registry.get_account(visit.account_id)
+        except NotFound:
+            return self._needs_sign_in(visit)
+        return self._page(
+            visit,
+            "account.html",
+            status,
+            visit.t["account"],
+            account_name=await self.registry.account_name(visit.account_id) or "",
+            display_name=context.pop("display_name", account.display_name),
+            email=context.pop("email", account.email),
+            **context,
+        )
+
+    async def _account(self, visit: _Visit) -> HttpResponse:
+        if visit.account_id is None:
+            return self._needs_sign_in(visit)
+        fields = self._form(visit)
+        if fields is None:
+            return self._expired(visit)
+        display = fields.get("display_name", "").strip()[:200]
+        email = fields.get("email", "").strip()[:300]
+        try:
+            await self.registry.correct_account(visit.account_id, email=email, display_name=display)
+        except InvalidValue as exc:
+            error = visit.t["bad_form"].format(why=str(exc))
+            return await self._account_page(
+                visit, status=400, error=error, display_name=display, email=email
+            )
+        return await self._account_page(visit, notice=visit.t["saved"])
+
+    async def _cookies(self, visit: _Visit) -> HttpResponse:
+        t = visit.t
+        hours = int(self.config.session_lifetime_s // 3600)
+        listed = [
+            {
+                "name": SESSION_COOKIE,
+                "purpose": t["cookie_session"],
+                "lifetime": t["until_sign_out"].format(hours=hours),
+            },
+            {"name": FORM_COOKIE, "purpose": t["cookie_form"], "lifetime": t["one_hour"]},
+            {"name": LANG_COOKIE, "purpose": t["cookie_lang"], "lifetime": t["one_year"]},
+        ]
+        return self._page(visit, "cookies.html", 200, t["cookies"], cookie_list=listed)
+
+    async def _language(self, visit: _Visit) -> HttpResponse:
+        """A preference, not an action on anything: a link, so that it works with no
+        session and no form."""
+        chosen = visit.query.get("set", "")
+        target = local_target(visit.query.get("next"), "/")
+        if chosen not in LANGUAGES:
+            return redirect(target)
+        return redirect(target, [set_cookie(LANG_COOKIE, chosen, LANG_COOKIE_S)])
+
+
+def _when(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")

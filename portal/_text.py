@@ -1,0 +1,138 @@
+"""Every text the portal shows, in English and French (the policy's language), and which of the
+two a request gets: the preference cookie if set, else the first language of
+`Accept-Language` that we have, else English."""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["LANGUAGES", "choose", "texts"]
+
+LANGUAGES: Final = ("en", "fr")
+
+_EN: Final = {
+    "portal": "Owner portal",
+    "run_by": "Run by {operator}",
+    "help": "Help",
+    "privacy": "Privacy",
+    "cookies": "Cookies",
+    "language": "Language",
+    "sign_in": "Sign in",
+    "sign_up": "Create an account",
+    "sign_out": "Sign out",
+    "account_name": "Account name",
+    "account_name_hint": "3 to 32 lower-case letters, digits, '.', '_' or '-'.",
+    "password": "Password",
+    "password_hint": "At least 12 characters.",
+    "display_name": "Your name, as you want it shown",
+    "email": "E-mail address (optional: only for notices you ask for)",
+    "no_account": "No account yet?",
+    "have_account": "Already have an account?",
+    "bad_sign_in": "That account name and password do not match.",
+    "too_many": "Too many attempts. Wait a few minutes, then try again.",
+    "name_taken": "That account name is taken, or not allowed. Choose another.",
+    "bad_form": "Some fields are not valid: {why}",
+    "expired_form": "This form has expired. Please try again.",
+    "devices": "Your devices",
+    "no_devices": "No device is registered to this account yet.",
+    "device": "Device",
+    "relay_url": "Through the relay",
+    "ddns_name": "DNS name",
+    "addresses": "Addresses",
+    "access": "Who may connect",
+    "access_public": "anyone",
+    "access_private": "only you",
+    "access_custom": "you and the accounts you listed",
+    "last_seen": "Last seen",
+    "never": "never",
+    "account": "Your account",
+    "save": "Save",
+    "saved": "Saved.",
+    "cookies_intro": "This portal sets only these cookies. None of them tracks you.",
+    "cookie": "Cookie",
+    "purpose": "Purpose",
+    "lifetime": "Lifetime",
+    "cookie_session": "Keeps you signed in (security).",
+    "cookie_form": "Protects the sign-in forms against forged requests (security).",
+    "cookie_lang": "Remembers the language you chose (preference).",
+    "until_sign_out": "until you sign out, at most {hours} hours",
+    "one_hour": "one hour",
+    "one_year": "one year",
+    "not_found": "There is no such page.",
+}
+
+_FR: Final = {
+    "portal": "Espace propriétaire",
+    "run_by": "Service exploité par {operator}",
+    "help": "Aide",
+    "privacy": "Confidentialité",
+    "cookies": "Cookies",
+    "language": "Langue",
+    "sign_in": "Se connecter",
+    "sign_up": "Créer un compte",
+    "sign_out": "Se déconnecter",
+    "account_name": "Nom du compte",
+    "account_name_hint": "3 à 32 lettres minuscules, chiffres, « . », « _ » ou « - ».",
+    "password": "Mot de passe",
+    "password_hint": "Au moins 12 caractères.",
+    "display_name": "Votre nom, tel que vous voulez l'afficher",
+    "email": "Adresse e-mail (facultative : seulement pour les avis que vous demandez)",
+    "no_account": "Pas encore de compte ?",
+    "have_account": "Vous avez déjà un compte ?",
+    "bad_sign_in": "Ce nom de compte et ce mot de passe ne correspondent pas.",
+    "too_many": "Trop de tentatives. Attendez quelques minutes, puis réessayez.",
+    "name_taken": "Ce nom de compte est pris ou n'est pas permis. Choisissez-en un autre.",
+    "bad_form": "Certains champs ne sont pas valides : {why}",
+    "expired_form": "Ce formulaire a expiré. Veuillez réessayer.",
+    "devices": "Vos appareils",
+    "no_devices": "Aucun appareil n'est encore enregistré sur ce compte.",
+    "device": "Appareil",
+    "relay_url": "Par le relais",
+    "ddns_name": "Nom DNS",
+    "addresses": "Adresses",
+    "access": "Qui peut se connecter",
+    "access_public": "tout le monde",
+    "access_private": "vous seul",
+    "access_custom": "vous et les comptes de votre liste",
+    "last_seen": "Vu pour la dernière fois",
+    "never": "jamais",
+    "account": "Votre compte",
+    "save": "Enregistrer",
+    "saved": "Enregistré.",
+    "cookies_intro": "Ce portail ne dépose que ces cookies. Aucun ne vous suit.",
+    "cookie": "Cookie",
+    "purpose": "Finalité",
+    "lifetime": "Durée",
+    "cookie_session": "Vous garde connecté (sécurité).",
+    "cookie_form": "Protège les formulaires de connexion contre les requêtes forgées (sécurité).",
+    "cookie_lang": "Retient la langue que vous avez choisie (préférence).",
+    "until_sign_out": "jusqu'à la déconnexion, au plus {hours} heures",
+    "one_hour": "une heure",
+    "one_year": "un an",
+    "not_found": "Cette page n'existe pas.",
+}
+
+_CATALOGS: Final = {"en": _EN, "fr": _FR}
+
+
+def choose(cookie: str | None, accept_language: str) -> str:
+    """The language of a request (one of LANGUAGES)."""
+    if cookie in LANGUAGES:
+        return cookie
+    ranked: list[tuple[float, int, str]] = []
+    for position, item in enumerate(accept_language.split(",")[:20]):
+        tag, _, params = item.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                continue
+        primary = tag.strip().lower().split("-")[0]
+        if primary in LANGUAGES and quality > 0:
+            ranked.append((-quality, position, primary))
+    return min(ranked)[2] if ranked else "en"
+
+
+def texts(language: str) -> dict[str, str]:
+    return _CATALOGS[language]

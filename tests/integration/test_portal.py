@@ -1,0 +1,268 @@
+"""The owner portal as a real process on loopback: sign up, the owner's devices, sign out and
+in again, languages, the security headers on every answer; and what a hostile visitor tries
+(forms without or with another browser's CSRF token, a session cookie planted before sign-in
+or kept after sign-out, guessing passwords, markup in fields, `next=` off the site, oversized
+forms)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+import trio
+
+from registry import Registry, SQLiteBackend
+from tests.integration.test_link import BIN
+
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: http.client.HTTPMessage
+    body: str
+
+
+@dataclass
+class Browser:
+    """Cookies kept as a browser keeps them, requests as a browser sends them."""
+
+    port: int
+    jar: dict[str, str] = field(default_factory=dict)
+    language: str = "en"
+    source: str = "127.0.0.1"
+
+    def request(
+        self, method: str, path: str, form: dict[str, str] | None = None, body: bytes | None = None
+    ) -> Answer:
+        connection = http.client.HTTPConnection(
+            "127.0.0.1", self.port, timeout=30, source_address=(self.source, 0)
+        )
+        headers = {"Accept-Language": self.language}
+        if self.jar:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.jar.items())
+        if form is not None or body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        payload = body if body is not None else (urlencode(form).encode() if form else None)
+        connection.request(method, path, body=payload, headers=headers)
+        response = connection.getresponse()
+        answer = Answer(response.status, response.headers, response.read().decode())
+        connection.close()
+        for value in answer.headers.get_all("Set-Cookie") or []:
+            pair, _, attributes = value.partition(";")
+            name, _, cookie = pair.partition("=")
+            if "Max-Age=0" in attributes:
+                self.jar.pop(name, None)
+            else:
+                self.jar[name] = cookie
+        return answer
+
+    def csrf(self, path: str) -> str:
+        match = re.search(r'name="csrf" value="([0-9a-f]+)"', self.request("GET", path).body)
+        assert match, path
+        return match.group(1)
+
+    def sign_up(self, name: str, display_name: str = "") -> Answer:
+        form = {"csrf": self.csrf("/sign-up"), "account_name": name, "password": PASSWORD}
+        return self.request("POST", "/sign-up", {**form, "display_name": display_name})
+
+    def sign_in(self, name: str, password: str = PASSWORD, next_: str = "") -> Answer:
+        form = {"csrf": self.csrf("/sign-in"), "account_name": name, "password": password}
+        return self.request("POST", "/sign-in", {**form, "next": next_})
+
+
+@dataclass
+class Running:
+    directory: Path
+    port: int
+
+    def browser(self, language: str = "en") -> Browser:
+        return Browser(self.port, language=language)
+
+
+@pytest.fixture
+def portal(tmp_path: Path) -> Iterator[Running]:
+    SQLiteBackend(tmp_path / "registry.sqlite3").close()
+    (tmp_path / "portal.toml").write_text(
+        """
+[portal]
+listen = ["127.0.0.1:0"]
+operator_name = "Example <NAS> Cloud"
+zone = "dyn.test"
+link_zone = "link.test"
+state_dir = "state"
+registry = "registry.sqlite3"
+sign_in_attempts_per_account = 5
+sign_ups_per_address_per_hour = 50
+privacy_url = "https://example.test/privacy"
+"""
+    )
+    with (tmp_path / "portal.log").open("ab") as log:
+        process = subprocess.Popen(
+            [str(BIN / "nascloud-portal"), "--config", str(tmp_path / "portal.toml")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
+    listening = tmp_path / "state" / "listening.json"
+    deadline = time.monotonic() + 30
+    while not listening.exists():
+        assert process.poll() is None, (tmp_path / "portal.log").read_text()
+        assert time.monotonic() < deadline, "the portal did not start"
+        time.sleep(0.05)
+    port = int(json.loads(listening.read_text())["portal"][0].rsplit(":", 1)[1])
+    try:
+        yield Running(tmp_path, port)
+    finally:
+        process.terminate()
+        assert process.wait(timeout=20) == 0, (tmp_path / "portal.log").read_text()[-2000:]
+    assert "correct horse" not in (tmp_path / "portal.log").read_text()
+
+
+def _enrol(directory: Path, owner_name: str, device: str) -> None:
+    async def enrol() -> None:
+        registry = Registry.open_sqlite(directory / "registry.sqlite3", create=False)
+        found = await registry.find_sign_in(owner_name)
+        assert found is not None
+        await registry.enrol_device(found[0], device, bytes(32))
+        await registry.aclose()
+
+    trio.run(enrol)
+
+
+def test_an_owner_signs_up_sees_their_devices_signs_out_and_in(portal: Running) -> None:
+    alice = portal.browser()
+    first = alice.request("GET", "/")
+    assert (first.status, first.headers["Location"]) == (303, "/sign-in")
+    signed_up = alice.sign_up("alice", "Alice")
+    assert (signed_up.status, signed_up.headers["Location"]) == (303, "/devices")
+    set_cookies = signed_up.headers.get_all("Set-Cookie") or []
+    cookie = next(v for v in set_cookies if "__Host-session" in v)
+    for attribute in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/"):
+        assert attribute in cookie
+    assert "Domain" not in cookie
+    assert "No device is registered" in alice.request("GET", "/devices").body
+    _enrol(portal.directory, "alice", "nas1")
+    page = alice.request("GET", "/devices").body
+    assert "https://nas1.link.test/" in page and "nas1.dyn.test" in page
+    assert "Example &lt;NAS&gt; Cloud" in page  # the operator named, escaped
+    out = alice.request("POST", "/sign-out", {"csrf": alice.csrf("/devices")})
+    assert (out.status, out.headers["Location"]) == (303, "/sign-in")
+    assert alice.request("GET", "/devices").headers["Location"] == "/sign-in?next=/devices"
+    back = alice.sign_in("alice", next_="/account")
+    assert (back.status, back.headers["Location"]) == (303, "/account")
+    account = alice.request("GET", "/account").body
+    assert "<strong>alice</strong>" in account
+
+
+def test_every_answer_carries_the_security_headers(portal: Running) -> None:
+    browser = portal.browser()
+    for method, path in (("GET", "/sign-in"), ("GET", "/nowhere"), ("GET", "/static/portal.css")):
+        answer = browser.request(method, path)
+        csp = answer.headers["Content-Security-Policy"]
+        assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp, path
+        assert answer.headers["Cache-Control"] == "no-store"
+        assert answer.headers["X-Content-Type-Options"] == "nosniff"
+        assert "Strict-Transport-Security" not in answer.headers  # plain HTTP here
+    assert browser.request("GET", "/nowhere").status == 404
+    assert browser.request("PUT", "/sign-in").status == 405
+
+
+def test_french_from_accept_language_and_from_the_preference(portal: Running) -> None:
+    french = portal.browser(language="fr-FR,fr;q=0.9,en;q=0.5")
+    page = french.request("GET", "/sign-in").body
+    assert '<html lang="fr">' in page and "Se connecter" in page
+    english = portal.browser(language="fr")
+    chosen = english.request("GET", "/language?set=en&next=/cookies")
+    assert chosen.headers["Location"] == "/cookies"
+    cookies = english.request("GET", "/cookies").body
+    assert (
+        '<html lang="en">' in cookies and "__Host-lang" in cookies and "__Host-session" in cookies
+    )
+
+
+def test_forms_without_this_browsers_token_are_refused(portal: Running) -> None:
+    mallory, alice = portal.browser(), portal.browser()
+    alice.sign_up("alice2")
+    # No token at all, and a token of another browser: nothing changes.
+    assert alice.request("POST", "/account", {"display_name": "pwned"}).status == 403
+    foreign = mallory.csrf("/sign-in")
+    form = {"csrf": foreign, "display_name": "pwned", "email": ""}
+    assert alice.request("POST", "/account", form).status == 403
+    assert alice.request("POST", "/sign-out", {"csrf": foreign}).status == 403
+    assert "pwned" not in alice.request("GET", "/account").body
+    # A sign-in form posted with no form cookie (a cross-site post): refused.
+    blank = portal.browser()
+    assert blank.request("POST", "/sign-in", {"account_name": "alice2"}).status == 403
+
+
+def test_no_session_fixation_and_none_after_sign_out(portal: Running) -> None:
+    owner = portal.browser()
+    owner.sign_up("carol")
+    planted = "attacker-chose-this-value"
+    victim = portal.browser()
+    victim.jar["__Host-session"] = planted
+    assert victim.sign_in("carol").status == 303
+    assert victim.jar["__Host-session"] != planted
+    stolen = dict(victim.jar)
+    victim.request("POST", "/sign-out", {"csrf": victim.csrf("/devices")})
+    thief = portal.browser()
+    thief.jar.update(stolen)
+    assert thief.request("GET", "/devices").status == 303  # to the sign-in page
+
+
+def test_guessing_is_limited_and_tells_nothing_of_which_accounts_exist(portal: Running) -> None:
+    portal.browser().sign_up("dave")
+    guesser = portal.browser()
+    wrong = guesser.sign_in("dave", "not the password")
+    missing = guesser.sign_in("nobody-here", "not the password")
+    assert wrong.status == missing.status == 401
+    assert _message(wrong.body) == _message(missing.body)
+    for _ in range(4):  # five wrong ones in all
+        guesser.sign_in("dave", "still not it")
+    # Five tries per account per 15 minutes: the sixth is refused, the right password too.
+    limited = guesser.sign_in("dave")
+    assert limited.status == 429 and "__Host-session" not in guesser.jar
+
+
+def test_markup_is_shown_as_text_and_next_stays_on_the_site(portal: Running) -> None:
+    eve = portal.browser()
+    eve.sign_up("eve", '<script>alert("x")</script>')
+    body = eve.request("GET", "/account").body
+    assert "<script>" not in body and "&lt;script&gt;" in body
+    eve.request("POST", "/sign-out", {"csrf": eve.csrf("/account")})
+    for target in ("//evil.example/", "https://evil.example/", "/\\evil.example", "javascript:x"):
+        answer = eve.sign_in("eve", next_=target)
+        assert answer.headers["Location"] == "/devices", target
+        eve.request("POST", "/sign-out", {"csrf": eve.csrf("/devices")})
+    assert eve.request("GET", "/language?set=fr&next=//evil.example").headers["Location"] == "/"
+
+
+def test_oversized_and_malformed_forms(portal: Running) -> None:
+    browser = portal.browser()
+    csrf = browser.csrf("/sign-up")
+    huge = urlencode({"csrf": csrf, "account_name": "x", "password": "p" * 20000}).encode()
+    assert browser.request("POST", "/sign-up", body=huge).status == 413
+    many = "&".join(f"f{i}=1" for i in range(50)).encode()
+    assert browser.request("POST", "/sign-up", body=many).status == 403
+    short = {"csrf": csrf, "account_name": "frank", "password": "short"}
+    assert browser.request("POST", "/sign-up", short).status == 400
+    taken = portal.browser()
+    taken.sign_up("grace")
+    again = portal.browser().sign_up("grace")
+    assert again.status == 409 and 'value="grace"' in again.body  # what was typed is kept
+
+
+def _message(body: str) -> str:
+    match = re.search(r'<p class="error" role="alert">(.*?)</p>', body)
+    assert match
+    return match.group(1)
