@@ -12,6 +12,7 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
@@ -91,6 +92,13 @@ class Running:
 
 @pytest.fixture
 def portal(tmp_path: Path) -> Iterator[Running]:
+    with running_portal(tmp_path) as running:
+        yield running
+
+
+@contextmanager
+def running_portal(tmp_path: Path) -> Iterator[Running]:
+    """nascloud-portal on a port of its choosing, on a new registry in `tmp_path`."""
     SQLiteBackend(tmp_path / "registry.sqlite3").close()
     (tmp_path / "portal.toml").write_text(
         """
