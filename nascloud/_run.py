@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets as secrets_module
 import shutil
 import signal
 import socket
@@ -29,12 +30,14 @@ from typing import Any
 
 import trio
 
-from config import AgentConfig, DdnsdConfig, HostPort, RelaydConfig, dumps
+from config import AgentConfig, DdnsdConfig, HostPort, PortalConfig, RelaydConfig, dumps
 from config import agent as agent_config
 from config import ddnsd as ddnsd_config
+from config import portal as portal_config
 from config import relayd as relayd_config
 from config.acme import AcmeCA
 from nasagent import load_or_create_cloud_key
+from portal import new_hasher
 from protocol import public_key_bytes
 from registry import Registry, TokenKind
 from tunnel import load_or_create_key, public_key_base64
@@ -66,8 +69,9 @@ BIN = Path(sys.executable).parent
     NEW_NAS_SETUP,
     ACME,
     ACME_MANAGEMENT,
-) = range(14)
-PORTS = 14
+    PORTAL,
+) = range(15)
+PORTS = 15
 
 DEMO_PAGE = b"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Demo NAS</title></head>
@@ -111,7 +115,11 @@ async def _prepare_registry(state_dir: Path, agent_key_path: Path) -> dict[str, 
     device_key = load_or_create_key(agent_key_path)
     registry = Registry.open_sqlite(state_dir / "registry.sqlite3")
     try:
-        account = await registry.create_account("demo@example.org", "Demo owner")
+        # The demo owner signs in to the portal as "demo" with this password.
+        password = secrets_module.token_urlsafe(12)
+        account = await registry.create_owner(
+            "demo", new_hasher().hash(password), "Demo owner", "demo@example.org"
+        )
         await registry.enrol_device(account.account_id, DEMO_DEVICE, public_key_bytes(device_key))
         _, dyndns2 = await registry.create_token(TokenKind.DYNDNS2, device_name=DEMO_DEVICE)
         _, api = await registry.create_token(TokenKind.API, account_id=account.account_id)
@@ -120,6 +128,7 @@ async def _prepare_registry(state_dir: Path, agent_key_path: Path) -> dict[str, 
         await registry.aclose()
     secrets = {
         "account": account.account_id,
+        "portal_password": password,
         "dyndns2_password": dyndns2,
         "api_token": api,
         "tsig": f"hmac-sha256:{key.key_name}:{base64.b64encode(key.secret).decode()}",
@@ -252,12 +261,23 @@ def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int, acme: bool)
         ),
         reconnect=reconnect,
     )
+    portal = PortalConfig(
+        portal=portal_config.PortalSection(
+            listen=listen(PORTAL),
+            operator_name="nascloud on this machine",
+            zone=ZONE,
+            link_zone=LINK_ZONE,
+            state_dir=Path("portal"),
+            registry=registry,
+        )
+    )
     header = "# Written by `nascloud run`; edits are overwritten on the next run.\n"
     for name, model in (
         ("ddnsd.toml", ddnsd),
         ("relayd.toml", relayd),
         ("agent.toml", agent),
         ("new-nas.toml", new_nas),
+        ("portal.toml", portal),
     ):
         (state / name).write_text(dumps(model, header))
 
@@ -425,7 +445,7 @@ class _Daemon:
 
 def run_stack(state_dir: Path, base_port: int) -> int:
     state = state_dir.resolve()
-    for sub in ("ddnsd", "relayd", "agent", "new-nas"):
+    for sub in ("ddnsd", "relayd", "agent", "new-nas", "portal"):
         (state / sub).mkdir(parents=True, exist_ok=True)
     ca = DevCA(state / "ca")
     secrets = trio.run(_prepare_registry, state, state / "agent" / "device.key")
@@ -447,7 +467,11 @@ def run_stack(state_dir: Path, base_port: int) -> int:
     nas = _start_demo_nas(ca, base_port + DEMO_NAS)
     signal.signal(signal.SIGUSR1, lambda *_: nas.use(state / DEMO_CERT, state / DEMO_KEY))
     setup_page = _start_setup_page(base_port + NEW_NAS_SETUP)
-    for stale in (state / "ddnsd" / "listening.json", state / "relayd" / "listening.json"):
+    for stale in (
+        state / "ddnsd" / "listening.json",
+        state / "relayd" / "listening.json",
+        state / "portal" / "listening.json",
+    ):
         stale.unlink(missing_ok=True)
     daemons: list[_Daemon] = []
     for stop in (signal.SIGTERM, signal.SIGHUP):  # a closed terminal stops the daemons too
@@ -467,6 +491,15 @@ def run_stack(state_dir: Path, base_port: int) -> int:
         )
         if not _wait_for(state / "relayd" / "listening.json", daemons, 30):
             print("nascloud run: relayd did not start", file=sys.stderr)
+            return 1
+        daemons.append(
+            _Daemon(
+                "the portal",
+                [str(BIN / "nascloud-portal"), "--config", str(state / "portal.toml")],
+            )
+        )
+        if not _wait_for(state / "portal" / "listening.json", daemons, 30):
+            print("nascloud run: the portal did not start", file=sys.stderr)
             return 1
         root = _pebble_root(state, base_port, ca) if pebble is not None else None
         for name, agent in (("the demo NAS's agent", "agent"), ("the new NAS's agent", "new-nas")):
@@ -539,6 +572,11 @@ def _endpoints(
             "data_port": base + DATA,
         },
         "api": {"url": f"http://127.0.0.1:{base + API}", "token": secrets["api_token"]},
+        "portal": {
+            "url": f"http://127.0.0.1:{base + PORTAL}/",
+            "account_name": "demo",
+            "password": secrets.get("portal_password"),
+        },
         "install": {
             "url": f"https://install.{LINK_ZONE}:{base + HTTPS}/",
             "hostname": f"install.{LINK_ZONE}",
@@ -566,6 +604,7 @@ def _print_try(endpoints: dict[str, Any], secrets: dict[str, str]) -> None:
     relay = endpoints["relay"]
     host = endpoints["demo_device"]["hostname"]
     link = endpoints["demo_device"]["relay_hostname"]
+    portal = endpoints["portal"]
     print(
         f"""
 nascloud is running on loopback (state in {endpoints["state_dir"]}). Try:
@@ -600,6 +639,15 @@ nascloud is running on loopback (state in {endpoints["state_dir"]}). Try:
        --data-urlencode 'cloud_key={secrets["cloud_key"]}' {endpoints["install"]["url"]}find
   # (in a browser: map install.{LINK_ZONE} and *.install.{LINK_ZONE} to 127.0.0.1 and trust
   #  {endpoints["install"]["ca_cert"]}; open {endpoints["install"]["url"]})
+
+  # the owner portal: open {portal["url"]} in a browser and sign in as "demo" with
+  # {portal["password"] or "(an older run's password: create an account)"}, the demo NAS's
+  # owner, or create an account of your own; with curl:
+  jar=$(mktemp) && csrf=$(curl -s -c "$jar" {portal["url"]}sign-in \\
+       | grep -o 'name="csrf" value="[0-9a-f]*"' | cut -d'"' -f4) && \\
+  curl -s -L -b "$jar" -c "$jar" --data-urlencode "csrf=$csrf" \\
+       --data-urlencode account_name=demo --data-urlencode 'password={portal["password"]}' \\
+       {portal["url"]}sign-in | grep -o 'https://demo[^<"]*' | head -1
 
   # counters, no personal data
   curl {endpoints["metrics"]["url"]}

@@ -3,5 +3,6 @@ sign-in with server-side sessions, their devices, their profile, the cookie page
 French; every page rendered on the server, no script."""
 
 from ._app import Portal
+from ._passwords import new_hasher
 
-__all__ = ["Portal"]
+__all__ = ["Portal", "new_hasher"]

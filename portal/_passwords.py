@@ -11,15 +11,20 @@ import trio
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-__all__ = ["MAX_PASSWORD", "MIN_PASSWORD", "Passwords"]
+__all__ = ["MAX_PASSWORD", "MIN_PASSWORD", "Passwords", "new_hasher"]
 
 MIN_PASSWORD: Final = 12
 MAX_PASSWORD: Final = 1024  # characters: more only costs the server
 
 
+def new_hasher() -> PasswordHasher:
+    """argon2id, 19 MiB, 2 passes, 1 lane (OWASP's first choice)."""
+    return PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+
+
 class Passwords:
     def __init__(self, hasher: PasswordHasher | None = None) -> None:
-        self.hasher = hasher or PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+        self.hasher = hasher or new_hasher()
         self._limiter = trio.CapacityLimiter(2)
         self._nobody = self.hasher.hash("not a password: the hash of no account")
 

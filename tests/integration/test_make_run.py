@@ -86,6 +86,9 @@ def test_make_run_from_a_clean_clone_does_what_it_prints(tmp_path: Path) -> None
         assert "Your NAS is on this network" in everything  # the install site, same network
         assert "Your NAS was found" in everything  # and from elsewhere
         assert "nascloud_relay_tunnels 1" in everything
+        # The demo owner signed in to the portal and saw the demo NAS there.
+        assert endpoints["portal"]["url"].startswith("http://127.0.0.1:")
+        assert "https://demo.link.localhost/" in everything
     finally:
         os.killpg(make.pid, signal.SIGINT)
         try:

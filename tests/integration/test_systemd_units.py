@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 UNITS = Path(__file__).resolve().parents[2] / "systemd"
-NAMES = ["relayd.service", "ddnsd.service", "nascloud-agent.service"]
+NAMES = ["relayd.service", "ddnsd.service", "nascloud-agent.service", "nascloud-portal.service"]
 
 
 @pytest.fixture
@@ -60,4 +60,5 @@ def test_units_declare_what_the_daemons_do() -> None:
         assert "NoNewPrivileges=yes" in text and "ProtectSystem=strict" in text
     # Only the daemons that bind low ports get a capability, and only that one.
     assert "CAP_NET_BIND_SERVICE" in (UNITS / "relayd.service").read_text()
-    assert "CapabilityBoundingSet=\n" in (UNITS / "nascloud-agent.service").read_text()
+    for name in ("nascloud-agent.service", "nascloud-portal.service"):
+        assert "CapabilityBoundingSet=\n" in (UNITS / name).read_text()

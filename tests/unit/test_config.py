@@ -12,6 +12,7 @@ from config import (
     ConfigError,
     DdnsdConfig,
     HostPort,
+    PortalConfig,
     RelaydConfig,
     dumps,
     load,
@@ -24,6 +25,7 @@ MODELS: dict[str, type] = {
     "relayd.toml": RelaydConfig,
     "ddnsd.toml": DdnsdConfig,
     "nascloud-agent.toml": AgentConfig,
+    "nascloud-portal.toml": PortalConfig,
 }
 
 
