@@ -109,7 +109,7 @@ def test_canaries_are_kept_nowhere(tmp_path: Path) -> None:
         found = ""
         while 'id="continue"' not in found and time.monotonic() < deadline:
             found = _curl(
-                *("--interface", "127.0.0.2", "--cacert", endpoints["ca_cert"]),
+                *("--interface", "127.0.0.2", "--cacert", endpoints["install"]["ca_cert"]),
                 *("--resolve", resolve, "-A", f"browser/{canary}"),
                 *("--data-urlencode", f"cloud_key={install['cloud_key']}"),
                 f"{install['url']}find",
@@ -118,7 +118,7 @@ def test_canaries_are_kept_nowhere(tmp_path: Path) -> None:
         session = found.split('id="continue" href="', 1)[1].split('"', 1)[0]
         session_host = session.split("//", 1)[1].split(":", 1)[0]
         to_session = (
-            *("--interface", "127.0.0.2", "--cacert", endpoints["ca_cert"]),
+            *("--interface", "127.0.0.2", "--cacert", endpoints["install"]["ca_cert"]),
             *("--resolve", f"{session_host}:{https}:127.0.0.1"),
             *("-H", f"X-Canary: {canary}", "-A", f"browser/{canary}"),
         )
@@ -130,7 +130,7 @@ def test_canaries_are_kept_nowhere(tmp_path: Path) -> None:
         )
         assert posted.stdout == "501", posted
         wrong = _curl(
-            *("--cacert", endpoints["ca_cert"], "--resolve", resolve),
+            *("--cacert", endpoints["install"]["ca_cert"], "--resolve", resolve),
             *("--data-urlencode", f"cloud_key={canary}"),
             f"{install['url']}find",
         )
