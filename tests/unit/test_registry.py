@@ -385,13 +385,13 @@ async def test_a_registry_that_cannot_be_opened_is_gone(tmp_path: Path, what: st
 async def test_owners_sign_in_by_name_and_sessions_expire_and_go_with_the_account(
     registry: Registry, clock: Clock, tmp_path: Path
 ) -> None:
-    owner = await registry.create_owner("alice", "$argon2id$v=19$stand-in", "Alice")
+    owner = await registry.create_owner("alice-erasable", "$argon2id$v=19$stand-in", "Alice")
     assert owner.email == ""  # none unless given
-    assert await registry.find_sign_in("alice") == (owner.account_id, "$argon2id$v=19$stand-in")
+    assert await registry.find_sign_in("alice-erasable") == (owner.account_id, "$argon2id$v=19$stand-in")
     assert await registry.find_sign_in("bob") is None
-    assert await registry.account_name(owner.account_id) == "alice"
+    assert await registry.account_name(owner.account_id) == "alice-erasable"
     with pytest.raises(Conflict):
-        await registry.create_owner("alice", "$argon2id$other", "Another Alice")
+        await registry.create_owner("alice-erasable", "$argon2id$other", "Another Alice")
     for bad in ("al", "Alice", "-alice", "a" * 33, "alice smith"):
         with pytest.raises(InvalidValue):
             await registry.create_owner(bad, "$argon2id$x", "X")
@@ -407,7 +407,9 @@ async def test_owners_sign_in_by_name_and_sessions_expire_and_go_with_the_accoun
     assert await registry.session_account(session) is None
     await registry.create_session(b"\x01" * 32, owner.account_id, 3600)
     export = await registry.export_account(owner.account_id)
-    assert export["account"]["account_name"] == "alice"
+    assert export["account"]["account_name"] == "alice-erasable"
     await registry.delete_account(owner.account_id)
-    assert await registry.find_sign_in("alice") is None
+    assert await registry.find_sign_in("alice-erasable") is None
     assert await registry.session_account(b"\x01" * 32) is None
+    stored = database_bytes(tmp_path / "registry.sqlite3")
+    assert b"alice-erasable" not in stored and b"stand-in" not in stored
