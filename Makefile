@@ -10,10 +10,11 @@ STAMP := $(VENV)/.installed-stamp
 # headless Chromium for the browser test, for the relay benchmark socat and OpenSSH, gcc for
 # the fsync-holding shim of the durability test (tests/holdsync.c), Pebble, the ACME CA the
 # agent's certificate tests use, certutil, which gives the browser test Pebble's root, and
-# lego and certbot, the ACME clients owners run themselves.
+# lego and certbot, the ACME clients owners run themselves, and argon2, the reference
+# implementation the portal's sign-in benchmark compares with.
 DEB_PACKAGES := bind9-dnsutils knot-dnsutils ddclient inadyn nsd knot dnsperf wrk curl chromium systemd \
 	socat openssh-client openssh-server gcc libc6-dev pebble libnss3-tools lego certbot \
-	python3-certbot-dns-rfc2136
+	python3-certbot-dns-rfc2136 argon2
 STATE_DIR ?= ./var
 BASE_PORT ?= 5300
 # `make fuzz`: seconds per target; every tests/fuzz/fuzz_<name>.py is one target.
@@ -62,6 +63,7 @@ bench: $(STAMP) deps
 	$(BIN)/python bench/relay_parts.py
 	$(BIN)/python bench/tunnels.py
 	$(BIN)/python bench/everything.py
+	$(BIN)/python bench/portal.py
 
 # Fuzz each target for FUZZ_SECONDS into its corpus; crashes land in tests/fuzz/crashes/<name>/.
 # Every target runs even when one crashes; the exit status says whether any did.

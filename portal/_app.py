@@ -44,6 +44,7 @@ __all__ = ["Portal"]
 log = logging.getLogger("portal")
 
 FORM_COOKIE_S: Final = 3600
+DEVICES_PER_PAGE: Final = 50
 LANG_COOKIE_S: Final = 365 * 86400
 ATTEMPT_WINDOW_S: Final = 900.0
 
@@ -304,15 +305,20 @@ class Portal:
         if visit.account_id is None:
             return self._needs_sign_in(visit)
         t = visit.t
+        addresses_of: dict[str, list[str]] = {}
+        for rrset in await self.registry.list_rrsets_of_owner(visit.account_id):
+            if rrset.owner == rrset.device_name and rrset.rrtype in ("A", "AAAA"):
+                addresses_of.setdefault(rrset.device_name, []).extend(rrset.values)
+        devices = await self.registry.list_devices(visit.account_id)
+        pages = max(1, -(-len(devices) // DEVICES_PER_PAGE))
+        try:
+            page = min(max(1, int(visit.query.get("page", "1"))), pages)
+        except ValueError:
+            page = 1
+        first = (page - 1) * DEVICES_PER_PAGE
         shown = []
-        for device in await self.registry.list_devices(visit.account_id):
-            rrsets = await self.registry.list_rrsets(device.name)
-            addresses = [
-                value
-                for r in rrsets
-                if r.owner == device.name and r.rrtype in ("A", "AAAA")
-                for value in r.values
-            ]
+        for device in devices[first : first + DEVICES_PER_PAGE]:
+            addresses = addresses_of.get(device.name, [])
             shown.append(
                 {
                     "name": device.name,
@@ -323,7 +329,18 @@ class Portal:
                     "last_seen": _when(device.last_seen_at),
                 }
             )
-        return self._page(visit, "devices.html", 200, t["devices"], devices=shown)
+        return self._page(
+            visit,
+            "devices.html",
+            200,
+            t["devices"],
+            devices=shown,
+            page=page,
+            pages=pages,
+            showing=t["showing"].format(
+                first=first + 1, last=first + len(shown), total=len(devices)
+            ),
+        )
 
     async def _account_page(self, visit: _Visit, **context: Any) -> HttpResponse:
         if visit.account_id is None:

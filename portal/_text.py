@@ -59,6 +59,9 @@ _EN: Final = {
     "one_hour": "one hour",
     "one_year": "one year",
     "not_found": "There is no such page.",
+    "showing": "Devices {first} to {last} of {total}",
+    "previous": "Previous",
+    "next": "Next",
 }
 
 _FR: Final = {
@@ -110,6 +113,9 @@ _FR: Final = {
     "one_hour": "une heure",
     "one_year": "un an",
     "not_found": "Cette page n'existe pas.",
+    "showing": "Appareils {first} à {last} sur {total}",
+    "previous": "Précédents",
+    "next": "Suivants",
 }
 
 _CATALOGS: Final = {"en": _EN, "fr": _FR}

@@ -472,6 +472,10 @@ class Registry:
     async def list_rrsets(self, device_name: str) -> list[DnsRRset]:
         return await self._run(self.backend.list_rrsets, device_name)
 
+    async def list_rrsets_of_owner(self, owner_id: str) -> list[DnsRRset]:
+        """Every RRset of every device the account owns, in one query."""
+        return await self._run(self.backend.list_rrsets_of_owner, owner_id)
+
     async def revoke_tsig_key(self, device_name: str, key_name: str) -> bool:
         """Delete one of a device's RFC 2136 keys. False if the device has no key by that name
         (another device's key is never touched). A running ddnsd keeps the keys it has used

@@ -361,13 +361,37 @@ class SQLiteBackend:
         return [row[0] for row in self._db.execute("SELECT name FROM devices ORDER BY name")]
 
     def list_devices(self, owner_id: str | None) -> list[Device]:
+        """Two queries however many devices: theirs, and their access lists."""
         if owner_id is None:
             rows = self._db.execute("SELECT * FROM devices ORDER BY name").fetchall()
+            grants = self._db.execute(
+                "SELECT device_name, account_id FROM device_access ORDER BY account_id"
+            )
         else:
             rows = self._db.execute(
                 "SELECT * FROM devices WHERE owner_id = ? ORDER BY name", (owner_id,)
             ).fetchall()
-        return [self._device(row) for row in rows]
+            grants = self._db.execute(
+                "SELECT a.device_name, a.account_id FROM device_access a "
+                "JOIN devices d ON d.name = a.device_name WHERE d.owner_id = ? "
+                "ORDER BY a.account_id",
+                (owner_id,),
+            )
+        access: dict[str, list[str]] = {}
+        for device_name, account_id in grants:
+            access.setdefault(device_name, []).append(account_id)
+        return [
+            Device(
+                name,
+                owner,
+                bytes(public_key),
+                AccessMode(mode),
+                tuple(access.get(name, ())),
+                created_at,
+                last_seen_at,
+            )
+            for name, owner, public_key, mode, created_at, last_seen_at in rows
+        ]
 
     def devices_granted_to(self, account_id: str) -> list[str]:
         rows = self._db.execute(
@@ -620,6 +644,15 @@ class SQLiteBackend:
             "SELECT owner, rrtype, device_name, ttl, rdata FROM dns_rrsets "
             "WHERE device_name = ? ORDER BY owner, rrtype",
             (device_name,),
+        )
+        return [DnsRRset(o, t, d, ttl, tuple(json.loads(r))) for o, t, d, ttl, r in rows]
+
+    def list_rrsets_of_owner(self, owner_id: str) -> list[DnsRRset]:
+        rows = self._db.execute(
+            "SELECT r.owner, r.rrtype, r.device_name, r.ttl, r.rdata FROM dns_rrsets r "
+            "JOIN devices d ON d.name = r.device_name WHERE d.owner_id = ? "
+            "ORDER BY r.owner, r.rrtype",
+            (owner_id,),
         )
         return [DnsRRset(o, t, d, ttl, tuple(json.loads(r))) for o, t, d, ttl, r in rows]
 

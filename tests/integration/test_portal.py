@@ -172,6 +172,28 @@ def test_an_owner_signs_up_sees_their_devices_signs_out_and_in(portal: Running) 
     assert "<strong>alice</strong>" in account
 
 
+def test_many_devices_come_fifty_a_page(portal: Running) -> None:
+    owner = portal.browser()
+    owner.sign_up("ivan")
+
+    async def enrol_many() -> None:
+        registry = Registry.open_sqlite(portal.directory / "registry.sqlite3", create=False)
+        found = await registry.find_sign_in("ivan")
+        assert found is not None
+        for i in range(60):
+            await registry.enrol_device(found[0], f"box{i:02d}", bytes([i]) * 32)
+        await registry.aclose()
+
+    trio.run(enrol_many)
+    first = owner.request("GET", "/devices").body
+    assert first.count("<h2>") == 50 and "Devices 1 to 50 of 60" in first
+    assert 'href="/devices?page=2" rel="next"' in first and "box49" in first
+    second = owner.request("GET", "/devices?page=2").body
+    assert second.count("<h2>") == 10 and "box59" in second and 'rel="prev"' in second
+    assert owner.request("GET", "/devices?page=99").body.count("<h2>") == 10
+    assert owner.request("GET", "/devices?page=x").body.count("<h2>") == 50
+
+
 def test_every_answer_carries_the_security_headers(portal: Running) -> None:
     browser = portal.browser()
     for method, path in (("GET", "/sign-in"), ("GET", "/nowhere"), ("GET", "/static/portal.css")):
