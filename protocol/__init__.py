@@ -27,6 +27,7 @@ from ._handshake import DATA_CONNECTIONS, DATA_POOL, SUPPORTED_VERSIONS, Credent
 from ._messages import (
     ACME_PREFIX,
     DATA_TOKEN_BYTES,
+    PAIRING_CODE_ALPHABET,
     Ack,
     AppMessage,
     AuthKind,
@@ -35,6 +36,9 @@ from ._messages import (
     Error,
     InstallRegister,
     Open,
+    PairCode,
+    Paired,
+    PairRequest,
     Register,
 )
 from ._names import account_caa, canonical_address, parse_caa, validate_label
@@ -47,6 +51,7 @@ __all__ = [
     "DATA_POOL",
     "DATA_TOKEN_BYTES",
     "HEADER_BYTES",
+    "PAIRING_CODE_ALPHABET",
     "SETUP_SERVICE",
     "SUPPORTED_VERSIONS",
     "Ack",
@@ -71,6 +76,9 @@ __all__ = [
     "LocalProtocolError",
     "MessageReceived",
     "Open",
+    "PairCode",
+    "PairRequest",
+    "Paired",
     "PingAcknowledged",
     "PingReceived",
     "ProtocolError",

@@ -17,6 +17,7 @@ from ._errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from ._names import account_caa, canonical_address, validate_label
 
 __all__ = [
+    "PAIRING_CODE_ALPHABET",
     "Ack",
     "AppMessage",
     "Auth",
@@ -29,6 +30,9 @@ __all__ = [
     "Hello",
     "InstallRegister",
     "Open",
+    "PairCode",
+    "PairRequest",
+    "Paired",
     "Ping",
     "Register",
     "Reset",
@@ -340,6 +344,59 @@ class InstallRegister:
             _check_int(self.lifetime_s, "lifetime_s", 1, 86400)
 
 
+#: A pairing code: Crockford's base32 (no I, L, O or U), two groups of four, 40 bits.
+PAIRING_CODE_ALPHABET: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+@dataclass(frozen=True, slots=True)
+class PairRequest:
+    """A NAS with no device identity, on an install-kind tunnel authenticated with its own
+    device key, asks for a pairing code for that key (SPEC.md 6.5)."""
+
+    TYPE: ClassVar[str] = "pair"
+    request_id: int
+
+    def __post_init__(self) -> None:
+        _check_int(self.request_id, "request_id", 0, 2**32 - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class PairCode:
+    """The relay's answer to PairRequest: the code the owner types at `url`, how long it
+    lives; the relay then says Paired once an account has taken it (RFC 8628's shape)."""
+
+    TYPE: ClassVar[str] = "paircode"
+    request_id: int
+    code: str
+    url: str
+    expires_in_s: int
+
+    def __post_init__(self) -> None:
+        _check_int(self.request_id, "request_id", 0, 2**32 - 1)
+        if (
+            not isinstance(self.code, str)
+            or len(self.code) != 9
+            or self.code[4] != "-"
+            or any(c not in PAIRING_CODE_ALPHABET for c in self.code[:4] + self.code[5:])
+        ):
+            raise _fail("code must be XXXX-XXXX in Crockford's base32")
+        _check_text(self.url, "url", empty=False)
+        if not self.url.startswith(("https://", "http://")):
+            raise _fail("url must be an http(s) URL")
+        _check_int(self.expires_in_s, "expires_in_s", 1, 3600)
+
+
+@dataclass(frozen=True, slots=True)
+class Paired:
+    """The relay to a pairing NAS: an owner took its code; it is now the device `device`."""
+
+    TYPE: ClassVar[str] = "paired"
+    device: str
+
+    def __post_init__(self) -> None:
+        _check_label(self.device, "device")
+
+
 @dataclass(frozen=True, slots=True)
 class DataPool:
     """Relay to agent: open one ready data connection for each token, to `data_port`, and keep
@@ -384,7 +441,17 @@ class Error:
             _check_int(self.request_id, "request_id", 0, 2**32 - 1)
 
 
-AppMessage: TypeAlias = Register | DdnsUpdate | InstallRegister | DataPool | Ack | Error
+AppMessage: TypeAlias = (
+    Register
+    | DdnsUpdate
+    | InstallRegister
+    | PairRequest
+    | PairCode
+    | Paired
+    | DataPool
+    | Ack
+    | Error
+)
 Body: TypeAlias = Hello | Auth | AuthOk | Open | Reset | WindowUpdate | Ping | GoAway | AppMessage
 
 # -- codec: one table of (class, wire key, attribute, decoder) -------------------------------
@@ -451,12 +518,31 @@ _FIELDS: Final[dict[type[Any], dict[str, tuple[str, _Decoder]]]] = {
         "s": ("setup_scheme", _same),
         "x": ("lifetime_s", _same),
     },
+    PairRequest: {"i": ("request_id", _same)},
+    PairCode: {
+        "i": ("request_id", _same),
+        "c": ("code", _same),
+        "u": ("url", _same),
+        "x": ("expires_in_s", _same),
+    },
+    Paired: {"d": ("device", _same)},
     DataPool: {"k": ("tokens", _tuple), "p": ("data_port", _same)},
     Ack: {"i": ("request_id", _same)},
     Error: {"c": ("error_code", _same), "m": ("message", _same), "i": ("request_id", _same)},
 }
 _APP_TYPES: Final[dict[str, type[Any]]] = {
-    cls.TYPE: cls for cls in (Register, DdnsUpdate, InstallRegister, DataPool, Ack, Error)
+    cls.TYPE: cls
+    for cls in (
+        Register,
+        DdnsUpdate,
+        InstallRegister,
+        PairRequest,
+        PairCode,
+        Paired,
+        DataPool,
+        Ack,
+        Error,
+    )
 }
 _packb = msgpack.Packer(use_bin_type=True).pack
 

@@ -37,6 +37,7 @@ from ._registry import (
     Registry,
     hash_secret,
     normalize_cloud_key,
+    normalize_pairing_code,
     steady_clock,
 )
 from ._schema import MIGRATIONS
@@ -73,5 +74,6 @@ __all__ = [
     "masked_network",
     "month_of",
     "normalize_cloud_key",
+    "normalize_pairing_code",
     "steady_clock",
 ]

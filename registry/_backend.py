@@ -91,6 +91,19 @@ class Backend(Protocol):
     def delete_all_installs(self) -> int: ...
     def device_with_public_key(self, public_key: bytes) -> str | None: ...
 
+    # pairing
+    def insert_pairing(
+        self, code_hash: bytes, public_key: bytes, created_at: float, expires_at: float
+    ) -> None:
+        """Replaces the key's earlier codes: one live code per NAS."""
+
+    def complete_pairing(self, code_hash: bytes, now: float, device: Device) -> Device:
+        """In one transaction: the live code's key enrolled as `device` (whose public key is
+        ignored), the code gone. NotFound without a live code, Conflict if the name or the
+        key is enrolled already."""
+
+    def delete_pairings_expired(self, now: float) -> int: ...
+
     # DNS data (ddnsd's)
     def load_dns(self) -> tuple[list[DnsRRset], dict[str, int]]:
         """Every stored RRset, and the last serial of each zone."""

@@ -17,7 +17,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 
 import trio
 
-from protocol import validate_label
+from protocol import PAIRING_CODE_ALPHABET, validate_label
 
 from ._accesslog import AccessLogKeys, AccessRecord, UnreadableRecord, mask_address
 from ._backend import Backend
@@ -103,6 +103,18 @@ def _check_account_name(name: str) -> str:
             "starting with a letter or a digit"
         )
     return name
+
+
+def normalize_pairing_code(code: str) -> str:
+    """What an owner typed, as issued: upper case, no spaces, the dash where it goes, and
+    the letters Crockford's base32 reads as digits (O, I, L) read so."""
+    cleaned = "".join(c for c in code.upper() if c.isalnum())
+    cleaned = cleaned.translate(str.maketrans("OIL", "011"))
+    return cleaned[:4] + "-" + cleaned[4:] if len(cleaned) == 8 else cleaned
+
+
+def _pairing_hash(code: str) -> bytes:
+    return hashlib.sha256(normalize_pairing_code(code).encode()).digest()
 
 
 # Names the relay serves itself under the link zone: no device may take them.
@@ -313,6 +325,43 @@ class Registry:
         )
         await self._run(self.backend.insert_device, device)
         return device
+
+    # -- pairing (a NAS's key enrolled by the owner who types its code) ------------------------
+
+    async def create_pairing(self, public_key: bytes, lifetime_s: float) -> str:
+        """A new code for this device key (its earlier ones end): `XXXX-XXXX`, 40 random
+        bits, single use; the registry keeps only its hash."""
+        code = "".join(secrets.choice(PAIRING_CODE_ALPHABET) for _ in range(8))
+        code = code[:4] + "-" + code[4:]
+        now = self._clock()
+        await self._run(
+            self.backend.insert_pairing,
+            _pairing_hash(code),
+            _check_public_key(public_key),
+            now,
+            now + lifetime_s,
+        )
+        return code
+
+    async def complete_pairing(
+        self, code: str, owner_id: str, name: str, access_mode: AccessMode = AccessMode.PRIVATE
+    ) -> Device:
+        """The NAS whose live code this is becomes the device `name` of the account.
+        NotFound if no live code matches; Conflict if the name or the NAS is taken."""
+        await self.get_account(owner_id)
+        device = Device(
+            _check_device_name(name), owner_id, bytes(32), access_mode, (), self._clock(), None
+        )
+        return await self._run(
+            self.backend.complete_pairing, _pairing_hash(code), self._clock(), device
+        )
+
+    async def paired_device(self, public_key: bytes) -> str | None:
+        """The device enrolled with this key, if any."""
+        return await self._run(self.backend.device_with_public_key, public_key)
+
+    async def purge_expired_pairings(self) -> int:
+        return await self._run(self.backend.delete_pairings_expired, self._clock())
 
     async def get_device(self, name: str) -> Device | None:
         return await self._run(self.backend.get_device, name)

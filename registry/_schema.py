@@ -145,4 +145,16 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX portal_sessions_by_account ON portal_sessions(account_id)",
         "CREATE INDEX portal_sessions_by_expiry ON portal_sessions(expires_at)",
     ),
+    # 7: pairing codes (RFC 8628's shape): a NAS's device key waiting for an owner to take
+    # its code; kept by the code's hash, for ten minutes at most.
+    (
+        """CREATE TABLE pairings (
+            code_hash BLOB PRIMARY KEY,
+            public_key BLOB NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        )""",
+        "CREATE INDEX pairings_by_key ON pairings(public_key)",
+        "CREATE INDEX pairings_by_expiry ON pairings(expires_at)",
+    ),
 )

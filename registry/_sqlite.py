@@ -8,6 +8,7 @@ log can still be checkpointed and truncated; errors that cannot heal are `Regist
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from ._models import (
     Device,
     DnsRRset,
     InstallRegistration,
+    NotFound,
     RegistryFull,
     RegistryGone,
     SchemaTooNew,
@@ -316,22 +318,25 @@ class SQLiteBackend:
     def insert_device(self, device: Device) -> None:
         try:
             with self._transaction() as db:
-                db.execute(
-                    "INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        device.name,
-                        device.owner_id,
-                        device.public_key,
-                        device.access_mode.value,
-                        device.created_at,
-                        device.last_seen_at,
-                    ),
-                )
-                self._write_access_list(db, device.name, device.access_list)
+                self._insert_device(db, device)
         except sqlite3.IntegrityError as exc:
             if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
                 raise Conflict(f"the name {device.name!r} is taken") from None
             raise
+
+    def _insert_device(self, db: sqlite3.Connection, device: Device) -> None:
+        db.execute(
+            "INSERT INTO devices VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                device.name,
+                device.owner_id,
+                device.public_key,
+                device.access_mode.value,
+                device.created_at,
+                device.last_seen_at,
+            ),
+        )
+        self._write_access_list(db, device.name, device.access_list)
 
     @staticmethod
     def _write_access_list(db: sqlite3.Connection, name: str, accounts: tuple[str, ...]) -> None:
@@ -564,6 +569,44 @@ class SQLiteBackend:
             "SELECT name FROM devices WHERE public_key = ?", (public_key,)
         ).fetchone()
         return str(row[0]) if row else None
+
+    # -- pairing -------------------------------------------------------------------------------
+
+    def insert_pairing(
+        self, code_hash: bytes, public_key: bytes, created_at: float, expires_at: float
+    ) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM pairings WHERE public_key = ?", (public_key,))
+            db.execute(
+                "INSERT INTO pairings VALUES (?, ?, ?, ?)",
+                (code_hash, public_key, created_at, expires_at),
+            )
+
+    def complete_pairing(self, code_hash: bytes, now: float, device: Device) -> Device:
+        try:
+            with self._transaction() as db:
+                row = db.execute(
+                    "SELECT public_key FROM pairings WHERE code_hash = ? AND expires_at > ?",
+                    (code_hash, now),
+                ).fetchone()
+                if row is None:
+                    raise NotFound("no such pairing code, or it has expired")
+                key = bytes(row[0])
+                if db.execute("SELECT 1 FROM devices WHERE public_key = ?", (key,)).fetchone():
+                    raise Conflict("this NAS is paired already")
+                paired = dataclasses.replace(device, public_key=key)
+                self._insert_device(db, paired)
+                db.execute("DELETE FROM pairings WHERE public_key = ?", (key,))
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc) or "PRIMARY KEY" in str(exc):
+                raise Conflict(f"the name {device.name!r} is taken") from None
+            raise
+        return paired
+
+    def delete_pairings_expired(self, now: float) -> int:
+        with self._transaction() as db:
+            cursor = db.execute("DELETE FROM pairings WHERE expires_at <= ?", (now,))
+        return cursor.rowcount
 
     # -- DNS data ------------------------------------------------------------------------------
 

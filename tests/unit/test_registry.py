@@ -387,7 +387,10 @@ async def test_owners_sign_in_by_name_and_sessions_expire_and_go_with_the_accoun
 ) -> None:
     owner = await registry.create_owner("alice-erasable", "$argon2id$v=19$stand-in", "Alice")
     assert owner.email == ""  # none unless given
-    assert await registry.find_sign_in("alice-erasable") == (owner.account_id, "$argon2id$v=19$stand-in")
+    assert await registry.find_sign_in("alice-erasable") == (
+        owner.account_id,
+        "$argon2id$v=19$stand-in",
+    )
     assert await registry.find_sign_in("bob") is None
     assert await registry.account_name(owner.account_id) == "alice-erasable"
     with pytest.raises(Conflict):
@@ -413,3 +416,41 @@ async def test_owners_sign_in_by_name_and_sessions_expire_and_go_with_the_accoun
     assert await registry.session_account(b"\x01" * 32) is None
     stored = database_bytes(tmp_path / "registry.sqlite3")
     assert b"alice-erasable" not in stored and b"stand-in" not in stored
+
+
+async def test_a_pairing_code_enrols_its_key_once_for_the_first_owner(
+    registry: Registry, clock: Clock, tmp_path: Path
+) -> None:
+    alice = await registry.create_account("alice@example.org", "Alice")
+    bob = await registry.create_account("bob@example.org", "Bob")
+    key = bytes(range(32))
+    code = await registry.create_pairing(key, 600)
+    assert len(code) == 9 and code[4] == "-"
+    assert code.encode() not in database_bytes(tmp_path / "registry.sqlite3")
+    # A name that cannot be, or is taken: refused, and the code still works.
+    await registry.enrol_device(bob.account_id, "taken", bytes(range(1, 33)))
+    with pytest.raises(InvalidValue):
+        await registry.complete_pairing(code, alice.account_id, "install")
+    with pytest.raises(Conflict):
+        await registry.complete_pairing(code, alice.account_id, "taken")
+    device = await registry.complete_pairing(
+        code.lower().replace("-", " "), alice.account_id, "nas1"
+    )
+    assert (device.name, device.owner_id, device.public_key) == ("nas1", alice.account_id, key)
+    assert await registry.paired_device(key) == "nas1"
+    with pytest.raises(NotFound):  # single use: the second owner gets nothing
+        await registry.complete_pairing(code, bob.account_id, "nas2")
+    # The same NAS cannot be paired twice, even with a fresh code.
+    again = await registry.create_pairing(key, 600)
+    with pytest.raises(Conflict):
+        await registry.complete_pairing(again, bob.account_id, "nas2")
+    # A new code ends the key's earlier one; a code ends after its lifetime.
+    other = bytes(range(2, 34))
+    first = await registry.create_pairing(other, 600)
+    second = await registry.create_pairing(other, 600)
+    with pytest.raises(NotFound):
+        await registry.complete_pairing(first, bob.account_id, "nas3")
+    clock.now += 601
+    with pytest.raises(NotFound):
+        await registry.complete_pairing(second, bob.account_id, "nas3")
+    assert await registry.purge_expired_pairings() >= 1
