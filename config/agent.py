@@ -31,8 +31,11 @@ def _ip_addresses(values: tuple[str, ...]) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class AgentSection:
-    # Absent while the NAS is not initialised: the agent then runs in install mode.
+    # Absent while the NAS is not initialised: the agent then runs in install mode, or with
+    # `pairing`, asks the relay for a pairing code its owner types on the portal (the name
+    # the owner chooses is then kept in the state directory, identity.json).
     device_name: str | None = option(None, check=label)
+    pairing: bool = False
     key_file: Path = option(Path("/var/lib/nascloud-agent/device.key"))
     state_dir: Path = option(Path("/var/lib/nascloud-agent"), check=writable_dir)
     # Send a PROXY protocol v2 header to local services, so they see the browser's address.

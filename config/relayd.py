@@ -21,6 +21,12 @@ __all__ = [
 ]
 
 
+def _http_url(value: str) -> str | None:
+    if not value.startswith(("https://", "http://")) or len(value) > 200:
+        return f"must be an http(s) URL of at most 200 characters, got {value!r}"
+    return None
+
+
 def _some(addresses: tuple[HostPort, ...]) -> str | None:
     return None if addresses else "needs at least one address"
 
@@ -121,6 +127,10 @@ class InstallSiteSection:
     max_sessions_per_install: int = option(8, check=between(1, 1000))
     # Request bodies forwarded to a NAS's setup UI (firmware uploads are the large ones).
     max_request_body_bytes: int = option(1 << 30, check=between(0, 1 << 40, "bytes"))
+    # The owner portal's pairing page, told to a NAS that asks for a pairing code (it shows
+    # the code and this address); absent: this relay offers no pairing.
+    pairing_url: str | None = option(None, check=_http_url)
+    pairing_codes_per_address_per_hour: int = option(30, check=between(1, 100_000))
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -12,20 +13,41 @@ from service import config_reloader, until_stopped
 
 from ._agent import Agent, RelayClient
 from ._install import InstallAgent
+from ._pairing import PairingAgent, paired_identity
 
 __all__ = ["main_async"]
 
 log = logging.getLogger("nascloud-agent")
 
 
+def _as_device(config: AgentConfig, name: str) -> AgentConfig:
+    return dataclasses.replace(config, agent=dataclasses.replace(config.agent, device_name=name))
+
+
 async def main_async(config: AgentConfig, config_path: Path | None = None) -> int:
     """Keep the tunnel up until SIGTERM or SIGINT; reload on SIGHUP. A NAS with no device
-    name runs in install mode until a reload gives it one."""
-    client: RelayClient = (
-        Agent(config) if config.agent.device_name is not None else InstallAgent(config)
-    )
+    name (in its config, or from an earlier pairing) pairs, with `pairing`, or runs in
+    install mode until a reload gives it one."""
+    name = config.agent.device_name or paired_identity(config.agent.state_dir)
+    client: RelayClient
+    if name is not None:
+        config = _as_device(config, name)
+        client = Agent(config)
+    elif config.agent.pairing:
+        client = PairingAgent(config)
+    else:
+        client = InstallAgent(config)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(client.run)
+
+        async def run() -> None:
+            nonlocal client, config
+            await client.run()
+            if isinstance(client, PairingAgent) and client.device is not None:
+                config = _as_device(config, client.device)
+                client = Agent(config)
+                await client.run()
+
+        nursery.start_soon(run)
 
         async def apply(new: AgentConfig) -> None:
             nonlocal client
@@ -36,6 +58,8 @@ async def main_async(config: AgentConfig, config_path: Path | None = None) -> in
                 client = Agent(new)
                 nursery.start_soon(client.run)
                 return
+            if isinstance(client, Agent) and new.agent.device_name is None:
+                new = _as_device(new, client.device)  # the name pairing gave it
             if isinstance(client, Agent) and new.agent.device_name != client.device:
                 log.warning("the device name changes only with a restart")
             client.config = new  # services and relay addresses apply from the next stream

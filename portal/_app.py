@@ -45,6 +45,7 @@ log = logging.getLogger("portal")
 
 FORM_COOKIE_S: Final = 3600
 DEVICES_PER_PAGE: Final = 50
+PAIR_TRIES: Final = 10  # per account and per address, per 15 minutes
 LANG_COOKIE_S: Final = 365 * 86400
 ATTEMPT_WINDOW_S: Final = 900.0
 
@@ -89,6 +90,8 @@ class Portal:
             config.sign_in_attempts_per_address, ATTEMPT_WINDOW_S, clock=clock
         )
         self.sign_ups = SlidingWindow(config.sign_ups_per_address_per_hour, 3600.0, clock=clock)
+        # Pairing codes tried per account and per address: 40 bits leave nothing to guess.
+        self.pair_tries = SlidingWindow(PAIR_TRIES, ATTEMPT_WINDOW_S, clock=clock)
         self.counts: Counter[str] = Counter()
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("portal", "templates"),
@@ -104,6 +107,8 @@ class Portal:
             ("POST", "/sign-up"): self._sign_up,
             ("POST", "/sign-out"): self._sign_out,
             ("GET", "/devices"): self._devices,
+            ("GET", "/pair"): self._pair_page,
+            ("POST", "/pair"): self._pair,
             ("GET", "/account"): self._account_page,
             ("POST", "/account"): self._account,
             ("GET", "/cookies"): self._cookies,
@@ -329,11 +334,14 @@ class Portal:
                     "last_seen": _when(device.last_seen_at),
                 }
             )
+        just = visit.query.get("paired", "")
+        notice = t["paired"].format(name=just) if any(d.name == just for d in devices) else None
         return self._page(
             visit,
             "devices.html",
             200,
             t["devices"],
+            notice=notice,
             devices=shown,
             page=page,
             pages=pages,
@@ -341,6 +349,48 @@ class Portal:
                 first=first + 1, last=first + len(shown), total=len(devices)
             ),
         )
+
+    async def _pair_page(self, visit: _Visit, **context: Any) -> HttpResponse:
+        if visit.account_id is None:
+            return self._needs_sign_in(visit)
+        status = context.pop("status", 200)
+        return self._page(
+            visit,
+            "pair.html",
+            status,
+            visit.t["pair"],
+            code=context.pop("code", visit.query.get("code", "")[:12]),
+            name=context.pop("name", ""),
+            example=f"my-nas.{self.config.zone}",
+            **context,
+        )
+
+    async def _pair(self, visit: _Visit) -> HttpResponse:
+        if visit.account_id is None:
+            return self._needs_sign_in(visit)
+        fields = self._form(visit)
+        if fields is None:
+            return self._expired(visit)
+        code = fields.get("code", "").strip()[:32]
+        name = fields.get("name", "").strip().lower()[:64]
+        again = {"code": code, "name": name}
+        allowed = self.pair_tries.allow("account:" + visit.account_id)
+        if not (allowed & self.pair_tries.allow("address:" + visit.request.client)):
+            return await self._pair_page(visit, status=429, error=visit.t["too_many"], **again)
+        try:
+            device = await self.registry.complete_pairing(code, visit.account_id, name)
+        except NotFound:
+            self.counts["pair_refused"] += 1
+            return await self._pair_page(visit, status=404, error=visit.t["bad_code"], **again)
+        except Conflict:
+            self.counts["pair_refused"] += 1
+            return await self._pair_page(visit, status=409, error=visit.t["pair_taken"], **again)
+        except InvalidValue as exc:
+            error = visit.t["bad_form"].format(why=str(exc))
+            return await self._pair_page(visit, status=400, error=error, **again)
+        self.counts["paired"] += 1
+        log.info("account %s paired device %s", visit.account_id, device.name)
+        return redirect("/devices?paired=" + device.name)
 
     async def _account_page(self, visit: _Visit, **context: Any) -> HttpResponse:
         if visit.account_id is None:

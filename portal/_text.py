@@ -60,6 +60,18 @@ _EN: Final = {
     "one_year": "one year",
     "not_found": "There is no such page.",
     "showing": "Devices {first} to {last} of {total}",
+    "pair": "Add a NAS",
+    "pair_intro": (
+        "Your NAS shows a pairing code (on its screen, in its setup pages or in its log). "
+        "Type it here and choose the name it will have."
+    ),
+    "pair_code": "Pairing code",
+    "device_name": "Name of the NAS",
+    "device_name_hint": "Lower-case letters, digits and '-': it becomes {example}.",
+    "pair_button": "Add this NAS",
+    "bad_code": "That code is not valid, or it has expired. Ask your NAS for a new one.",
+    "pair_taken": "That name is taken, or this NAS belongs to an account already.",
+    "paired": "{name} is now yours. It connects within a few seconds.",
     "previous": "Previous",
     "next": "Next",
 }
@@ -114,6 +126,18 @@ _FR: Final = {
     "one_year": "un an",
     "not_found": "Cette page n'existe pas.",
     "showing": "Appareils {first} à {last} sur {total}",
+    "pair": "Ajouter un NAS",
+    "pair_intro": (
+        "Votre NAS affiche un code d'association (sur son écran, dans ses pages de "
+        "configuration ou dans son journal). Saisissez-le ici et choisissez le nom qu'il portera."
+    ),
+    "pair_code": "Code d'association",
+    "device_name": "Nom du NAS",
+    "device_name_hint": "Lettres minuscules, chiffres et « - » : il devient {example}.",
+    "pair_button": "Ajouter ce NAS",
+    "bad_code": "Ce code n'est pas valide ou a expiré. Demandez-en un nouveau à votre NAS.",
+    "pair_taken": "Ce nom est pris, ou ce NAS appartient déjà à un compte.",
+    "paired": "{name} est maintenant à vous. Il se connecte dans quelques secondes.",
     "previous": "Précédents",
     "next": "Suivants",
 }

@@ -97,6 +97,7 @@ class Relayd:
             if new.install.cert_file is not None:  # else relayd's own, kept by ACME
                 self.install.context = tls_context(new.install)
             self.install.config = new.install
+            self.install.pairings.url = new.install.pairing_url
             self.install.limits = new.limits
         self.config = new
         log.info("configuration reloaded")

@@ -39,6 +39,7 @@ from tunnel import Tunnel
 from . import _install_pages as pages
 from ._install_proxy import Closed, answer, forward, header, next_request
 from ._names import host_of, port_suffix
+from ._pairing import Pairings
 
 __all__ = ["InstallSite", "PrefixedStream", "Recorder", "tls_context"]
 
@@ -108,6 +109,13 @@ class InstallSite:
         self.installs: dict[str, _Install] = {}  # by install id
         self.by_public_key: dict[bytes, str] = {}
         self.sessions: dict[str, str] = {}  # session token -> install id
+        self.pairings = Pairings(
+            registry,
+            config.pairing_url,
+            config.pairing_codes_per_address_per_hour,
+            counts,
+            clock=clock,
+        )
         self.per_address = SlidingWindow(config.lookups_per_minute, clock=clock)
         self.in_all = SlidingWindow(config.lookups_per_minute_total, clock=clock)
         self.pages = HttpServer(
@@ -141,6 +149,9 @@ class InstallSite:
         request: protocol.AppMessage | None = None
         with trio.move_on_after(self.limits.handshake_timeout_s):
             request = await tunnel.receive_message()
+        if isinstance(request, protocol.PairRequest):
+            await self.pairings.serve_tunnel(tunnel, address, request)
+            return
         if not isinstance(request, protocol.InstallRegister):
             self.counts["install_refused"] += 1
             await tunnel.aclose(protocol.ErrorCode.INVALID_REQUEST, "register first")

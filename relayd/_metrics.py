@@ -95,6 +95,10 @@ _COUNTERS: Final[dict[str, tuple[str, str | None]]] = {
         "Install-site TLS handshakes that failed or timed out.",
         None,
     ),
+    "nascloud_relay_pairings_total": (
+        "Pairing: codes given to NAS, NAS paired, codes expired, requests refused.",
+        "event",
+    ),
     "nascloud_relay_install_without_certificate_total": (
         "Install-site connections closed because relayd's own certificate is not issued yet.",
         None,
@@ -143,6 +147,10 @@ EVENTS: Final[dict[str, tuple[str, str]]] = {
     "install_session_unknown": ("nascloud_relay_install_unknown_session_requests_total", ""),
     "install_tls_failed": ("nascloud_relay_install_tls_failures_total", ""),
     "install_no_certificate": ("nascloud_relay_install_without_certificate_total", ""),
+    "pairing_codes": ("nascloud_relay_pairings_total", "code_given"),
+    "paired": ("nascloud_relay_pairings_total", "paired"),
+    "pairing_expired": ("nascloud_relay_pairings_total", "expired"),
+    "pairing_refused": ("nascloud_relay_pairings_total", "refused"),
 }
 _BYTES: Final = ("bytes_from_browsers", "bytes_to_browsers")
 
