@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from config import AgentConfig, ConfigError, DdnsdConfig, RelaydConfig, dumps, loads
+from config import AgentConfig, ConfigError, DdnsdConfig, PortalConfig, RelaydConfig, dumps, loads
 
-MODELS = (RelaydConfig, DdnsdConfig, AgentConfig)
+MODELS = (RelaydConfig, DdnsdConfig, AgentConfig, PortalConfig)
 SOURCE = "fuzz.toml"
 # Relative paths resolve here: "file" is a file and "state" a directory (seeds use them).
 BASE_DIR = Path(__file__).parent / "config_root"
