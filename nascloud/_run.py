@@ -144,12 +144,19 @@ def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int, acme: bool)
     NAS's agent and relayd (its install site) get their certificates from the local Pebble."""
     relay_cert, relay_key = ca.issue("relay", RELAY_NAME)
     if acme:
-        install = relayd_config.InstallSiteSection()  # relayd gets the site's certificate
+        # relayd gets the site's certificate; NAS that ask are told to pair on the portal
+        install = relayd_config.InstallSiteSection(
+            pairing_url=f"http://127.0.0.1:{base + PORTAL}/pair"
+        )
     else:
         install_cert, install_key = ca.issue(
             "install", f"install.{LINK_ZONE}", f"*.install.{LINK_ZONE}"
         )
-        install = relayd_config.InstallSiteSection(cert_file=install_cert, key_file=install_key)
+        install = relayd_config.InstallSiteSection(
+            cert_file=install_cert,
+            key_file=install_key,
+            pairing_url=f"http://127.0.0.1:{base + PORTAL}/pair",
+        )
     ddnsd_cert, ddnsd_key = ca.issue("ddnsd", DDNSD_NAME)
     service_key = load_or_create_key(state / "relayd" / "service.key")
     registry = Path("registry.sqlite3")
@@ -261,6 +268,14 @@ def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int, acme: bool)
         ),
         reconnect=reconnect,
     )
+    # A NAS with no identity that asks for a pairing code, for an owner to take on the portal.
+    pair_nas = AgentConfig(
+        agent=agent_config.AgentSection(
+            key_file=Path("pair-nas/device.key"), state_dir=Path("pair-nas"), pairing=True
+        ),
+        relay=relay,
+        reconnect=reconnect,
+    )
     portal = PortalConfig(
         portal=portal_config.PortalSection(
             listen=listen(PORTAL),
@@ -277,6 +292,7 @@ def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int, acme: bool)
         ("relayd.toml", relayd),
         ("agent.toml", agent),
         ("new-nas.toml", new_nas),
+        ("pair-nas.toml", pair_nas),
         ("portal.toml", portal),
     ):
         (state / name).write_text(dumps(model, header))
@@ -445,7 +461,7 @@ class _Daemon:
 
 def run_stack(state_dir: Path, base_port: int) -> int:
     state = state_dir.resolve()
-    for sub in ("ddnsd", "relayd", "agent", "new-nas", "portal"):
+    for sub in ("ddnsd", "relayd", "agent", "new-nas", "pair-nas", "portal"):
         (state / sub).mkdir(parents=True, exist_ok=True)
     ca = DevCA(state / "ca")
     secrets = trio.run(_prepare_registry, state, state / "agent" / "device.key")
@@ -502,7 +518,12 @@ def run_stack(state_dir: Path, base_port: int) -> int:
             print("nascloud run: the portal did not start", file=sys.stderr)
             return 1
         root = _pebble_root(state, base_port, ca) if pebble is not None else None
-        for name, agent in (("the demo NAS's agent", "agent"), ("the new NAS's agent", "new-nas")):
+        agents = (
+            ("the demo NAS's agent", "agent"),
+            ("the new NAS's agent", "new-nas"),
+            ("the NAS to pair's agent", "pair-nas"),
+        )
+        for name, agent in agents:
             argv = [str(BIN / "nascloud-agent"), "--config", str(state / f"{agent}.toml")]
             daemons.append(_Daemon(name, argv))
         nas_root = install_root = ca.cert_path
@@ -574,6 +595,9 @@ def _endpoints(
         "api": {"url": f"http://127.0.0.1:{base + API}", "token": secrets["api_token"]},
         "portal": {
             "url": f"http://127.0.0.1:{base + PORTAL}/",
+            "pair_url": f"http://127.0.0.1:{base + PORTAL}/pair",
+            # the code the NAS waiting to be paired shows (until an owner took it)
+            "pairing_file": str(state / "pair-nas" / "pairing.json"),
             "account_name": "demo",
             "password": secrets.get("portal_password"),
         },
@@ -648,6 +672,10 @@ nascloud is running on loopback (state in {endpoints["state_dir"]}). Try:
   curl -s -L -b "$jar" -c "$jar" --data-urlencode "csrf=$csrf" \\
        --data-urlencode account_name=demo --data-urlencode 'password={portal["password"]}' \\
        {portal["url"]}sign-in | grep -o 'https://demo[^<"]*' | head -1
+
+  # a NAS waiting to be paired: sign up on the portal (or sign in as demo), open
+  # {portal["pair_url"]}, and type the code it shows, with a name of your choosing
+  cat {portal["pairing_file"]} 2>/dev/null || echo "paired already: see the portal"
 
   # counters, no personal data
   curl {endpoints["metrics"]["url"]}

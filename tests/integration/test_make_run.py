@@ -89,6 +89,7 @@ def test_make_run_from_a_clean_clone_does_what_it_prints(tmp_path: Path) -> None
         # The demo owner signed in to the portal and saw the demo NAS there.
         assert endpoints["portal"]["url"].startswith("http://127.0.0.1:")
         assert "https://demo.link.localhost/" in everything
+        assert '"code": "' in everything  # the NAS waiting to be paired shows its code
     finally:
         os.killpg(make.pid, signal.SIGINT)
         try:
