@@ -5,7 +5,9 @@ personal page needs a live session, looked up by the hash of its cookie."""
 from __future__ import annotations
 
 import datetime
+import json
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -18,7 +20,7 @@ import jinja2
 
 from config.portal import PortalSection
 from httpapi import HttpRequest, HttpResponse
-from registry import Conflict, InvalidValue, NotFound, Registry
+from registry import AccessMode, Conflict, Device, InvalidValue, NotFound, Registry
 from service import SlidingWindow
 
 from ._passwords import MAX_PASSWORD, MIN_PASSWORD, Passwords
@@ -43,6 +45,10 @@ __all__ = ["Portal"]
 
 log = logging.getLogger("portal")
 
+#: /devices/<name>, its access form and its unregister form.
+_DEVICE_PATH: Final = re.compile(
+    r"/devices/([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(/access|/unregister)?"
+)
 FORM_COOKIE_S: Final = 3600
 DEVICES_PER_PAGE: Final = 50
 PAIR_TRIES: Final = 10  # per account and per address, per 15 minutes
@@ -61,6 +67,7 @@ class _Visit:
     lang: str
     account_id: str | None = None
     session: str | None = None  # the session cookie's value, when signed in
+    subject: str = ""  # the device a /devices/<name> path names
     set_cookies: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -110,6 +117,8 @@ class Portal:
             ("GET", "/pair"): self._pair_page,
             ("POST", "/pair"): self._pair,
             ("GET", "/account"): self._account_page,
+            ("GET", "/account/export"): self._export,
+            ("POST", "/account/delete"): self._delete_account,
             ("POST", "/account"): self._account,
             ("GET", "/cookies"): self._cookies,
             ("GET", "/language"): self._language,
@@ -138,6 +147,14 @@ class Portal:
             visit.account_id = await self.registry.session_account(token_hash(token))
             visit.session = token if visit.account_id else None
         handler = self._routes.get((request.method, parts.path))
+        device_path = _DEVICE_PATH.fullmatch(parts.path)
+        if handler is None and device_path is not None:
+            visit.subject = device_path.group(1)
+            handler = {
+                ("GET", ""): self._device_page,
+                ("POST", "/access"): self._device_access,
+                ("POST", "/unregister"): self._unregister,
+            }.get((request.method, device_path.group(2) or ""))
         if handler is None:
             known = any(path == parts.path for _, path in self._routes)
             status = 405 if known else 404
@@ -210,6 +227,8 @@ class Portal:
 
     async def _sign_in_page(self, visit: _Visit, **context: Any) -> HttpResponse:
         status = context.pop("status", 200)
+        if visit.query.get("deleted") and "error" not in context:
+            context["notice"] = visit.t["deleted"]
         return self._page(
             visit,
             "sign_in.html",
@@ -336,6 +355,9 @@ class Portal:
             )
         just = visit.query.get("paired", "")
         notice = t["paired"].format(name=just) if any(d.name == just for d in devices) else None
+        gone = visit.query.get("unregistered", "")
+        if _DEVICE_PATH.fullmatch("/devices/" + gone) and not any(d.name == gone for d in devices):
+            notice = t["unregistered"].format(name=gone)
         return self._page(
             visit,
             "devices.html",
@@ -391,6 +413,111 @@ class Portal:
         self.counts["paired"] += 1
         log.info("account %s paired device %s", visit.account_id, device.name)
         return redirect("/devices?paired=" + device.name)
+
+    async def _owned(self, visit: _Visit) -> Device | None:
+        """The device the path names, if the visitor owns it (else as if it did not exist)."""
+        device = await self.registry.get_device(visit.subject)
+        if device is None or device.owner_id != visit.account_id:
+            return None
+        return device
+
+    async def _device_page(self, visit: _Visit, **context: Any) -> HttpResponse:
+        if visit.account_id is None:
+            return self._needs_sign_in(visit)
+        device = await self._owned(visit)
+        if device is None:
+            return self._page(visit, "message.html", 404, visit.t["not_found"])
+        status = context.pop("status", 200)
+        names = [await self.registry.account_name(a) or a for a in device.access_list]
+        if visit.query.get("saved"):
+            context.setdefault("notice", visit.t["saved"])
+        shown = {
+            "name": device.name,
+            "relay_url": f"https://{device.name}.{self.config.link_zone}/",
+            "ddns_name": f"{device.name}.{self.config.zone}",
+            "mode": context.pop("mode", device.access_mode.value),
+            "accounts": context.pop("accounts", names),
+        }
+        return self._page(visit, "device.html", status, device.name, device=shown, **context)
+
+    async def _device_access(self, visit: _Visit) -> HttpResponse:
+        if visit.account_id is None:
+            return self._needs_sign_in(visit)
+        device = await self._owned(visit)
+        if device is None:
+            return self._page(visit, "message.html", 404, visit.t["not_found"])
+        fields = self._form(visit)
+        if fields is None:
+            return self._expired(visit)
+        try:
+            mode = AccessMode(fields.get("mode", ""))
+        except ValueError:
+            mode = device.access_mode
+        names = list(dict.fromkeys(n.strip().lower() for n in fields.get("accounts", "").split()))[
+            :100
+        ]
+        ids: list[str] = []
+        unknown: list[str] = []
+        for name in names if mode is AccessMode.CUSTOM else []:
+            found = await self.registry.find_sign_in(name)
+            if found is None:
+                unknown.append(name)
+            else:
+                ids.append(found[0])
+        if unknown:
+            error = visit.t["access_unknown"].format(names=", ".join(unknown))
+            return await self._device_page(
+                visit, status=400, error=error, mode=mode.value, accounts=names
+            )
+        await self.registry.set_access(device.name, mode, tuple(ids))
+        log.info("account %s set the access of %s to %s", visit.account_id, device.name, mode.value)
+        return redirect(f"/devices/{device.name}?saved=1")
+
+    async def _unregister(self, visit: _Visit) -> HttpResponse:
+        if visit.account_id is None:
+            return self._needs_sign_in(visit)
+        device = await self._owned(visit)
+        if device is None:
+            return self._page(visit, "message.html", 404, visit.t["not_found"])
+        fields = self._form(visit)
+        if fields is None:
+            return self._expired(visit)
+        if fields.get("confirm", "").strip().lower() != device.name:
+            return await self._device_page(visit, status=400, error=visit.t["confirm_mismatch"])
+        await self.registry.delete_device(device.name)
+        log.info("account %s unregistered %s", visit.account_id, device.name)
+        return redirect("/devices?unregistered=" + device.name)
+
+    async def _export(self, visit: _Visit) -> HttpResponse:
+        """The right of access: what `nascloud account export` gives, as a download (the
+        access log's records need the daemons' keys, which the portal does not hold)."""
+        if visit.account_id is None:
+            return self._needs_sign_in(visit)
+        data = await self.registry.export_account(visit.account_id)
+        body = json.dumps(data, indent=2, ensure_ascii=False).encode()
+        disposition = ("Content-Disposition", 'attachment; filename="nascloud-account.json"')
+        return HttpResponse(200, body, "application/json; charset=utf-8", [disposition])
+
+    async def _delete_account(self, visit: _Visit) -> HttpResponse:
+        """The right to erasure, after the password again (a session left open is not
+        enough to delete an account)."""
+        if visit.account_id is None or visit.session is None:
+            return self._needs_sign_in(visit)
+        fields = self._form(visit)
+        if fields is None:
+            return self._expired(visit)
+        name = await self.registry.account_name(visit.account_id) or ""
+        if not self.by_account.allow(name):
+            return await self._account_page(visit, status=429, error=visit.t["too_many"])
+        found = await self.registry.find_sign_in(name) if name else None
+        matches, _ = await self.passwords.check(
+            found[1] if found else None, fields.get("password", "")[:MAX_PASSWORD]
+        )
+        if not matches:
+            return await self._account_page(visit, status=401, error=visit.t["bad_sign_in"])
+        gone = await self.registry.delete_account(visit.account_id)
+        log.info("account %s deleted itself and %d devices", visit.account_id, len(gone))
+        return redirect("/sign-in?deleted=1", [expire_cookie(SESSION_COOKIE)])
 
     async def _account_page(self, visit: _Visit, **context: Any) -> HttpResponse:
         if visit.account_id is None:

@@ -60,6 +60,25 @@ _EN: Final = {
     "one_year": "one year",
     "not_found": "There is no such page.",
     "showing": "Devices {first} to {last} of {total}",
+    "access_list": "Accounts that may connect (custom), one account name a line",
+    "access_unknown": "No account is named {names}.",
+    "unregister": "Unregister this NAS",
+    "unregister_intro": (
+        "Its names stop answering at once and everything kept about it is deleted. To "
+        "confirm, type its name."
+    ),
+    "unregister_button": "Unregister",
+    "unregistered": "{name} is unregistered.",
+    "confirm_mismatch": "The name you typed is not this NAS's.",
+    "export": "Download all your data",
+    "export_intro": "Everything kept about your account and your devices, as a JSON file.",
+    "delete_account": "Delete your account",
+    "delete_intro": (
+        "Your account, your devices and everything kept about them are deleted at once; your "
+        "devices' names stop answering. Type your password to confirm."
+    ),
+    "delete_button": "Delete my account",
+    "deleted": "Your account is deleted.",
     "pair": "Add a NAS",
     "pair_intro": (
         "Your NAS shows a pairing code (on its screen, in its setup pages or in its log). "
@@ -126,6 +145,28 @@ _FR: Final = {
     "one_year": "un an",
     "not_found": "Cette page n'existe pas.",
     "showing": "Appareils {first} à {last} sur {total}",
+    "access_list": "Comptes autorisés (personnalisé), un nom de compte par ligne",
+    "access_unknown": "Aucun compte ne s'appelle {names}.",
+    "unregister": "Désenregistrer ce NAS",
+    "unregister_intro": (
+        "Ses noms cessent aussitôt de répondre et tout ce qui est conservé à son sujet est "
+        "supprimé. Pour confirmer, saisissez son nom."
+    ),
+    "unregister_button": "Désenregistrer",
+    "unregistered": "{name} est désenregistré.",
+    "confirm_mismatch": "Le nom saisi n'est pas celui de ce NAS.",
+    "export": "Télécharger toutes vos données",
+    "export_intro": (
+        "Tout ce qui est conservé sur votre compte et vos appareils, dans un fichier JSON."
+    ),
+    "delete_account": "Supprimer votre compte",
+    "delete_intro": (
+        "Votre compte, vos appareils et tout ce qui les concerne sont supprimés aussitôt ; "
+        "les noms de vos appareils cessent de répondre. Saisissez votre mot de passe pour "
+        "confirmer."
+    ),
+    "delete_button": "Supprimer mon compte",
+    "deleted": "Votre compte est supprimé.",
     "pair": "Ajouter un NAS",
     "pair_intro": (
         "Votre NAS affiche un code d'association (sur son écran, dans ses pages de "

@@ -296,3 +296,68 @@ def _message(body: str) -> str:
     match = re.search(r'<p class="error" role="alert">(.*?)</p>', body)
     assert match
     return match.group(1)
+
+
+def _registry_call(directory: Path, call: str, *args: str) -> object:
+    async def run() -> object:
+        registry = Registry.open_sqlite(directory / "registry.sqlite3", create=False)
+        try:
+            return await getattr(registry, call)(*args)
+        finally:
+            await registry.aclose()
+
+    return trio.run(run)
+
+
+def test_an_owner_chooses_who_connects_and_unregisters(portal: Running) -> None:
+    owner, friend, stranger = portal.browser(), portal.browser(), portal.browser()
+    owner.sign_up("judy")
+    friend.sign_up("karl")
+    stranger.sign_up("mallory")
+    _enrol(portal.directory, "judy", "nas8")
+    page = owner.request("GET", "/devices/nas8")
+    assert page.status == 200 and "only you" in page.body
+    # Another account sees no such device, whether it exists or not.
+    assert stranger.request("GET", "/devices/nas8").status == 404
+    assert stranger.request("GET", "/devices/nas9").status == 404
+    form = {"csrf": stranger.csrf("/devices"), "mode": "public", "accounts": ""}
+    assert stranger.request("POST", "/devices/nas8/access", form).status == 404
+    csrf = owner.csrf("/devices/nas8")
+    unknown = {"csrf": csrf, "mode": "custom", "accounts": "karl\nnobody-at-all"}
+    refused = owner.request("POST", "/devices/nas8/access", unknown)
+    assert refused.status == 400 and "nobody-at-all" in refused.body
+    listed = {"csrf": csrf, "mode": "custom", "accounts": "karl"}
+    saved = owner.request("POST", "/devices/nas8/access", listed)
+    assert saved.headers["Location"] == "/devices/nas8?saved=1"
+    device = _registry_call(portal.directory, "get_device", "nas8")
+    karl = _registry_call(portal.directory, "find_sign_in", "karl")
+    assert device.access_mode.value == "custom"  # type: ignore[attr-defined]
+    assert device.access_list == (karl[0],)  # type: ignore[attr-defined,index]
+    assert "karl" in owner.request("GET", "/devices/nas8").body
+    wrong = {"csrf": csrf, "confirm": "nas7"}
+    assert owner.request("POST", "/devices/nas8/unregister", wrong).status == 400
+    gone = owner.request("POST", "/devices/nas8/unregister", {"csrf": csrf, "confirm": "nas8"})
+    assert gone.headers["Location"] == "/devices?unregistered=nas8"
+    assert "nas8 is unregistered" in owner.request("GET", "/devices?unregistered=nas8").body
+    assert _registry_call(portal.directory, "get_device", "nas8") is None
+
+
+def test_an_owner_downloads_their_data_and_deletes_their_account(portal: Running) -> None:
+    owner = portal.browser()
+    owner.sign_up("lena", "Lena")
+    _enrol(portal.directory, "lena", "nas6")
+    export = owner.request("GET", "/account/export")
+    assert export.status == 200 and "attachment" in export.headers["Content-Disposition"]
+    data = json.loads(export.body)
+    assert data["account"]["account_name"] == "lena"
+    assert [d["name"] for d in data["devices"]] == ["nas6"]
+    csrf = owner.csrf("/account")
+    wrong = owner.request("POST", "/account/delete", {"csrf": csrf, "password": "not mine"})
+    assert wrong.status == 401
+    assert _registry_call(portal.directory, "find_sign_in", "lena") is not None
+    done = owner.request("POST", "/account/delete", {"csrf": csrf, "password": PASSWORD})
+    assert done.headers["Location"] == "/sign-in?deleted=1"
+    assert "Your account is deleted" in owner.request("GET", "/sign-in?deleted=1").body
+    assert _registry_call(portal.directory, "find_sign_in", "lena") is None
+    assert _registry_call(portal.directory, "get_device", "nas6") is None
+    assert owner.request("GET", "/devices").status == 303  # no session left
