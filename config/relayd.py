@@ -131,6 +131,11 @@ class InstallSiteSection:
     # the code and this address); absent: this relay offers no pairing.
     pairing_url: str | None = option(None, check=_http_url)
     pairing_codes_per_address_per_hour: int = option(30, check=between(1, 100_000))
+    # On every page of the site: who runs this cloud, and links to its help and its privacy
+    # policy (an owner should know whom they give their cloud key to).
+    operator_name: str = "nascloud"
+    help_url: str | None = option(None, check=_http_url)
+    privacy_url: str | None = option(None, check=_http_url)
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,6 +156,7 @@ def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int, acme: bool)
             cert_file=install_cert,
             key_file=install_key,
             pairing_url=f"http://127.0.0.1:{base + PORTAL}/pair",
+            operator_name="nascloud on this machine",
         )
     ddnsd_cert, ddnsd_key = ca.issue("ddnsd", DDNSD_NAME)
     service_key = load_or_create_key(state / "relayd" / "service.key")

@@ -43,7 +43,7 @@ from ._data import DataConnections
 from ._ddns import DdnsLink
 from ._http import HttpIngress
 from ._https import HttpsIngress
-from ._install import InstallSite, Recorder, tls_context
+from ._install import InstallSite, Recorder, pages_chrome, tls_context
 from ._lookup import LookupApi
 from ._metrics import relay_metrics
 from ._names import LinkZone
@@ -97,6 +97,7 @@ class Relayd:
             if new.install.cert_file is not None:  # else relayd's own, kept by ACME
                 self.install.context = tls_context(new.install)
             self.install.config = new.install
+            self.install.chrome = pages_chrome(new.install)
             self.install.pairings.url = new.install.pairing_url
             self.install.limits = new.limits
         self.config = new

@@ -41,7 +41,7 @@ from ._install_proxy import Closed, answer, forward, header, next_request
 from ._names import host_of, port_suffix
 from ._pairing import Pairings
 
-__all__ = ["InstallSite", "PrefixedStream", "Recorder", "tls_context"]
+__all__ = ["InstallSite", "PrefixedStream", "Recorder", "pages_chrome", "tls_context"]
 
 log = logging.getLogger("relayd.install")
 
@@ -106,6 +106,7 @@ class InstallSite:
         # None until relayd's own certificate for the site is issued ([acme]): until then
         # its connections are closed after the ClientHello.
         self.context: ssl.SSLContext | None = tls_context(config)
+        self.chrome = pages_chrome(config)
         self.installs: dict[str, _Install] = {}  # by install id
         self.by_public_key: dict[bytes, str] = {}
         self.sessions: dict[str, str] = {}  # session token -> install id
@@ -299,7 +300,7 @@ class InstallSite:
             response.headers.append(("Allow", _ROUTES[path]))
             return response
         if path == "/":
-            return pages.key_form()
+            return pages.key_form(self.chrome)
         form = _form(request)
         if form is None:
             return pages.message_page(400, "Bad request", "Send the form from the install page.")
@@ -321,21 +322,23 @@ class InstallSite:
             if install is None:
                 self.counts["install_lookup_missed"] += 1
                 return pages.key_form(
+                    self.chrome,
                     404,
                     "No new NAS is waiting under this key. Check the key on the NAS; a NAS "
                     "can be found for 24 hours after it is switched on.",
+                    cloud_key,
                 )
             self.counts["install_lookup_found"] += 1
             registration = install.registration
             if _same_address(client, registration.source_address):
-                return pages.found_on_this_network(registration.lan_urls)
+                return pages.found_on_this_network(self.chrome, registration.lan_urls)
             token = _session_token()
             install.sessions.append(token)
             self.sessions[token] = registration.install_id
             while len(install.sessions) > self.config.max_sessions_per_install:
                 self.sessions.pop(install.sessions.pop(0), None)
             self.counts["install_sessions"] += 1
-            return pages.found_relayed(self.url(f"{token}.{self.host}"), token)
+            return pages.found_relayed(self.chrome, self.url(f"{token}.{self.host}"), token)
         finally:
             await trio.sleep_until(done)
 
@@ -452,6 +455,11 @@ def _form(request: HttpRequest) -> dict[str, str] | None:
     except (UnicodeDecodeError, ValueError):
         return None
     return {name: values[0] for name, values in fields.items()}
+
+
+def pages_chrome(config: InstallSiteSection) -> pages.Chrome:
+    """What the site's pages show around them, from its configuration."""
+    return pages.Chrome(config.operator_name, config.help_url, config.privacy_url)
 
 
 def tls_context(config: InstallSiteSection) -> ssl.SSLContext | None:

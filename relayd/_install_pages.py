@@ -7,24 +7,54 @@ connection information kept only; and the owner may stop and set up locally inst
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from html import escape
 
 from httpapi import HttpResponse
 
 __all__ = [
+    "Chrome",
     "found_on_this_network",
     "found_relayed",
     "key_form",
     "message_page",
 ]
 
+
+@dataclass(frozen=True, slots=True)
+class Chrome:
+    """What every page of the site shows around its content: who runs this cloud, and where
+    its help and its privacy policy are (so an owner knows whom they give the key to)."""
+
+    operator: str = "nascloud"
+    help_url: str | None = None
+    privacy_url: str | None = None
+
+    def footer(self) -> str:
+        links = [
+            f'<a href="{escape(url)}">{label}</a>'
+            for url, label in ((self.help_url, "Help"), (self.privacy_url, "Privacy"))
+            if url
+        ]
+        return (
+            f'<footer><p class="small">Run by {escape(self.operator)}'
+            + ("" if not links else " · " + " · ".join(links))
+            + "</p></footer>"
+        )
+
+
+PLAIN = Chrome()
+
 _STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;"
     "color:#1d2733}h1{font-size:1.5rem}input[type=text]{font-size:1.2rem;padding:.4rem;"
-    "width:16rem;letter-spacing:.1em;text-transform:uppercase}button,.button{font-size:1rem;"
+    "width:100%;max-width:25rem;box-sizing:border-box;letter-spacing:.1em;"
+    "text-transform:uppercase}button,.button{font-size:1rem;"
     "padding:.5rem 1rem;margin:.3rem .3rem .3rem 0;display:inline-block}"
     "a.button{background:#1d5fbf;color:#fff;text-decoration:none;border-radius:4px}"
     "p.small{font-size:.85rem;color:#4a5868}"
+    "p.error{border-left:4px solid #c0392b;background:#c0392b1a;padding:.5rem .75rem}"
+    "footer{margin-top:2rem;border-top:1px solid #ccd}"
 )
 # No script, no third-party anything; forms post to this site only; never framed.
 HEADERS = [
@@ -42,20 +72,27 @@ HTML = "text/html; charset=utf-8"
 
 
 def _page(
-    status: int, title: str, body: str, extra_headers: list[tuple[str, str]] | None = None
+    status: int,
+    title: str,
+    body: str,
+    extra_headers: list[tuple[str, str]] | None = None,
+    chrome: Chrome = PLAIN,
 ) -> HttpResponse:
     document = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
-        f"<body><h1>{escape(title)}</h1>{body}</body></html>\n"
+        f"<body><h1>{escape(title)}</h1>{body}{chrome.footer()}</body></html>\n"
     )
     return HttpResponse(status, document.encode(), HTML, HEADERS + (extra_headers or []))
 
 
-def key_form(status: int = 200, problem: str = "") -> HttpResponse:
-    """The page where the owner types the cloud key printed on the NAS."""
-    notice = f'<p role="alert"><strong>{escape(problem)}</strong></p>' if problem else ""
+def key_form(
+    chrome: Chrome = PLAIN, status: int = 200, problem: str = "", typed: str = ""
+) -> HttpResponse:
+    """The page where the owner types the cloud key printed on the NAS; after a wrong key,
+    the problem as an error and what they typed, to correct rather than type again."""
+    notice = f'<p class="error" role="alert">{escape(problem)}</p>' if problem else ""
     return _page(
         status,
         "Set up your new NAS",
@@ -63,15 +100,16 @@ def key_form(status: int = 200, problem: str = "") -> HttpResponse:
         '<form method="post" action="/find">'
         '<input type="text" name="cloud_key" id="cloud_key" autocomplete="off" '
         'autocapitalize="characters" spellcheck="false" maxlength="80" required '
-        'placeholder="XXXX-XXXX-XXXX-XXXX" aria-label="Cloud key"> '
+        f'placeholder="XXXX-XXXX-XXXX-XXXX" aria-label="Cloud key" value="{escape(typed[:80])}"> '
         '<button type="submit" id="find">Find my NAS</button></form>'
         '<p class="small">A new NAS can be found here for 24 hours after it is switched on; '
         "then the cloud deletes what it reported. Keep the cloud key to yourself: it is what "
         "finds your NAS, and nothing else.</p>",
+        chrome=chrome,
     )
 
 
-def found_on_this_network(lan_urls: tuple[str, ...]) -> HttpResponse:
+def found_on_this_network(chrome: Chrome, lan_urls: tuple[str, ...]) -> HttpResponse:
     """Same network: send the browser straight to the NAS. Every URL here was built from
     addresses the NAS registered, never from the request."""
     links = "".join(f'<li><a href="{escape(url)}">{escape(url)}</a></li>' for url in lan_urls)
@@ -82,10 +120,11 @@ def found_on_this_network(lan_urls: tuple[str, ...]) -> HttpResponse:
         "<p>Setup goes directly between this browser and your NAS, without the cloud.</p>"
         f"<ul>{links}</ul>",
         refresh,
+        chrome,
     )
 
 
-def found_relayed(session_url: str, token: str) -> HttpResponse:
+def found_relayed(chrome: Chrome, session_url: str, token: str) -> HttpResponse:
     """Another network: offer the relayed session, or stopping it."""
     return _page(
         200,
@@ -101,8 +140,9 @@ def found_relayed(session_url: str, token: str) -> HttpResponse:
         "</form>"
         '<p class="small">Stopping ends this session, disconnects the NAS from the cloud and '
         "deletes what it reported. Set it up from a computer on the same network as the NAS.</p>",
+        chrome=chrome,
     )
 
 
-def message_page(status: int, title: str, text: str) -> HttpResponse:
-    return _page(status, title, f"<p>{escape(text)}</p>")
+def message_page(status: int, title: str, text: str, chrome: Chrome = PLAIN) -> HttpResponse:
+    return _page(status, title, f"<p>{escape(text)}</p>", chrome=chrome)

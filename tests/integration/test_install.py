@@ -328,7 +328,9 @@ def test_wrong_keys_forged_sessions_and_oversized_forms_get_clear_answers(
     near = install.find("K7QD-XM2P-9HTA-4R3C")
     far = install.find("ZZZZ-ZZZZ-ZZZZ-ZZZZ")
     assert near.stdout.startswith("HTTP/1.1 404") and far.stdout.startswith("HTTP/1.1 404")
-    assert near.stdout.split("\n\n", 1)[1] == far.stdout.split("\n\n", 1)[1]
+    # One answer however close the key was, but for the key given back to be corrected.
+    bodies = [re.sub(r'value="[^"]*"', "", a.stdout.split("\n\n", 1)[1]) for a in (near, far)]
+    assert bodies[0] == bodies[1] and 'value="K7QD-XM2P-9HTA-4R3C"' in near.stdout
     forged = "a" * 32 + "." + INSTALL_HOST
     answer = install.curl("-i", f"https://{forged}:{install.https_port}/", host=forged)
     assert answer.stdout.startswith("HTTP/1.1 404"), answer.stdout

@@ -3,6 +3,7 @@ no row; the agent's window survives restarts; the site's forms and rate limits."
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -260,7 +261,14 @@ async def test_lookups_are_rate_limited_and_answer_alike(
         answers.append(await site._page(_form(b"cloud_key=" + key)))
         assert trio.current_time() - started >= 0.25  # the floor, found or not
     assert {a.status for a in answers} == {404}
-    assert len({a.body for a in answers}) == 1  # a near miss says nothing more than garbage
+    # A near miss says nothing more than garbage: the same page but for what was typed,
+    # which is given back to be corrected.
+    for answer, key in zip(
+        answers, (b"K7QD-XM2P-9HTA-4R3C", b"ZZZZ-ZZZZ-ZZZZ-ZZZZ", b"x"), strict=True
+    ):
+        assert b'value="' + key + b'"' in answer.body
+        assert b'class="error" role="alert"' in answer.body
+    assert len({re.sub(rb'value="[^"]*"', b"", a.body) for a in answers}) == 1
     limited = await site._page(_form(b"cloud_key=K7QD-XM2P-9HTA-4R3B"))
     assert limited.status == 429
     other = await site._page(_form(b"cloud_key=K7QD-XM2P-9HTA-4R3B", client="203.0.113.10"))
