@@ -143,21 +143,15 @@ def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int, acme: bool)
     paths are taken from the state directory, where the files are. With `acme`, the demo
     NAS's agent and relayd (its install site) get their certificates from the local Pebble."""
     relay_cert, relay_key = ca.issue("relay", RELAY_NAME)
-    if acme:
-        # relayd gets the site's certificate; NAS that ask are told to pair on the portal
-        install = relayd_config.InstallSiteSection(
-            pairing_url=f"http://127.0.0.1:{base + PORTAL}/pair"
-        )
-    else:
-        install_cert, install_key = ca.issue(
-            "install", f"install.{LINK_ZONE}", f"*.install.{LINK_ZONE}"
-        )
-        install = relayd_config.InstallSiteSection(
-            cert_file=install_cert,
-            key_file=install_key,
-            pairing_url=f"http://127.0.0.1:{base + PORTAL}/pair",
-            operator_name="nascloud on this machine",
-        )
+    site_cert = site_key = None
+    if not acme:  # with Pebble, relayd gets the site's certificate itself
+        site_cert, site_key = ca.issue("install", f"install.{LINK_ZONE}", f"*.install.{LINK_ZONE}")
+    install = relayd_config.InstallSiteSection(
+        cert_file=site_cert,
+        key_file=site_key,
+        pairing_url=f"http://127.0.0.1:{base + PORTAL}/pair",  # where NAS asking are sent
+        operator_name="nascloud on this machine",
+    )
     ddnsd_cert, ddnsd_key = ca.issue("ddnsd", DDNSD_NAME)
     service_key = load_or_create_key(state / "relayd" / "service.key")
     registry = Path("registry.sqlite3")
