@@ -20,7 +20,16 @@ import jinja2
 
 from config.portal import PortalSection
 from httpapi import HttpRequest, HttpResponse
-from registry import AccessMode, Conflict, Device, InvalidValue, NotFound, Registry
+from registry import (
+    AccessMode,
+    Conflict,
+    Device,
+    InvalidValue,
+    NotFound,
+    Registry,
+    Token,
+    TokenKind,
+)
 from service import SlidingWindow
 
 from ._passwords import MAX_PASSWORD, MIN_PASSWORD, Passwords
@@ -47,7 +56,7 @@ log = logging.getLogger("portal")
 
 #: /devices/<name>, its access form and its unregister form.
 _DEVICE_PATH: Final = re.compile(
-    r"/devices/([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(/access|/unregister)?"
+    r"/devices/([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(/access|/unregister|/dyndns2|/dyndns2/revoke)?"
 )
 FORM_COOKIE_S: Final = 3600
 DEVICES_PER_PAGE: Final = 50
@@ -119,6 +128,8 @@ class Portal:
             ("GET", "/account"): self._account_page,
             ("GET", "/account/export"): self._export,
             ("POST", "/account/delete"): self._delete_account,
+            ("POST", "/account/tokens"): self._new_api_token,
+            ("POST", "/account/tokens/revoke"): self._revoke_api_token,
             ("POST", "/account"): self._account,
             ("GET", "/cookies"): self._cookies,
             ("GET", "/language"): self._language,
@@ -154,6 +165,8 @@ class Portal:
                 ("GET", ""): self._device_page,
                 ("POST", "/access"): self._device_access,
                 ("POST", "/unregister"): self._unregister,
+                ("POST", "/dyndns2"): self._new_dyndns2,
+                ("POST", "/dyndns2/revoke"): self._revoke_dyndns2,
             }.get((request.method, device_path.group(2) or ""))
         if handler is None:
             known = any(path == parts.path for _, path in self._routes)
@@ -438,7 +451,16 @@ class Portal:
             "mode": context.pop("mode", device.access_mode.value),
             "accounts": context.pop("accounts", names),
         }
-        return self._page(visit, "device.html", status, device.name, device=shown, **context)
+        tokens = await self.registry.list_tokens(device_name=device.name)
+        return self._page(
+            visit,
+            "device.html",
+            status,
+            device.name,
+            device=shown,
+            tokens=_listed(tokens),
+            **context,
+        )
 
     async def _device_access(self, visit: _Visit) -> HttpResponse:
         if visit.account_id is None:
@@ -488,6 +510,87 @@ class Portal:
         log.info("account %s unregistered %s", visit.account_id, device.name)
         return redirect("/devices?unregistered=" + device.name)
 
+    async def _password_again(self, visit: _Visit, password: str) -> str | None:
+        """None if the visitor's account password is right; else why not (an error text)."""
+        assert visit.account_id is not None
+        name = await self.registry.account_name(visit.account_id) or ""
+        if not self.by_account.allow(name):
+            return visit.t["too_many"]
+        found = await self.registry.find_sign_in(name) if name else None
+        matches, _ = await self.passwords.check(
+            found[1] if found else None, password[:MAX_PASSWORD]
+        )
+        return None if matches else visit.t["bad_sign_in"]
+
+    def _secret_page(
+        self, visit: _Visit, secret: str, back: str, back_label: str, user_name: str = ""
+    ) -> HttpResponse:
+        return self._page(
+            visit,
+            "secret.html",
+            200,
+            visit.t["secret_title"],
+            secret=secret,
+            user_name=user_name,
+            back=back,
+            back_label=back_label,
+        )
+
+    async def _new_dyndns2(self, visit: _Visit) -> HttpResponse:
+        if visit.account_id is None:
+            return self._needs_sign_in(visit)
+        device = await self._owned(visit)
+        if device is None:
+            return self._page(visit, "message.html", 404, visit.t["not_found"])
+        fields = self._form(visit)
+        if fields is None:
+            return self._expired(visit)
+        problem = await self._password_again(visit, fields.get("password", ""))
+        if problem is not None:
+            return await self._device_page(visit, status=401, error=problem)
+        token, secret = await self.registry.create_token(TokenKind.DYNDNS2, device_name=device.name)
+        log.info("account %s created DynDNS2 password %s", visit.account_id, token.token_id)
+        user = f"{device.name}.{self.config.zone}"
+        return self._secret_page(visit, secret, f"/devices/{device.name}", device.name, user)
+
+    async def _revoke_dyndns2(self, visit: _Visit) -> HttpResponse:
+        if visit.account_id is None:
+            return self._needs_sign_in(visit)
+        device = await self._owned(visit)
+        if device is None:
+            return self._page(visit, "message.html", 404, visit.t["not_found"])
+        fields = self._form(visit)
+        if fields is None:
+            return self._expired(visit)
+        mine = {t.token_id for t in await self.registry.list_tokens(device_name=device.name)}
+        if fields.get("token_id") in mine:
+            await self.registry.revoke_token(fields["token_id"])
+        return redirect(f"/devices/{device.name}?saved=1")
+
+    async def _new_api_token(self, visit: _Visit) -> HttpResponse:
+        if visit.account_id is None:
+            return self._needs_sign_in(visit)
+        fields = self._form(visit)
+        if fields is None:
+            return self._expired(visit)
+        problem = await self._password_again(visit, fields.get("password", ""))
+        if problem is not None:
+            return await self._account_page(visit, status=401, error=problem)
+        token, secret = await self.registry.create_token(TokenKind.API, account_id=visit.account_id)
+        log.info("account %s created API token %s", visit.account_id, token.token_id)
+        return self._secret_page(visit, secret, "/account", visit.t["account"])
+
+    async def _revoke_api_token(self, visit: _Visit) -> HttpResponse:
+        if visit.account_id is None:
+            return self._needs_sign_in(visit)
+        fields = self._form(visit)
+        if fields is None:
+            return self._expired(visit)
+        mine = {t.token_id for t in await self.registry.list_tokens(account_id=visit.account_id)}
+        if fields.get("token_id") in mine:
+            await self.registry.revoke_token(fields["token_id"])
+        return await self._account_page(visit, notice=visit.t["revoked"])
+
     async def _export(self, visit: _Visit) -> HttpResponse:
         """The right of access: what `nascloud account export` gives, as a download (the
         access log's records need the daemons' keys, which the portal does not hold)."""
@@ -506,15 +609,9 @@ class Portal:
         fields = self._form(visit)
         if fields is None:
             return self._expired(visit)
-        name = await self.registry.account_name(visit.account_id) or ""
-        if not self.by_account.allow(name):
-            return await self._account_page(visit, status=429, error=visit.t["too_many"])
-        found = await self.registry.find_sign_in(name) if name else None
-        matches, _ = await self.passwords.check(
-            found[1] if found else None, fields.get("password", "")[:MAX_PASSWORD]
-        )
-        if not matches:
-            return await self._account_page(visit, status=401, error=visit.t["bad_sign_in"])
+        problem = await self._password_again(visit, fields.get("password", ""))
+        if problem is not None:
+            return await self._account_page(visit, status=401, error=problem)
         gone = await self.registry.delete_account(visit.account_id)
         log.info("account %s deleted itself and %d devices", visit.account_id, len(gone))
         return redirect("/sign-in?deleted=1", [expire_cookie(SESSION_COOKIE)])
@@ -533,6 +630,7 @@ class Portal:
             status,
             visit.t["account"],
             account_name=await self.registry.account_name(visit.account_id) or "",
+            tokens=_listed(await self.registry.list_tokens(account_id=visit.account_id)),
             display_name=context.pop("display_name", account.display_name),
             email=context.pop("email", account.email),
             **context,
@@ -577,6 +675,10 @@ class Portal:
         if chosen not in LANGUAGES:
             return redirect(target)
         return redirect(target, [set_cookie(LANG_COOKIE, chosen, LANG_COOKIE_S)])
+
+
+def _listed(tokens: list[Token]) -> list[dict[str, str | None]]:
+    return [{"id": t.token_id, "created": _when(t.created_at)} for t in tokens]
 
 
 def _when(timestamp: float | None) -> str | None:

@@ -70,6 +70,19 @@ _EN: Final = {
     "unregister_button": "Unregister",
     "unregistered": "{name} is unregistered.",
     "confirm_mismatch": "The name you typed is not this NAS's.",
+    "dyndns2": "DynDNS2 passwords (routers, ddclient, inadyn)",
+    "api_tokens": "API tokens (the lookup API)",
+    "no_tokens": "None yet.",
+    "created": "Created",
+    "revoke": "Revoke",
+    "new_dyndns2": "Create a DynDNS2 password",
+    "new_token": "Create an API token",
+    "reauth_hint": "Your account password, again: a new secret is shown once.",
+    "secret_title": "Your new secret",
+    "secret_once": "Copy it now: it is shown this once and never stored.",
+    "user_name": "User name",
+    "secret": "Secret",
+    "revoked": "Revoked.",
     "export": "Download all your data",
     "export_intro": "Everything kept about your account and your devices, as a JSON file.",
     "delete_account": "Delete your account",
@@ -155,6 +168,23 @@ _FR: Final = {
     "unregister_button": "Désenregistrer",
     "unregistered": "{name} est désenregistré.",
     "confirm_mismatch": "Le nom saisi n'est pas celui de ce NAS.",
+    "dyndns2": "Mots de passe DynDNS2 (routeurs, ddclient, inadyn)",
+    "api_tokens": "Jetons d'API (l'API de recherche)",
+    "no_tokens": "Aucun pour l'instant.",
+    "created": "Créé le",
+    "revoke": "Révoquer",
+    "new_dyndns2": "Créer un mot de passe DynDNS2",
+    "new_token": "Créer un jeton d'API",
+    "reauth_hint": (
+        "Le mot de passe de votre compte, à nouveau : un nouveau secret n'est montré qu'une fois."
+    ),
+    "secret_title": "Votre nouveau secret",
+    "secret_once": (
+        "Copiez-le maintenant : il n'est montré que cette fois et n'est jamais conservé."
+    ),
+    "user_name": "Nom d'utilisateur",
+    "secret": "Secret",
+    "revoked": "Révoqué.",
     "export": "Télécharger toutes vos données",
     "export_intro": (
         "Tout ce qui est conservé sur votre compte et vos appareils, dans un fichier JSON."

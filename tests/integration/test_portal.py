@@ -15,12 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 import trio
 
-from registry import Registry, SQLiteBackend
+from registry import Registry, SQLiteBackend, TokenKind
 from tests.integration.test_link import BIN
 
 PASSWORD = "correct horse battery staple"
@@ -298,7 +299,7 @@ def _message(body: str) -> str:
     return match.group(1)
 
 
-def _registry_call(directory: Path, call: str, *args: str) -> object:
+def _registry_call(directory: Path, call: str, *args: object) -> Any:
     async def run() -> object:
         registry = Registry.open_sqlite(directory / "registry.sqlite3", create=False)
         try:
@@ -331,8 +332,8 @@ def test_an_owner_chooses_who_connects_and_unregisters(portal: Running) -> None:
     assert saved.headers["Location"] == "/devices/nas8?saved=1"
     device = _registry_call(portal.directory, "get_device", "nas8")
     karl = _registry_call(portal.directory, "find_sign_in", "karl")
-    assert device.access_mode.value == "custom"  # type: ignore[attr-defined]
-    assert device.access_list == (karl[0],)  # type: ignore[attr-defined,index]
+    assert device.access_mode.value == "custom"
+    assert device.access_list == (karl[0],)
     assert "karl" in owner.request("GET", "/devices/nas8").body
     wrong = {"csrf": csrf, "confirm": "nas7"}
     assert owner.request("POST", "/devices/nas8/unregister", wrong).status == 400
@@ -361,3 +362,40 @@ def test_an_owner_downloads_their_data_and_deletes_their_account(portal: Running
     assert _registry_call(portal.directory, "find_sign_in", "lena") is None
     assert _registry_call(portal.directory, "get_device", "nas6") is None
     assert owner.request("GET", "/devices").status == 303  # no session left
+
+
+def test_secrets_are_made_after_the_password_shown_once_and_revoked(portal: Running) -> None:
+    owner = portal.browser()
+    owner.sign_up("mona")
+    _enrol(portal.directory, "mona", "nas4")
+    csrf = owner.csrf("/devices/nas4")
+    refused = owner.request("POST", "/devices/nas4/dyndns2", {"csrf": csrf, "password": "no"})
+    assert refused.status == 401 and 'id="secret"' not in refused.body
+    made = owner.request("POST", "/devices/nas4/dyndns2", {"csrf": csrf, "password": PASSWORD})
+    secret = re.search(r'<code id="secret">([^<]+)</code>', made.body)
+    assert made.status == 200 and secret and "nas4.dyn.test" in made.body
+    token = _registry_call(portal.directory, "verify_token", TokenKind.DYNDNS2, secret.group(1))
+    assert token is not None and token.device_name == "nas4"
+    page = owner.request("GET", "/devices/nas4").body
+    assert token.token_id in page and secret.group(1) not in page
+    owner.request(
+        "POST",
+        "/devices/nas4/dyndns2/revoke",
+        {"csrf": csrf, "token_id": token.token_id},
+    )
+    assert (
+        _registry_call(portal.directory, "verify_token", TokenKind.DYNDNS2, secret.group(1)) is None
+    )
+    api = owner.request("POST", "/account/tokens", {"csrf": csrf, "password": PASSWORD})
+    api_secret = re.search(r'<code id="secret">([^<]+)</code>', api.body)
+    assert api_secret
+    found = _registry_call(portal.directory, "verify_token", TokenKind.API, api_secret.group(1))
+    assert found is not None
+    # Someone else's token id is not this account's to revoke.
+    other = portal.browser()
+    other.sign_up("nora")
+    other_csrf = other.csrf("/account")
+    other.request(
+        "POST", "/account/tokens/revoke", {"csrf": other_csrf, "token_id": found.token_id}
+    )
+    assert _registry_call(portal.directory, "verify_token", TokenKind.API, api_secret.group(1))
