@@ -4,6 +4,7 @@ personal page needs a live session, looked up by the hash of its cookie."""
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import logging
@@ -34,10 +35,18 @@ from service import SlidingWindow
 
 from ._passwords import MAX_PASSWORD, MIN_PASSWORD, Passwords
 from ._text import LANGUAGES, choose, texts
+from ._twostep import (
+    matching_step,
+    new_recovery_codes,
+    new_secret,
+    normalize_recovery_code,
+    provisioning,
+)
 from ._web import (
     FORM_COOKIE,
     LANG_COOKIE,
     SESSION_COOKIE,
+    TRUST_COOKIE,
     Forms,
     cookies,
     expire_cookie,
@@ -62,6 +71,8 @@ FORM_COOKIE_S: Final = 3600
 DEVICES_PER_PAGE: Final = 50
 PAIR_TRIES: Final = 10  # per account and per address, per 15 minutes
 LANG_COOKIE_S: Final = 365 * 86400
+TRUST_COOKIE_S: Final = 30 * 86400  # "trust this computer": the policy's security cookie
+STEP_S: Final = 300  # between the password and the code of a two-step sign-in
 ATTEMPT_WINDOW_S: Final = 900.0
 
 
@@ -121,7 +132,11 @@ class Portal:
             ("POST", "/sign-in"): self._sign_in,
             ("GET", "/sign-up"): self._sign_up_page,
             ("POST", "/sign-up"): self._sign_up,
+            ("POST", "/sign-in/code"): self._sign_in_code,
             ("POST", "/sign-out"): self._sign_out,
+            ("GET", "/account/two-step"): self._two_step_page,
+            ("POST", "/account/two-step"): self._two_step_on,
+            ("POST", "/account/two-step/off"): self._two_step_off,
             ("GET", "/devices"): self._devices,
             ("GET", "/pair"): self._pair_page,
             ("POST", "/pair"): self._pair,
@@ -214,13 +229,8 @@ class Portal:
     def _form(self, visit: _Visit) -> dict[str, str] | None:
         """The posted form if its CSRF token is this browser's, else None."""
         fields = form_fields(visit.request)
-        if fields is None:
-            return None
-        if visit.session is not None:
-            binding = "session:" + visit.session
-        elif visit.cookies.get(FORM_COOKIE):
-            binding = "form:" + visit.cookies[FORM_COOKIE]
-        else:
+        binding = _binding(visit)
+        if fields is None or binding is None:
             return None
         if not self.forms.valid(binding, fields.get("csrf")):
             self.counts["csrf_refused"] += 1
@@ -279,8 +289,135 @@ class Portal:
             await self.registry.update_password_hash(
                 account_id, await self.passwords.hash(password)
             )
+        if await self.registry.totp_of(account_id) is not None:
+            trust = visit.cookies.get(TRUST_COOKIE)
+            if not (trust and await self.registry.is_trusted(token_hash(trust), account_id)):
+                return self._code_page(visit, self._step(visit, account_id, target))
         self.counts["sign_in"] += 1
         return await self._start_session(visit, account_id, target)
+
+    # -- the second step ---------------------------------------------------------------------
+
+    def _step(self, visit: _Visit, account_id: str, target: str) -> str:
+        """What carries a passed password step to the code form: the account, until when,
+        where to go after, under a MAC bound to this browser's form cookie."""
+        payload = base64.urlsafe_b64encode(
+            json.dumps([account_id, int(time.time()) + STEP_S, target]).encode()
+        ).decode()
+        return payload + "." + self.forms.token(f"step:{_binding(visit)}:{payload}")
+
+    def _passed_step(self, visit: _Visit, step: str) -> tuple[str, str] | None:
+        """(account id, target) of a step this browser passed, still fresh; else None."""
+        payload, _, mac = step.partition(".")
+        binding = _binding(visit)
+        if binding is None or not self.forms.valid(f"step:{binding}:{payload}", mac):
+            return None
+        try:
+            account_id, until, target = json.loads(base64.urlsafe_b64decode(payload))
+        except (ValueError, TypeError):
+            return None
+        if not isinstance(account_id, str) or not isinstance(until, int) or until < time.time():
+            return None
+        return account_id, local_target(target, "/devices")
+
+    def _code_page(self, visit: _Visit, step: str, **context: Any) -> HttpResponse:
+        status = context.pop("status", 200)
+        return self._page(
+            visit, "sign_in_code.html", status, visit.t["two_step"], step=step, **context
+        )
+
+    async def _sign_in_code(self, visit: _Visit) -> HttpResponse:
+        fields = self._form(visit)
+        if fields is None:
+            return self._expired(visit)
+        passed = self._passed_step(visit, fields.get("step", ""))
+        if passed is None:
+            return self._expired(visit)
+        account_id, target = passed
+        if not self.by_account.allow("code:" + account_id):
+            return self._code_page(visit, fields["step"], status=429, error=visit.t["too_many"])
+        totp = await self.registry.totp_of(account_id)
+        code = fields.get("code", "")[:32]
+        accepted = totp is None  # turned off meanwhile: the password was enough
+        if totp is not None:
+            step = matching_step(totp[0], code)
+            if step is not None:
+                accepted = await self.registry.use_totp_step(account_id, step)
+            elif any(c.isalpha() for c in code):
+                recovery = normalize_recovery_code(code)
+                accepted = await self.registry.use_recovery_code(account_id, recovery)
+        if not accepted:
+            self.counts["sign_in_refused"] += 1
+            return self._code_page(
+                visit, fields["step"], status=401, error=visit.t["bad_code_totp"]
+            )
+        self.counts["sign_in"] += 1
+        response = await self._start_session(visit, account_id, target)
+        if fields.get("trust") == "1":
+            token = new_token()
+            await self.registry.trust_computer(token_hash(token), account_id, TRUST_COOKIE_S)
+            response.headers.append(set_cookie(TRUST_COOKIE, token, TRUST_COOKIE_S))
+        return response
+
+    async def _two_step_page(self, visit: _Visit, **context: Any) -> HttpResponse:
+        if visit.account_id is None or visit.session is None:
+            return self._needs_sign_in(visit)
+        status = context.pop("status", 200)
+        if await self.registry.totp_of(visit.account_id) is not None:
+            return self._page(
+                visit, "two_step.html", status, visit.t["two_step"], enabled=True, **context
+            )
+        secret = new_secret()
+        name = await self.registry.account_name(visit.account_id) or visit.account_id
+        key, uri = provisioning(secret, name, self.config.operator_name)
+        sealed = base64.urlsafe_b64encode(secret).decode()
+        sealed += "." + self.forms.token(f"totp:{visit.session}:{sealed}")
+        return self._page(
+            visit,
+            "two_step.html",
+            status,
+            visit.t["two_step"],
+            enabled=False,
+            key=key,
+            uri=uri,
+            secret=sealed,
+            **context,
+        )
+
+    async def _two_step_on(self, visit: _Visit) -> HttpResponse:
+        if visit.account_id is None or visit.session is None:
+            return self._needs_sign_in(visit)
+        fields = self._form(visit)
+        if fields is None:
+            return self._expired(visit)
+        problem = await self._password_again(visit, fields.get("password", ""))
+        if problem is not None:
+            return await self._two_step_page(visit, status=401, error=problem)
+        sealed, _, mac = fields.get("secret", "").partition(".")
+        if not self.forms.valid(f"totp:{visit.session}:{sealed}", mac):
+            return self._expired(visit)
+        secret = base64.urlsafe_b64decode(sealed)
+        step = matching_step(secret, fields.get("code", ""))
+        if step is None:
+            return await self._two_step_page(visit, status=401, error=visit.t["bad_code_totp"])
+        codes = new_recovery_codes()
+        await self.registry.set_totp(visit.account_id, secret, codes)
+        await self.registry.use_totp_step(visit.account_id, step)  # this code is spent
+        log.info("account %s turned two-step sign-in on", visit.account_id)
+        return self._page(visit, "recovery.html", 200, visit.t["recovery_title"], codes=codes)
+
+    async def _two_step_off(self, visit: _Visit) -> HttpResponse:
+        if visit.account_id is None or visit.session is None:
+            return self._needs_sign_in(visit)
+        fields = self._form(visit)
+        if fields is None:
+            return self._expired(visit)
+        problem = await self._password_again(visit, fields.get("password", ""))
+        if problem is not None:
+            return await self._two_step_page(visit, status=401, error=problem)
+        await self.registry.turn_totp_off(visit.account_id)
+        log.info("account %s turned two-step sign-in off", visit.account_id)
+        return await self._account_page(visit, notice=visit.t["saved"])
 
     async def _start_session(self, visit: _Visit, account_id: str, target: str) -> HttpResponse:
         """A new session, never one the browser brought (no fixation), and the pre-sign-in
@@ -631,6 +768,7 @@ class Portal:
             visit.t["account"],
             account_name=await self.registry.account_name(visit.account_id) or "",
             tokens=_listed(await self.registry.list_tokens(account_id=visit.account_id)),
+            two_step=await self.registry.totp_of(visit.account_id) is not None,
             display_name=context.pop("display_name", account.display_name),
             email=context.pop("email", account.email),
             **context,
@@ -663,6 +801,7 @@ class Portal:
                 "lifetime": t["until_sign_out"].format(hours=hours),
             },
             {"name": FORM_COOKIE, "purpose": t["cookie_form"], "lifetime": t["one_hour"]},
+            {"name": TRUST_COOKIE, "purpose": t["cookie_trust"], "lifetime": t["thirty_days"]},
             {"name": LANG_COOKIE, "purpose": t["cookie_lang"], "lifetime": t["one_year"]},
         ]
         return self._page(visit, "cookies.html", 200, t["cookies"], cookie_list=listed)
@@ -675,6 +814,14 @@ class Portal:
         if chosen not in LANGUAGES:
             return redirect(target)
         return redirect(target, [set_cookie(LANG_COOKIE, chosen, LANG_COOKIE_S)])
+
+
+def _binding(visit: _Visit) -> str | None:
+    """The cookie this browser's forms are bound to: its session's, or its form cookie's."""
+    if visit.session is not None:
+        return "session:" + visit.session
+    form = visit.cookies.get(FORM_COOKIE)
+    return "form:" + form if form else None
 
 
 def _listed(tokens: list[Token]) -> list[dict[str, str | None]]:

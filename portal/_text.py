@@ -83,6 +83,30 @@ _EN: Final = {
     "user_name": "User name",
     "secret": "Secret",
     "revoked": "Revoked.",
+    "two_step": "Two-step sign-in",
+    "two_step_off": "Off: your password alone signs you in.",
+    "two_step_on": "On: signing in asks for a code from your authenticator app.",
+    "two_step_setup": (
+        "Add this key to an authenticator app (or open the link on your phone), then type the"
+        " code it shows."
+    ),
+    "two_step_key": "Key",
+    "two_step_link": "Open in an authenticator app",
+    "code": "Code",
+    "code_hint": "The six digits your app shows, or one of your recovery codes.",
+    "trust": "Trust this computer for 30 days (no code asked here)",
+    "turn_on": "Turn on",
+    "turn_off": "Turn off",
+    "bad_code_totp": "That code is not right, or it was used already.",
+    "recovery_title": "Your recovery codes",
+    "recovery_intro": (
+        "Each works once, instead of a code, if you lose your phone. Keep them somewhere "
+        "safe: they are shown this once."
+    ),
+    "cookie_trust": (
+        "Skips the second step of signing in on this computer, as you asked (security)."
+    ),
+    "thirty_days": "30 days",
     "export": "Download all your data",
     "export_intro": "Everything kept about your account and your devices, as a JSON file.",
     "delete_account": "Delete your account",
@@ -185,6 +209,33 @@ _FR: Final = {
     "user_name": "Nom d'utilisateur",
     "secret": "Secret",
     "revoked": "Révoqué.",
+    "two_step": "Connexion en deux étapes",
+    "two_step_off": "Désactivée : votre mot de passe seul vous connecte.",
+    "two_step_on": (
+        "Activée : la connexion demande un code de votre application d'authentification."
+    ),
+    "two_step_setup": (
+        "Ajoutez cette clé à une application d'authentification (ou ouvrez le lien sur votre "
+        "téléphone), puis saisissez le code qu'elle affiche."
+    ),
+    "two_step_key": "Clé",
+    "two_step_link": "Ouvrir dans une application d'authentification",
+    "code": "Code",
+    "code_hint": "Les six chiffres de votre application, ou l'un de vos codes de secours.",
+    "trust": "Faire confiance à cet ordinateur pendant 30 jours (pas de code demandé ici)",
+    "turn_on": "Activer",
+    "turn_off": "Désactiver",
+    "bad_code_totp": "Ce code n'est pas le bon, ou il a déjà servi.",
+    "recovery_title": "Vos codes de secours",
+    "recovery_intro": (
+        "Chacun sert une fois, à la place d'un code, si vous perdez votre téléphone. Gardez-"
+        "les en lieu sûr : ils ne sont montrés que cette fois."
+    ),
+    "cookie_trust": (
+        "Évite la seconde étape de connexion sur cet ordinateur, comme vous l'avez demandé "
+        "(sécurité)."
+    ),
+    "thirty_days": "30 jours",
     "export": "Télécharger toutes vos données",
     "export_intro": (
         "Tout ce qui est conservé sur votre compte et vos appareils, dans un fichier JSON."

@@ -15,6 +15,7 @@ __all__ = [
     "FORM_COOKIE",
     "LANG_COOKIE",
     "SESSION_COOKIE",
+    "TRUST_COOKIE",
     "Forms",
     "cookies",
     "expire_cookie",
@@ -30,6 +31,7 @@ __all__ = [
 SESSION_COOKIE: Final = "__Host-session"  # a signed-in session (security)
 FORM_COOKIE: Final = "__Host-form"  # binds the anonymous forms' CSRF token (security)
 LANG_COOKIE: Final = "__Host-lang"  # the language chosen (preference)
+TRUST_COOKIE: Final = "__Host-trust"  # skips the second sign-in step here (security)
 MAX_FIELDS: Final = 20
 
 #: No script, no frame, nothing from elsewhere: the pages need their own stylesheet only.

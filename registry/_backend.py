@@ -91,6 +91,23 @@ class Backend(Protocol):
     def delete_all_installs(self) -> int: ...
     def device_with_public_key(self, public_key: bytes) -> str | None: ...
 
+    # two-step sign-in
+    def set_totp(
+        self, account_id: str, secret: bytes, now: float, recovery_hashes: list[bytes]
+    ) -> None:
+        """The secret and a fresh set of recovery codes, replacing any earlier ones."""
+
+    def totp_of(self, account_id: str) -> tuple[bytes, int] | None: ...
+    def advance_totp(self, account_id: str, step: int) -> bool:
+        """Record `step` as used; False if it (or a later one) was used already."""
+
+    def take_recovery_code(self, account_id: str, code_hash: bytes) -> bool: ...
+    def delete_totp(self, account_id: str) -> None:
+        """Two-step sign-in off: the secret, the recovery codes and the trusted computers go."""
+
+    def insert_trusted(self, token_hash: bytes, account_id: str, expires_at: float) -> None: ...
+    def trusted(self, token_hash: bytes, account_id: str, now: float) -> bool: ...
+
     # pairing
     def insert_pairing(
         self, code_hash: bytes, public_key: bytes, created_at: float, expires_at: float

@@ -326,6 +326,37 @@ class Registry:
         await self._run(self.backend.insert_device, device)
         return device
 
+    # -- two-step sign-in (TOTP, recovery codes, trusted computers) -----------------------------
+
+    async def set_totp(self, account_id: str, secret: bytes, recovery_codes: list[str]) -> None:
+        """Turn two-step sign-in on (or renew it) with this secret; the recovery codes are
+        kept by their hash only."""
+        hashes = [hashlib.sha256(code.encode()).digest() for code in recovery_codes]
+        await self._run(self.backend.set_totp, account_id, secret, self._clock(), hashes)
+
+    async def totp_of(self, account_id: str) -> tuple[bytes, int] | None:
+        """(secret, last time step used), or None if two-step sign-in is off."""
+        return await self._run(self.backend.totp_of, account_id)
+
+    async def use_totp_step(self, account_id: str, step: int) -> bool:
+        """Mark a code's time step used: False if it was used already (a replay)."""
+        return await self._run(self.backend.advance_totp, account_id, step)
+
+    async def use_recovery_code(self, account_id: str, code: str) -> bool:
+        code_hash = hashlib.sha256(code.encode()).digest()
+        return await self._run(self.backend.take_recovery_code, account_id, code_hash)
+
+    async def turn_totp_off(self, account_id: str) -> None:
+        await self._run(self.backend.delete_totp, account_id)
+
+    async def trust_computer(self, token_hash: bytes, account_id: str, lifetime_s: float) -> None:
+        await self._run(
+            self.backend.insert_trusted, token_hash, account_id, self._clock() + lifetime_s
+        )
+
+    async def is_trusted(self, token_hash: bytes, account_id: str) -> bool:
+        return await self._run(self.backend.trusted, token_hash, account_id, self._clock())
+
     # -- pairing (a NAS's key enrolled by the owner who types its code) ------------------------
 
     async def create_pairing(self, public_key: bytes, lifetime_s: float) -> str:

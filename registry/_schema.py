@@ -157,4 +157,26 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX pairings_by_key ON pairings(public_key)",
         "CREATE INDEX pairings_by_expiry ON pairings(expires_at)",
     ),
+    # 8: two-step sign-in: an account's TOTP secret (RFC 6238) and the last time step used
+    # (a code works once), its one-time recovery codes by hash, and the computers it trusts
+    # for 30 days by the hash of their cookie.
+    (
+        """CREATE TABLE totp_secrets (
+            account_id TEXT PRIMARY KEY REFERENCES accounts(account_id) ON DELETE CASCADE,
+            secret BLOB NOT NULL,
+            last_step INTEGER NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE recovery_codes (
+            code_hash BLOB PRIMARY KEY,
+            account_id TEXT NOT NULL REFERENCES accounts(account_id) ON DELETE CASCADE
+        )""",
+        "CREATE INDEX recovery_codes_by_account ON recovery_codes(account_id)",
+        """CREATE TABLE trusted_computers (
+            token_hash BLOB PRIMARY KEY,
+            account_id TEXT NOT NULL REFERENCES accounts(account_id) ON DELETE CASCADE,
+            expires_at REAL NOT NULL
+        )""",
+        "CREATE INDEX trusted_computers_by_account ON trusted_computers(account_id)",
+    ),
 )

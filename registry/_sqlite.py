@@ -298,6 +298,7 @@ class SQLiteBackend:
     def delete_sessions_expired(self, now: float) -> int:
         with self._transaction() as db:
             cursor = db.execute("DELETE FROM portal_sessions WHERE expires_at <= ?", (now,))
+            db.execute("DELETE FROM trusted_computers WHERE expires_at <= ?", (now,))
         return cursor.rowcount
 
     def delete_account(self, account_id: str) -> list[str]:
@@ -569,6 +570,68 @@ class SQLiteBackend:
             "SELECT name FROM devices WHERE public_key = ?", (public_key,)
         ).fetchone()
         return str(row[0]) if row else None
+
+    # -- two-step sign-in ----------------------------------------------------------------------
+
+    def set_totp(
+        self, account_id: str, secret: bytes, now: float, recovery_hashes: list[bytes]
+    ) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO totp_secrets VALUES (?, ?, 0, ?) ON CONFLICT (account_id) "
+                "DO UPDATE SET secret = excluded.secret, last_step = 0, "
+                "created_at = excluded.created_at",
+                (account_id, secret, now),
+            )
+            db.execute("DELETE FROM recovery_codes WHERE account_id = ?", (account_id,))
+            db.executemany(
+                "INSERT INTO recovery_codes VALUES (?, ?)",
+                [(code_hash, account_id) for code_hash in recovery_hashes],
+            )
+        self._erase_history()
+
+    def totp_of(self, account_id: str) -> tuple[bytes, int] | None:
+        row = self._db.execute(
+            "SELECT secret, last_step FROM totp_secrets WHERE account_id = ?", (account_id,)
+        ).fetchone()
+        return (bytes(row[0]), int(row[1])) if row else None
+
+    def advance_totp(self, account_id: str, step: int) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE totp_secrets SET last_step = ? WHERE account_id = ? AND last_step < ?",
+                (step, account_id, step),
+            )
+        return cursor.rowcount == 1
+
+    def take_recovery_code(self, account_id: str, code_hash: bytes) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM recovery_codes WHERE account_id = ? AND code_hash = ?",
+                (account_id, code_hash),
+            )
+        return cursor.rowcount == 1
+
+    def delete_totp(self, account_id: str) -> None:
+        with self._transaction() as db:
+            for table in ("totp_secrets", "recovery_codes", "trusted_computers"):
+                db.execute(f"DELETE FROM {table} WHERE account_id = ?", (account_id,))
+        self._erase_history()
+
+    def insert_trusted(self, token_hash: bytes, account_id: str, expires_at: float) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO trusted_computers VALUES (?, ?, ?)",
+                (token_hash, account_id, expires_at),
+            )
+
+    def trusted(self, token_hash: bytes, account_id: str, now: float) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM trusted_computers WHERE token_hash = ? AND account_id = ? "
+            "AND expires_at > ?",
+            (token_hash, account_id, now),
+        ).fetchone()
+        return row is not None
 
     # -- pairing -------------------------------------------------------------------------------
 

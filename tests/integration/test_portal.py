@@ -6,6 +6,7 @@ forms)."""
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import re
@@ -20,6 +21,8 @@ from urllib.parse import urlencode
 
 import pytest
 import trio
+from cryptography.hazmat.primitives.hashes import SHA1
+from cryptography.hazmat.primitives.twofactor.totp import TOTP
 
 from registry import Registry, SQLiteBackend, TokenKind
 from tests.integration.test_link import BIN
@@ -98,11 +101,11 @@ def portal(tmp_path: Path) -> Iterator[Running]:
 
 
 @contextmanager
-def running_portal(tmp_path: Path) -> Iterator[Running]:
+def running_portal(tmp_path: Path, attempts_per_account: int = 5) -> Iterator[Running]:
     """nascloud-portal on a port of its choosing, on a new registry in `tmp_path`."""
     SQLiteBackend(tmp_path / "registry.sqlite3").close()
     (tmp_path / "portal.toml").write_text(
-        """
+        f"""
 [portal]
 listen = ["127.0.0.1:0"]
 operator_name = "Example <NAS> Cloud"
@@ -110,7 +113,7 @@ zone = "dyn.test"
 link_zone = "link.test"
 state_dir = "state"
 registry = "registry.sqlite3"
-sign_in_attempts_per_account = 5
+sign_in_attempts_per_account = {attempts_per_account}
 sign_ups_per_address_per_hour = 50
 privacy_url = "https://example.test/privacy"
 """
@@ -399,3 +402,68 @@ def test_secrets_are_made_after_the_password_shown_once_and_revoked(portal: Runn
         "POST", "/account/tokens/revoke", {"csrf": other_csrf, "token_id": found.token_id}
     )
     assert _registry_call(portal.directory, "verify_token", TokenKind.API, api_secret.group(1))
+
+
+def _totp_code(key: str, at: float) -> str:
+    secret = base64.b32decode(key.replace(" ", "") + "=" * (-len(key.replace(" ", "")) % 8))
+    return TOTP(secret, 6, SHA1(), 30).generate(at).decode()
+
+
+def test_two_step_sign_in_with_totp_recovery_codes_and_a_trusted_computer(
+    tmp_path: Path,
+) -> None:
+    with running_portal(tmp_path, attempts_per_account=50) as portal:
+        _two_step_journey(portal)
+
+
+def _two_step_journey(portal: Running) -> None:
+    owner = portal.browser()
+    owner.sign_up("oscar")
+    setup = owner.request("GET", "/account/two-step").body
+    key = re.search(r'<code id="totp-key">([A-Z2-7 ]+)</code>', setup)
+    sealed = re.search(r'name="secret" value="([^"]+)"', setup)
+    assert key and sealed and "otpauth://totp/" in setup
+    csrf = owner.csrf("/account")
+    now = time.time()
+    form = {"csrf": csrf, "secret": sealed.group(1), "password": PASSWORD}
+    wrong = owner.request("POST", "/account/two-step", {**form, "code": "000000"})
+    assert wrong.status == 401
+    on = owner.request("POST", "/account/two-step", {**form, "code": _totp_code(key.group(1), now)})
+    recovery = re.findall(r"<li><code>([0-9A-Z]{5}-[0-9A-Z]{5})</code></li>", on.body)
+    assert on.status == 200 and len(recovery) == 10
+    owner.request("POST", "/sign-out", {"csrf": owner.csrf("/account")})
+    # The password is not enough any more; the code used to turn it on is spent.
+    first = owner.sign_in("oscar")
+    assert first.status == 200 and "__Host-session" not in owner.jar
+    step = re.search(r'name="step" value="([^"]+)"', first.body)
+    assert step
+    code_form = {"csrf": owner.csrf("/sign-in"), "step": step.group(1)}
+    replayed = {**code_form, "code": _totp_code(key.group(1), now)}
+    assert owner.request("POST", "/sign-in/code", replayed).status == 401
+    # The step passed in this browser is worth nothing in another.
+    other = portal.browser()
+    stolen = {"csrf": other.csrf("/sign-in"), "step": step.group(1), "code": "123456"}
+    assert other.request("POST", "/sign-in/code", stolen).status == 403
+    later = {**code_form, "code": _totp_code(key.group(1), now + 30), "trust": "1"}
+    signed = owner.request("POST", "/sign-in/code", later)
+    assert signed.status == 303 and "__Host-session" in owner.jar and "__Host-trust" in owner.jar
+    owner.request("POST", "/sign-out", {"csrf": owner.csrf("/devices")})
+    # This computer is trusted: the password alone, for 30 days.
+    assert owner.sign_in("oscar").status == 303
+    # A new computer: a recovery code works once.
+    phone_lost = portal.browser()
+    page = phone_lost.sign_in("oscar")
+    step = re.search(r'name="step" value="([^"]+)"', page.body)
+    assert step
+    use = {"csrf": phone_lost.csrf("/sign-in"), "step": step.group(1), "code": recovery[0].lower()}
+    assert phone_lost.request("POST", "/sign-in/code", use).status == 303
+    again = portal.browser()
+    page = again.sign_in("oscar")
+    step = re.search(r'name="step" value="([^"]+)"', page.body)
+    assert step
+    reuse = {"csrf": again.csrf("/sign-in"), "step": step.group(1), "code": recovery[0]}
+    assert again.request("POST", "/sign-in/code", reuse).status == 401
+    # Off again, with the password: the password alone signs in anywhere.
+    off = {"csrf": owner.csrf("/account"), "password": PASSWORD}
+    assert owner.request("POST", "/account/two-step/off", off).status == 200
+    assert portal.browser().sign_in("oscar").status == 303
