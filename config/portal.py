@@ -40,6 +40,9 @@ class PortalSection:
     sign_in_attempts_per_account: int = option(10, check=between(1, 1000))
     sign_in_attempts_per_address: int = option(30, check=between(1, 100_000))
     sign_ups_per_address_per_hour: int = option(5, check=between(1, 100_000))
+    # relayd's and ddnsd's access-log key files, read only: the owners' connection history
+    # (visitors' addresses masked); absent, the portal shows no history.
+    access_log_key_files: tuple[Path, ...] = ()
     # Links on every page; absent: none shown.
     help_url: str | None = None
     privacy_url: str | None = None

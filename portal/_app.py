@@ -22,7 +22,9 @@ import jinja2
 from config.portal import PortalSection
 from httpapi import HttpRequest, HttpResponse
 from registry import (
+    AccessLogKeys,
     AccessMode,
+    AccessRecord,
     Conflict,
     Device,
     InvalidValue,
@@ -30,6 +32,7 @@ from registry import (
     Registry,
     Token,
     TokenKind,
+    mask_address,
 )
 from service import SlidingWindow
 
@@ -69,6 +72,7 @@ _DEVICE_PATH: Final = re.compile(
 )
 FORM_COOKIE_S: Final = 3600
 DEVICES_PER_PAGE: Final = 50
+HISTORY_ROWS: Final = 200
 PAIR_TRIES: Final = 10  # per account and per address, per 15 minutes
 LANG_COOKIE_S: Final = 365 * 86400
 TRUST_COOKIE_S: Final = 30 * 86400  # "trust this computer": the policy's security cookie
@@ -134,6 +138,7 @@ class Portal:
             ("POST", "/sign-up"): self._sign_up,
             ("POST", "/sign-in/code"): self._sign_in_code,
             ("POST", "/sign-out"): self._sign_out,
+            ("GET", "/history"): self._history,
             ("GET", "/account/two-step"): self._two_step_page,
             ("POST", "/account/two-step"): self._two_step_on,
             ("POST", "/account/two-step/off"): self._two_step_off,
@@ -727,6 +732,34 @@ class Portal:
         if fields.get("token_id") in mine:
             await self.registry.revoke_token(fields["token_id"])
         return await self._account_page(visit, notice=visit.t["revoked"])
+
+    async def _history(self, visit: _Visit) -> HttpResponse:
+        """The owner's devices' connection records, newest first, the visitor's address
+        masked (`a.b.c.0/24`): the owner sees who, not exactly who."""
+        if visit.account_id is None:
+            return self._needs_sign_in(visit)
+        files = self.config.access_log_key_files
+        shown: list[dict[str, str | None]] = []
+        if files:
+            keys = [AccessLogKeys(path) for path in files]  # read again: keys come monthly
+            names = [d.name for d in await self.registry.list_devices(visit.account_id)]
+            records = await self.registry.read_access(keys, names) if names else []
+            readable = [r for r in records if isinstance(r, AccessRecord)]
+            readable.sort(key=lambda r: r.started_at, reverse=True)
+            shown = [
+                {
+                    "when": _when(r.started_at),
+                    "device": r.device,
+                    "ingress": r.ingress,
+                    "source": mask_address(r.client_address),
+                    "bytes": f"{r.bytes_in} / {r.bytes_out}",
+                    "result": r.result,
+                }
+                for r in readable[:HISTORY_ROWS]
+            ]
+        return self._page(
+            visit, "history.html", 200, visit.t["history"], offered=bool(files), records=shown
+        )
 
     async def _export(self, visit: _Visit) -> HttpResponse:
         """The right of access: what `nascloud account export` gives, as a download (the

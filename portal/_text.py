@@ -107,6 +107,18 @@ _EN: Final = {
         "Skips the second step of signing in on this computer, as you asked (security)."
     ),
     "thirty_days": "30 days",
+    "history": "Connection history",
+    "history_intro": (
+        "The last connections to your devices, and the updates of their addresses. A "
+        "visitor's address is shown masked: it is the visitor's data."
+    ),
+    "history_off": "This portal does not show connection history.",
+    "no_history": "Nothing yet.",
+    "when": "When",
+    "how": "How",
+    "from": "From",
+    "bytes": "Bytes in / out",
+    "result": "Result",
     "export": "Download all your data",
     "export_intro": "Everything kept about your account and your devices, as a JSON file.",
     "delete_account": "Delete your account",
@@ -236,6 +248,18 @@ _FR: Final = {
         "(sécurité)."
     ),
     "thirty_days": "30 jours",
+    "history": "Historique des connexions",
+    "history_intro": (
+        "Les dernières connexions à vos appareils, et les mises à jour de leurs adresses. "
+        "L'adresse d'un visiteur est masquée : c'est une donnée du visiteur."
+    ),
+    "history_off": "Ce portail n'affiche pas l'historique des connexions.",
+    "no_history": "Rien pour l'instant.",
+    "when": "Quand",
+    "how": "Comment",
+    "from": "Depuis",
+    "bytes": "Octets reçus / envoyés",
+    "result": "Résultat",
     "export": "Télécharger toutes vos données",
     "export_intro": (
         "Tout ce qui est conservé sur votre compte et vos appareils, dans un fichier JSON."

@@ -38,7 +38,8 @@ def _start_agent(directory: Path) -> subprocess.Popen[bytes]:
 
 
 def test_an_owner_pairs_a_nas_by_its_code(tmp_path: Path) -> None:
-    with running_portal(tmp_path) as portal:
+    keys = tmp_path / "relay-state" / "access-log.keys"
+    with running_portal(tmp_path, extra=f'access_log_key_files = ["{keys}"]') as portal:
         ca = trustme.CA()
         ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
         for name, hosts in (
@@ -53,6 +54,7 @@ def test_an_owner_pairs_a_nas_by_its_code(tmp_path: Path) -> None:
 [relay]
 name = "relay.test"
 state_dir = "relay-state"
+access_log_key_file = "{keys}"
 registry = "{tmp_path / "registry.sqlite3"}"
 metrics_listen = "127.0.0.1:0"
 [tunnel]
@@ -107,6 +109,25 @@ max_delay_s = 1
             assert not shown.exists()
             _wait(lambda: _metric(metrics, "nascloud_relay_tunnels") == 1, 20, "the device tunnel")
             assert _metric(metrics, 'nascloud_relay_pairings_total{event="paired"}') == 1
+            # A browser through the relay (the NAS serves nothing: refused) is in the owner's
+            # history, its address masked.
+            https = int(listening["https"][0].rsplit(":", 1)[1])
+            subprocess.run(
+                [
+                    "curl",
+                    "-sk",
+                    "--max-time",
+                    "5",
+                    "--resolve",
+                    f"nas5.{LINK_ZONE}:{https}:127.0.0.1",
+                    f"https://nas5.{LINK_ZONE}:{https}/",
+                ],
+                capture_output=True,
+                timeout=30,
+            )
+            _wait(lambda: "127.0.0.0/24" in owner.request("GET", "/history").body, 20, "history")
+            history = owner.request("GET", "/history").body
+            assert "nas5" in history and "https" in history and "127.0.0.1<" not in history
             # The code was single use: another account gets nothing from it.
             thief = portal.browser()
             thief.sign_up("theo")

@@ -101,8 +101,11 @@ def portal(tmp_path: Path) -> Iterator[Running]:
 
 
 @contextmanager
-def running_portal(tmp_path: Path, attempts_per_account: int = 5) -> Iterator[Running]:
-    """nascloud-portal on a port of its choosing, on a new registry in `tmp_path`."""
+def running_portal(
+    tmp_path: Path, attempts_per_account: int = 5, extra: str = ""
+) -> Iterator[Running]:
+    """nascloud-portal on a port of its choosing, on a new registry in `tmp_path`; `extra`
+    lines go in its [portal] table."""
     SQLiteBackend(tmp_path / "registry.sqlite3").close()
     (tmp_path / "portal.toml").write_text(
         f"""
@@ -116,6 +119,7 @@ registry = "registry.sqlite3"
 sign_in_attempts_per_account = {attempts_per_account}
 sign_ups_per_address_per_hour = 50
 privacy_url = "https://example.test/privacy"
+{extra}
 """
     )
     with (tmp_path / "portal.log").open("ab") as log:
@@ -167,6 +171,7 @@ def test_an_owner_signs_up_sees_their_devices_signs_out_and_in(portal: Running) 
     page = alice.request("GET", "/devices").body
     assert "https://nas1.link.test/" in page and "nas1.dyn.test" in page
     assert "Example &lt;NAS&gt; Cloud" in page  # the operator named, escaped
+    assert "does not show connection history" in alice.request("GET", "/history").body
     out = alice.request("POST", "/sign-out", {"csrf": alice.csrf("/devices")})
     assert (out.status, out.headers["Location"]) == (303, "/sign-in")
     assert alice.request("GET", "/devices").headers["Location"] == "/sign-in?next=/devices"
