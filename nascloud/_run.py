@@ -279,6 +279,10 @@ def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int, acme: bool)
             link_zone=LINK_ZONE,
             state_dir=Path("portal"),
             registry=registry,
+            access_log_key_files=(
+                Path("relayd/access-log.keys"),
+                Path("ddnsd/access-log.keys"),
+            ),
         )
     )
     header = "# Written by `nascloud run`; edits are overwritten on the next run.\n"
