@@ -8,13 +8,16 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import trustme
 
 from tests.integration.test_install import INSTALL_HOST
 from tests.integration.test_link import BIN, LINK_ZONE, _start_relay, _wait
-from tests.integration.test_portal import Answer, Browser, running_portal
+from tests.integration.test_portal import Answer, Browser, Running, running_portal
 
 
 def _metric(port: int, name: str) -> float:
@@ -37,7 +40,22 @@ def _start_agent(directory: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def test_an_owner_pairs_a_nas_by_its_code(tmp_path: Path) -> None:
+@dataclass
+class Stack:
+    portal: Running
+    relay: subprocess.Popen[bytes]
+    agent: subprocess.Popen[bytes]
+    metrics_port: int
+    https_port: int
+
+    def metric(self, name: str) -> float:
+        return _metric(self.metrics_port, name)
+
+
+@contextmanager
+def pairing_stack(tmp_path: Path) -> Iterator[Stack]:
+    """The portal, relayd offering pairing (and keeping an access log the portal reads), and
+    an agent with no identity asking for a code (state in `tmp_path / "nas"`)."""
     keys = tmp_path / "relay-state" / "access-log.keys"
     with running_portal(tmp_path, extra=f'access_log_key_files = ["{keys}"]') as portal:
         ca = trustme.CA()
@@ -89,67 +107,74 @@ max_delay_s = 1
         )
         (tmp_path / "nas").mkdir()
         agent = _start_agent(tmp_path)
+        stack = Stack(portal, relay, agent, metrics, int(listening["https"][0].rsplit(":", 1)[1]))
         try:
-            shown = tmp_path / "nas" / "pairing.json"
-            _wait(shown.exists, 20, "the pairing code")
-            offer = json.loads(shown.read_text())
-            assert offer["url"] == f"http://127.0.0.1:{portal.port}/pair"
-            assert offer["code"] in (tmp_path / "agent.log").read_text()  # for the NAS's UI
-            owner = portal.browser()
-            owner.sign_up("olivia")
-            guessed = _pair(owner, "AAAA-AAAA", "nas5")
-            assert guessed.status == 404 and "not valid" in guessed.body
-            done = _pair(owner, offer["code"].lower().replace("-", ""), "nas5")
-            assert (done.status, done.headers["Location"]) == (303, "/devices?paired=nas5")
-            assert "nas5 is now yours" in owner.request("GET", "/devices?paired=nas5").body
-            # The agent is told, keeps its name, and comes up as the device by itself.
-            identity = tmp_path / "nas" / "identity.json"
-            _wait(identity.exists, 20, "the device identity")
-            assert json.loads(identity.read_text()) == {"device_name": "nas5"}
-            assert not shown.exists()
-            _wait(lambda: _metric(metrics, "nascloud_relay_tunnels") == 1, 20, "the device tunnel")
-            assert _metric(metrics, 'nascloud_relay_pairings_total{event="paired"}') == 1
-            # A browser through the relay (the NAS serves nothing: refused) is in the owner's
-            # history, its address masked.
-            https = int(listening["https"][0].rsplit(":", 1)[1])
-            subprocess.run(
-                [
-                    "curl",
-                    "-sk",
-                    "--max-time",
-                    "5",
-                    "--resolve",
-                    f"nas5.{LINK_ZONE}:{https}:127.0.0.1",
-                    f"https://nas5.{LINK_ZONE}:{https}/",
-                ],
-                capture_output=True,
-                timeout=30,
-            )
-            _wait(lambda: "127.0.0.0/24" in owner.request("GET", "/history").body, 20, "history")
-            history = owner.request("GET", "/history").body
-            assert "nas5" in history and "https" in history and "127.0.0.1<" not in history
-            # The code was single use: another account gets nothing from it.
-            thief = portal.browser()
-            thief.sign_up("theo")
-            assert _pair(thief, offer["code"], "mine").status == 404
-            # Restarted, it is the device at once: no new code.
-            agent.terminate()
-            assert agent.wait(timeout=20) == 0
-            _wait(lambda: _metric(metrics, "nascloud_relay_tunnels") == 0, 20, "the tunnel to go")
-            agent = _start_agent(tmp_path)
-            _wait(lambda: _metric(metrics, "nascloud_relay_tunnels") == 1, 20, "the device again")
-            assert _metric(metrics, 'nascloud_relay_pairings_total{event="code_given"}') == 1
-            # Guessing: ten tries per address (and per account) per 15 minutes, then none at
-            # all; three were made from this address already.
-            answers = [_pair(thief, f"ZZZZ-{i:04d}", "mine").status for i in range(11)]
-            assert answers == [404] * 7 + [429] * 4, answers
+            yield stack
         finally:
-            agent.terminate()
-            agent.wait(timeout=20)
+            stack.agent.terminate()
+            stack.agent.wait(timeout=20)
             relay.terminate()
             relay.wait(timeout=20)
         for log in ("agent.log", "relayd.log"):
             assert "Traceback" not in (tmp_path / log).read_text(), log
+
+
+def test_an_owner_pairs_a_nas_by_its_code(tmp_path: Path) -> None:
+    with pairing_stack(tmp_path) as stack:
+        portal, metrics = stack.portal, stack.metrics_port
+        shown = tmp_path / "nas" / "pairing.json"
+        _wait(shown.exists, 20, "the pairing code")
+        offer = json.loads(shown.read_text())
+        assert offer["url"] == f"http://127.0.0.1:{portal.port}/pair"
+        assert offer["code"] in (tmp_path / "agent.log").read_text()  # for the NAS's UI
+        owner = portal.browser()
+        owner.sign_up("olivia")
+        guessed = _pair(owner, "AAAA-AAAA", "nas5")
+        assert guessed.status == 404 and "not valid" in guessed.body
+        done = _pair(owner, offer["code"].lower().replace("-", ""), "nas5")
+        assert (done.status, done.headers["Location"]) == (303, "/devices?paired=nas5")
+        assert "nas5 is now yours" in owner.request("GET", "/devices?paired=nas5").body
+        # The agent is told, keeps its name, and comes up as the device by itself.
+        identity = tmp_path / "nas" / "identity.json"
+        _wait(identity.exists, 20, "the device identity")
+        assert json.loads(identity.read_text()) == {"device_name": "nas5"}
+        assert not shown.exists()
+        _wait(lambda: _metric(metrics, "nascloud_relay_tunnels") == 1, 20, "the device tunnel")
+        assert _metric(metrics, 'nascloud_relay_pairings_total{event="paired"}') == 1
+        # A browser through the relay (the NAS serves nothing: refused) is in the owner's
+        # history, its address masked.
+        https = stack.https_port
+        subprocess.run(
+            [
+                "curl",
+                "-sk",
+                "--max-time",
+                "5",
+                "--resolve",
+                f"nas5.{LINK_ZONE}:{https}:127.0.0.1",
+                f"https://nas5.{LINK_ZONE}:{https}/",
+            ],
+            capture_output=True,
+            timeout=30,
+        )
+        _wait(lambda: "127.0.0.0/24" in owner.request("GET", "/history").body, 20, "history")
+        history = owner.request("GET", "/history").body
+        assert "nas5" in history and "https" in history and "127.0.0.1<" not in history
+        # The code was single use: another account gets nothing from it.
+        thief = portal.browser()
+        thief.sign_up("theo")
+        assert _pair(thief, offer["code"], "mine").status == 404
+        # Restarted, it is the device at once: no new code.
+        stack.agent.terminate()
+        assert stack.agent.wait(timeout=20) == 0
+        _wait(lambda: _metric(metrics, "nascloud_relay_tunnels") == 0, 20, "the tunnel to go")
+        stack.agent = _start_agent(tmp_path)
+        _wait(lambda: _metric(metrics, "nascloud_relay_tunnels") == 1, 20, "the device again")
+        assert _metric(metrics, 'nascloud_relay_pairings_total{event="code_given"}') == 1
+        # Guessing: ten tries per address (and per account) per 15 minutes, then none at
+        # all; three were made from this address already.
+        answers = [_pair(thief, f"ZZZZ-{i:04d}", "mine").status for i in range(11)]
+        assert answers == [404] * 7 + [429] * 4, answers
 
 
 def _pair(browser: Browser, code: str, name: str) -> Answer:
