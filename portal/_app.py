@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import json
 import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Any, Final
@@ -80,6 +81,17 @@ STEP_S: Final = 300  # between the password and the code of a two-step sign-in
 ATTEMPT_WINDOW_S: Final = 900.0
 
 
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    """A route: its handler, and what must hold before it runs (else the sign-in page, the
+    expired-form page, or a 404 as if the device did not exist)."""
+
+    handler: Callable[[_Visit], Awaitable[HttpResponse]]
+    signed_in: bool = False
+    form: bool = False
+    device: bool = False
+
+
 @dataclass(slots=True)
 class _Visit:
     """One request, as the pages see it."""
@@ -93,6 +105,20 @@ class _Visit:
     session: str | None = None  # the session cookie's value, when signed in
     subject: str = ""  # the device a /devices/<name> path names
     set_cookies: list[tuple[str, str]] = field(default_factory=list)
+    #: What the route's rule checked before its handler ran: the posted form (its CSRF
+    #: token this browser's) and the device the path names (the visitor's own).
+    form: dict[str, str] = field(default_factory=dict)
+    device: Device | None = None
+
+    @property
+    def owner(self) -> str:
+        assert self.account_id is not None, "a signed-in route's rule checked it"
+        return self.account_id
+
+    @property
+    def owned(self) -> Device:
+        assert self.device is not None, "a device route's rule sets it"
+        return self.device
 
     @property
     def t(self) -> dict[str, str]:
@@ -130,29 +156,38 @@ class Portal:
             undefined=jinja2.StrictUndefined,
         )
         self.css = (files("portal") / "static" / "portal.css").read_bytes()
-        self._routes: dict[tuple[str, str], Callable[[_Visit], Any]] = {
-            ("GET", "/"): self._home,
-            ("GET", "/sign-in"): self._sign_in_page,
-            ("POST", "/sign-in"): self._sign_in,
-            ("GET", "/sign-up"): self._sign_up_page,
-            ("POST", "/sign-up"): self._sign_up,
-            ("POST", "/sign-in/code"): self._sign_in_code,
-            ("POST", "/sign-out"): self._sign_out,
-            ("GET", "/history"): self._history,
-            ("GET", "/account/two-step"): self._two_step_page,
-            ("POST", "/account/two-step"): self._two_step_on,
-            ("POST", "/account/two-step/off"): self._two_step_off,
-            ("GET", "/devices"): self._devices,
-            ("GET", "/pair"): self._pair_page,
-            ("POST", "/pair"): self._pair,
-            ("GET", "/account"): self._account_page,
-            ("GET", "/account/export"): self._export,
-            ("POST", "/account/delete"): self._delete_account,
-            ("POST", "/account/tokens"): self._new_api_token,
-            ("POST", "/account/tokens/revoke"): self._revoke_api_token,
-            ("POST", "/account"): self._account,
-            ("GET", "/cookies"): self._cookies,
-            ("GET", "/language"): self._language,
+        anyone, owner = _Rule, functools.partial(_Rule, signed_in=True)
+        self._routes: dict[tuple[str, str], _Rule] = {
+            ("GET", "/"): anyone(self._home),
+            ("GET", "/sign-in"): anyone(self._sign_in_page),
+            ("POST", "/sign-in"): anyone(self._sign_in, form=True),
+            ("GET", "/sign-up"): anyone(self._sign_up_page),
+            ("POST", "/sign-up"): anyone(self._sign_up, form=True),
+            ("POST", "/sign-in/code"): anyone(self._sign_in_code, form=True),
+            ("POST", "/sign-out"): anyone(self._sign_out),
+            ("GET", "/devices"): owner(self._devices),
+            ("GET", "/pair"): owner(self._pair_page),
+            ("POST", "/pair"): owner(self._pair, form=True),
+            ("GET", "/history"): owner(self._history),
+            ("GET", "/account"): owner(self._account_page),
+            ("POST", "/account"): owner(self._account, form=True),
+            ("GET", "/account/export"): owner(self._export),
+            ("POST", "/account/delete"): owner(self._delete_account, form=True),
+            ("POST", "/account/tokens"): owner(self._new_api_token, form=True),
+            ("POST", "/account/tokens/revoke"): owner(self._revoke_api_token, form=True),
+            ("GET", "/account/two-step"): owner(self._two_step_page),
+            ("POST", "/account/two-step"): owner(self._two_step_on, form=True),
+            ("POST", "/account/two-step/off"): owner(self._two_step_off, form=True),
+            ("GET", "/cookies"): anyone(self._cookies),
+            ("GET", "/language"): anyone(self._language),
+        }
+        # /devices/<name> and the forms under it, by what follows the name.
+        self._device_routes: dict[tuple[str, str], _Rule] = {
+            ("GET", ""): owner(self._device_page, device=True),
+            ("POST", "/access"): owner(self._device_access, form=True, device=True),
+            ("POST", "/unregister"): owner(self._unregister, form=True, device=True),
+            ("POST", "/dyndns2"): owner(self._new_dyndns2, form=True, device=True),
+            ("POST", "/dyndns2/revoke"): owner(self._revoke_dyndns2, form=True, device=True),
         }
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
@@ -177,25 +212,34 @@ class Portal:
         if token:
             visit.account_id = await self.registry.session_account(token_hash(token))
             visit.session = token if visit.account_id else None
-        handler = self._routes.get((request.method, parts.path))
+        rule = self._routes.get((request.method, parts.path))
         device_path = _DEVICE_PATH.fullmatch(parts.path)
-        if handler is None and device_path is not None:
+        if rule is None and device_path is not None:
             visit.subject = device_path.group(1)
-            handler = {
-                ("GET", ""): self._device_page,
-                ("POST", "/access"): self._device_access,
-                ("POST", "/unregister"): self._unregister,
-                ("POST", "/dyndns2"): self._new_dyndns2,
-                ("POST", "/dyndns2/revoke"): self._revoke_dyndns2,
-            }.get((request.method, device_path.group(2) or ""))
-        if handler is None:
+            rule = self._device_routes.get((request.method, device_path.group(2) or ""))
+        if rule is None:
             known = any(path == parts.path for _, path in self._routes)
             status = 405 if known else 404
             return self._page(visit, "message.html", status, visit.t["not_found"])
-        response: HttpResponse = await handler(visit)
+        response = await self._checked(rule, visit)
         if visit.set_cookies:
             response.headers.extend(visit.set_cookies)
         return response
+
+    async def _checked(self, rule: _Rule, visit: _Visit) -> HttpResponse:
+        """Run the rule's handler once what it needs holds."""
+        if rule.signed_in and visit.account_id is None:
+            return self._needs_sign_in(visit)
+        if rule.device:
+            visit.device = await self._owned(visit)
+            if visit.device is None:
+                return self._page(visit, "message.html", 404, visit.t["not_found"])
+        if rule.form:
+            fields = self._form(visit)
+            if fields is None:
+                return self._expired(visit)
+            visit.form = fields
+        return await rule.handler(visit)
 
     # -- rendering ---------------------------------------------------------------------------
 
@@ -268,9 +312,7 @@ class Portal:
         )
 
     async def _sign_in(self, visit: _Visit) -> HttpResponse:
-        fields = self._form(visit)
-        if fields is None:
-            return self._expired(visit)
+        fields = visit.form
         name = fields.get("account_name", "").strip().lower()[:64]
         password = fields.get("password", "")[:MAX_PASSWORD]
         target = local_target(fields.get("next"), "/devices")
@@ -332,9 +374,7 @@ class Portal:
         )
 
     async def _sign_in_code(self, visit: _Visit) -> HttpResponse:
-        fields = self._form(visit)
-        if fields is None:
-            return self._expired(visit)
+        fields = visit.form
         passed = self._passed_step(visit, fields.get("step", ""))
         if passed is None:
             return self._expired(visit)
@@ -365,15 +405,13 @@ class Portal:
         return response
 
     async def _two_step_page(self, visit: _Visit, **context: Any) -> HttpResponse:
-        if visit.account_id is None or visit.session is None:
-            return self._needs_sign_in(visit)
         status = context.pop("status", 200)
-        if await self.registry.totp_of(visit.account_id) is not None:
+        if await self.registry.totp_of(visit.owner) is not None:
             return self._page(
                 visit, "two_step.html", status, visit.t["two_step"], enabled=True, **context
             )
         secret = new_secret()
-        name = await self.registry.account_name(visit.account_id) or visit.account_id
+        name = await self.registry.account_name(visit.owner) or visit.owner
         key, uri = provisioning(secret, name, self.config.operator_name)
         sealed = base64.urlsafe_b64encode(secret).decode()
         sealed += "." + self.forms.token(f"totp:{visit.session}:{sealed}")
@@ -390,11 +428,7 @@ class Portal:
         )
 
     async def _two_step_on(self, visit: _Visit) -> HttpResponse:
-        if visit.account_id is None or visit.session is None:
-            return self._needs_sign_in(visit)
-        fields = self._form(visit)
-        if fields is None:
-            return self._expired(visit)
+        fields = visit.form
         problem = await self._password_again(visit, fields.get("password", ""))
         if problem is not None:
             return await self._two_step_page(visit, status=401, error=problem)
@@ -406,22 +440,18 @@ class Portal:
         if step is None:
             return await self._two_step_page(visit, status=401, error=visit.t["bad_code_totp"])
         codes = new_recovery_codes()
-        await self.registry.set_totp(visit.account_id, secret, codes)
-        await self.registry.use_totp_step(visit.account_id, step)  # this code is spent
-        log.info("account %s turned two-step sign-in on", visit.account_id)
+        await self.registry.set_totp(visit.owner, secret, codes)
+        await self.registry.use_totp_step(visit.owner, step)  # this code is spent
+        log.info("account %s turned two-step sign-in on", visit.owner)
         return self._page(visit, "recovery.html", 200, visit.t["recovery_title"], codes=codes)
 
     async def _two_step_off(self, visit: _Visit) -> HttpResponse:
-        if visit.account_id is None or visit.session is None:
-            return self._needs_sign_in(visit)
-        fields = self._form(visit)
-        if fields is None:
-            return self._expired(visit)
+        fields = visit.form
         problem = await self._password_again(visit, fields.get("password", ""))
         if problem is not None:
             return await self._two_step_page(visit, status=401, error=problem)
-        await self.registry.turn_totp_off(visit.account_id)
-        log.info("account %s turned two-step sign-in off", visit.account_id)
+        await self.registry.turn_totp_off(visit.owner)
+        log.info("account %s turned two-step sign-in off", visit.owner)
         return await self._account_page(visit, notice=visit.t["saved"])
 
     async def _start_session(self, visit: _Visit, account_id: str, target: str) -> HttpResponse:
@@ -451,9 +481,7 @@ class Portal:
         return self._page(visit, "sign_up.html", status, visit.t["sign_up"], **values, **context)
 
     async def _sign_up(self, visit: _Visit) -> HttpResponse:
-        fields = self._form(visit)
-        if fields is None:
-            return self._expired(visit)
+        fields = visit.form
         name = fields.get("account_name", "").strip().lower()[:64]
         password = fields.get("password", "")
         display = fields.get("display_name", "").strip()[:200] or name
@@ -481,14 +509,12 @@ class Portal:
     # -- the owner's pages ---------------------------------------------------------------------
 
     async def _devices(self, visit: _Visit) -> HttpResponse:
-        if visit.account_id is None:
-            return self._needs_sign_in(visit)
         t = visit.t
         addresses_of: dict[str, list[str]] = {}
-        for rrset in await self.registry.list_rrsets_of_owner(visit.account_id):
+        for rrset in await self.registry.list_rrsets_of_owner(visit.owner):
             if rrset.owner == rrset.device_name and rrset.rrtype in ("A", "AAAA"):
                 addresses_of.setdefault(rrset.device_name, []).extend(rrset.values)
-        devices = await self.registry.list_devices(visit.account_id)
+        devices = await self.registry.list_devices(visit.owner)
         pages = max(1, -(-len(devices) // DEVICES_PER_PAGE))
         try:
             page = min(max(1, int(visit.query.get("page", "1"))), pages)
@@ -528,8 +554,6 @@ class Portal:
         )
 
     async def _pair_page(self, visit: _Visit, **context: Any) -> HttpResponse:
-        if visit.account_id is None:
-            return self._needs_sign_in(visit)
         status = context.pop("status", 200)
         return self._page(
             visit,
@@ -543,19 +567,15 @@ class Portal:
         )
 
     async def _pair(self, visit: _Visit) -> HttpResponse:
-        if visit.account_id is None:
-            return self._needs_sign_in(visit)
-        fields = self._form(visit)
-        if fields is None:
-            return self._expired(visit)
+        fields = visit.form
         code = fields.get("code", "").strip()[:32]
         name = fields.get("name", "").strip().lower()[:64]
         again = {"code": code, "name": name}
-        allowed = self.pair_tries.allow("account:" + visit.account_id)
+        allowed = self.pair_tries.allow("account:" + visit.owner)
         if not (allowed & self.pair_tries.allow("address:" + visit.request.client)):
             return await self._pair_page(visit, status=429, error=visit.t["too_many"], **again)
         try:
-            device = await self.registry.complete_pairing(code, visit.account_id, name)
+            device = await self.registry.complete_pairing(code, visit.owner, name)
         except NotFound:
             self.counts["pair_refused"] += 1
             return await self._pair_page(visit, status=404, error=visit.t["bad_code"], **again)
@@ -566,22 +586,18 @@ class Portal:
             error = visit.t["bad_form"].format(why=str(exc))
             return await self._pair_page(visit, status=400, error=error, **again)
         self.counts["paired"] += 1
-        log.info("account %s paired device %s", visit.account_id, device.name)
+        log.info("account %s paired device %s", visit.owner, device.name)
         return redirect("/devices?paired=" + device.name)
 
     async def _owned(self, visit: _Visit) -> Device | None:
         """The device the path names, if the visitor owns it (else as if it did not exist)."""
         device = await self.registry.get_device(visit.subject)
-        if device is None or device.owner_id != visit.account_id:
+        if device is None or device.owner_id != visit.owner:
             return None
         return device
 
     async def _device_page(self, visit: _Visit, **context: Any) -> HttpResponse:
-        if visit.account_id is None:
-            return self._needs_sign_in(visit)
-        device = await self._owned(visit)
-        if device is None:
-            return self._page(visit, "message.html", 404, visit.t["not_found"])
+        device = visit.owned
         status = context.pop("status", 200)
         names = [await self.registry.account_name(a) or a for a in device.access_list]
         if visit.query.get("saved"):
@@ -605,14 +621,8 @@ class Portal:
         )
 
     async def _device_access(self, visit: _Visit) -> HttpResponse:
-        if visit.account_id is None:
-            return self._needs_sign_in(visit)
-        device = await self._owned(visit)
-        if device is None:
-            return self._page(visit, "message.html", 404, visit.t["not_found"])
-        fields = self._form(visit)
-        if fields is None:
-            return self._expired(visit)
+        device = visit.owned
+        fields = visit.form
         try:
             mode = AccessMode(fields.get("mode", ""))
         except ValueError:
@@ -634,28 +644,22 @@ class Portal:
                 visit, status=400, error=error, mode=mode.value, accounts=names
             )
         await self.registry.set_access(device.name, mode, tuple(ids))
-        log.info("account %s set the access of %s to %s", visit.account_id, device.name, mode.value)
+        log.info("account %s set the access of %s to %s", visit.owner, device.name, mode.value)
         return redirect(f"/devices/{device.name}?saved=1")
 
     async def _unregister(self, visit: _Visit) -> HttpResponse:
-        if visit.account_id is None:
-            return self._needs_sign_in(visit)
-        device = await self._owned(visit)
-        if device is None:
-            return self._page(visit, "message.html", 404, visit.t["not_found"])
-        fields = self._form(visit)
-        if fields is None:
-            return self._expired(visit)
+        device = visit.owned
+        fields = visit.form
         if fields.get("confirm", "").strip().lower() != device.name:
             return await self._device_page(visit, status=400, error=visit.t["confirm_mismatch"])
         await self.registry.delete_device(device.name)
-        log.info("account %s unregistered %s", visit.account_id, device.name)
+        log.info("account %s unregistered %s", visit.owner, device.name)
         return redirect("/devices?unregistered=" + device.name)
 
     async def _password_again(self, visit: _Visit, password: str) -> str | None:
         """None if the visitor's account password is right; else why not (an error text)."""
-        assert visit.account_id is not None
-        name = await self.registry.account_name(visit.account_id) or ""
+
+        name = await self.registry.account_name(visit.owner) or ""
         if not self.by_account.allow(name):
             return visit.t["too_many"]
         found = await self.registry.find_sign_in(name) if name else None
@@ -679,56 +683,36 @@ class Portal:
         )
 
     async def _new_dyndns2(self, visit: _Visit) -> HttpResponse:
-        if visit.account_id is None:
-            return self._needs_sign_in(visit)
-        device = await self._owned(visit)
-        if device is None:
-            return self._page(visit, "message.html", 404, visit.t["not_found"])
-        fields = self._form(visit)
-        if fields is None:
-            return self._expired(visit)
+        device = visit.owned
+        fields = visit.form
         problem = await self._password_again(visit, fields.get("password", ""))
         if problem is not None:
             return await self._device_page(visit, status=401, error=problem)
         token, secret = await self.registry.create_token(TokenKind.DYNDNS2, device_name=device.name)
-        log.info("account %s created DynDNS2 password %s", visit.account_id, token.token_id)
+        log.info("account %s created DynDNS2 password %s", visit.owner, token.token_id)
         user = f"{device.name}.{self.config.zone}"
         return self._secret_page(visit, secret, f"/devices/{device.name}", device.name, user)
 
     async def _revoke_dyndns2(self, visit: _Visit) -> HttpResponse:
-        if visit.account_id is None:
-            return self._needs_sign_in(visit)
-        device = await self._owned(visit)
-        if device is None:
-            return self._page(visit, "message.html", 404, visit.t["not_found"])
-        fields = self._form(visit)
-        if fields is None:
-            return self._expired(visit)
+        device = visit.owned
+        fields = visit.form
         mine = {t.token_id for t in await self.registry.list_tokens(device_name=device.name)}
         if fields.get("token_id") in mine:
             await self.registry.revoke_token(fields["token_id"])
         return redirect(f"/devices/{device.name}?saved=1")
 
     async def _new_api_token(self, visit: _Visit) -> HttpResponse:
-        if visit.account_id is None:
-            return self._needs_sign_in(visit)
-        fields = self._form(visit)
-        if fields is None:
-            return self._expired(visit)
+        fields = visit.form
         problem = await self._password_again(visit, fields.get("password", ""))
         if problem is not None:
             return await self._account_page(visit, status=401, error=problem)
-        token, secret = await self.registry.create_token(TokenKind.API, account_id=visit.account_id)
-        log.info("account %s created API token %s", visit.account_id, token.token_id)
+        token, secret = await self.registry.create_token(TokenKind.API, account_id=visit.owner)
+        log.info("account %s created API token %s", visit.owner, token.token_id)
         return self._secret_page(visit, secret, "/account", visit.t["account"])
 
     async def _revoke_api_token(self, visit: _Visit) -> HttpResponse:
-        if visit.account_id is None:
-            return self._needs_sign_in(visit)
-        fields = self._form(visit)
-        if fields is None:
-            return self._expired(visit)
-        mine = {t.token_id for t in await self.registry.list_tokens(account_id=visit.account_id)}
+        fields = visit.form
+        mine = {t.token_id for t in await self.registry.list_tokens(account_id=visit.owner)}
         if fields.get("token_id") in mine:
             await self.registry.revoke_token(fields["token_id"])
         return await self._account_page(visit, notice=visit.t["revoked"])
@@ -736,13 +720,11 @@ class Portal:
     async def _history(self, visit: _Visit) -> HttpResponse:
         """The owner's devices' connection records, newest first, the visitor's address
         masked (`a.b.c.0/24`): the owner sees who, not exactly who."""
-        if visit.account_id is None:
-            return self._needs_sign_in(visit)
         files = self.config.access_log_key_files
         shown: list[dict[str, str | None]] = []
         if files:
             keys = [AccessLogKeys(path) for path in files]  # read again: keys come monthly
-            names = [d.name for d in await self.registry.list_devices(visit.account_id)]
+            names = [d.name for d in await self.registry.list_devices(visit.owner)]
             records = await self.registry.read_access(keys, names) if names else []
             readable = [r for r in records if isinstance(r, AccessRecord)]
             readable.sort(key=lambda r: r.started_at, reverse=True)
@@ -764,9 +746,7 @@ class Portal:
     async def _export(self, visit: _Visit) -> HttpResponse:
         """The right of access: what `nascloud account export` gives, as a download (the
         access log's records need the daemons' keys, which the portal does not hold)."""
-        if visit.account_id is None:
-            return self._needs_sign_in(visit)
-        data = await self.registry.export_account(visit.account_id)
+        data = await self.registry.export_account(visit.owner)
         body = json.dumps(data, indent=2, ensure_ascii=False).encode()
         disposition = ("Content-Disposition", 'attachment; filename="nascloud-account.json"')
         return HttpResponse(200, body, "application/json; charset=utf-8", [disposition])
@@ -774,24 +754,18 @@ class Portal:
     async def _delete_account(self, visit: _Visit) -> HttpResponse:
         """The right to erasure, after the password again (a session left open is not
         enough to delete an account)."""
-        if visit.account_id is None or visit.session is None:
-            return self._needs_sign_in(visit)
-        fields = self._form(visit)
-        if fields is None:
-            return self._expired(visit)
+        fields = visit.form
         problem = await self._password_again(visit, fields.get("password", ""))
         if problem is not None:
             return await self._account_page(visit, status=401, error=problem)
-        gone = await self.registry.delete_account(visit.account_id)
-        log.info("account %s deleted itself and %d devices", visit.account_id, len(gone))
+        gone = await self.registry.delete_account(visit.owner)
+        log.info("account %s deleted itself and %d devices", visit.owner, len(gone))
         return redirect("/sign-in?deleted=1", [expire_cookie(SESSION_COOKIE)])
 
     async def _account_page(self, visit: _Visit, **context: Any) -> HttpResponse:
-        if visit.account_id is None:
-            return self._needs_sign_in(visit)
         status = context.pop("status", 200)
         try:
-            account = await self.registry.get_account(visit.account_id)
+            account = await self.registry.get_account(visit.owner)
         except NotFound:
             return self._needs_sign_in(visit)
         return self._page(
@@ -799,24 +773,20 @@ class Portal:
             "account.html",
             status,
             visit.t["account"],
-            account_name=await self.registry.account_name(visit.account_id) or "",
-            tokens=_listed(await self.registry.list_tokens(account_id=visit.account_id)),
-            two_step=await self.registry.totp_of(visit.account_id) is not None,
+            account_name=await self.registry.account_name(visit.owner) or "",
+            tokens=_listed(await self.registry.list_tokens(account_id=visit.owner)),
+            two_step=await self.registry.totp_of(visit.owner) is not None,
             display_name=context.pop("display_name", account.display_name),
             email=context.pop("email", account.email),
             **context,
         )
 
     async def _account(self, visit: _Visit) -> HttpResponse:
-        if visit.account_id is None:
-            return self._needs_sign_in(visit)
-        fields = self._form(visit)
-        if fields is None:
-            return self._expired(visit)
+        fields = visit.form
         display = fields.get("display_name", "").strip()[:200]
         email = fields.get("email", "").strip()[:300]
         try:
-            await self.registry.correct_account(visit.account_id, email=email, display_name=display)
+            await self.registry.correct_account(visit.owner, email=email, display_name=display)
         except InvalidValue as exc:
             error = visit.t["bad_form"].format(why=str(exc))
             return await self._account_page(
