@@ -104,6 +104,18 @@ class RelayClient:
             backoff.base_s, backoff.cap_s = reconnect.initial_delay_s, reconnect.max_delay_s
             await trio.sleep(backoff.next_delay())
 
+    def _open(
+        self, tls: TlsStream, conn: protocol.Connection
+    ) -> contextlib.AbstractAsyncContextManager[Tunnel]:
+        """The tunnel on a connection to the relay, with the configured keepalive."""
+        relay = self.config.relay
+        return open_tunnel(
+            tls,
+            conn,
+            keepalive_interval_s=relay.keepalive_interval_s,
+            keepalive_timeout_s=relay.keepalive_timeout_s,
+        )
+
     async def _connect(self, address: HostPort) -> TlsStream:
         """TCP and TLS to the relay, its certificate checked (CA or pin)."""
         with trio.fail_after(30):
@@ -260,12 +272,7 @@ class Agent(RelayClient):
             ),
         )
         async with (
-            open_tunnel(
-                tls,
-                conn,
-                keepalive_interval_s=relay.keepalive_interval_s,
-                keepalive_timeout_s=relay.keepalive_timeout_s,
-            ) as tunnel,
+            self._open(tls, conn) as tunnel,
             trio.open_nursery() as nursery,
         ):
             # Before any await, so that no message waits unread. A stream starts from the

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
 from config import AgentConfig, HostPort
-from tunnel import TunnelStream, join_streams, open_tunnel, write_secret_file
+from tunnel import TunnelStream, join_streams, write_secret_file
 
 from ._agent import RelayClient
 
@@ -189,12 +189,7 @@ class InstallAgent(RelayClient):
             server_name=self.config.relay.server_name,
             credentials=protocol.Credentials(protocol.AuthKind.INSTALL, INSTALL_NAME, self.key),
         )
-        async with open_tunnel(
-            tls,
-            conn,
-            keepalive_interval_s=self.config.relay.keepalive_interval_s,
-            keepalive_timeout_s=self.config.relay.keepalive_timeout_s,
-        ) as tunnel:
+        async with self._open(tls, conn) as tunnel:
             self.tunnel = tunnel
             await tunnel.send_message(
                 protocol.InstallRegister(

@@ -21,7 +21,7 @@ import trio
 
 import protocol
 from config import AgentConfig, HostPort
-from tunnel import load_or_create_key, open_tunnel
+from tunnel import load_or_create_key
 
 from ._agent import RelayClient
 
@@ -67,12 +67,7 @@ class PairingAgent(RelayClient):
             credentials=protocol.Credentials(protocol.AuthKind.INSTALL, PAIRING_NAME, self.key),
         )
         state = self.config.agent.state_dir
-        async with open_tunnel(
-            tls,
-            conn,
-            keepalive_interval_s=self.config.relay.keepalive_interval_s,
-            keepalive_timeout_s=self.config.relay.keepalive_timeout_s,
-        ) as tunnel:
+        async with self._open(tls, conn) as tunnel:
             self.tunnel = tunnel
             await tunnel.send_message(protocol.PairRequest(1))
             while True:

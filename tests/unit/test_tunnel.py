@@ -3,6 +3,8 @@ and the tasks and replies a tunnel owns."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import trio
 import trio.testing
@@ -132,6 +134,16 @@ async def test_wrong_key_fails_on_both_sides() -> None:
     assert errors["server"].error_code == protocol.ErrorCode.AUTHENTICATION_FAILED
 
 
+async def _silent_server(conn: protocol.Connection, key: Any, stream: trio.abc.Stream) -> None:
+    """Completes the handshake, then never answers again: a half-open connection."""
+    while conn.state is not protocol.ConnectionState.OPEN:
+        for event in conn.receive_data(await stream.receive_some()):
+            if isinstance(event, protocol.AuthenticationRequested):
+                conn.accept_authentication(protocol.public_key_bytes(key))
+        await stream.send_all(conn.data_to_send())
+    await trio.sleep_forever()
+
+
 async def test_keepalive_declares_a_silent_peer_dead(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -144,17 +156,8 @@ async def test_keepalive_declares_a_silent_peer_dead(
     conn_c, key = make_client()
     conn_s = make_server()
 
-    async def silent_server() -> None:
-        # Completes the handshake, then never answers again: a half-open connection.
-        while conn_s.state is not protocol.ConnectionState.OPEN:
-            for event in conn_s.receive_data(await b.receive_some()):
-                if isinstance(event, protocol.AuthenticationRequested):
-                    conn_s.accept_authentication(protocol.public_key_bytes(key))
-            await b.send_all(conn_s.data_to_send())
-        await trio.sleep_forever()
-
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(silent_server)
+        nursery.start_soon(_silent_server, conn_s, key, b)
         started = trio.current_time()
         async with open_tunnel(
             a, conn_c, keepalive_interval_s=15, keepalive_timeout_s=45
@@ -184,16 +187,8 @@ async def test_tunnels_set_up_together_do_not_keep_alive_together(
         conn_c, key = make_client()
         conn_s = make_server()
 
-        async def silent_server() -> None:
-            while conn_s.state is not protocol.ConnectionState.OPEN:
-                for event in conn_s.receive_data(await b.receive_some()):
-                    if isinstance(event, protocol.AuthenticationRequested):
-                        conn_s.accept_authentication(protocol.public_key_bytes(key))
-                await b.send_all(conn_s.data_to_send())
-            await trio.sleep_forever()
-
         async with trio.open_nursery() as inner:
-            inner.start_soon(silent_server)
+            inner.start_soon(_silent_server, conn_s, key, b)
             async with open_tunnel(
                 a, conn_c, keepalive_interval_s=15, keepalive_timeout_s=45
             ) as tunnel:
