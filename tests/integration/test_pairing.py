@@ -51,6 +51,24 @@ class Stack:
     def metric(self, name: str) -> float:
         return _metric(self.metrics_port, name)
 
+    def browse(self, device: str) -> None:
+        """A browser's HTTPS connection to the device through the relay (whatever the NAS
+        answers: the relay keeps its record)."""
+        name = f"{device}.{LINK_ZONE}:{self.https_port}"
+        subprocess.run(
+            [
+                "curl",
+                "-sk",
+                "--max-time",
+                "5",
+                "--resolve",
+                f"{name}:127.0.0.1",
+                f"https://{name}/",
+            ],
+            capture_output=True,
+            timeout=30,
+        )
+
 
 @contextmanager
 def pairing_stack(tmp_path: Path) -> Iterator[Stack]:
@@ -143,20 +161,7 @@ def test_an_owner_pairs_a_nas_by_its_code(tmp_path: Path) -> None:
         assert _metric(metrics, 'nascloud_relay_pairings_total{event="paired"}') == 1
         # A browser through the relay (the NAS serves nothing: refused) is in the owner's
         # history, its address masked.
-        https = stack.https_port
-        subprocess.run(
-            [
-                "curl",
-                "-sk",
-                "--max-time",
-                "5",
-                "--resolve",
-                f"nas5.{LINK_ZONE}:{https}:127.0.0.1",
-                f"https://nas5.{LINK_ZONE}:{https}/",
-            ],
-            capture_output=True,
-            timeout=30,
-        )
+        stack.browse("nas5")
         _wait(lambda: "127.0.0.0/24" in owner.request("GET", "/history").body, 20, "history")
         history = owner.request("GET", "/history").body
         assert "nas5" in history and "https" in history and "127.0.0.1<" not in history
