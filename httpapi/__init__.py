@@ -4,6 +4,7 @@ Not for proxying browsers (relayd's ingress uses h11 for that): it serves short 
 bodies of known length, and answers anything else with a clear error.
 """
 
+from ._language import choose_language
 from ._metrics import LATENCY_BUCKETS_S, Histogram, Metric, metrics_handler, process_metrics, render
 from ._server import HttpRequest, HttpResponse, HttpServer, encode_response, parse_head
 
@@ -14,6 +15,7 @@ __all__ = [
     "HttpResponse",
     "HttpServer",
     "Metric",
+    "choose_language",
     "encode_response",
     "metrics_handler",
     "parse_head",

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from httpapi import choose_language
+
 __all__ = ["LANGUAGES", "choose", "texts"]
 
 LANGUAGES: Final = ("en", "fr")
@@ -293,21 +295,7 @@ _CATALOGS: Final = {"en": _EN, "fr": _FR}
 
 def choose(cookie: str | None, accept_language: str) -> str:
     """The language of a request (one of LANGUAGES)."""
-    if cookie in LANGUAGES:
-        return cookie
-    ranked: list[tuple[float, int, str]] = []
-    for position, item in enumerate(accept_language.split(",")[:20]):
-        tag, _, params = item.strip().partition(";")
-        quality = 1.0
-        if params.strip().startswith("q="):
-            try:
-                quality = float(params.strip()[2:])
-            except ValueError:
-                continue
-        primary = tag.strip().lower().split("-")[0]
-        if primary in LANGUAGES and quality > 0:
-            ranked.append((-quality, position, primary))
-    return min(ranked)[2] if ranked else "en"
+    return choose_language(cookie, accept_language, LANGUAGES)
 
 
 def texts(language: str) -> dict[str, str]:

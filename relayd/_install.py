@@ -31,7 +31,7 @@ import trio
 
 import protocol
 from config.relayd import InstallSiteSection, LimitsSection
-from httpapi import HttpRequest, HttpResponse, HttpServer
+from httpapi import HttpRequest, HttpResponse, HttpServer, choose_language
 from registry import Conflict, InstallRegistration, InvalidValue, Registry, mask_address
 from service import SlidingWindow, server_tls_context
 from tunnel import Tunnel
@@ -299,63 +299,51 @@ class InstallSite:
             response = pages.message_page(405, "Not allowed", f"Use {_ROUTES[path]} here.")
             response.headers.append(("Allow", _ROUTES[path]))
             return response
+        chrome = self.chrome.speaking(
+            choose_language(None, request.headers.get("accept-language", ""), pages.LANGUAGES)
+        )
         if path == "/":
-            return pages.key_form(self.chrome)
+            return pages.key_form(chrome)
         form = _form(request)
         if form is None:
             return pages.message_page(400, "Bad request", "Send the form from the install page.")
         if path == "/find":
-            return await self._find(form.get("cloud_key", ""), request.client)
-        return await self._stop(form.get("session", ""))
+            return await self._find(chrome, form.get("cloud_key", ""), request.client)
+        return await self._stop(chrome, form.get("session", ""))
 
-    async def _find(self, cloud_key: str, client: str) -> HttpResponse:
+    async def _find(self, chrome: pages.Chrome, cloud_key: str, client: str) -> HttpResponse:
         """Look a cloud key up. Every answer but the rate limit takes `lookup_floor_s` at
         least, and a wrong key gets one answer however close it was."""
         if not self._attempt_allowed(client):
-            return pages.message_page(
-                429, "Too many tries", "Too many cloud keys were tried from here; wait a minute."
-            )
+            return pages.said(chrome, 429, "too_many")
         done = trio.current_time() + self.config.lookup_floor_s
         try:
             registration = await self.registry.find_install(cloud_key)
             install = self.installs.get(registration.install_id) if registration else None
             if install is None:
                 self.counts["install_lookup_missed"] += 1
-                return pages.key_form(
-                    self.chrome,
-                    404,
-                    "No new NAS is waiting under this key. Check the key on the NAS; a NAS "
-                    "can be found for 24 hours after it is switched on.",
-                    cloud_key,
-                )
+                return pages.wrong_key(chrome, cloud_key)
             self.counts["install_lookup_found"] += 1
             registration = install.registration
             if _same_address(client, registration.source_address):
-                return pages.found_on_this_network(self.chrome, registration.lan_urls)
+                return pages.found_on_this_network(chrome, registration.lan_urls)
             token = _session_token()
             install.sessions.append(token)
             self.sessions[token] = registration.install_id
             while len(install.sessions) > self.config.max_sessions_per_install:
                 self.sessions.pop(install.sessions.pop(0), None)
             self.counts["install_sessions"] += 1
-            return pages.found_relayed(self.chrome, self.url(f"{token}.{self.host}"), token)
+            return pages.found_relayed(chrome, self.url(f"{token}.{self.host}"), token)
         finally:
             await trio.sleep_until(done)
 
-    async def _stop(self, token: str) -> HttpResponse:
+    async def _stop(self, chrome: pages.Chrome, token: str) -> HttpResponse:
         install_id = self.sessions.get(token)
         if install_id is None:
-            return pages.message_page(
-                404, "No such setup session", "This setup session does not exist or has ended."
-            )
+            return pages.said(chrome, 404, "no_session")
         self.counts["install_stopped"] += 1
         await self.end(install_id, "stopped by the owner")
-        return pages.message_page(
-            200,
-            "Setup through the cloud is stopped",
-            "The NAS is disconnected from the cloud and what it reported is deleted. Set it "
-            "up from a computer on the same network as the NAS.",
-        )
+        return pages.said(chrome, 200, "stopped")
 
     # -- relayed sessions ------------------------------------------------------------------
 

@@ -373,3 +373,35 @@ def test_a_clock_stepped_back_never_lengthens_the_install_window(tmp_path: Path)
     running_window.count()
     wall[0] += 20 * 3600
     assert window().open() == 0
+
+
+async def test_the_site_speaks_french_to_a_browser_that_asks_and_names_its_operator(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    registry = Registry.open_sqlite(tmp_path / "registry.sqlite3")
+    site = make_site(
+        tmp_path,
+        registry,
+        operator_name="Exemple <Cloud>",
+        privacy_url="https://example.test/confidentialite",
+        lookup_floor_s=0,
+    )
+    french = {"host": "install.link.test", "accept-language": "fr-CH, fr;q=0.9, en;q=0.8"}
+    page = await site._page(HttpRequest("GET", "/", french, b"", "203.0.113.9"))
+    body = page.body.decode()
+    assert '<html lang="fr">' in body and "Configurer votre nouveau NAS" in body
+    assert "Service exploité par Exemple &lt;Cloud&gt;" in body
+    assert 'href="https://example.test/confidentialite">Confidentialité</a>' in body
+    english = await site._page(HttpRequest("GET", "/", {"host": "install.link.test"}, b"", "x"))
+    assert '<html lang="en">' in english.body.decode()
+    wrong = HttpRequest(
+        "POST",
+        "/find",
+        {**french, "content-type": "application/x-www-form-urlencoded"},
+        b"cloud_key=K7QD-XM2P-9HTA-4R3C",
+        "203.0.113.9",
+    )
+    answer = (await site._page(wrong)).body.decode()
+    assert "Aucun nouveau NAS n&#x27;attend sous cette clé" in answer
+    assert 'value="K7QD-XM2P-9HTA-4R3C"' in answer
+    await registry.aclose()
