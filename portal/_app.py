@@ -306,7 +306,7 @@ class Portal:
             "sign_in.html",
             status,
             visit.t["sign_in"],
-            next=local_target(visit.query.get("next") or context.pop("next", None), "/devices"),
+            next=local_target(context.pop("next", None) or visit.query.get("next"), "/devices"),
             account_name=context.pop("account_name", ""),
             **context,
         )

@@ -472,3 +472,12 @@ def _two_step_journey(portal: Running) -> None:
     off = {"csrf": owner.csrf("/account"), "password": PASSWORD}
     assert owner.request("POST", "/account/two-step/off", off).status == 200
     assert portal.browser().sign_in("oscar").status == 303
+
+
+def test_a_refused_sign_in_posted_with_a_query_still_answers(portal: Running) -> None:
+    """A form posted to /sign-in?next=... (not what the page sends): the refusal is a page,
+    never an error of the server."""
+    browser = portal.browser()
+    form = {"csrf": browser.csrf("/sign-in"), "account_name": "x", "password": "y", "next": "/a"}
+    answer = browser.request("POST", "/sign-in?next=/b", form)
+    assert answer.status == 401 and 'name="next" value="/a"' in answer.body
