@@ -410,7 +410,8 @@ class Portal:
             return self._page(
                 visit, "two_step.html", status, visit.t["two_step"], enabled=True, **context
             )
-        secret = new_secret()
+        # Asked again after a wrong code: the same key, the one the app may hold already.
+        secret = context.pop("secret", None) or new_secret()
         name = await self.registry.account_name(visit.owner) or visit.owner
         key, uri = provisioning(secret, name, self.config.operator_name)
         sealed = base64.urlsafe_b64encode(secret).decode()
@@ -429,16 +430,16 @@ class Portal:
 
     async def _two_step_on(self, visit: _Visit) -> HttpResponse:
         fields = visit.form
-        problem = await self._password_again(visit, fields.get("password", ""))
-        if problem is not None:
-            return await self._two_step_page(visit, status=401, error=problem)
         sealed, _, mac = fields.get("secret", "").partition(".")
         if not self.forms.valid(f"totp:{visit.session}:{sealed}", mac):
             return self._expired(visit)
         secret = base64.urlsafe_b64decode(sealed)
-        step = matching_step(secret, fields.get("code", ""))
-        if step is None:
-            return await self._two_step_page(visit, status=401, error=visit.t["bad_code_totp"])
+        problem = await self._password_again(visit, fields.get("password", ""))
+        step = matching_step(secret, fields.get("code", "")) if problem is None else None
+        if problem is None and step is None:
+            problem = visit.t["bad_code_totp"]
+        if problem is not None or step is None:
+            return await self._two_step_page(visit, status=401, error=problem, secret=secret)
         codes = new_recovery_codes()
         await self.registry.set_totp(visit.owner, secret, codes)
         await self.registry.use_totp_step(visit.owner, step)  # this code is spent
