@@ -24,8 +24,9 @@ NOT_INCLUDED = [
     "TSIG key secrets: credentials the device already holds; to rotate, create a new key and "
     "revoke the old one",
     "operational logs: they hold no account data (addresses masked, e-mails removed)",
-    "the portal password: only its argon2id hash is stored; portal sessions: only a one-way "
-    "hash of each cookie, for at most its lifetime",
+    "the portal password: only its argon2id hash is stored; portal sessions, recovery codes "
+    "and trusted computers: only a one-way hash of each, for at most its lifetime",
+    "the two-step sign-in key: a credential the owner's app already holds",
 ]
 
 
@@ -52,6 +53,8 @@ class AccountData(Protocol):
     async def devices_granted_to(self, account_id: str) -> list[str]: ...
 
     async def account_name(self, account_id: str) -> str | None: ...
+
+    async def totp_of(self, account_id: str) -> tuple[bytes, int] | None: ...
 
 
 def iso_time(timestamp: float | None) -> str | None:
@@ -112,6 +115,7 @@ async def export_account(
             "display_name": account.display_name,
             "created_at": iso_time(account.created_at),
             "account_name": await registry.account_name(account_id),
+            "two_step_sign_in": await registry.totp_of(account_id) is not None,
         },
         "api_tokens": [
             {"token_id": t.token_id, "created_at": iso_time(t.created_at)} for t in api_tokens
