@@ -364,7 +364,7 @@ def test_knot_behind_a_ddnsd_restart_gets_the_whole_zone(with_knot: Pair) -> Non
     pair.secondary.follows(pair.ddnsd)
     # The journal is in memory only (docs/ddnsd.md, known limits): a secondary whose serial
     # is from before the restart cannot be given the steps since.
-    knotc(config, "zone-freeze", ZONE)
+    knotc(config, "-b", "zone-freeze", ZONE)  # blocking: frozen before it returns
     update_address(pair.ddnsd, "192.0.2.21")
     pair.restart_ddnsd()
     update_address(pair.ddnsd, "192.0.2.22")
@@ -399,7 +399,7 @@ def test_knot_too_far_behind_the_journal_gets_the_whole_zone(with_knot: Pair) ->
     pair = with_knot
     pair.secondary.follows(pair.ddnsd)
     config = pair.secondary.log_path.parent / "knot.conf"
-    knotc(config, "zone-freeze", ZONE)  # NOTIFY is acknowledged, the refresh waits
+    knotc(config, "-b", "zone-freeze", ZONE)  # NOTIFY is acknowledged, the refresh waits
     behind = pair.secondary.serial()
     for i in range(MAX_JOURNAL + 1):
         update_address(pair.ddnsd, f"198.51.100.{i % 250 + 1}")
