@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import re
+import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -69,7 +70,7 @@ log = logging.getLogger("portal")
 
 #: /devices/<name>, its access form and its unregister form.
 _DEVICE_PATH: Final = re.compile(
-    r"/devices/([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(/access|/unregister|/dyndns2|/dyndns2/revoke)?"
+    r"/devices/([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(/access|/unregister|/dyndns2|/dyndns2/revoke|/tsig|/tsig/revoke)?"
 )
 FORM_COOKIE_S: Final = 3600
 DEVICES_PER_PAGE: Final = 50
@@ -188,6 +189,8 @@ class Portal:
             ("POST", "/unregister"): owner(self._unregister, form=True, device=True),
             ("POST", "/dyndns2"): owner(self._new_dyndns2, form=True, device=True),
             ("POST", "/dyndns2/revoke"): owner(self._revoke_dyndns2, form=True, device=True),
+            ("POST", "/tsig"): owner(self._new_tsig_key, form=True, device=True),
+            ("POST", "/tsig/revoke"): owner(self._revoke_tsig_key, form=True, device=True),
         }
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
@@ -611,6 +614,10 @@ class Portal:
             "accounts": context.pop("accounts", names),
         }
         tokens = await self.registry.list_tokens(device_name=device.name)
+        keys = [
+            {"id": k.key_name, "created": k.algorithm}
+            for k in await self.registry.list_tsig_keys(device.name)
+        ]
         return self._page(
             visit,
             "device.html",
@@ -618,6 +625,7 @@ class Portal:
             device.name,
             device=shown,
             tokens=_listed(tokens),
+            keys=keys,
             **context,
         )
 
@@ -670,7 +678,13 @@ class Portal:
         return None if matches else visit.t["bad_sign_in"]
 
     def _secret_page(
-        self, visit: _Visit, secret: str, back: str, back_label: str, user_name: str = ""
+        self,
+        visit: _Visit,
+        secret: str,
+        back: str,
+        back_label: str,
+        user_name: str = "",
+        hint: str = "",
     ) -> HttpResponse:
         return self._page(
             visit,
@@ -679,6 +693,7 @@ class Portal:
             visit.t["secret_title"],
             secret=secret,
             user_name=user_name,
+            hint=hint,
             back=back,
             back_label=back_label,
         )
@@ -700,6 +715,32 @@ class Portal:
         mine = {t.token_id for t in await self.registry.list_tokens(device_name=device.name)}
         if fields.get("token_id") in mine:
             await self.registry.revoke_token(fields["token_id"])
+        return redirect(f"/devices/{device.name}?saved=1")
+
+    async def _new_tsig_key(self, visit: _Visit) -> HttpResponse:
+        """An RFC 2136 key (nsupdate, certbot, lego) for the device's own names; its secret
+        is shown this once (ddnsd keeps it: HMAC needs it)."""
+        device = visit.owned
+        problem = await self._password_again(visit, visit.form.get("password", ""))
+        if problem is not None:
+            return await self._device_page(visit, status=401, error=problem)
+        name = f"{device.name}-{secrets.token_hex(3)}.{self.config.zone}"
+        key = await self.registry.create_tsig_key(device.name, name)
+        log.info("account %s created TSIG key %s", visit.owner, key.key_name)
+        secret = base64.b64encode(key.secret).decode()
+        return self._secret_page(
+            visit,
+            f"{key.algorithm}:{key.key_name}:{secret}",
+            f"/devices/{device.name}",
+            device.name,
+            hint=f"nsupdate -y {key.algorithm}:{key.key_name}:{secret}",
+        )
+
+    async def _revoke_tsig_key(self, visit: _Visit) -> HttpResponse:
+        device = visit.owned
+        mine = {k.key_name for k in await self.registry.list_tsig_keys(device.name)}
+        if visit.form.get("token_id") in mine:
+            await self.registry.revoke_tsig_key(device.name, visit.form["token_id"])
         return redirect(f"/devices/{device.name}?saved=1")
 
     async def _new_api_token(self, visit: _Visit) -> HttpResponse:

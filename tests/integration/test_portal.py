@@ -481,3 +481,21 @@ def test_a_refused_sign_in_posted_with_a_query_still_answers(portal: Running) ->
     form = {"csrf": browser.csrf("/sign-in"), "account_name": "x", "password": "y", "next": "/a"}
     answer = browser.request("POST", "/sign-in?next=/b", form)
     assert answer.status == 401 and 'name="next" value="/a"' in answer.body
+
+
+def test_an_rfc2136_key_for_a_device_shown_once_and_revoked(portal: Running) -> None:
+    owner = portal.browser()
+    owner.sign_up("paula")
+    _enrol(portal.directory, "paula", "nas3")
+    csrf = owner.csrf("/devices/nas3")
+    made = owner.request("POST", "/devices/nas3/tsig", {"csrf": csrf, "password": PASSWORD})
+    found = re.search(r'<code id="secret">hmac-sha256:([^:<]+):([^<]+)</code>', made.body)
+    assert made.status == 200 and found and "nsupdate -y" in made.body
+    name, secret = found.groups()
+    assert name.startswith("nas3-") and name.endswith(".dyn.test")
+    key = _registry_call(portal.directory, "find_tsig_key", name)
+    assert key.device_name == "nas3" and base64.b64encode(key.secret).decode() == secret
+    page = owner.request("GET", "/devices/nas3").body
+    assert name in page and secret not in page
+    owner.request("POST", "/devices/nas3/tsig/revoke", {"csrf": csrf, "token_id": name})
+    assert _registry_call(portal.directory, "find_tsig_key", name) is None
