@@ -70,7 +70,7 @@ log = logging.getLogger("portal")
 
 #: /devices/<name>, its access form and its unregister form.
 _DEVICE_PATH: Final = re.compile(
-    r"/devices/([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(/access|/unregister|/dyndns2|/dyndns2/revoke|/tsig|/tsig/revoke)?"
+    r"/devices/([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(/access|/unregister|/dyndns2|/dyndns2/revoke|/tsig|/tsig/revoke|/link)?"
 )
 FORM_COOKIE_S: Final = 3600
 DEVICES_PER_PAGE: Final = 50
@@ -189,6 +189,7 @@ class Portal:
             ("POST", "/unregister"): owner(self._unregister, form=True, device=True),
             ("POST", "/dyndns2"): owner(self._new_dyndns2, form=True, device=True),
             ("POST", "/dyndns2/revoke"): owner(self._revoke_dyndns2, form=True, device=True),
+            ("POST", "/link"): owner(self._set_link, form=True, device=True),
             ("POST", "/tsig"): owner(self._new_tsig_key, form=True, device=True),
             ("POST", "/tsig/revoke"): owner(self._revoke_tsig_key, form=True, device=True),
         }
@@ -626,6 +627,7 @@ class Portal:
             device=shown,
             tokens=_listed(tokens),
             keys=keys,
+            link=device.name not in await self.registry.devices_with_feature_off("link"),
             **context,
         )
 
@@ -715,6 +717,17 @@ class Portal:
         mine = {t.token_id for t in await self.registry.list_tokens(device_name=device.name)}
         if fields.get("token_id") in mine:
             await self.registry.revoke_token(fields["token_id"])
+        return redirect(f"/devices/{device.name}?saved=1")
+
+    async def _set_link(self, visit: _Visit) -> HttpResponse:
+        """Reaching the device through the relay, on or off; off, the relay closes its
+        tunnel within seconds and refuses it until it is on again."""
+        device = visit.owned
+        on = visit.form.get("link") == "on"
+        await self.registry.set_feature(device.name, "link", on)
+        log.info(
+            "account %s turned Link %s for %s", visit.owner, "on" if on else "off", device.name
+        )
         return redirect(f"/devices/{device.name}?saved=1")
 
     async def _new_tsig_key(self, visit: _Visit) -> HttpResponse:

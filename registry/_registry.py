@@ -117,6 +117,10 @@ def _pairing_hash(code: str) -> bytes:
     return hashlib.sha256(normalize_pairing_code(code).encode()).digest()
 
 
+#: What a device's owner may turn off (schema 9 holds the list too).
+FEATURES: Final = ("link",)
+
+
 # Names the relay serves itself under the link zone: no device may take them.
 RESERVED_DEVICE_NAMES: Final = frozenset({"install"})
 
@@ -325,6 +329,20 @@ class Registry:
         )
         await self._run(self.backend.insert_device, device)
         return device
+
+    # -- features a device's owner may turn off -------------------------------------------------
+
+    async def set_feature(self, device_name: str, feature: str, on: bool) -> None:
+        """Turn a feature of the device on or off ("link": reaching it through the relay)."""
+        if feature not in FEATURES:
+            raise InvalidValue(f"no feature {feature!r} (there are: {', '.join(FEATURES)})")
+        if not await self._run(
+            self.backend.set_feature_off, device_name, feature, not on, self._clock()
+        ):
+            raise NotFound(f"no device {device_name!r}")
+
+    async def devices_with_feature_off(self, feature: str) -> list[str]:
+        return await self._run(self.backend.devices_with_feature_off, feature)
 
     # -- two-step sign-in (TOTP, recovery codes, trusted computers) -----------------------------
 

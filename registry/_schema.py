@@ -179,4 +179,14 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )""",
         "CREATE INDEX trusted_computers_by_account ON trusted_computers(account_id)",
     ),
+    # 9: a device's features its owner turned off (today: "link", reaching it through the
+    # relay); absent, a feature is on.
+    (
+        """CREATE TABLE features_off (
+            device_name TEXT NOT NULL REFERENCES devices(name) ON DELETE CASCADE,
+            feature TEXT NOT NULL CHECK (feature IN ('link')),
+            off_since REAL NOT NULL,
+            PRIMARY KEY (device_name, feature)
+        )""",
+    ),
 )

@@ -571,6 +571,34 @@ class SQLiteBackend:
         ).fetchone()
         return str(row[0]) if row else None
 
+    # -- features ------------------------------------------------------------------------------
+
+    def set_feature_off(self, device_name: str, feature: str, off: bool, now: float) -> bool:
+        with self._transaction() as db:
+            if (
+                db.execute("SELECT 1 FROM devices WHERE name = ?", (device_name,)).fetchone()
+                is None
+            ):
+                return False
+            if off:
+                db.execute(
+                    "INSERT INTO features_off VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    (device_name, feature, now),
+                )
+            else:
+                db.execute(
+                    "DELETE FROM features_off WHERE device_name = ? AND feature = ?",
+                    (device_name, feature),
+                )
+        return True
+
+    def devices_with_feature_off(self, feature: str) -> list[str]:
+        rows = self._db.execute(
+            "SELECT device_name FROM features_off WHERE feature = ? ORDER BY device_name",
+            (feature,),
+        )
+        return [row[0] for row in rows]
+
     # -- two-step sign-in ----------------------------------------------------------------------
 
     def set_totp(

@@ -75,7 +75,9 @@ class Agents:
             # it made for its install window, and that key is all it is known by.
             return request.public_key if self.install is not None else None
         device = await self.registry.get_device(request.name)
-        return device.public_key if device is not None else None
+        if device is None or request.name in await self.registry.devices_with_feature_off("link"):
+            return None  # unknown, or its owner turned the relay off for it
+        return device.public_key
 
     async def connection(self, stream: trio.SocketStream) -> None:
         """One agent's connection, from TLS and the handshake until its tunnel ends."""
@@ -218,22 +220,26 @@ class Agents:
 
     async def follow_deletions(self, interval_s: float = 2.0) -> None:
         """Close the tunnel of a device that was unregistered (by the operator CLI, another
-        process): once a device is deleted, nobody reaches it (privacy rule 5)."""
+        process) or whose owner turned the relay off for it: from then, nobody reaches it
+        through here (privacy rule 5)."""
         while True:
             await trio.sleep(interval_s)
             try:
                 names = set(await self.registry.device_names())
+                off = set(await self.registry.devices_with_feature_off("link"))
             except RegistryGone:
                 return  # relayd ends (service.end_when_gone)
             except Exception:
                 log.exception("reading the device list failed; will retry")
                 continue
-            for name in [n for n in self.tunnels if n not in names]:
+            for name in [n for n in self.tunnels if n not in names or n in off]:
                 tunnel = self.tunnels.pop(name)
                 self.presence.disconnected(name)
-                self.counts["tunnel_closed_deleted"] += 1
-                log.info("closing the tunnel of %s: the device was unregistered", name)
-                await tunnel.aclose(protocol.ErrorCode.NOT_PERMITTED, "device unregistered")
+                deleted = name not in names
+                why = "the device was unregistered" if deleted else "its Link is off"
+                self.counts["tunnel_closed_deleted" if deleted else "tunnel_closed_link_off"] += 1
+                log.info("closing the tunnel of %s: %s", name, why)
+                await tunnel.aclose(protocol.ErrorCode.NOT_PERMITTED, why)
 
     async def drain(self, timeout_s: float) -> None:
         """Graceful stop: no new tunnels; GOAWAY to every agent, streams finish (at most

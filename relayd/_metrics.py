@@ -116,6 +116,7 @@ EVENTS: Final[dict[str, tuple[str, str]]] = {
     "tunnel_refused": ("nascloud_relay_tunnels_refused_total", "handshake"),
     "tunnel_replaced": ("nascloud_relay_tunnels_closed_total", "replaced"),
     "tunnel_closed_deleted": ("nascloud_relay_tunnels_closed_total", "device_deleted"),
+    "tunnel_closed_link_off": ("nascloud_relay_tunnels_closed_total", "link_off"),
     "tunnel_error": ("nascloud_relay_tunnel_errors_total", ""),
     "register": ("nascloud_relay_agent_registrations_total", ""),
     "ddns_forwarded": ("nascloud_relay_ddns_updates_total", "forwarded"),

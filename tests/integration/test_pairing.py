@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -185,3 +186,34 @@ def test_an_owner_pairs_a_nas_by_its_code(tmp_path: Path) -> None:
 def _pair(browser: Browser, code: str, name: str) -> Answer:
     form = {"csrf": browser.csrf("/pair"), "code": code, "name": name}
     return browser.request("POST", "/pair", form)
+
+
+def test_an_owner_turns_link_off_and_on_again(tmp_path: Path) -> None:
+    """Off, relayd closes the NAS's tunnel and refuses it; on again, the NAS is back by itself."""
+    with pairing_stack(tmp_path) as stack:
+        shown = tmp_path / "nas" / "pairing.json"
+        _wait(shown.exists, 20, "the pairing code")
+        owner = stack.portal.browser()
+        owner.sign_up("quinn")
+        assert _pair(owner, json.loads(shown.read_text())["code"], "nas6").status == 303
+        _wait(lambda: stack.metric("nascloud_relay_tunnels") == 1, 20, "the device tunnel")
+        csrf = owner.csrf("/devices/nas6")
+        assert "browsers reach this NAS" in owner.request("GET", "/devices/nas6").body
+        off = owner.request("POST", "/devices/nas6/link", {"csrf": csrf, "link": "off"})
+        assert off.headers["Location"] == "/devices/nas6?saved=1"
+        _wait(lambda: stack.metric("nascloud_relay_tunnels") == 0, 20, "the tunnel closed")
+        closed = 'nascloud_relay_tunnels_closed_total{reason="link_off"}'
+        assert stack.metric(closed) == 1
+        # It keeps trying (backoff up to a second here) and is refused each time.
+        time.sleep(3)
+        assert stack.metric("nascloud_relay_tunnels") == 0
+        assert "the relay refuses this NAS" in owner.request("GET", "/devices/nas6").body
+        owner.request("POST", "/devices/nas6/link", {"csrf": csrf, "link": "on"})
+        _wait(lambda: stack.metric("nascloud_relay_tunnels") == 1, 20, "the NAS back")
+        # Another account cannot turn it off.
+        other = stack.portal.browser()
+        other.sign_up("rita")
+        refused = other.request(
+            "POST", "/devices/nas6/link", {"csrf": other.csrf("/devices"), "link": "off"}
+        )
+        assert refused.status == 404

@@ -454,3 +454,21 @@ async def test_a_pairing_code_enrols_its_key_once_for_the_first_owner(
     with pytest.raises(NotFound):
         await registry.complete_pairing(second, bob.account_id, "nas3")
     assert await registry.purge_expired_pairings() >= 1
+
+
+async def test_features_turned_off_and_on_and_gone_with_the_device(registry: Registry) -> None:
+    owner = await registry.create_account("f@example.org", "F")
+    await registry.enrol_device(owner.account_id, "nasf", bytes(range(3, 35)))
+    assert await registry.devices_with_feature_off("link") == []
+    await registry.set_feature("nasf", "link", False)
+    await registry.set_feature("nasf", "link", False)  # twice: still one row
+    assert await registry.devices_with_feature_off("link") == ["nasf"]
+    await registry.set_feature("nasf", "link", True)
+    assert await registry.devices_with_feature_off("link") == []
+    with pytest.raises(InvalidValue):
+        await registry.set_feature("nasf", "teleport", False)
+    with pytest.raises(NotFound):
+        await registry.set_feature("nobody", "link", False)
+    await registry.set_feature("nasf", "link", False)
+    await registry.delete_device("nasf")
+    assert await registry.devices_with_feature_off("link") == []
