@@ -627,7 +627,7 @@ class Portal:
             device=shown,
             tokens=_listed(tokens),
             keys=keys,
-            link=device.name not in await self.registry.devices_with_feature_off("link"),
+            link=not await self.registry.feature_off(device.name, "link"),
             **context,
         )
 

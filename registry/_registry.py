@@ -344,6 +344,10 @@ class Registry:
     async def devices_with_feature_off(self, feature: str) -> list[str]:
         return await self._run(self.backend.devices_with_feature_off, feature)
 
+    async def feature_off(self, device_name: str, feature: str) -> bool:
+        """Whether the device's owner turned this feature off (one row looked up)."""
+        return await self._run(self.backend.feature_off, device_name, feature)
+
     # -- two-step sign-in (TOTP, recovery codes, trusted computers) -----------------------------
 
     async def set_totp(self, account_id: str, secret: bytes, recovery_codes: list[str]) -> None:

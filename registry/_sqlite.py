@@ -592,6 +592,13 @@ class SQLiteBackend:
                 )
         return True
 
+    def feature_off(self, device_name: str, feature: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM features_off WHERE device_name = ? AND feature = ?",
+            (device_name, feature),
+        ).fetchone()
+        return row is not None
+
     def devices_with_feature_off(self, feature: str) -> list[str]:
         rows = self._db.execute(
             "SELECT device_name FROM features_off WHERE feature = ? ORDER BY device_name",

@@ -75,7 +75,7 @@ class Agents:
             # it made for its install window, and that key is all it is known by.
             return request.public_key if self.install is not None else None
         device = await self.registry.get_device(request.name)
-        if device is None or request.name in await self.registry.devices_with_feature_off("link"):
+        if device is None or await self.registry.feature_off(request.name, "link"):
             return None  # unknown, or its owner turned the relay off for it
         return device.public_key
 

@@ -463,6 +463,7 @@ async def test_features_turned_off_and_on_and_gone_with_the_device(registry: Reg
     await registry.set_feature("nasf", "link", False)
     await registry.set_feature("nasf", "link", False)  # twice: still one row
     assert await registry.devices_with_feature_off("link") == ["nasf"]
+    assert await registry.feature_off("nasf", "link")
     await registry.set_feature("nasf", "link", True)
     assert await registry.devices_with_feature_off("link") == []
     with pytest.raises(InvalidValue):
