@@ -130,6 +130,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     create = common(token.add_parser("create", help="create a token; its secret is shown once"))
     create.add_argument("kind", choices=[k.value for k in TokenKind])
     create.add_argument("owner", help="an account id (api) or a device name (dyndns2)")
+    create.add_argument("--name", default="", help="what the token is for (64 characters)")
     common(token.add_parser("revoke", help="revoke a token")).add_argument("token_id")
     listed = common(token.add_parser("list", help="list tokens (never their secrets)"))
     owner = listed.add_mutually_exclusive_group(required=True)
@@ -178,6 +179,7 @@ def _token(token: Token) -> dict[str, Any]:
     data = asdict(token)
     data["kind"] = token.kind.value
     data["created_at"] = iso_time(token.created_at)
+    data["last_used_at"] = iso_time(token.last_used_at)
     return data
 
 
@@ -311,9 +313,13 @@ async def _run(args: argparse.Namespace) -> tuple[Any, str]:
             if action == "create":
                 kind = TokenKind(args.kind)
                 if kind is TokenKind.API:
-                    token, secret = await registry.create_token(kind, account_id=args.owner)
+                    token, secret = await registry.create_token(
+                        kind, account_id=args.owner, name=args.name
+                    )
                 else:
-                    token, secret = await registry.create_token(kind, device_name=args.owner)
+                    token, secret = await registry.create_token(
+                        kind, device_name=args.owner, name=args.name
+                    )
                 return {**_token(token), "secret": secret}, (
                     f"created {token.token_id}; the secret, shown only now:\n{secret}"
                 )
@@ -322,7 +328,9 @@ async def _run(args: argparse.Namespace) -> tuple[Any, str]:
                     account_id=args.account, device_name=args.device
                 )
                 lines = "\n".join(
-                    f"{t.token_id}  {t.kind.value}  created {iso_time(t.created_at)}"
+                    f"{t.token_id}  {t.kind.value}  created {iso_time(t.created_at)}  "
+                    f"last used {iso_time(t.last_used_at) or 'never'}"
+                    + (f"  {t.name}" if t.name else "")
                     for t in tokens
                 )
                 return [_token(t) for t in tokens], lines or "no tokens"

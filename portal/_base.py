@@ -246,7 +246,15 @@ def _binding(visit: _Visit) -> str | None:
 
 
 def _listed(tokens: list[Token]) -> list[dict[str, str | None]]:
-    return [{"id": t.token_id, "created": _when(t.created_at)} for t in tokens]
+    return [
+        {
+            "id": t.token_id,
+            "name": t.name,
+            "created": _when(t.created_at),
+            "used": _when(t.last_used_at),
+        }
+        for t in tokens
+    ]
 
 
 def _when(timestamp: float | None) -> str | None:

@@ -258,7 +258,9 @@ class OwnerPages(PortalBase):
         problem = await self._password_again(visit, fields.get("password", ""))
         if problem is not None:
             return await self._device_page(visit, status=401, error=problem)
-        token, secret = await self.registry.create_token(TokenKind.DYNDNS2, device_name=device.name)
+        token, secret = await self.registry.create_token(
+            TokenKind.DYNDNS2, device_name=device.name, name=_token_name(visit)
+        )
         log.info("account %s created DynDNS2 password %s", visit.owner, token.token_id)
         user = f"{device.name}.{self.config.zone}"
         return self._secret_page(visit, secret, f"/devices/{device.name}", device.name, user)
@@ -313,7 +315,9 @@ class OwnerPages(PortalBase):
         problem = await self._password_again(visit, fields.get("password", ""))
         if problem is not None:
             return await self._account_page(visit, status=401, error=problem)
-        token, secret = await self.registry.create_token(TokenKind.API, account_id=visit.owner)
+        token, secret = await self.registry.create_token(
+            TokenKind.API, account_id=visit.owner, name=_token_name(visit)
+        )
         log.info("account %s created API token %s", visit.owner, token.token_id)
         return self._secret_page(visit, secret, "/account", visit.t["account"])
 
@@ -424,3 +428,10 @@ class OwnerPages(PortalBase):
         if chosen not in LANGUAGES:
             return redirect(target)
         return redirect(target, [set_cookie(LANG_COOKIE, chosen, LANG_COOKIE_S)])
+
+
+def _token_name(visit: _Visit) -> str:
+    """The owner's name for a new token, made printable and short (never refused: it is a
+    label for the owner only)."""
+    name = "".join(c for c in visit.form.get("name", "") if c.isprintable())
+    return name.strip()[:64]

@@ -20,7 +20,11 @@ from ._models import (
     TsigKey,
 )
 
-__all__ = ["Backend", "SealedRow", "StatsRow"]
+__all__ = ["TOKEN_USE_RESOLUTION_S", "Backend", "SealedRow", "StatsRow"]
+
+#: A token's last use is recorded when the one kept is at least this old: an owner tells
+#: tokens apart by it, and a busy token costs one write a minute, not one per request.
+TOKEN_USE_RESOLUTION_S = 60.0
 
 SealedRow = tuple[str, float, float, str, bytes, bytes]
 StatsRow = tuple[float, str, str, int, int, str]
@@ -76,7 +80,7 @@ class Backend(Protocol):
 
     # tokens
     def insert_token(self, token: Token, secret_hash: bytes) -> None: ...
-    def find_token(self, kind: TokenKind, secret_hash: bytes) -> Token | None: ...
+    def find_token(self, kind: TokenKind, secret_hash: bytes, now: float) -> Token | None: ...
     def list_tokens(self, account_id: str | None, device_name: str | None) -> list[Token]: ...
     def delete_token(self, token_id: str) -> bool: ...
 

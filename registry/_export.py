@@ -81,9 +81,7 @@ async def export_account(
             "access_list": list(device.access_list),
             "created_at": iso_time(device.created_at),
             "last_seen_at": iso_time(device.last_seen_at),
-            "dyndns2_tokens": [
-                {"token_id": t.token_id, "created_at": iso_time(t.created_at)} for t in tokens
-            ],
+            "dyndns2_tokens": [_token(t) for t in tokens],
             "tsig_keys": [{"key_name": k.key_name, "algorithm": k.algorithm} for k in tsig],
             "dns_records": [
                 {"owner": r.owner, "type": r.rrtype, "ttl": r.ttl, "values": list(r.values)}
@@ -117,10 +115,17 @@ async def export_account(
             "account_name": await registry.account_name(account_id),
             "two_step_sign_in": await registry.totp_of(account_id) is not None,
         },
-        "api_tokens": [
-            {"token_id": t.token_id, "created_at": iso_time(t.created_at)} for t in api_tokens
-        ],
+        "api_tokens": [_token(t) for t in api_tokens],
         "devices": devices_out,
         "granted_access_to": await registry.devices_granted_to(account_id),
         "not_included": not_included,
+    }
+
+
+def _token(token: Token) -> dict[str, Any]:
+    return {
+        "token_id": token.token_id,
+        "name": token.name,
+        "created_at": iso_time(token.created_at),
+        "last_used_at": iso_time(token.last_used_at),
     }

@@ -104,6 +104,8 @@ class Token:
     account_id: str | None
     device_name: str | None
     created_at: float
+    name: str = ""  # the owner's, to tell tokens apart
+    last_used_at: float | None = None  # to the minute
 
 
 @dataclass(frozen=True, slots=True)

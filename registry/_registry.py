@@ -105,6 +105,13 @@ def _check_account_name(name: str) -> str:
     return name
 
 
+def _check_token_name(name: str) -> str:
+    name = name.strip()
+    if len(name) > 64 or any(not c.isprintable() for c in name):
+        raise InvalidValue("a token's name is 64 printable characters at most")
+    return name
+
+
 def normalize_pairing_code(code: str) -> str:
     """What an owner typed, as issued: upper case, no spaces, the dash where it goes, and
     the letters Crockford's base32 reads as digits (O, I, L) read so."""
@@ -450,9 +457,16 @@ class Registry:
     # -- tokens ----------------------------------------------------------------------------------
 
     async def create_token(
-        self, kind: TokenKind, *, account_id: str | None = None, device_name: str | None = None
+        self,
+        kind: TokenKind,
+        *,
+        account_id: str | None = None,
+        device_name: str | None = None,
+        name: str = "",
     ) -> tuple[Token, str]:
-        """A new token and its secret. The secret is not stored and cannot be shown again."""
+        """A new token and its secret. The secret is not stored and cannot be shown again.
+        `name` is the owner's, to tell tokens apart (64 characters at most)."""
+        name = _check_token_name(name)
         if kind is TokenKind.API:
             if account_id is None or device_name is not None:
                 raise InvalidValue("an API token belongs to an account")
@@ -463,14 +477,16 @@ class Registry:
             if await self.get_device(device_name) is None:
                 raise NotFound(f"no device {device_name!r}")
         secret = secrets.token_urlsafe(TOKEN_BYTES)
-        token = Token("tok_" + secrets.token_hex(8), kind, account_id, device_name, self._clock())
+        token = Token(
+            "tok_" + secrets.token_hex(8), kind, account_id, device_name, self._clock(), name
+        )
         await self._run(self.backend.insert_token, token, hash_secret(secret))
         return token, secret
 
     async def verify_token(self, kind: TokenKind, secret: str) -> Token | None:
         if not isinstance(secret, str) or not 16 <= len(secret) <= 256:
             return None
-        return await self._run(self.backend.find_token, kind, hash_secret(secret))
+        return await self._run(self.backend.find_token, kind, hash_secret(secret), self._clock())
 
     async def list_tokens(
         self, *, account_id: str | None = None, device_name: str | None = None

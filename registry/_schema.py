@@ -189,4 +189,10 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
             PRIMARY KEY (device_name, feature)
         )""",
     ),
+    # 10: an owner's name for each token ("backup script") and when it was last used (kept
+    # to the minute: a write per minute at most), so an owner can tell which to revoke.
+    (
+        "ALTER TABLE tokens ADD COLUMN name TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE tokens ADD COLUMN last_used_at REAL",
+    ),
 )

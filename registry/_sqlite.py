@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ._backend import SealedRow, StatsRow
+from ._backend import TOKEN_USE_RESOLUTION_S, SealedRow, StatsRow
 from ._models import (
     AccessMode,
     Account,
@@ -462,7 +462,8 @@ class SQLiteBackend:
     def insert_token(self, token: Token, secret_hash: bytes) -> None:
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO tokens (token_id, kind, secret_hash, account_id, device_name, "
+                "created_at, name) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     token.token_id,
                     token.kind.value,
@@ -470,25 +471,38 @@ class SQLiteBackend:
                     token.account_id,
                     token.device_name,
                     token.created_at,
+                    token.name,
                 ),
             )
 
+    _TOKEN_COLUMNS = "token_id, kind, account_id, device_name, created_at, name, last_used_at"
+
     @staticmethod
     def _token(row: Any) -> Token:
-        token_id, kind, account_id, device_name, created_at = row
-        return Token(token_id, TokenKind(kind), account_id, device_name, created_at)
+        token_id, kind, account_id, device_name, created_at, name, last_used_at = row
+        return Token(
+            token_id, TokenKind(kind), account_id, device_name, created_at, name, last_used_at
+        )
 
-    def find_token(self, kind: TokenKind, secret_hash: bytes) -> Token | None:
+    def find_token(self, kind: TokenKind, secret_hash: bytes, now: float) -> Token | None:
+        """The token of this secret, its last use recorded if the one kept is a minute old."""
         row = self._db.execute(
-            "SELECT token_id, kind, account_id, device_name, created_at FROM tokens "
-            "WHERE secret_hash = ? AND kind = ?",
+            f"SELECT {self._TOKEN_COLUMNS} FROM tokens WHERE secret_hash = ? AND kind = ?",
             (secret_hash, kind.value),
         ).fetchone()
-        return self._token(row) if row else None
+        if row is None:
+            return None
+        token = self._token(row)
+        if token.last_used_at is None or now - token.last_used_at >= TOKEN_USE_RESOLUTION_S:
+            with self._transaction() as db:
+                db.execute(
+                    "UPDATE tokens SET last_used_at = ? WHERE token_id = ?", (now, token.token_id)
+                )
+        return token
 
     def list_tokens(self, account_id: str | None, device_name: str | None) -> list[Token]:
         rows = self._db.execute(
-            "SELECT token_id, kind, account_id, device_name, created_at FROM tokens "
+            f"SELECT {self._TOKEN_COLUMNS} FROM tokens "
             "WHERE account_id IS ? AND device_name IS ? ORDER BY created_at, token_id",
             (account_id, device_name),
         )

@@ -394,11 +394,19 @@ def test_secrets_are_made_after_the_password_shown_once_and_revoked(portal: Runn
     assert (
         _registry_call(portal.directory, "verify_token", TokenKind.DYNDNS2, secret.group(1)) is None
     )
-    api = owner.request("POST", "/account/tokens", {"csrf": csrf, "password": PASSWORD})
+    api = owner.request(
+        "POST",
+        "/account/tokens",
+        {"csrf": csrf, "password": PASSWORD, "name": "backup <script>"},
+    )
     api_secret = re.search(r'<code id="secret">([^<]+)</code>', api.body)
     assert api_secret
+    listed = owner.request("GET", "/account").body
+    assert "backup &lt;script&gt;" in listed and ">never<" in listed  # named, not used yet
     found = _registry_call(portal.directory, "verify_token", TokenKind.API, api_secret.group(1))
-    assert found is not None
+    assert found is not None and found.name == "backup <script>"
+    listed = owner.request("GET", "/account").body
+    assert "backup &lt;script&gt;" in listed and ">never<" not in listed  # now used
     # Someone else's token id is not this account's to revoke.
     other = portal.browser()
     other.sign_up("nora")

@@ -164,13 +164,43 @@ async def test_tokens_are_random_hashed_and_scoped(registry: Registry, tmp_path:
     assert await registry.verify_token(TokenKind.API, "") is None
     # The secret itself is never written to disk.
     assert api_secret.encode() not in database_bytes(tmp_path / "registry.sqlite3")
-    assert await registry.list_tokens(device_name="nas1") == [ddns]
+    assert [t.token_id for t in await registry.list_tokens(device_name="nas1")] == [ddns.token_id]
     assert await registry.revoke_token(api.token_id)
     assert await registry.verify_token(TokenKind.API, api_secret) is None
     with pytest.raises(InvalidValue):
         await registry.create_token(TokenKind.API, device_name="nas1")
     with pytest.raises(NotFound):
         await registry.create_token(TokenKind.DYNDNS2, device_name="nas9")
+
+
+async def test_a_token_has_its_owners_name_and_its_last_use_to_the_minute(
+    registry: Registry, clock: Clock
+) -> None:
+    alice = await registry.create_account("alice@example.org", "Alice")
+    made, secret = await registry.create_token(
+        TokenKind.API, account_id=alice.account_id, name="  backup script "
+    )
+    assert made.name == "backup script" and made.last_used_at is None
+    for bad in ("x" * 65, "tab\there"):
+        with pytest.raises(InvalidValue):
+            await registry.create_token(TokenKind.API, account_id=alice.account_id, name=bad)
+    [listed] = await registry.list_tokens(account_id=alice.account_id)
+    assert listed.last_used_at is None  # never used
+    first = clock.now
+    await registry.verify_token(TokenKind.API, secret)
+    clock.now += 59  # used again within the minute: not written again
+    await registry.verify_token(TokenKind.API, secret)
+    [listed] = await registry.list_tokens(account_id=alice.account_id)
+    assert listed.last_used_at == first
+    clock.now += 1
+    await registry.verify_token(TokenKind.API, secret)
+    [listed] = await registry.list_tokens(account_id=alice.account_id)
+    assert listed.last_used_at == first + 60 and listed.name == "backup script"
+    # A wrong secret is no use of anything.
+    clock.now += 120
+    await registry.verify_token(TokenKind.API, secret[:-1] + ("a" if secret[-1] != "a" else "b"))
+    [listed] = await registry.list_tokens(account_id=alice.account_id)
+    assert listed.last_used_at == first + 60
 
 
 async def test_a_tsig_key_is_revoked_by_its_own_device_only(registry: Registry) -> None:
