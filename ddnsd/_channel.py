@@ -21,7 +21,7 @@ from registry import RESERVED_DEVICE_NAMES, RegistryFull, RegistryGone
 from service import Boundary
 from tunnel import Tunnel, open_tunnel, tunnel_ending
 
-from ._store import RefusedChange, ZoneStore
+from ._store import FeatureOff, RefusedChange, ZoneStore
 from ._zone import Change
 
 __all__ = ["ServiceChannel"]
@@ -160,6 +160,13 @@ class ServiceChannel:
         change = Change(message.name, message.rrtype, message.ttl_s, message.values)
         try:
             await self.store.update(message.device, [change])
+        except FeatureOff:
+            self.refused += 1
+            return protocol.Error(
+                protocol.ErrorCode.NOT_PERMITTED,
+                "DDNS is off for this device",
+                message.request_id,
+            )
         except RefusedChange:
             # The codec already checks what the zone checks; this is the zone's last word.
             self.refused += 1

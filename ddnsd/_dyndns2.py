@@ -21,7 +21,7 @@ from protocol import canonical_address
 from registry import AccessLogWriter, Registry, RegistryFull, RegistryGone, TokenKind, hash_secret
 from service import Boundary, SlidingWindow
 
-from ._store import ZoneStore
+from ._store import FeatureOff, ZoneStore
 from ._xfr import in_networks
 from ._zone import Change
 
@@ -224,6 +224,10 @@ class DynDns2:
         changes = self._changes(device, addresses, offline)
         try:
             result = await self.store.update(device, changes)
+        except FeatureOff:
+            # Its owner turned DDNS off (its passwords went with it; this one was cached):
+            # the clients' word for "this host is not yours to update" stops them.
+            return _Reply.per_host([c or "nohost" for c in codes], "")
         except (RegistryFull, RegistryGone) as exc:  # one line: expected, not a bug
             log.warning("a DynDNS2 update was not stored: %s", exc)
             return _Reply.once("911")

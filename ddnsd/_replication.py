@@ -73,11 +73,13 @@ class Apply:
 
 @dataclass(frozen=True, slots=True)
 class Devices:
-    """The whole device list and every zone's serial, after an enrolment or a deletion."""
+    """The whole device list, the devices with Link off (no link-zone names), and every
+    zone's serial, after an enrolment, a deletion or Link turned on or off."""
 
     devices: tuple[str, ...]
     serials: Mapping[str, int] = field(hash=False)
     id: int = 0
+    link_off: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for origin, serial in self.serials.items():
@@ -156,12 +158,13 @@ def _to_wire(message: Message) -> dict[str, Any]:
         case Apply(serial, changes, number):
             wire_changes = [[c.owner, c.rrtype, c.ttl, list(c.values)] for c in changes]
             return {"t": "apply", "serial": serial, "changes": wire_changes, "id": number}
-        case Devices(devices, serials, number):
+        case Devices(devices, serials, number, link_off):
             return {
                 "t": "devices",
                 "devices": list(devices),
                 "serials": dict(serials),
                 "id": number,
+                "link_off": list(link_off),
             }
         case Applied(number):
             return {"t": "applied", "id": number}
@@ -248,6 +251,7 @@ def decode(body: bytes) -> Message:
                 _list(get("devices"), _str, "devices.devices"),
                 _serials(get("serials"), "devices.serials"),
                 _int(get("id"), "devices.id"),
+                _list(get("link_off"), _str, "devices.link_off"),
             )
         case "applied":
             return Applied(_int(get("id"), "applied.id"))

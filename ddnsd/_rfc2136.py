@@ -35,7 +35,7 @@ from protocol import canonical_address
 from registry import AccessLogWriter, Registry, RegistryFull, RegistryGone
 
 from ._answer import header_only_reply
-from ._store import ZoneStore
+from ._store import FeatureOff, ZoneStore
 from ._zone import Change, ZoneSet
 
 __all__ = ["UpdateHandler", "tsig_error_reply"]
@@ -160,7 +160,10 @@ class UpdateHandler:
         try:
             changes = self._plan(update, device)
             if changes:
-                await self.store.update(device, changes)
+                try:
+                    await self.store.update(device, changes)
+                except FeatureOff as off:  # its owner turned DDNS off in the portal
+                    raise _Refusal(dns.rcode.REFUSED, str(off)) from None
         except _Refusal as refusal:
             log.info("UPDATE for %s refused: %s", device, refusal)
             outcome = dns.rcode.to_text(refusal.rcode).lower()

@@ -19,13 +19,17 @@ from ._answer import Responder
 from ._replication import Apply, Devices
 from ._zone import RECORD_TYPES, Change, RRset, ZoneSet, serial_after
 
-__all__ = ["RefusedChange", "UpdateResult", "ZoneStore"]
+__all__ = ["FeatureOff", "RefusedChange", "UpdateResult", "ZoneStore"]
 
 
 class RefusedChange(ValueError):
     """A change the zone cannot hold (a record type it does not serve, a value that is not
     one of its type): refused before anything is written, so that it is neither stored and
     never served nor acknowledged and then failing."""
+
+
+class FeatureOff(RefusedChange):
+    """Addresses for a device whose owner turned DDNS off: none is taken until it is on."""
 
 
 def _check_changes(changes: list[Change]) -> None:
@@ -79,7 +83,12 @@ class ZoneStore:
         self.updates = 0
 
     async def load(self) -> None:
-        """Fill the zones from the registry: devices, their RRsets, the last serials."""
+        """Fill the zones from the registry: devices, the features their owners turned off,
+        their RRsets, the last serials."""
+        for name in await self.registry.devices_with_feature_off("link"):
+            self.zones.set_link(name, False)
+        for name in await self.registry.devices_with_feature_off("ddns"):
+            self.zones.set_addresses(name, False)
         for name in await self.registry.device_names():
             self.zones.add_device(name)
         rrsets, serials = await self.registry.load_dns()
@@ -95,15 +104,27 @@ class ZoneStore:
         self.responder.clear()
 
     async def sync_devices(self) -> list[str]:
-        """Follow enrolments and deletions made by other processes; returns changed names."""
+        """Follow what other processes changed: enrolments and deletions, and the features
+        owners turned on or off (the portal); returns changed names."""
         names = set(await self.registry.device_names())
+        link_off = set(await self.registry.devices_with_feature_off("link"))
+        addresses_off = set(await self.registry.devices_with_feature_off("ddns"))
         changed: list[str] = []
+        for name in link_off ^ self.zones.link_off:
+            changed += self.zones.set_link(name, name not in link_off)
         for name in names - self.zones.devices:
             changed += self.zones.add_device(name)
         for name in self.zones.devices - names:
             changed += self.zones.remove_device(name)
         if changed:
             await self._changed_outside_batches(changed)
+        for name in addresses_off ^ self.zones.addresses_off:
+            self.zones.set_addresses(name, name not in addresses_off)
+            if name in addresses_off and name in self.zones.devices:
+                # The registry deleted the rows with the switch; memory, the workers and the
+                # secondaries follow through one ordinary batch.
+                await self.update(name, [Change(name, t, 0, ()) for t in ("A", "AAAA")])
+                changed.append(self.zones.device_zone.absolute(name))
         return changed
 
     def _serials(self) -> dict[str, int]:
@@ -120,7 +141,11 @@ class ZoneStore:
         self._on_change()
 
     def device_message(self) -> Devices:
-        return Devices(tuple(sorted(self.zones.devices)), self._serials())
+        return Devices(
+            tuple(sorted(self.zones.devices)),
+            self._serials(),
+            link_off=tuple(sorted(self.zones.link_off)),
+        )
 
     async def knows_device(self, name: str) -> bool:
         if name in self.zones.devices:
@@ -144,6 +169,8 @@ class ZoneStore:
         """Apply `changes` to `device`'s names durably. Callers check rights first; what
         the zone cannot hold raises RefusedChange, and nothing of this update is written."""
         _check_changes(changes)
+        if any(self.zones.refuses(change) for change in changes):
+            raise FeatureOff(f"DDNS is off for {device}")
         if self.unchanged(changes):
             await trio.lowlevel.checkpoint()
             return UpdateResult(False, self.zones.device_zone.serial)

@@ -177,9 +177,11 @@ def _apply_from_main(message: Apply | Devices, store: ZoneStore, responder: Resp
             if serial_newer(serial, zone.serial):
                 _, names = zones.apply(changes, serial=serial)
                 responder.invalidate(names, zones.zones)
-        case Devices(devices, serials):
+        case Devices(devices, serials, _, link_off):
             wanted = set(devices)
             changed: list[str] = []
+            for name in set(link_off) ^ zones.link_off:
+                changed += zones.set_link(name, name not in link_off)
             for name in wanted - zones.devices:
                 changed += zones.add_device(name)
             for name in zones.devices - wanted:

@@ -291,6 +291,10 @@ class ZoneSet:
         self.device_zone = device_zone
         self.link_zone = link_zone
         self.devices: set[str] = set()
+        #: Devices whose owner turned a feature off (registry `features_off`): DDNS, their
+        #: addresses (none kept, none taken), and Link, their names in the link zone.
+        self.addresses_off: set[str] = set()
+        self.link_off: set[str] = set()
         self.zones = [z for z in (device_zone, link_zone) if z is not None]
         # Longest origin first, so a link zone under the device zone matches first.
         self.zones.sort(key=lambda z: -len(z.origin))
@@ -366,10 +370,49 @@ class ZoneSet:
         self.devices.add(name)
         self.device_zone.ensure_node(name)
         changed = [self.device_zone.absolute(name)]
-        if self.link_zone is not None:
+        if self.link_zone is not None and name not in self.link_off:
             self.link_zone.bump([], self._link_device(self.link_zone, name))
             changed.append(self.link_zone.absolute(name))
         return changed
+
+    def set_link(self, name: str, on: bool) -> list[str]:
+        """Link on or off for a device: off, its link-zone names are gone (NXDOMAIN, as for
+        a name that was never a device's); on, they are back with its CAA record. Returns
+        the absolute names whose answers changed."""
+        if on == (name not in self.link_off):
+            return []
+        if on:
+            self.link_off.discard(name)
+        else:
+            self.link_off.add(name)
+        link = self.link_zone
+        if link is None or name not in self.devices:
+            return []
+        if on:
+            added = self._link_device(link, name)
+            caa = self.device_zone.nodes.get(name, {}).get(TYPE_CAA)
+            if caa is not None:
+                added += link.replace(name, TYPE_CAA, caa)[1]
+            link.bump([], added)
+        else:
+            link.bump(link.drop_node(name), [])
+        return [link.absolute(name)]
+
+    def set_addresses(self, name: str, on: bool) -> None:
+        """DDNS on or off for a device. Off, `apply` takes no address for it: emptying the
+        ones it has is the caller's (through the store, so that it is written and sent)."""
+        if on:
+            self.addresses_off.discard(name)
+        else:
+            self.addresses_off.add(name)
+
+    def refuses(self, change: Change) -> bool:
+        """Whether the change gives addresses to a device with DDNS off."""
+        return (
+            bool(change.values)
+            and change.rrtype in ("A", "AAAA")
+            and change.owner in self.addresses_off
+        )
 
     def remove_device(self, name: str) -> list[str]:
         """Erase a device's names and records from every zone."""
@@ -398,7 +441,7 @@ class ZoneSet:
             if device in RESERVED_DEVICE_NAMES:
                 changed += self._relay_challenge(change)
                 continue
-            if device not in self.devices:
+            if device not in self.devices or self.refuses(change):
                 continue
             rrtype = RECORD_TYPES[change.rrtype]
             rrset = RRset.build(rrtype, change.ttl, change.values) if change.values else None
@@ -406,7 +449,7 @@ class ZoneSet:
             removed += out
             added += into
             changed.append(zone.absolute(change.owner))
-            if rrtype == TYPE_CAA and self.link_zone is not None:
+            if rrtype == TYPE_CAA and self.link_zone is not None and device not in self.link_off:
                 # The device's link name is the same NAS: its CAA record holds there too.
                 self.link_zone.bump(*self.link_zone.replace(change.owner, rrtype, rrset))
                 changed.append(self.link_zone.absolute(change.owner))

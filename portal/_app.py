@@ -78,7 +78,12 @@ class Portal(SignInPages, OwnerPages):
             ("POST", "/unregister"): owner(self._unregister, form=True, device=True),
             ("POST", "/dyndns2"): owner(self._new_dyndns2, form=True, device=True),
             ("POST", "/dyndns2/revoke"): owner(self._revoke_dyndns2, form=True, device=True),
-            ("POST", "/link"): owner(self._set_link, form=True, device=True),
+            **{
+                ("POST", "/" + feature): owner(
+                    functools.partial(self._set_feature, feature), form=True, device=True
+                )
+                for feature in ("link", "ddns")
+            },
             ("POST", "/tsig"): owner(self._new_tsig_key, form=True, device=True),
             ("POST", "/tsig/revoke"): owner(self._revoke_tsig_key, form=True, device=True),
         }

@@ -46,7 +46,7 @@ log = logging.getLogger("portal")
 
 #: /devices/<name>, its access form and its unregister form.
 _DEVICE_PATH: Final = re.compile(
-    r"/devices/([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(/access|/unregister|/dyndns2|/dyndns2/revoke|/tsig|/tsig/revoke|/link)?"
+    r"/devices/([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(/access|/unregister|/dyndns2|/dyndns2/revoke|/tsig|/tsig/revoke|/link|/ddns)?"
 )
 FORM_COOKIE_S: Final = 3600
 DEVICES_PER_PAGE: Final = 50

@@ -213,6 +213,7 @@ class OwnerPages(PortalBase):
             tokens=_listed(tokens),
             keys=keys,
             link=not await self.registry.feature_off(device.name, "link"),
+            ddns=not await self.registry.feature_off(device.name, "ddns"),
             **context,
         )
 
@@ -258,9 +259,12 @@ class OwnerPages(PortalBase):
         problem = await self._password_again(visit, fields.get("password", ""))
         if problem is not None:
             return await self._device_page(visit, status=401, error=problem)
-        token, secret = await self.registry.create_token(
-            TokenKind.DYNDNS2, device_name=device.name, name=_token_name(visit)
-        )
+        try:
+            token, secret = await self.registry.create_token(
+                TokenKind.DYNDNS2, device_name=device.name, name=_token_name(visit)
+            )
+        except Conflict:  # DDNS is off: no password until it is on
+            return await self._device_page(visit, status=409, error=visit.t["ddns_off"])
         log.info("account %s created DynDNS2 password %s", visit.owner, token.token_id)
         user = f"{device.name}.{self.config.zone}"
         return self._secret_page(visit, secret, f"/devices/{device.name}", device.name, user)
@@ -273,14 +277,19 @@ class OwnerPages(PortalBase):
             await self.registry.revoke_token(fields["token_id"])
         return redirect(f"/devices/{device.name}?saved=1")
 
-    async def _set_link(self, visit: _Visit) -> HttpResponse:
-        """Reaching the device through the relay, on or off; off, the relay closes its
-        tunnel within seconds and refuses it until it is on again."""
+    async def _set_feature(self, feature: str, visit: _Visit) -> HttpResponse:
+        """A feature of the device on or off ("link": reaching it through the relay; "ddns":
+        its published addresses). Off deletes the feature's data at once (the registry does
+        it in the switch's transaction); ddnsd and relayd follow within two seconds."""
         device = visit.owned
-        on = visit.form.get("link") == "on"
-        await self.registry.set_feature(device.name, "link", on)
+        on = visit.form.get(feature) == "on"
+        await self.registry.set_feature(device.name, feature, on)
         log.info(
-            "account %s turned Link %s for %s", visit.owner, "on" if on else "off", device.name
+            "account %s turned %s %s for %s",
+            visit.owner,
+            feature,
+            "on" if on else "off",
+            device.name,
         )
         return redirect(f"/devices/{device.name}?saved=1")
 

@@ -75,8 +75,17 @@ _EN: Final = {
     "dyndns2": "DynDNS2 passwords (routers, ddclient, inadyn)",
     "tsig_keys": "RFC 2136 keys (nsupdate, certbot, lego)",
     "link_feature": "Link: through the relay",
-    "link_on": "On: browsers reach this NAS at its relay address.",
+    "link_on": (
+        "On: browsers reach this NAS at its relay address. Turning it off also forgets when"
+        " the relay last saw it."
+    ),
     "link_off": "Off: the relay refuses this NAS; nobody reaches it through the cloud.",
+    "ddns_feature": "DDNS: its addresses under its name",
+    "ddns_on": (
+        "On: its name answers with the addresses the NAS (or its router) publishes. Turning it"
+        " off deletes those addresses and its DynDNS2 passwords at once."
+    ),
+    "ddns_off": "Off: its name publishes no address and no update is taken.",
     "new_tsig": "Create an RFC 2136 key",
     "for_example": "For example",
     "name_column": "Name",
@@ -220,8 +229,17 @@ _FR: Final = {
     "dyndns2": "Mots de passe DynDNS2 (routeurs, ddclient, inadyn)",
     "tsig_keys": "Clés RFC 2136 (nsupdate, certbot, lego)",
     "link_feature": "Link : par le relais",
-    "link_on": "Activé : les navigateurs joignent ce NAS à son adresse de relais.",
+    "link_on": (
+        "Activé : les navigateurs joignent ce NAS à son adresse de relais. Le désactiver"
+        " efface aussi quand le relais l'a vu pour la dernière fois."
+    ),
     "link_off": "Désactivé : le relais refuse ce NAS ; personne ne le joint par le cloud.",
+    "ddns_feature": "DDNS : ses adresses sous son nom",
+    "ddns_on": (
+        "Activé : son nom répond avec les adresses que le NAS (ou son routeur) publie. Le"
+        " désactiver supprime aussitôt ces adresses et ses mots de passe DynDNS2."
+    ),
+    "ddns_off": "Désactivé : son nom ne publie aucune adresse et aucune mise à jour n'est prise.",
     "new_tsig": "Créer une clé RFC 2136",
     "for_example": "Par exemple",
     "name_column": "Nom",

@@ -124,8 +124,9 @@ def _pairing_hash(code: str) -> bytes:
     return hashlib.sha256(normalize_pairing_code(code).encode()).digest()
 
 
-#: What a device's owner may turn off (schema 9 holds the list too).
-FEATURES: Final = ("link",)
+#: What a device's owner may turn off (the schema's features_off holds the list too): "link",
+#: reaching it through the relay, and "ddns", its published addresses.
+FEATURES: Final = ("link", "ddns")
 
 
 # Names the relay serves itself under the link zone: no device may take them.
@@ -340,7 +341,10 @@ class Registry:
     # -- features a device's owner may turn off -------------------------------------------------
 
     async def set_feature(self, device_name: str, feature: str, on: bool) -> None:
-        """Turn a feature of the device on or off ("link": reaching it through the relay)."""
+        """Turn a feature of the device on or off. Off deletes that feature's data in the same
+        transaction (the policy: turning a feature off deletes its data): for "ddns" the
+        device's published addresses and its DynDNS2 passwords, for "link" when the relay last
+        saw it. The daemons follow within their registry poll (two seconds)."""
         if feature not in FEATURES:
             raise InvalidValue(f"no feature {feature!r} (there are: {', '.join(FEATURES)})")
         if not await self._run(
@@ -476,6 +480,8 @@ class Registry:
                 raise InvalidValue("a DynDNS2 token belongs to a device")
             if await self.get_device(device_name) is None:
                 raise NotFound(f"no device {device_name!r}")
+            if await self.feature_off(device_name, "ddns"):
+                raise Conflict(f"DDNS is off for {device_name!r}: turn it on first")
         secret = secrets.token_urlsafe(TOKEN_BYTES)
         token = Token(
             "tok_" + secrets.token_hex(8), kind, account_id, device_name, self._clock(), name

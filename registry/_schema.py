@@ -195,4 +195,17 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE tokens ADD COLUMN name TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE tokens ADD COLUMN last_used_at REAL",
     ),
+    # 11: DDNS joins Link as a feature its owner may turn off. A CHECK constraint cannot be
+    # altered in SQLite: the table is made again, rows copied.
+    (
+        """CREATE TABLE features_off_11 (
+            device_name TEXT NOT NULL REFERENCES devices(name) ON DELETE CASCADE,
+            feature TEXT NOT NULL CHECK (feature IN ('link', 'ddns')),
+            off_since REAL NOT NULL,
+            PRIMARY KEY (device_name, feature)
+        )""",
+        "INSERT INTO features_off_11 SELECT device_name, feature, off_since FROM features_off",
+        "DROP TABLE features_off",
+        "ALTER TABLE features_off_11 RENAME TO features_off",
+    ),
 )

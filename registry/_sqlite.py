@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from ._backend import TOKEN_USE_RESOLUTION_S, SealedRow, StatsRow
 from ._models import (
@@ -50,6 +50,16 @@ JOURNAL_SIZE_LIMIT_BYTES = 4 << 20
 # SQLite's primary result codes (sqlite3.h) that no retry can heal: the file is not there,
 # not a database, damaged, or cannot be written. Every other error (a full disk, a lock
 # another process holds, an SQL or constraint error) is raised as it is.
+#: What turning a device's feature off deletes with it (the device's name the parameter).
+_FEATURE_DATA: Final = {
+    "ddns": (
+        "DELETE FROM dns_rrsets WHERE device_name = ? AND owner = device_name "
+        "AND rrtype IN ('A', 'AAAA')",
+        "DELETE FROM tokens WHERE device_name = ? AND kind = 'dyndns2'",
+    ),
+    "link": ("UPDATE devices SET last_seen_at = NULL WHERE name = ?",),
+}
+
 _GONE = {
     "SQLITE_CORRUPT": "the database file is corrupt",
     "SQLITE_NOTADB": "the file is not a SQLite database",
@@ -599,6 +609,8 @@ class SQLiteBackend:
                     "INSERT INTO features_off VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                     (device_name, feature, now),
                 )
+                for statement in _FEATURE_DATA[feature]:
+                    db.execute(statement, (device_name,))
             else:
                 db.execute(
                     "DELETE FROM features_off WHERE device_name = ? AND feature = ?",
@@ -736,9 +748,13 @@ class SQLiteBackend:
         with self._transaction() as db:
             for rrset in rrsets:
                 if rrset.values:
+                    # Never an address of a device with DDNS off: one ddnsd took before it
+                    # saw the switch is not written back after the switch deleted them.
                     db.execute(
                         "INSERT INTO dns_rrsets SELECT ?, ?, name, ?, ? FROM devices "
-                        "WHERE name = ? ON CONFLICT (owner, rrtype) DO UPDATE SET "
+                        "WHERE name = ? AND NOT (? IN ('A', 'AAAA') AND ? = name AND EXISTS "
+                        "(SELECT 1 FROM features_off WHERE device_name = name "
+                        "AND feature = 'ddns')) ON CONFLICT (owner, rrtype) DO UPDATE SET "
                         "ttl = excluded.ttl, rdata = excluded.rdata",
                         (
                             rrset.owner,
@@ -746,6 +762,8 @@ class SQLiteBackend:
                             rrset.ttl,
                             json.dumps(list(rrset.values)),
                             rrset.device_name,
+                            rrset.rrtype,
+                            rrset.owner,
                         ),
                     )
                 else:

@@ -307,11 +307,11 @@ def _message(body: str) -> str:
     return match.group(1)
 
 
-def _registry_call(directory: Path, call: str, *args: object) -> Any:
+def _registry_call(directory: Path, call: str, *args: object, **kwargs: object) -> Any:
     async def run() -> object:
         registry = Registry.open_sqlite(directory / "registry.sqlite3", create=False)
         try:
-            return await getattr(registry, call)(*args)
+            return await getattr(registry, call)(*args, **kwargs)
         finally:
             await registry.aclose()
 
@@ -507,3 +507,25 @@ def test_an_rfc2136_key_for_a_device_shown_once_and_revoked(portal: Running) -> 
     assert name in page and secret not in page
     owner.request("POST", "/devices/nas3/tsig/revoke", {"csrf": csrf, "token_id": name})
     assert _registry_call(portal.directory, "find_tsig_key", name) is None
+
+
+def test_ddns_off_deletes_its_passwords_and_makes_none(portal: Running) -> None:
+    owner = portal.browser()
+    owner.sign_up("pia")
+    _enrol(portal.directory, "pia", "nas8")
+    csrf = owner.csrf("/devices/nas8")
+    owner.request("POST", "/devices/nas8/dyndns2", {"csrf": csrf, "password": PASSWORD})
+    assert _registry_call(portal.directory, "list_tokens", device_name="nas8") != []
+    page = owner.request("GET", "/devices/nas8").body
+    assert "deletes those addresses and its DynDNS2 passwords" in page
+    off = owner.request("POST", "/devices/nas8/ddns", {"csrf": csrf, "ddns": "off"})
+    assert off.status == 303
+    assert _registry_call(portal.directory, "feature_off", "nas8", "ddns")
+    assert _registry_call(portal.directory, "list_tokens", device_name="nas8") == []
+    page = owner.request("GET", "/devices/nas8").body
+    assert "publishes no address" in page and "Create a DynDNS2 password" not in page
+    refused = owner.request("POST", "/devices/nas8/dyndns2", {"csrf": csrf, "password": PASSWORD})
+    assert refused.status == 409 and 'id="secret"' not in refused.body
+    owner.request("POST", "/devices/nas8/ddns", {"csrf": csrf, "ddns": "on"})
+    assert not _registry_call(portal.directory, "feature_off", "nas8", "ddns")
+    assert "Create a DynDNS2 password" in owner.request("GET", "/devices/nas8").body

@@ -45,12 +45,13 @@ VECTORS: list[tuple[Message, dict[str, Any]]] = [
         },
     ),
     (
-        Devices(("nas1", "nas2"), {"dyn.test": 9, "link.test": 2}, 4),
+        Devices(("nas1", "nas2"), {"dyn.test": 9, "link.test": 2}, 4, ("nas2",)),
         {
             "t": "devices",
             "devices": ["nas1", "nas2"],
             "serials": {"dyn.test": 9, "link.test": 2},
             "id": 4,
+            "link_off": ["nas2"],
         },
     ),
     (Applied(4), {"t": "applied", "id": 4}),
