@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ._checks import between, dns_name, option, readable_file, writable_dir
 from ._load import HostPort
@@ -13,6 +14,25 @@ __all__ = ["PortalConfig", "PortalSection"]
 
 def _some(addresses: tuple[HostPort, ...]) -> str | None:
     return None if addresses else "needs at least one address"
+
+
+def _public_url(url: str | None) -> str | None:
+    """Where browsers open the portal: passkeys are bound to its host (their relying party)
+    and checked against its origin. https, or http on localhost (browsers count it secure)."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not one
+    except ValueError:
+        return "a port of 1 to 65535"
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        return "an origin only: scheme, host and port, no path"
+    if parts.scheme == "http" and parts.hostname == "localhost":
+        return None
+    if parts.scheme != "https" or not parts.hostname or dns_name(parts.hostname) is not None:
+        return "https://<a DNS name>[:port], or http://localhost:<port>"
+    return None
 
 
 def _operator(name: str) -> str | None:
@@ -43,6 +63,9 @@ class PortalSection:
     # relayd's and ddnsd's access-log key files, read only: the owners' connection history
     # (visitors' addresses masked); absent, the portal shows no history.
     access_log_key_files: tuple[Path, ...] = ()
+    # Where browsers open the portal (`https://portal.example.net`); passkeys are offered
+    # only when it is set, for they are bound to it.
+    public_url: str | None = option(None, check=_public_url)
     # Links on every page; absent: none shown.
     help_url: str | None = None
     privacy_url: str | None = None

@@ -149,7 +149,7 @@ def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int, acme: bool)
     install = relayd_config.InstallSiteSection(
         cert_file=site_cert,
         key_file=site_key,
-        pairing_url=f"http://127.0.0.1:{base + PORTAL}/pair",  # where NAS asking are sent
+        pairing_url=f"http://localhost:{base + PORTAL}/pair",  # where NAS asking are sent
         operator_name="nascloud on this machine",
     )
     ddnsd_cert, ddnsd_key = ca.issue("ddnsd", DDNSD_NAME)
@@ -279,6 +279,9 @@ def _write_configs(state: Path, base: int, ca: DevCA, nas_port: int, acme: bool)
             link_zone=LINK_ZONE,
             state_dir=Path("portal"),
             registry=registry,
+            # Passkeys are bound to a host name, not an address; browsers count localhost as
+            # secure, so they work here over plain HTTP.
+            public_url=f"http://localhost:{base + PORTAL}",
             access_log_key_files=(
                 Path("relayd/access-log.keys"),
                 Path("ddnsd/access-log.keys"),
@@ -593,8 +596,8 @@ def _endpoints(
         },
         "api": {"url": f"http://127.0.0.1:{base + API}", "token": secrets["api_token"]},
         "portal": {
-            "url": f"http://127.0.0.1:{base + PORTAL}/",
-            "pair_url": f"http://127.0.0.1:{base + PORTAL}/pair",
+            "url": f"http://localhost:{base + PORTAL}/",
+            "pair_url": f"http://localhost:{base + PORTAL}/pair",
             # the code the NAS waiting to be paired shows (until an owner took it)
             "pairing_file": str(state / "pair-nas" / "pairing.json"),
             "account_name": "demo",

@@ -19,8 +19,8 @@ from ._base import (
     _Visit,
 )
 from ._owner import OwnerPages
+from ._passkeys import PasskeyPages
 from ._passwords import Passwords
-from ._signin import SignInPages
 from ._text import choose
 from ._web import (
     LANG_COOKIE,
@@ -33,7 +33,7 @@ from ._web import (
 __all__ = ["Portal"]
 
 
-class Portal(SignInPages, OwnerPages):
+class Portal(PasskeyPages, OwnerPages):
     """The portal: every route, its rule, and the answer's security headers."""
 
     def __init__(
@@ -54,6 +54,7 @@ class Portal(SignInPages, OwnerPages):
             ("GET", "/sign-up"): anyone(self._sign_up_page),
             ("POST", "/sign-up"): anyone(self._sign_up, form=True),
             ("POST", "/sign-in/code"): anyone(self._sign_in_code, form=True),
+            ("POST", "/sign-in/passkey"): anyone(self._sign_in_passkey, form=True),
             ("POST", "/sign-out"): anyone(self._sign_out),
             ("GET", "/devices"): owner(self._devices),
             ("GET", "/pair"): owner(self._pair_page),
@@ -68,6 +69,10 @@ class Portal(SignInPages, OwnerPages):
             ("GET", "/account/two-step"): owner(self._two_step_page),
             ("POST", "/account/two-step"): owner(self._two_step_on, form=True),
             ("POST", "/account/two-step/off"): owner(self._two_step_off, form=True),
+            ("GET", "/account/passkeys"): owner(self._passkeys_page),
+            ("POST", "/account/passkeys/new"): owner(self._new_passkey, form=True),
+            ("POST", "/account/passkeys/add"): owner(self._add_passkey, form=True),
+            ("POST", "/account/passkeys/remove"): owner(self._remove_passkey, form=True),
             ("GET", "/cookies"): anyone(self._cookies),
             ("GET", "/language"): anyone(self._language),
         }
@@ -102,6 +107,8 @@ class Portal(SignInPages, OwnerPages):
         parts = urlsplit(request.target)
         if parts.path == "/static/portal.css" and request.method == "GET":
             return HttpResponse(200, self.css, "text/css; charset=utf-8")
+        if parts.path == "/static/passkey.js" and request.method == "GET":
+            return HttpResponse(200, self.script, "text/javascript; charset=utf-8")
         jar = cookies(request)
         query = {k: v[0] for k, v in parse_qs(parts.query, max_num_fields=10).items()}
         lang = choose(jar.get(LANG_COOKIE), request.headers.get("accept-language", ""))

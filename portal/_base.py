@@ -39,6 +39,7 @@ from ._web import (
     set_cookie,
     token_hash,
 )
+from ._webauthn import Challenges, RelyingParty
 
 __all__ = ["PortalBase"]
 
@@ -132,7 +133,12 @@ class PortalBase:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
-        self.css = (files("portal") / "static" / "portal.css").read_bytes()
+        static = files("portal") / "static"
+        self.css = (static / "portal.css").read_bytes()
+        self.script = (static / "passkey.js").read_bytes()
+        #: Passkeys, when the portal knows where browsers open it (they are bound to it).
+        self.relying_party = RelyingParty(config.public_url) if config.public_url else None
+        self.challenges = Challenges(clock)
 
     def _page(
         self, visit: _Visit, template: str, status: int, title: str, **context: Any

@@ -55,6 +55,7 @@ class SignInPages(PortalBase):
             visit.t["sign_in"],
             next=local_target(context.pop("next", None) or visit.query.get("next"), "/devices"),
             account_name=context.pop("account_name", ""),
+            passkey=context.pop("passkey", None),  # its request options, when offered
             **context,
         )
 

@@ -50,6 +50,25 @@ _EN: Final = {
     "account": "Your account",
     "save": "Save",
     "saved": "Saved.",
+    "passkeys": "Passkeys",
+    "passkey": "Passkey",
+    "passkeys_intro": (
+        "A passkey signs you in with your device's screen lock or security key: no password,"
+        " no code, and nothing a fake site can use."
+    ),
+    "no_passkeys": "No passkey yet.",
+    "passkey_add": "Add a passkey",
+    "passkey_name_hint": "laptop, phone",
+    "passkey_reauth": "Your account password, again, before a new way to sign in.",
+    "passkey_intro": "Your browser will ask you to confirm with your screen lock or key.",
+    "passkey_create": "Create the passkey",
+    "passkey_sign_in": "Sign in with a passkey",
+    "passkey_failed": "The passkey was not accepted. Try again, or sign in with your password.",
+    "passkey_script": "Passkeys need JavaScript in this browser; your password works without.",
+    "passkeys_not_offered": (
+        "This portal does not offer passkeys (its operator has not set its address)."
+    ),
+    "remove": "Remove",
     "cookies_intro": "This portal sets only these cookies. None of them tracks you.",
     "cookie": "Cookie",
     "purpose": "Purpose",
@@ -204,6 +223,34 @@ _FR: Final = {
     "account": "Votre compte",
     "save": "Enregistrer",
     "saved": "Enregistré.",
+    "passkeys": "Clés d'accès",
+    "passkey": "Clé d'accès",
+    "passkeys_intro": (
+        "Une clé d'accès vous connecte avec le verrouillage de votre appareil ou une clé de"
+        " sécurité : sans mot de passe, sans code, et rien qu'un faux site puisse utiliser."
+    ),
+    "no_passkeys": "Aucune clé d'accès pour l'instant.",
+    "passkey_add": "Ajouter une clé d'accès",
+    "passkey_name_hint": "ordinateur portable, téléphone",
+    "passkey_reauth": (
+        "Le mot de passe de votre compte, à nouveau, avant un nouveau moyen de connexion."
+    ),
+    "passkey_intro": (
+        "Votre navigateur vous demandera de confirmer avec votre verrouillage ou votre clé."
+    ),
+    "passkey_create": "Créer la clé d'accès",
+    "passkey_sign_in": "Se connecter avec une clé d'accès",
+    "passkey_failed": (
+        "La clé d'accès n'a pas été acceptée. Réessayez, ou connectez-vous avec votre mot de passe."
+    ),
+    "passkey_script": (
+        "Les clés d'accès demandent JavaScript dans ce navigateur ; votre mot de passe"
+        " fonctionne sans."
+    ),
+    "passkeys_not_offered": (
+        "Ce portail ne propose pas de clés d'accès (son opérateur n'a pas indiqué son adresse)."
+    ),
+    "remove": "Retirer",
     "cookies_intro": "Ce portail ne dépose que ces cookies. Aucun ne vous suit.",
     "cookie": "Cookie",
     "purpose": "Finalité",

@@ -34,10 +34,11 @@ LANG_COOKIE: Final = "__Host-lang"  # the language chosen (preference)
 TRUST_COOKIE: Final = "__Host-trust"  # skips the second sign-in step here (security)
 MAX_FIELDS: Final = 20
 
-#: No script, no frame, nothing from elsewhere: the pages need their own stylesheet only.
+#: No inline script, no frame, nothing from elsewhere: the pages need their own stylesheet
+#: and, for passkeys only, their own script.
 _CSP: Final = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 
 

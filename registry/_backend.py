@@ -15,6 +15,7 @@ from ._models import (
     Device,
     DnsRRset,
     InstallRegistration,
+    Passkey,
     Token,
     TokenKind,
     TsigKey,
@@ -114,6 +115,12 @@ class Backend(Protocol):
     def delete_totp(self, account_id: str) -> None:
         """Two-step sign-in off: the secret, the recovery codes and the trusted computers go."""
 
+    # passkeys
+    def insert_passkey(self, passkey: Passkey) -> bool: ...  # False: that credential exists
+    def passkeys_of(self, account_id: str) -> list[Passkey]: ...
+    def find_passkey(self, credential_id: bytes) -> Passkey | None: ...
+    def passkey_used(self, credential_id: bytes, sign_count: int, now: float) -> None: ...
+    def delete_passkey(self, account_id: str, credential_id: bytes) -> bool: ...
     def insert_trusted(self, token_hash: bytes, account_id: str, expires_at: float) -> None: ...
     def trusted(self, token_hash: bytes, account_id: str, now: float) -> bool: ...
 

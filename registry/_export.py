@@ -15,7 +15,7 @@ from dataclasses import asdict
 from typing import Any, Protocol
 
 from ._accesslog import AccessLogKeys, AccessRecord, UnreadableRecord
-from ._models import Account, Device, DnsRRset, Token, TsigKey
+from ._models import Account, Device, DnsRRset, Passkey, Token, TsigKey
 
 __all__ = ["AccountData", "export_account", "iso_time"]
 
@@ -55,6 +55,8 @@ class AccountData(Protocol):
     async def account_name(self, account_id: str) -> str | None: ...
 
     async def totp_of(self, account_id: str) -> tuple[bytes, int] | None: ...
+
+    async def passkeys_of(self, account_id: str) -> list[Passkey]: ...
 
 
 def iso_time(timestamp: float | None) -> str | None:
@@ -115,6 +117,15 @@ async def export_account(
             "account_name": await registry.account_name(account_id),
             "two_step_sign_in": await registry.totp_of(account_id) is not None,
         },
+        "passkeys": [
+            {
+                "credential_id": base64.urlsafe_b64encode(k.credential_id).decode().rstrip("="),
+                "name": k.name,
+                "created_at": iso_time(k.created_at),
+                "last_used_at": iso_time(k.last_used_at),
+            }
+            for k in await registry.passkeys_of(account_id)
+        ],
         "api_tokens": [_token(t) for t in api_tokens],
         "devices": devices_out,
         "granted_access_to": await registry.devices_granted_to(account_id),

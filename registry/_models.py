@@ -109,6 +109,19 @@ class Token:
 
 
 @dataclass(frozen=True, slots=True)
+class Passkey:
+    """A WebAuthn credential an account signs in with."""
+
+    credential_id: bytes
+    account_id: str
+    public_key: bytes  # COSE_Key, as the authenticator gave it
+    sign_count: int
+    name: str
+    created_at: float
+    last_used_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class InstallRegistration:
     install_id: str
     public_key: bytes

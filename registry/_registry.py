@@ -31,6 +31,7 @@ from ._models import (
     InstallRegistration,
     InvalidValue,
     NotFound,
+    Passkey,
     RegistryError,
     RegistryGone,
     Token,
@@ -358,6 +359,44 @@ class Registry:
     async def feature_off(self, device_name: str, feature: str) -> bool:
         """Whether the device's owner turned this feature off (one row looked up)."""
         return await self._run(self.backend.feature_off, device_name, feature)
+
+    # -- passkeys (WebAuthn) ---------------------------------------------------------------------
+
+    async def add_passkey(
+        self,
+        account_id: str,
+        credential_id: bytes,
+        public_key: bytes,
+        sign_count: int,
+        name: str = "",
+    ) -> Passkey:
+        """An account's new passkey, checked by the caller (the portal, with py_webauthn).
+        Conflict if that credential is already an account's."""
+        if not 1 <= len(credential_id) <= 1023:  # WebAuthn: at most 1023 bytes
+            raise InvalidValue("a credential id is 1 to 1023 bytes")
+        passkey = Passkey(
+            credential_id,
+            account_id,
+            public_key,
+            sign_count,
+            _check_token_name(name),
+            self._clock(),
+        )
+        if not await self._run(self.backend.insert_passkey, passkey):
+            raise Conflict("that passkey is already registered")
+        return passkey
+
+    async def passkeys_of(self, account_id: str) -> list[Passkey]:
+        return await self._run(self.backend.passkeys_of, account_id)
+
+    async def find_passkey(self, credential_id: bytes) -> Passkey | None:
+        return await self._run(self.backend.find_passkey, credential_id)
+
+    async def passkey_used(self, credential_id: bytes, sign_count: int) -> None:
+        await self._run(self.backend.passkey_used, credential_id, sign_count, self._clock())
+
+    async def remove_passkey(self, account_id: str, credential_id: bytes) -> bool:
+        return await self._run(self.backend.delete_passkey, account_id, credential_id)
 
     # -- two-step sign-in (TOTP, recovery codes, trusted computers) -----------------------------
 

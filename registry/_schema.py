@@ -208,4 +208,18 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "DROP TABLE features_off",
         "ALTER TABLE features_off_11 RENAME TO features_off",
     ),
+    # 12: passkeys (WebAuthn): an account's credentials by their id, each with its public
+    # key (COSE), its signature counter, the owner's name for it and its last use.
+    (
+        """CREATE TABLE passkeys (
+            credential_id BLOB PRIMARY KEY,
+            account_id TEXT NOT NULL REFERENCES accounts(account_id) ON DELETE CASCADE,
+            public_key BLOB NOT NULL,
+            sign_count INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            last_used_at REAL
+        )""",
+        "CREATE INDEX passkeys_by_account ON passkeys(account_id)",
+    ),
 )

@@ -25,6 +25,7 @@ from ._models import (
     DnsRRset,
     InstallRegistration,
     NotFound,
+    Passkey,
     RegistryFull,
     RegistryGone,
     SchemaTooNew,
@@ -678,6 +679,59 @@ class SQLiteBackend:
             for table in ("totp_secrets", "recovery_codes", "trusted_computers"):
                 db.execute(f"DELETE FROM {table} WHERE account_id = ?", (account_id,))
         self._erase_history()
+
+    # -- passkeys --------------------------------------------------------------------------------
+
+    def insert_passkey(self, passkey: Passkey) -> bool:
+        with self._transaction() as db:
+            inserted = db.execute(
+                "INSERT INTO passkeys VALUES (?, ?, ?, ?, ?, ?, NULL) "
+                "ON CONFLICT (credential_id) DO NOTHING",
+                (
+                    passkey.credential_id,
+                    passkey.account_id,
+                    passkey.public_key,
+                    passkey.sign_count,
+                    passkey.name,
+                    passkey.created_at,
+                ),
+            ).rowcount
+        return inserted == 1
+
+    @staticmethod
+    def _passkey(row: Any) -> Passkey:
+        credential_id, account_id, public_key, sign_count, name, created_at, used = row
+        return Passkey(
+            bytes(credential_id), account_id, bytes(public_key), sign_count, name, created_at, used
+        )
+
+    def passkeys_of(self, account_id: str) -> list[Passkey]:
+        rows = self._db.execute(
+            "SELECT * FROM passkeys WHERE account_id = ? ORDER BY created_at", (account_id,)
+        )
+        return [self._passkey(row) for row in rows]
+
+    def find_passkey(self, credential_id: bytes) -> Passkey | None:
+        row = self._db.execute(
+            "SELECT * FROM passkeys WHERE credential_id = ?", (credential_id,)
+        ).fetchone()
+        return self._passkey(row) if row else None
+
+    def passkey_used(self, credential_id: bytes, sign_count: int, now: float) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE passkeys SET sign_count = ?, last_used_at = ? WHERE credential_id = ?",
+                (sign_count, now, credential_id),
+            )
+
+    def delete_passkey(self, account_id: str, credential_id: bytes) -> bool:
+        with self._transaction() as db:
+            deleted = db.execute(
+                "DELETE FROM passkeys WHERE account_id = ? AND credential_id = ?",
+                (account_id, credential_id),
+            ).rowcount
+        self._erase_history()
+        return deleted == 1
 
     def insert_trusted(self, token_hash: bytes, account_id: str, expires_at: float) -> None:
         with self._transaction() as db:

@@ -24,13 +24,24 @@ PROJECT = (
     "httpapi",
     "nasagent",
     "nascloud",
+    "portal",
     "protocol",
     "registry",
     "relayd",
     "service",
     "tunnel",
 )
-PARSERS = ("dnslib", "dns", "h11", "tomllib", "ipaddress", "urllib.parse", "base64")
+PARSERS = (
+    "dnslib",
+    "dns",
+    "h11",
+    "tomllib",
+    "ipaddress",
+    "urllib.parse",
+    "base64",
+    "webauthn",  # the passkey answers' parser and checks
+    "cbor2",  # what webauthn reads attestation objects and keys with
+)
 INSTRUMENTED = PROJECT + PARSERS
 
 

@@ -102,15 +102,15 @@ def portal(tmp_path: Path) -> Iterator[Running]:
 
 @contextmanager
 def running_portal(
-    tmp_path: Path, attempts_per_account: int = 5, extra: str = ""
+    tmp_path: Path, attempts_per_account: int = 5, extra: str = "", port: int = 0
 ) -> Iterator[Running]:
-    """nascloud-portal on a port of its choosing, on a new registry in `tmp_path`; `extra`
-    lines go in its [portal] table."""
+    """nascloud-portal on `port` (0: one of its choosing), on a new registry in `tmp_path`;
+    `extra` lines go in its [portal] table."""
     SQLiteBackend(tmp_path / "registry.sqlite3").close()
     (tmp_path / "portal.toml").write_text(
         f"""
 [portal]
-listen = ["127.0.0.1:0"]
+listen = ["127.0.0.1:{port}"]
 operator_name = "Example <NAS> Cloud"
 zone = "dyn.test"
 link_zone = "link.test"
@@ -529,3 +529,59 @@ def test_ddns_off_deletes_its_passwords_and_makes_none(portal: Running) -> None:
     owner.request("POST", "/devices/nas8/ddns", {"csrf": csrf, "ddns": "on"})
     assert not _registry_call(portal.directory, "feature_off", "nas8", "ddns")
     assert "Create a DynDNS2 password" in owner.request("GET", "/devices/nas8").body
+
+
+def test_passkey_answers_that_are_missing_malformed_or_unasked_for(tmp_path: Path) -> None:
+    with running_portal(tmp_path, extra='public_url = "http://localhost:8443"') as portal:
+        visitor = portal.browser()
+        csrf = visitor.csrf("/sign-in")
+        assert 'data-passkey="get"' in visitor.request("GET", "/sign-in").body
+        script = visitor.request("GET", "/static/passkey.js")
+        assert script.status == 200 and "navigator.credentials" in script.body
+        for credential, status in (
+            ("", 400),  # the script did not run
+            ("{", 401),
+            ('{"id": "AAAA", "rawId": "AAAA", "type": "public-key"}', 401),
+            (json.dumps({"id": "AA", "rawId": "AA", "response": {"clientDataJSON": "e30"}}), 401),
+            ("[" * 5000, 401),
+        ):
+            answer = visitor.request(
+                "POST", "/sign-in/passkey", {"csrf": csrf, "credential": credential}
+            )
+            assert answer.status == status, (credential[:40], answer.body[:300])
+            assert "__Host-session" not in visitor.jar
+        owner = portal.browser()
+        owner.sign_up("quentin")
+        csrf = owner.csrf("/account/passkeys")
+        refused = owner.request(
+            "POST", "/account/passkeys/new", {"csrf": csrf, "password": "wrong password!"}
+        )
+        assert refused.status == 401 and "data-passkey" not in refused.body
+        offered = owner.request(
+            "POST", "/account/passkeys/new", {"csrf": csrf, "password": PASSWORD, "name": "k"}
+        )
+        options = re.search(r'data-options="([^"]+)"', offered.body)
+        assert offered.status == 200 and options
+        created = json.loads(options.group(1).replace("&#34;", '"').replace("&quot;", '"'))
+        assert created["rp"]["id"] == "localhost"
+        assert created["authenticatorSelection"]["residentKey"] == "required"
+        assert created["authenticatorSelection"]["userVerification"] == "required"
+        bad = owner.request(
+            "POST", "/account/passkeys/add", {"csrf": csrf, "credential": '{"id": 1}'}
+        )
+        assert bad.status == 400
+        assert _registry_call(portal.directory, "passkeys_of", _account_id(portal, "quentin")) == []
+
+
+def test_no_passkeys_without_a_public_url(portal: Running) -> None:
+    visitor = portal.browser()
+    assert "data-passkey" not in visitor.request("GET", "/sign-in").body
+    csrf = visitor.csrf("/sign-in")
+    answer = visitor.request("POST", "/sign-in/passkey", {"csrf": csrf, "credential": "{}"})
+    assert answer.status == 404
+
+
+def _account_id(portal: Running, name: str) -> str:
+    found = _registry_call(portal.directory, "find_sign_in", name)
+    assert found is not None
+    return str(found[0])
