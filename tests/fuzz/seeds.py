@@ -5,7 +5,6 @@ inadyn's requests, the example configs. Run once per new target: `python -m test
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -21,6 +20,7 @@ from tests.unit.test_relayd_sni import client_hello
 
 from . import _connection_driver as driver
 from .fuzz_connection_open import _open_pair
+from .fuzz_passkey_answer import soft_answers, template_fields
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
@@ -238,80 +238,15 @@ def config_seeds() -> list[bytes]:
     return out
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
 def passkey_seeds() -> list[bytes]:
-    """A browser's two answers as `toJSON()` writes them, made by a soft P-256 authenticator
-    for http://localhost:8443: a registration with "none" attestation, and a sign-in signed
-    with a key that is not the target's (so the signature check is reached and fails)."""
-    import cbor2
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    numbers = key.public_key().public_numbers()
-    cose = {
-        1: 2,
-        3: -7,
-        -1: 1,
-        -2: numbers.x.to_bytes(32, "big"),
-        -3: numbers.y.to_bytes(32, "big"),
-    }
-    rp_hash = hashlib.sha256(b"localhost").digest()
-    credential_id = bytes(range(16))
-    challenge = _b64(bytes(32))
-
-    def client_data(kind: str) -> bytes:
-        return json.dumps(
-            {"type": kind, "challenge": challenge, "origin": "http://localhost:8443"}
-        ).encode()
-
-    registered = (
-        rp_hash
-        + b"\x45"  # UP, UV, AT
-        + (0).to_bytes(4, "big")
-        + bytes(16)  # AAGUID
-        + len(credential_id).to_bytes(2, "big")
-        + credential_id
-        + cbor2.dumps(cose)
-    )
-    attestation = cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": registered})
-    create = {
-        "id": _b64(credential_id),
-        "rawId": _b64(credential_id),
-        "type": "public-key",
-        "response": {
-            "clientDataJSON": _b64(client_data("webauthn.create")),
-            "attestationObject": _b64(attestation),
-            "transports": ["internal"],
-        },
-        "clientExtensionResults": {},
-        "authenticatorAttachment": "platform",
-    }
-    signed_data = rp_hash + b"\x05" + (1).to_bytes(4, "big")
-    get_client = client_data("webauthn.get")
-    signature = key.sign(
-        signed_data + hashlib.sha256(get_client).digest(), ec.ECDSA(hashes.SHA256())
-    )
-    get = {
-        "id": _b64(credential_id),
-        "rawId": _b64(credential_id),
-        "type": "public-key",
-        "response": {
-            "clientDataJSON": _b64(get_client),
-            "authenticatorData": _b64(signed_data),
-            "signature": _b64(signature),
-            "userHandle": _b64(b"acc_0123456789abcdef"),
-        },
-        "clientExtensionResults": {},
-    }
+    create, get = soft_answers()
+    fields = [bytes([n]) + raw for n, raw in enumerate(template_fields(create, get))]
     return [
         json.dumps(create).encode(),
         json.dumps(get).encode(),
         b'{"id": "AA", "rawId": "AA", "response": {"clientDataJSON": "e30"}}',
         b"[" * 100,
+        *fields,
     ]
 
 

@@ -48,6 +48,7 @@ class Stack:
     agent: subprocess.Popen[bytes]
     metrics_port: int
     https_port: int
+    api_port: int  # relayd's lookup API
 
     def metric(self, name: str) -> float:
         return _metric(self.metrics_port, name)
@@ -72,11 +73,16 @@ class Stack:
 
 
 @contextmanager
-def pairing_stack(tmp_path: Path) -> Iterator[Stack]:
-    """The portal, relayd offering pairing (and keeping an access log the portal reads), and
-    an agent with no identity asking for a code (state in `tmp_path / "nas"`)."""
+def pairing_stack(tmp_path: Path, portal_port: int = 0) -> Iterator[Stack]:
+    """The portal, relayd offering pairing (and keeping an access log the portal reads, and
+    its lookup API), and an agent with no identity asking for a code (state in
+    `tmp_path / "nas"`). With `portal_port`, the portal offers passkeys at
+    http://localhost:<portal_port>."""
     keys = tmp_path / "relay-state" / "access-log.keys"
-    with running_portal(tmp_path, extra=f'access_log_key_files = ["{keys}"]') as portal:
+    extra = f'access_log_key_files = ["{keys}"]'
+    if portal_port:
+        extra += f'\npublic_url = "http://localhost:{portal_port}"'
+    with running_portal(tmp_path, extra=extra, port=portal_port) as portal:
         ca = trustme.CA()
         ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
         for name, hosts in (
@@ -101,6 +107,8 @@ key_file = "{tmp_path / "relay.key"}"
 [ingress]
 link_zone = "{LINK_ZONE}"
 https_listen = "127.0.0.1:0"
+[api]
+listen = "127.0.0.1:0"
 [install]
 cert_file = "{tmp_path / "install.crt"}"
 key_file = "{tmp_path / "install.key"}"
@@ -126,7 +134,14 @@ max_delay_s = 1
         )
         (tmp_path / "nas").mkdir()
         agent = _start_agent(tmp_path)
-        stack = Stack(portal, relay, agent, metrics, int(listening["https"][0].rsplit(":", 1)[1]))
+        stack = Stack(
+            portal,
+            relay,
+            agent,
+            metrics,
+            int(listening["https"][0].rsplit(":", 1)[1]),
+            int(listening["api"][0].rsplit(":", 1)[1]),
+        )
         try:
             yield stack
         finally:
