@@ -33,7 +33,8 @@ def _ip_addresses(values: tuple[str, ...]) -> str | None:
 class AgentSection:
     # Absent while the NAS is not initialised: the agent then runs in install mode, or with
     # `pairing`, asks the relay for a pairing code its owner types on the portal (the name
-    # the owner chooses is then kept in the state directory, identity.json).
+    # the owner chooses is then kept in the state directory, identity.json). A NAS set up
+    # through Cloud Install ends the same way: its setup turns `pairing` on and reloads.
     device_name: str | None = option(None, check=label)
     pairing: bool = False
     key_file: Path = option(Path("/var/lib/nascloud-agent/device.key"))

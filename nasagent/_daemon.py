@@ -27,7 +27,7 @@ def _as_device(config: AgentConfig, name: str) -> AgentConfig:
 async def main_async(config: AgentConfig, config_path: Path | None = None) -> int:
     """Keep the tunnel up until SIGTERM or SIGINT; reload on SIGHUP. A NAS with no device
     name (in its config, or from an earlier pairing) pairs, with `pairing`, or runs in
-    install mode until a reload gives it one."""
+    install mode until a reload gives it one or turns `pairing` on (then it pairs)."""
     name = config.agent.device_name or paired_identity(config.agent.state_dir)
     client: RelayClient
     if name is not None:
@@ -39,24 +39,40 @@ async def main_async(config: AgentConfig, config_path: Path | None = None) -> in
         client = InstallAgent(config)
     async with trio.open_nursery() as nursery:
 
-        async def run() -> None:
+        async def pair_then_serve(pairing: PairingAgent) -> None:
+            """Ask for a code until an owner takes it, then serve as the device named."""
             nonlocal client, config
-            await client.run()
-            if isinstance(client, PairingAgent) and client.device is not None:
-                config = _as_device(config, client.device)
+            client = pairing
+            await pairing.run()
+            if pairing.device is not None:
+                config = _as_device(config, pairing.device)
                 client = Agent(config)
+                await client.run()
+
+        async def run() -> None:
+            if isinstance(client, PairingAgent):
+                await pair_then_serve(client)
+            else:
                 await client.run()
 
         nursery.start_soon(run)
 
         async def apply(new: AgentConfig) -> None:
-            nonlocal client
+            nonlocal client, config
             if isinstance(client, InstallAgent) and new.agent.device_name is not None:
                 # Setup is done: stop reporting at once, then serve as the device.
                 await client.stop()
                 log.info("device identity received: install mode ends, %s", new.agent.device_name)
                 client = Agent(new)
                 nursery.start_soon(client.run)
+                return
+            if isinstance(client, InstallAgent) and new.agent.pairing:
+                # Setup is done and the NAS is to be paired (the setup wizard's last step):
+                # stop reporting at once, then ask for a code as a NAS with no identity does.
+                await client.stop()
+                log.info("setup is done: install mode ends, this NAS asks to be paired")
+                config = new
+                nursery.start_soon(pair_then_serve, PairingAgent(new))
                 return
             if isinstance(client, Agent) and new.agent.device_name is None:
                 new = _as_device(new, client.device)  # the name pairing gave it

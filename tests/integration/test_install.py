@@ -23,9 +23,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import trio
 import trustme
 
-from registry import SQLiteBackend, hash_secret, normalize_cloud_key
+from registry import Registry, SQLiteBackend, hash_secret, normalize_cloud_key
 from tests.database import database_bytes
 from tests.integration.test_link import BIN, _start_relay, _wait
 
@@ -187,6 +188,7 @@ key_file = "install.key"
 lifetime_s = {lifetime_s}
 lookup_floor_s = 0.05
 lookups_per_minute = 20
+pairing_url = "https://portal.test/pair"
 [limits]
 drain_timeout_s = 1
 handshake_timeout_s = 2
@@ -375,6 +377,32 @@ def test_setup_done_ends_install_mode_at_once(install: Install) -> None:
     _wait(lambda: install.metric("nascloud_relay_install_tunnels") == 0, 10, "install mode to end")
     # relayd stops routing first and then deletes the row, in a worker thread: a moment apart.
     _wait(lambda: install.rows() == 0, 5, "the registration's row to go")
+    assert install.find(CLOUD_KEY, ELSEWHERE).stdout.startswith("HTTP/1.1 404")
+
+
+def test_a_nas_set_up_through_the_cloud_ends_by_pairing(install: Install) -> None:
+    """The setup wizard's last step turns `pairing` on (a reload): install mode ends at once,
+    the NAS shows a pairing code, and once an owner takes it, serves as that device."""
+    config = install.directory / "agent.toml"
+    config.write_text(config.read_text().replace("[agent]\n", "[agent]\npairing = true\n"))
+    install.agent.send_signal(signal.SIGHUP)
+    _wait(lambda: install.metric("nascloud_relay_install_tunnels") == 0, 10, "install mode to end")
+    _wait(lambda: install.rows() == 0, 5, "the registration's row to go")
+    shown = install.directory / "agent" / "pairing.json"
+    _wait(shown.exists, 20, "the pairing code")
+    pairing = json.loads(shown.read_text())
+    assert pairing["url"] == "https://portal.test/pair"
+
+    async def take() -> None:
+        registry = Registry.open_sqlite(install.directory / "registry.sqlite3", create=False)
+        owner = await registry.create_account("sam@example.org", "Sam")
+        await registry.complete_pairing(pairing["code"], owner.account_id, "nas7")
+        await registry.aclose()
+
+    trio.run(take)
+    _wait(lambda: install.metric("nascloud_relay_tunnels") == 1, 20, "the NAS as nas7")
+    identity = json.loads((install.directory / "agent" / "identity.json").read_text())
+    assert identity["device_name"] == "nas7"
     assert install.find(CLOUD_KEY, ELSEWHERE).stdout.startswith("HTTP/1.1 404")
 
 
