@@ -10,7 +10,7 @@ from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from config.portal import PortalSection
-from httpapi import HttpRequest, HttpResponse
+from httpapi import STYLESHEET, STYLESHEET_PATH, HttpRequest, HttpResponse
 from registry import Registry
 
 from ._base import (
@@ -105,8 +105,8 @@ class Portal(PasskeyPages, OwnerPages):
 
     async def _route(self, request: HttpRequest) -> HttpResponse:
         parts = urlsplit(request.target)
-        if parts.path == "/static/portal.css" and request.method == "GET":
-            return HttpResponse(200, self.css, "text/css; charset=utf-8")
+        if parts.path == STYLESHEET_PATH and request.method == "GET":
+            return HttpResponse(200, STYLESHEET, "text/css; charset=utf-8")
         if parts.path == "/static/passkey.js" and request.method == "GET":
             return HttpResponse(200, self.script, "text/javascript; charset=utf-8")
         jar = cookies(request)

@@ -133,9 +133,7 @@ class PortalBase:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
-        static = files("portal") / "static"
-        self.css = (static / "portal.css").read_bytes()
-        self.script = (static / "passkey.js").read_bytes()
+        self.script = (files("portal") / "static" / "passkey.js").read_bytes()
         #: Passkeys, when the portal knows where browsers open it (they are bound to it).
         self.relying_party = RelyingParty(config.public_url) if config.public_url else None
         self.challenges = Challenges(clock)

@@ -31,7 +31,7 @@ import trio
 
 import protocol
 from config.relayd import InstallSiteSection, LimitsSection
-from httpapi import HttpRequest, HttpResponse, HttpServer, choose_language
+from httpapi import STYLESHEET_PATH, HttpRequest, HttpResponse, HttpServer, choose_language
 from registry import Conflict, InstallRegistration, InvalidValue, Registry, mask_address
 from service import SlidingWindow, server_tls_context
 from tunnel import Tunnel
@@ -46,7 +46,8 @@ __all__ = ["InstallSite", "PrefixedStream", "Recorder", "pages_chrome", "tls_con
 log = logging.getLogger("relayd.install")
 
 MAX_FORM_BYTES = 4096
-_ROUTES: Final = {"/": "GET", "/find": "POST", "/stop": "POST"}  # the install site's pages
+# The install site's pages, and the stylesheet every page people see shares.
+_ROUTES: Final = {"/": "GET", "/find": "POST", "/stop": "POST", STYLESHEET_PATH: "GET"}
 Recorder = Callable[[float, str, str, str, int, int, str], None]
 
 
@@ -304,6 +305,8 @@ class InstallSite:
         )
         if path == "/":
             return pages.key_form(chrome)
+        if path == STYLESHEET_PATH:
+            return pages.stylesheet()
         form = _form(request)
         if form is None:
             return pages.message_page(400, "Bad request", "Send the form from the install page.")

@@ -1,4 +1,5 @@
-"""The Cloud Install site's pages: plain HTML, no script, every value escaped.
+"""The Cloud Install site's pages: plain HTML, no script, every value escaped, in the
+portal's look (the stylesheet they share, `httpapi.STYLESHEET`).
 
 Each page says what the cloud does with the owner's data at that step, in the words of the
 policy: directly between browser and NAS on the same network; otherwise relayed, with
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Final
 
-from httpapi import HttpResponse
+from httpapi import STYLESHEET, STYLESHEET_PATH, HttpResponse
 
 __all__ = [
     "LANGUAGES",
@@ -22,6 +23,7 @@ __all__ = [
     "key_form",
     "message_page",
     "said",
+    "stylesheet",
     "wrong_key",
 ]
 
@@ -67,6 +69,7 @@ _TEXTS: Final[dict[str, dict[str, str]]] = {
         "too_many_title": "Too many tries",
         "too_many_text": "Too many cloud keys were tried from here; wait a minute.",
         "run_by": "Run by {operator}",
+        "site_name": "Cloud Install",
         "help": "Help",
         "privacy": "Privacy",
     },
@@ -110,6 +113,7 @@ _TEXTS: Final[dict[str, dict[str, str]]] = {
         "too_many_title": "Trop d'essais",
         "too_many_text": "Trop de clés cloud ont été essayées d'ici ; attendez une minute.",
         "run_by": "Service exploité par {operator}",
+        "site_name": "Installation par le cloud",
         "help": "Aide",
         "privacy": "Confidentialité",
     },
@@ -133,38 +137,31 @@ class Chrome:
     def t(self, key: str) -> str:
         return _TEXTS[self.lang][key]
 
+    def header(self) -> str:
+        """The portal's header: the site's name and who runs it."""
+        return (
+            f'<header><p class="brand">{escape(self.t("site_name"))} <span class="operator">'
+            f"{escape(self.t('run_by').format(operator=self.operator))}</span></p></header>"
+        )
+
     def footer(self) -> str:
+        """Where the operator's help and privacy policy are (none: no footer)."""
         links = [
             f'<a href="{escape(url)}">{self.t(label)}</a>'
             for url, label in ((self.help_url, "help"), (self.privacy_url, "privacy"))
             if url
         ]
-        return (
-            f'<footer><p class="small">{escape(self.t("run_by").format(operator=self.operator))}'
-            + ("" if not links else " · " + " · ".join(links))
-            + "</p></footer>"
-        )
+        return f"<footer>{''.join(links)}</footer>" if links else ""
 
 
 PLAIN = Chrome()
 
-_STYLE = (
-    "body{font-family:system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;"
-    "color:#1d2733}h1{font-size:1.5rem}input[type=text]{font-size:1.2rem;padding:.4rem;"
-    "width:100%;max-width:25rem;box-sizing:border-box;letter-spacing:.1em;"
-    "text-transform:uppercase}button,.button{font-size:1rem;"
-    "padding:.5rem 1rem;margin:.3rem .3rem .3rem 0;display:inline-block}"
-    "a.button{background:#1d5fbf;color:#fff;text-decoration:none;border-radius:4px}"
-    "p.small{font-size:.85rem;color:#4a5868}"
-    "p.error{border-left:4px solid #c0392b;background:#c0392b1a;padding:.5rem .75rem}"
-    "footer{margin-top:2rem;border-top:1px solid #ccd}"
-)
 # No script, no third-party anything; forms post to this site only; never framed.
 HEADERS = [
     ("Cache-Control", "no-store"),
     (
         "Content-Security-Policy",
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "default-src 'none'; style-src 'self'; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'",
     ),
     ("X-Frame-Options", "DENY"),
@@ -184,8 +181,9 @@ def _page(
     document = (
         f'<!doctype html><html lang="{chrome.lang}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
-        f"<body><h1>{escape(title)}</h1>{body}{chrome.footer()}</body></html>\n"
+        f'<title>{escape(title)}</title><link rel="stylesheet" href="{STYLESHEET_PATH}"></head>'
+        f"<body>{chrome.header()}<main><h1>{escape(title)}</h1>{body}</main>"
+        f"{chrome.footer()}</body></html>\n"
     )
     return HttpResponse(status, document.encode(), HTML, HEADERS + (extra_headers or []))
 
@@ -202,10 +200,10 @@ def key_form(
         t("key_title"),
         f"{notice}<p>{escape(t('key_intro'))}</p>"
         '<form method="post" action="/find">'
-        '<input type="text" name="cloud_key" id="cloud_key" autocomplete="off" '
+        f"<label>{escape(t('key_label'))}"
+        '<input type="text" name="cloud_key" id="cloud_key" class="key" autocomplete="off" '
         'autocapitalize="characters" spellcheck="false" maxlength="80" required '
-        f'placeholder="XXXX-XXXX-XXXX-XXXX" aria-label="{escape(t("key_label"))}" '
-        f'value="{escape(typed[:80])}"> '
+        f'placeholder="XXXX-XXXX-XXXX-XXXX" value="{escape(typed[:80])}"></label>'
         f'<button type="submit" id="find">{escape(t("key_button"))}</button></form>'
         f'<p class="small">{escape(t("key_small"))}</p>',
         chrome=chrome,
@@ -257,3 +255,7 @@ def said(chrome: Chrome, status: int, what: str) -> HttpResponse:
 
 def message_page(status: int, title: str, text: str, chrome: Chrome = PLAIN) -> HttpResponse:
     return _page(status, title, f"<p>{escape(text)}</p>", chrome=chrome)
+
+
+def stylesheet() -> HttpResponse:
+    return HttpResponse(200, STYLESHEET, "text/css; charset=utf-8", HEADERS)

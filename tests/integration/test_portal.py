@@ -205,7 +205,7 @@ def test_many_devices_come_fifty_a_page(portal: Running) -> None:
 
 def test_every_answer_carries_the_security_headers(portal: Running) -> None:
     browser = portal.browser()
-    for method, path in (("GET", "/sign-in"), ("GET", "/nowhere"), ("GET", "/static/portal.css")):
+    for method, path in (("GET", "/sign-in"), ("GET", "/nowhere"), ("GET", "/static/pages.css")):
         answer = browser.request(method, path)
         csp = answer.headers["Content-Security-Policy"]
         assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp, path

@@ -25,6 +25,21 @@ def test_chromium_finds_the_nas_by_its_cloud_key_and_reaches_its_setup(tmp_path:
         ) as browser:
             browser.navigate(f"https://{INSTALL_HOST}:{install.https_port}/")
             assert browser.run("document.title") == "Set up your new NAS"
+            # A typo: the key is kept to correct, the answer shown as an error.
+            browser.act_and_wait_for_load(
+                "document.getElementById('cloud_key').value = 'K7QD-XM2P-9HTA-4R3C';"
+                "document.getElementById('find').click()"
+            )
+            assert browser.run("document.getElementById('cloud_key').value") == (
+                "K7QD-XM2P-9HTA-4R3C"
+            )
+            assert browser.run("document.querySelector('[role=alert]') !== null")
+            # The field fits what it asks for: its placeholder is not cut off.
+            assert browser.run(
+                "(() => { const f = document.getElementById('cloud_key');"
+                " return f.scrollWidth <= f.clientWidth; })()"
+            )
+            browser.screenshot(tmp_path / "install-wrong-key.png")
             browser.act_and_wait_for_load(
                 f"document.getElementById('cloud_key').value = {CLOUD_KEY.lower()!r};"
                 "document.getElementById('find').click()"
