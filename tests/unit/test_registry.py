@@ -486,6 +486,41 @@ async def test_a_pairing_code_enrols_its_key_once_for_the_first_owner(
     assert await registry.purge_expired_pairings() >= 1
 
 
+async def test_two_accounts_racing_for_one_device_name_get_one_device(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """Two portals (two connections to one file) pair two NAS under the same name at the same
+    moment, twenty times over: each time exactly one wins, the other is told the name is
+    taken, and its code still works for another name."""
+    other = Registry.open_sqlite(tmp_path / "registry.sqlite3", create=False)
+    alice = await registry.create_account("alice@example.org", "Alice")
+    bob = await registry.create_account("bob@example.org", "Bob")
+    try:
+        for round_ in range(20):
+            codes = [
+                await registry.create_pairing(bytes([round_, n]) * 16, 600) for n in (1, 2)
+            ]
+            outcomes: dict[str, str] = {}
+
+            async def pair(via: Registry, code: str, owner: str, who: str) -> None:
+                try:
+                    await via.complete_pairing(code, owner, f"race{round_}")
+                    outcomes[who] = "won"
+                except Conflict:
+                    outcomes[who] = "taken"
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(pair, registry, codes[0], alice.account_id, "alice")
+                nursery.start_soon(pair, other, codes[1], bob.account_id, "bob")
+            assert sorted(outcomes.values()) == ["taken", "won"], outcomes
+            loser = next(who for who, outcome in outcomes.items() if outcome == "taken")
+            code = codes[0] if loser == "alice" else codes[1]
+            owner = alice if loser == "alice" else bob
+            await registry.complete_pairing(code, owner.account_id, f"other{round_}")
+    finally:
+        await other.aclose()
+
+
 async def test_features_turned_off_and_on_and_gone_with_the_device(registry: Registry) -> None:
     owner = await registry.create_account("f@example.org", "F")
     await registry.enrol_device(owner.account_id, "nasf", bytes(range(3, 35)))
