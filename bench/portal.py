@@ -98,6 +98,7 @@ def main() -> None:
             '[portal]\nlisten = ["127.0.0.1:0"]\noperator_name = "bench"\nzone = "dyn.test"\n'
             'link_zone = "link.test"\nstate_dir = "state"\nregistry = "registry.sqlite3"\n'
             "sign_in_attempts_per_account = 1000\nsign_in_attempts_per_address = 100000\n"
+            'public_url = "http://localhost:8443"\n'  # passkeys offered: /sign-in makes options
         )
         with (work / "portal.log").open("wb") as log:
             portal = subprocess.Popen(
@@ -116,7 +117,13 @@ def main() -> None:
             for _ in range(args.rounds):
                 took, cookie = sign_in(port)
                 sign_ins.append(took)
-            pages: dict[str, list[float]] = {"/devices": [], "/devices?page=20": [], "/account": []}
+            pages: dict[str, list[float]] = {
+                "/devices": [],
+                "/devices?page=20": [],
+                "/account": [],
+                "/account/passkeys": [],
+                "/sign-in": [],  # with the passkey's request options and challenge
+            }
             for _ in range(args.rounds):
                 for path, times in pages.items():
                     started = time.perf_counter()
