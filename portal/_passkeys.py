@@ -106,7 +106,8 @@ class PasskeyPages(SignInPages):
                 require_user_verification=True,
             )
         except BAD_ANSWER as exc:
-            log.info("a passkey for account %s was refused: %s", visit.owner, exc)
+            # The class only: the message may quote what the browser sent.
+            log.info("a passkey for account %s was refused: %s", visit.owner, type(exc).__name__)
             return await self._passkeys_page(visit, status=400, error=visit.t["passkey_failed"])
         name = "".join(c for c in visit.form.get("name", "") if c.isprintable()).strip()[:64]
         try:
@@ -155,9 +156,13 @@ class PasskeyPages(SignInPages):
             return self._page(visit, "message.html", 404, visit.t["not_found"])
         if not self.by_address.allow(visit.request.client):
             self.counts["sign_in_limited"] += 1
-            return await self._refused_passkey(visit, 429, visit.t["too_many"], target)
+            return await self._sign_in_page(
+                visit, status=429, error=visit.t["too_many"], next=target
+            )
         if not visit.form.get("credential"):  # the script did not run
-            return await self._refused_passkey(visit, 400, visit.t["passkey_script"], target)
+            return await self._sign_in_page(
+                visit, status=400, error=visit.t["passkey_script"], next=target
+            )
         try:
             credential, challenge = sign_in_answer(visit.form["credential"])
             if not self.challenges.take(challenge, "get:" + str(_binding(visit))):
@@ -175,18 +180,15 @@ class PasskeyPages(SignInPages):
                 require_user_verification=True,
             )
         except BAD_ANSWER as exc:
-            log.info("a passkey sign-in was refused: %s", exc)
+            log.info("a passkey sign-in was refused: %s", type(exc).__name__)
             self.counts["sign_in_refused"] += 1
-            return await self._refused_passkey(visit, 401, visit.t["passkey_failed"], target)
+            return await self._sign_in_page(
+                visit, status=401, error=visit.t["passkey_failed"], next=target
+            )
         await self.registry.passkey_used(passkey.credential_id, verified.new_sign_count)
         self.counts["sign_in"] += 1
         self.counts["sign_in_passkey"] += 1
         return await self._start_session(visit, passkey.account_id, target)
-
-    async def _refused_passkey(
-        self, visit: _Visit, status: int, error: str, target: str
-    ) -> HttpResponse:
-        return await self._sign_in_page(visit, status=status, error=error, next=target)
 
 
 def _listed(passkey: Passkey) -> dict[str, str | None]:

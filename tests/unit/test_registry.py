@@ -497,28 +497,26 @@ async def test_two_accounts_racing_for_one_device_name_get_one_device(
     bob = await registry.create_account("bob@example.org", "Bob")
     try:
         for round_ in range(20):
-            codes = [
-                await registry.create_pairing(bytes([round_, n]) * 16, 600) for n in (1, 2)
-            ]
+            codes = [await registry.create_pairing(bytes([round_, n]) * 16, 600) for n in (1, 2)]
             outcomes: dict[str, str] = {}
-
-            async def pair(via: Registry, code: str, owner: str, who: str) -> None:
-                try:
-                    await via.complete_pairing(code, owner, f"race{round_}")
-                    outcomes[who] = "won"
-                except Conflict:
-                    outcomes[who] = "taken"
-
+            name = f"race{round_}"
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(pair, registry, codes[0], alice.account_id, "alice")
-                nursery.start_soon(pair, other, codes[1], bob.account_id, "bob")
+                nursery.start_soon(_pair, registry, codes[0], alice.account_id, name, outcomes)
+                nursery.start_soon(_pair, other, codes[1], bob.account_id, name, outcomes)
             assert sorted(outcomes.values()) == ["taken", "won"], outcomes
             loser = next(who for who, outcome in outcomes.items() if outcome == "taken")
-            code = codes[0] if loser == "alice" else codes[1]
-            owner = alice if loser == "alice" else bob
-            await registry.complete_pairing(code, owner.account_id, f"other{round_}")
+            code = codes[0] if loser == alice.account_id else codes[1]
+            await registry.complete_pairing(code, loser, f"other{round_}")
     finally:
         await other.aclose()
+
+
+async def _pair(via: Registry, code: str, owner: str, name: str, outcomes: dict[str, str]) -> None:
+    try:
+        await via.complete_pairing(code, owner, name)
+        outcomes[owner] = "won"
+    except Conflict:
+        outcomes[owner] = "taken"
 
 
 async def test_features_turned_off_and_on_and_gone_with_the_device(registry: Registry) -> None:
