@@ -670,7 +670,7 @@ nascloud is running on loopback (state in {endpoints["state_dir"]}). Try:
   # {portal["password"] or "(an older run's password: create an account)"}, the demo NAS's
   # owner, or create an account of your own; with curl:
   jar=$(mktemp) && csrf=$(curl -s -c "$jar" {portal["url"]}sign-in \\
-       | grep -o 'name="csrf" value="[0-9a-f]*"' | cut -d'"' -f4) && \\
+       | grep -m1 -o 'name="csrf" value="[0-9a-f]*"' | cut -d'"' -f4) && \\
   curl -s -L -b "$jar" -c "$jar" --data-urlencode "csrf=$csrf" \\
        --data-urlencode account_name=demo --data-urlencode 'password={portal["password"]}' \\
        {portal["url"]}sign-in | grep -o 'https://demo[^<"]*' | head -1
