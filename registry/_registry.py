@@ -360,6 +360,11 @@ class Registry:
         """Whether the device's owner turned this feature off (one row looked up)."""
         return await self._run(self.backend.feature_off, device_name, feature)
 
+    async def tunnel_key(self, device_name: str) -> bytes | None:
+        """The public key a device's tunnel authenticates with; None if there is no such
+        device or its owner turned Link off (one query: relayd asks at every tunnel)."""
+        return await self._run(self.backend.tunnel_key, device_name)
+
     # -- passkeys (WebAuthn) ---------------------------------------------------------------------
 
     async def add_passkey(

@@ -626,6 +626,14 @@ class SQLiteBackend:
         ).fetchone()
         return row is not None
 
+    def tunnel_key(self, device_name: str) -> bytes | None:
+        row = self._db.execute(
+            "SELECT public_key FROM devices WHERE name = ? AND NOT EXISTS "
+            "(SELECT 1 FROM features_off WHERE device_name = name AND feature = 'link')",
+            (device_name,),
+        ).fetchone()
+        return bytes(row[0]) if row else None
+
     def devices_with_feature_off(self, feature: str) -> list[str]:
         rows = self._db.execute(
             "SELECT device_name FROM features_off WHERE feature = ? ORDER BY device_name",

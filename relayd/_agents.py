@@ -74,10 +74,8 @@ class Agents:
             # An uninitialised NAS has no identity yet: the signature proves it holds the key
             # it made for its install window, and that key is all it is known by.
             return request.public_key if self.install is not None else None
-        device = await self.registry.get_device(request.name)
-        if device is None or await self.registry.feature_off(request.name, "link"):
-            return None  # unknown, or its owner turned the relay off for it
-        return device.public_key
+        # None: unknown, or its owner turned the relay off for it.
+        return await self.registry.tunnel_key(request.name)
 
     async def connection(self, stream: trio.SocketStream) -> None:
         """One agent's connection, from TLS and the handshake until its tunnel ends."""

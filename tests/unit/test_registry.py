@@ -527,8 +527,11 @@ async def test_features_turned_off_and_on_and_gone_with_the_device(registry: Reg
     await registry.set_feature("nasf", "link", False)  # twice: still one row
     assert await registry.devices_with_feature_off("link") == ["nasf"]
     assert await registry.feature_off("nasf", "link")
+    assert await registry.tunnel_key("nasf") is None  # the relay refuses its tunnel
     await registry.set_feature("nasf", "link", True)
     assert await registry.devices_with_feature_off("link") == []
+    assert await registry.tunnel_key("nasf") == bytes(range(3, 35))
+    assert await registry.tunnel_key("nobody") is None
     with pytest.raises(InvalidValue):
         await registry.set_feature("nasf", "teleport", False)
     with pytest.raises(NotFound):
