@@ -59,6 +59,9 @@ class PasskeyPages(SignInPages):
         problem = await self._password_again(visit, visit.form.get("password", ""))
         if problem is not None:
             return await self._passkeys_page(visit, status=401, error=problem)
+        challenge = self.challenges.new("create:" + str(_binding(visit)), visit.request.client)
+        if challenge is None:
+            return await self._passkeys_page(visit, status=429, error=visit.t["too_many"])
         account = await self.registry.get_account(visit.owner)
         name = await self.registry.account_name(visit.owner) or account.account_id
         existing = await self.registry.passkeys_of(visit.owner)
@@ -68,7 +71,7 @@ class PasskeyPages(SignInPages):
             user_id=account.account_id.encode(),  # random, names nobody
             user_name=name,
             user_display_name=account.display_name,
-            challenge=self.challenges.new("create:" + str(_binding(visit))),
+            challenge=challenge,
             authenticator_selection=AuthenticatorSelectionCriteria(
                 resident_key=ResidentKeyRequirement.REQUIRED,
                 user_verification=UserVerificationRequirement.REQUIRED,
@@ -141,12 +144,14 @@ class PasskeyPages(SignInPages):
         party = self.relying_party
         if party is not None:
             self._csrf(visit)  # the form cookie the challenge is bound to, made now if none
-            options = webauthn.generate_authentication_options(
-                rp_id=party.rp_id,
-                challenge=self.challenges.new("get:" + str(_binding(visit))),
-                user_verification=UserVerificationRequirement.REQUIRED,
-            )
-            context["passkey"] = webauthn.options_to_json(options)
+            challenge = self.challenges.new("get:" + str(_binding(visit)), visit.request.client)
+            if challenge is not None:  # else this address holds too many: password only
+                options = webauthn.generate_authentication_options(
+                    rp_id=party.rp_id,
+                    challenge=challenge,
+                    user_verification=UserVerificationRequirement.REQUIRED,
+                )
+                context["passkey"] = webauthn.options_to_json(options)
         return await super()._sign_in_page(visit, **context)
 
     async def _sign_in_passkey(self, visit: _Visit) -> HttpResponse:

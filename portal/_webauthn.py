@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Final
 from urllib.parse import urlsplit
@@ -27,6 +27,9 @@ __all__ = ["BAD_ANSWER", "Challenges", "RelyingParty", "registration_answer", "s
 BAD_ANSWER: Final = (WebAuthnException, ValueError, TypeError, KeyError, RecursionError)
 CHALLENGE_S: Final = 300.0
 MAX_OPEN_CHALLENGES: Final = 10_000  # the oldest go first: a flood of page views costs 1 MiB
+#: Open challenges one client address may hold: past it, that address is offered no passkey
+#: until one is taken or expires, so that one flooding address cannot push out the others'.
+PER_ADDRESS: Final = 50
 
 
 class Challenges:
@@ -34,19 +37,38 @@ class Challenges:
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._open: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
+        #: challenge -> (what it is bound to, until when, the address it was made for);
+        #: in the order made, which is the order they expire in.
+        self._open: OrderedDict[bytes, tuple[str, float, str]] = OrderedDict()
+        self._per_address: Counter[str] = Counter()
 
-    def new(self, bound: str) -> bytes:
+    def new(self, bound: str, address: str) -> bytes | None:
+        """A challenge for `bound`, made for a client at `address`; None if that address
+        holds PER_ADDRESS open ones already."""
+        now = self._clock()
+        while self._open and next(iter(self._open.values()))[1] <= now:
+            self._close(next(iter(self._open)))  # expired
+        if self._per_address[address] >= PER_ADDRESS:
+            return None
         challenge = os.urandom(32)
-        self._open[challenge] = (bound, self._clock() + CHALLENGE_S)
+        self._open[challenge] = (bound, now + CHALLENGE_S, address)
+        self._per_address[address] += 1
         while len(self._open) > MAX_OPEN_CHALLENGES:
-            self._open.popitem(last=False)
+            self._close(next(iter(self._open)))
         return challenge
 
     def take(self, challenge: bytes, bound: str) -> bool:
         """Whether `challenge` is open for `bound`; it is closed either way."""
-        found = self._open.pop(challenge, None)
+        found = self._close(challenge)
         return found is not None and found[0] == bound and found[1] > self._clock()
+
+    def _close(self, challenge: bytes) -> tuple[str, float, str] | None:
+        found = self._open.pop(challenge, None)
+        if found is not None:
+            self._per_address[found[2]] -= 1
+            if not self._per_address[found[2]]:
+                del self._per_address[found[2]]
+        return found
 
 
 class RelyingParty:

@@ -3,7 +3,13 @@ a flood of them forgets the oldest first, never grows without bound."""
 
 from __future__ import annotations
 
-from portal._webauthn import CHALLENGE_S, MAX_OPEN_CHALLENGES, Challenges, RelyingParty
+from portal._webauthn import (
+    CHALLENGE_S,
+    MAX_OPEN_CHALLENGES,
+    PER_ADDRESS,
+    Challenges,
+    RelyingParty,
+)
 
 
 class Clock:
@@ -13,30 +19,50 @@ class Clock:
         return self.now
 
 
+def new(challenges: Challenges, bound: str, address: str = "192.0.2.1") -> bytes:
+    made = challenges.new(bound, address)
+    assert made is not None
+    return made
+
+
 def test_a_challenge_is_taken_once_by_its_own_browser_in_time() -> None:
     clock = Clock()
     challenges = Challenges(clock)
-    first = challenges.new("get:form:a")
+    first = new(challenges, "get:form:a")
     assert challenges.take(first, "get:form:a")
     assert not challenges.take(first, "get:form:a")  # once
-    other = challenges.new("get:form:a")
+    other = new(challenges, "get:form:a")
     assert not challenges.take(other, "get:form:b")  # another browser's try closes it too
     assert not challenges.take(other, "get:form:a")
-    purpose = challenges.new("create:session:s")
+    purpose = new(challenges, "create:session:s")
     assert not challenges.take(purpose, "get:session:s")
-    late = challenges.new("get:form:a")
+    late = new(challenges, "get:form:a")
     clock.now += CHALLENGE_S
     assert not challenges.take(late, "get:form:a")
-    assert len({challenges.new("x") for _ in range(100)}) == 100  # random, 32 bytes
-    assert all(len(c) == 32 for c in (first, other, late))
+    made = {new(challenges, "x", f"198.51.100.{n}") for n in range(100)}
+    assert len(made) == 100 and all(len(c) == 32 for c in made)  # random, 32 bytes
 
 
-def test_a_flood_of_challenges_forgets_the_oldest() -> None:
+def test_one_address_holds_so_many_and_cannot_push_out_the_others() -> None:
+    clock = Clock()
+    challenges = Challenges(clock)
+    theirs = new(challenges, "get:form:a", "192.0.2.1")
+    flood = [challenges.new(f"get:form:{n}", "203.0.113.9") for n in range(PER_ADDRESS + 20)]
+    assert sum(c is not None for c in flood) == PER_ADDRESS  # the rest: no passkey offered
+    assert challenges.take(theirs, "get:form:a")  # the other address's is still open
+    first = flood[0]
+    assert first is not None and challenges.take(first, "get:form:0")
+    assert challenges.new("get:form:again", "203.0.113.9") is not None  # one closed: one more
+    clock.now += CHALLENGE_S  # all expired: the address may have them again
+    assert all(challenges.new("get:form:x", "203.0.113.9") for _ in range(PER_ADDRESS))
+
+
+def test_a_flood_from_many_addresses_forgets_the_oldest() -> None:
     challenges = Challenges(Clock())
-    oldest = challenges.new("get:form:a")
+    oldest = new(challenges, "get:form:a")
     newest = b""
-    for _ in range(MAX_OPEN_CHALLENGES):
-        newest = challenges.new("get:form:flood")
+    for n in range(MAX_OPEN_CHALLENGES):
+        newest = new(challenges, "get:form:flood", f"10.{n >> 16}.{(n >> 8) & 255}.{n & 255}")
     assert len(challenges._open) == MAX_OPEN_CHALLENGES
     assert not challenges.take(oldest, "get:form:a")
     assert challenges.take(newest, "get:form:flood")
