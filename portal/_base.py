@@ -249,6 +249,12 @@ def _binding(visit: _Visit) -> str | None:
     return "form:" + form if form else None
 
 
+def _label(text: str) -> str:
+    """An owner's name for a token or a passkey, made printable and short (never refused: it
+    is a label for the owner only; the registry checks it too)."""
+    return "".join(c for c in text if c.isprintable()).strip()[:64]
+
+
 def _listed(tokens: list[Token]) -> list[dict[str, str | None]]:
     return [
         {

@@ -27,6 +27,7 @@ from ._base import (
     HISTORY_ROWS,
     LANG_COOKIE_S,
     PortalBase,
+    _label,
     _listed,
     _Visit,
     _when,
@@ -261,7 +262,7 @@ class OwnerPages(PortalBase):
             return await self._device_page(visit, status=401, error=problem)
         try:
             token, secret = await self.registry.create_token(
-                TokenKind.DYNDNS2, device_name=device.name, name=_token_name(visit)
+                TokenKind.DYNDNS2, device_name=device.name, name=_label(visit.form.get("name", ""))
             )
         except Conflict:  # DDNS is off: no password until it is on
             return await self._device_page(visit, status=409, error=visit.t["ddns_off"])
@@ -325,7 +326,7 @@ class OwnerPages(PortalBase):
         if problem is not None:
             return await self._account_page(visit, status=401, error=problem)
         token, secret = await self.registry.create_token(
-            TokenKind.API, account_id=visit.owner, name=_token_name(visit)
+            TokenKind.API, account_id=visit.owner, name=_label(visit.form.get("name", ""))
         )
         log.info("account %s created API token %s", visit.owner, token.token_id)
         return self._secret_page(visit, secret, "/account", visit.t["account"])
@@ -437,10 +438,3 @@ class OwnerPages(PortalBase):
         if chosen not in LANGUAGES:
             return redirect(target)
         return redirect(target, [set_cookie(LANG_COOKIE, chosen, LANG_COOKIE_S)])
-
-
-def _token_name(visit: _Visit) -> str:
-    """The owner's name for a new token, made printable and short (never refused: it is a
-    label for the owner only)."""
-    name = "".join(c for c in visit.form.get("name", "") if c.isprintable())
-    return name.strip()[:64]

@@ -24,7 +24,7 @@ from webauthn.helpers.structs import (
 from httpapi import HttpResponse
 from registry import Conflict, InvalidValue, Passkey
 
-from ._base import _binding, _Visit, _when, log
+from ._base import _binding, _label, _Visit, _when, log
 from ._signin import SignInPages
 from ._web import local_target, redirect
 from ._webauthn import BAD_ANSWER, registration_answer, sign_in_answer
@@ -112,14 +112,13 @@ class PasskeyPages(SignInPages):
             # The class only: the message may quote what the browser sent.
             log.info("a passkey for account %s was refused: %s", visit.owner, type(exc).__name__)
             return await self._passkeys_page(visit, status=400, error=visit.t["passkey_failed"])
-        name = "".join(c for c in visit.form.get("name", "") if c.isprintable()).strip()[:64]
         try:
             await self.registry.add_passkey(
                 visit.owner,
                 verified.credential_id,
                 verified.credential_public_key,
                 verified.sign_count,
-                name,
+                _label(visit.form.get("name", "")),
             )
         except (Conflict, InvalidValue):
             return await self._passkeys_page(visit, status=409, error=visit.t["passkey_failed"])

@@ -42,6 +42,15 @@ class InvalidValue(RegistryError, ValueError):
     """A value the registry will not store; the message says why."""
 
 
+def check_label(name: str) -> str:
+    """An owner's name for something of theirs (a token, a passkey): 64 printable characters
+    at most, spaces around it dropped; else InvalidValue."""
+    name = name.strip()
+    if len(name) > 64 or any(not c.isprintable() for c in name):
+        raise InvalidValue("a name is 64 printable characters at most")
+    return name
+
+
 class RegistryFull(RegistryError):
     """The storage's disk is full: nothing of this write was stored. It heals by itself (the
     registry gives up its reserve to make room), so the next write may succeed."""

@@ -1,7 +1,8 @@
 """The registry as the daemons use it: async, validating, generating ids and secrets.
 
-Blocking backend calls run in a worker thread, one at a time (sqlite3 connections are not
-shared between threads concurrently). Secrets are returned once and stored only as hashes.
+Blocking backend calls run in a worker thread, one at a time (`_core.py`); the records that
+sign an owner in besides the password are in `_signins.py`. Secrets are returned once and
+stored only as hashes.
 """
 
 from __future__ import annotations
@@ -13,14 +14,11 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, ParamSpec, TypeVar
-
-import trio
+from typing import Any, Final
 
 from protocol import PAIRING_CODE_ALPHABET, validate_label
 
 from ._accesslog import AccessLogKeys, AccessRecord, UnreadableRecord, mask_address
-from ._backend import Backend
 from ._export import export_account
 from ._models import (
     AccessMode,
@@ -31,13 +29,12 @@ from ._models import (
     InstallRegistration,
     InvalidValue,
     NotFound,
-    Passkey,
-    RegistryError,
-    RegistryGone,
     Token,
     TokenKind,
     TsigKey,
+    check_label,
 )
+from ._signins import SignInRecords
 from ._sqlite import SQLiteBackend
 
 __all__ = [
@@ -48,8 +45,6 @@ __all__ = [
     "steady_clock",
 ]
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
 
 #: 256 bits of randomness per token: far beyond the 128 the design asks for.
 TOKEN_BYTES = 32
@@ -106,13 +101,6 @@ def _check_account_name(name: str) -> str:
     return name
 
 
-def _check_token_name(name: str) -> str:
-    name = name.strip()
-    if len(name) > 64 or any(not c.isprintable() for c in name):
-        raise InvalidValue("a token's name is 64 printable characters at most")
-    return name
-
-
 def normalize_pairing_code(code: str) -> str:
     """What an owner typed, as issued: upper case, no spaces, the dash where it goes, and
     the letters Crockford's base32 reads as digits (O, I, L) read so."""
@@ -150,16 +138,8 @@ def _check_public_key(key: bytes) -> bytes:
     return key
 
 
-class Registry:
+class Registry(SignInRecords):
     """Accounts, devices, access lists, tokens and install registrations."""
-
-    def __init__(self, backend: Backend, *, clock: Callable[[], float] = time.time) -> None:
-        self.backend = backend
-        self._clock = clock
-        self._limiter = trio.CapacityLimiter(1)
-        #: Set once the storage is gone for good (see `wait_gone`).
-        self.gone: RegistryGone | None = None
-        self._gone_event = trio.Event()
 
     @classmethod
     def open_sqlite(
@@ -168,58 +148,6 @@ class Registry:
         """Open (migrating if needed) a SQLite registry; blocking, for start-up. The daemons
         pass `create=False`: a registry that is not there is RegistryGone, not a new one."""
         return cls(SQLiteBackend(path, create=create), clock=clock)
-
-    async def aclose(self) -> None:
-        # Not through _run: a registry that is gone is closed all the same.
-        await trio.to_thread.run_sync(self.backend.close, limiter=self._limiter)
-
-    async def wait_gone(self) -> RegistryGone:
-        """Return once a call found the storage gone for good; that call raised it too."""
-        await self._gone_event.wait()
-        assert self.gone is not None
-        return self.gone
-
-    async def check(self) -> None:
-        """Raise RegistryGone if the storage is no longer where it was opened (reads alone
-        may not notice: SQLite reads a deleted file through its open descriptor)."""
-        await self._run(lambda: None)
-
-    def erasure_pending(self) -> bool:
-        """Whether erased data may still be in the write-ahead log (another process held a
-        snapshot when it was erased; see `finish_erasure`)."""
-        return self.backend.erasure_pending()
-
-    async def finish_erasure(self, timeout_s: float = 30.0, interval_s: float = 0.05) -> bool:
-        """Wait, at most `timeout_s`, until erased data is gone from every file (privacy
-        rule 5); False if other processes held their snapshots all that time."""
-        with trio.move_on_after(timeout_s):
-            # Polled: the snapshots are other processes', with nothing here to wait on.
-            while True:
-                if await self._run(self.backend.finish_erasure):
-                    return True
-                await trio.sleep(interval_s)
-        return False
-
-    async def _run(self, fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        def call() -> _R:
-            self.backend.check()
-            try:
-                return fn(*args, **kwargs)
-            except RegistryError:
-                raise
-            except Exception as exc:
-                why = self.backend.why_gone(exc)
-                if why is None:
-                    raise  # it can heal (a full disk, a lock): the caller refuses this unit
-                raise RegistryGone(why) from exc
-
-        try:
-            return await trio.to_thread.run_sync(call, limiter=self._limiter)
-        except RegistryGone as exc:
-            if self.gone is None:
-                self.gone = exc
-                self._gone_event.set()
-            raise
 
     # -- accounts ----------------------------------------------------------------------------
 
@@ -365,75 +293,6 @@ class Registry:
         device or its owner turned Link off (one query: relayd asks at every tunnel)."""
         return await self._run(self.backend.tunnel_key, device_name)
 
-    # -- passkeys (WebAuthn) ---------------------------------------------------------------------
-
-    async def add_passkey(
-        self,
-        account_id: str,
-        credential_id: bytes,
-        public_key: bytes,
-        sign_count: int,
-        name: str = "",
-    ) -> Passkey:
-        """An account's new passkey, checked by the caller (the portal, with py_webauthn).
-        Conflict if that credential is already an account's."""
-        if not 1 <= len(credential_id) <= 1023:  # WebAuthn: at most 1023 bytes
-            raise InvalidValue("a credential id is 1 to 1023 bytes")
-        passkey = Passkey(
-            credential_id,
-            account_id,
-            public_key,
-            sign_count,
-            _check_token_name(name),
-            self._clock(),
-        )
-        if not await self._run(self.backend.insert_passkey, passkey):
-            raise Conflict("that passkey is already registered")
-        return passkey
-
-    async def passkeys_of(self, account_id: str) -> list[Passkey]:
-        return await self._run(self.backend.passkeys_of, account_id)
-
-    async def find_passkey(self, credential_id: bytes) -> Passkey | None:
-        return await self._run(self.backend.find_passkey, credential_id)
-
-    async def passkey_used(self, credential_id: bytes, sign_count: int) -> None:
-        await self._run(self.backend.passkey_used, credential_id, sign_count, self._clock())
-
-    async def remove_passkey(self, account_id: str, credential_id: bytes) -> bool:
-        return await self._run(self.backend.delete_passkey, account_id, credential_id)
-
-    # -- two-step sign-in (TOTP, recovery codes, trusted computers) -----------------------------
-
-    async def set_totp(self, account_id: str, secret: bytes, recovery_codes: list[str]) -> None:
-        """Turn two-step sign-in on (or renew it) with this secret; the recovery codes are
-        kept by their hash only."""
-        hashes = [hashlib.sha256(code.encode()).digest() for code in recovery_codes]
-        await self._run(self.backend.set_totp, account_id, secret, self._clock(), hashes)
-
-    async def totp_of(self, account_id: str) -> tuple[bytes, int] | None:
-        """(secret, last time step used), or None if two-step sign-in is off."""
-        return await self._run(self.backend.totp_of, account_id)
-
-    async def use_totp_step(self, account_id: str, step: int) -> bool:
-        """Mark a code's time step used: False if it was used already (a replay)."""
-        return await self._run(self.backend.advance_totp, account_id, step)
-
-    async def use_recovery_code(self, account_id: str, code: str) -> bool:
-        code_hash = hashlib.sha256(code.encode()).digest()
-        return await self._run(self.backend.take_recovery_code, account_id, code_hash)
-
-    async def turn_totp_off(self, account_id: str) -> None:
-        await self._run(self.backend.delete_totp, account_id)
-
-    async def trust_computer(self, token_hash: bytes, account_id: str, lifetime_s: float) -> None:
-        await self._run(
-            self.backend.insert_trusted, token_hash, account_id, self._clock() + lifetime_s
-        )
-
-    async def is_trusted(self, token_hash: bytes, account_id: str) -> bool:
-        return await self._run(self.backend.trusted, token_hash, account_id, self._clock())
-
     # -- pairing (a NAS's key enrolled by the owner who types its code) ------------------------
 
     async def create_pairing(self, public_key: bytes, lifetime_s: float) -> str:
@@ -514,7 +373,7 @@ class Registry:
     ) -> tuple[Token, str]:
         """A new token and its secret. The secret is not stored and cannot be shown again.
         `name` is the owner's, to tell tokens apart (64 characters at most)."""
-        name = _check_token_name(name)
+        name = check_label(name)
         if kind is TokenKind.API:
             if account_id is None or device_name is not None:
                 raise InvalidValue("an API token belongs to an account")
