@@ -11,10 +11,11 @@ STAMP := $(VENV)/.installed-stamp
 # the fsync-holding shim of the durability test (tests/holdsync.c), Pebble, the ACME CA the
 # agent's certificate tests use, certutil, which gives the browser test Pebble's root, and
 # lego and certbot, the ACME clients owners run themselves, and argon2, the reference
-# implementation the portal's sign-in benchmark compares with.
+# implementation the portal's sign-in benchmark compares with, and PostgreSQL, the registry of a
+# fleet (tests start their own server from its binaries; libpq is psycopg's client library).
 DEB_PACKAGES := bind9-dnsutils knot-dnsutils ddclient inadyn nsd knot dnsperf wrk curl chromium systemd \
 	socat openssh-client openssh-server gcc libc6-dev pebble libnss3-tools lego certbot \
-	python3-certbot-dns-rfc2136 argon2
+	python3-certbot-dns-rfc2136 argon2 postgresql libpq5
 STATE_DIR ?= ./var
 BASE_PORT ?= 5300
 # `make fuzz`: seconds per target; every tests/fuzz/fuzz_<name>.py is one target.

@@ -1,7 +1,7 @@
 """Persistent state: accounts, devices, access lists, tokens, install registrations.
 
 `Registry` is the async API the daemons use; `Backend` is the storage interface, with SQLite
-(WAL, secure_delete, migrations) as the embedded default.
+(WAL, secure_delete, migrations) as the embedded default and PostgreSQL for a fleet.
 """
 
 from ._accesslog import (
@@ -33,6 +33,7 @@ from ._models import (
     TokenKind,
     TsigKey,
 )
+from ._postgres import PostgresBackend, is_postgres_url
 from ._registry import (
     RESERVED_DEVICE_NAMES,
     Registry,
@@ -60,6 +61,7 @@ __all__ = [
     "InvalidValue",
     "NotFound",
     "Passkey",
+    "PostgresBackend",
     "Registry",
     "RegistryError",
     "RegistryFull",
@@ -71,6 +73,7 @@ __all__ = [
     "TsigKey",
     "UnreadableRecord",
     "hash_secret",
+    "is_postgres_url",
     "iso_time",
     "mask_address",
     "masked_network",

@@ -32,6 +32,9 @@ StatsRow = tuple[float, str, str, int, int, str]
 
 
 class Backend(Protocol):
+    #: How many calls may run at once, each in its own thread.
+    concurrency: int
+
     def close(self) -> None: ...
     # Erasure reaches every file (privacy rule 5): True once no erased data is left in a
     # journal or log, after one attempt that does not wait for other processes.

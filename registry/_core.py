@@ -1,6 +1,7 @@
 """What every part of the registry's facade stands on: the backend, the clock, and running
-each blocking backend call in a worker thread, one at a time (sqlite3 connections are not
-shared between threads concurrently), noticing a storage that is gone for good."""
+each blocking backend call in a worker thread, as many at once as the backend takes (one for
+SQLite's one connection, a pool's size for PostgreSQL), noticing a storage that is gone for
+good."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ class RegistryCore:
     def __init__(self, backend: Backend, *, clock: Callable[[], float] = time.time) -> None:
         self.backend = backend
         self._clock = clock
-        self._limiter = trio.CapacityLimiter(1)
+        self._limiter = trio.CapacityLimiter(backend.concurrency)
         #: Set once the storage is gone for good (see `wait_gone`).
         self.gone: RegistryGone | None = None
         self._gone_event = trio.Event()

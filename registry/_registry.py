@@ -34,6 +34,7 @@ from ._models import (
     TsigKey,
     check_label,
 )
+from ._postgres import PostgresBackend, is_postgres_url
 from ._signins import SignInRecords
 from ._sqlite import SQLiteBackend
 
@@ -148,6 +149,15 @@ class Registry(SignInRecords):
         """Open (migrating if needed) a SQLite registry; blocking, for start-up. The daemons
         pass `create=False`: a registry that is not there is RegistryGone, not a new one."""
         return cls(SQLiteBackend(path, create=create), clock=clock)
+
+    @classmethod
+    def open(
+        cls, location: Path | str, *, clock: Callable[[], float] = time.time, create: bool = True
+    ) -> Registry:
+        """Open the registry at `location`: a `postgresql://` URI (a fleet) or a SQLite file."""
+        if is_postgres_url(location):
+            return cls(PostgresBackend(str(location), create=create), clock=clock)
+        return cls.open_sqlite(location, clock=clock, create=create)
 
     # -- accounts ----------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import dataclasses
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, ClassVar, Final, Protocol
+from typing import Any, Final, Protocol
 
 from ._backend import TOKEN_USE_RESOLUTION_S, SealedRow, StatsRow
 from ._models import (
@@ -72,7 +72,7 @@ class SQLBackend:
     """The `Backend` queries over an engine's `_read`, `_transaction` and `_erased`."""
 
     #: The engine's error for a broken constraint; `is_unique_violation` tells which.
-    integrity_error: ClassVar[type[Exception]] = Exception
+    integrity_error: type[Exception] = Exception
     #: Where the registry is, as errors name it (a path, or a connection string without
     #: its password).
     where: str = ""

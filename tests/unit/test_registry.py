@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -149,7 +150,9 @@ async def test_access_modes_decide_who_may_use_a_device(registry: Registry) -> N
     assert device is not None and device.access_list == ()
 
 
-async def test_tokens_are_random_hashed_and_scoped(registry: Registry, tmp_path: Path) -> None:
+async def test_tokens_are_random_hashed_and_scoped(
+    registry: Registry, registry_bytes: Callable[[], bytes]
+) -> None:
     alice = await registry.create_account("alice@example.org", "Alice")
     await registry.enrol_device(alice.account_id, "nas1", KEY_A)
     api, api_secret = await registry.create_token(TokenKind.API, account_id=alice.account_id)
@@ -163,7 +166,7 @@ async def test_tokens_are_random_hashed_and_scoped(registry: Registry, tmp_path:
     assert await registry.verify_token(TokenKind.API, api_secret[:-1] + "x") is None
     assert await registry.verify_token(TokenKind.API, "") is None
     # The secret itself is never written to disk.
-    assert api_secret.encode() not in database_bytes(tmp_path / "registry.sqlite3")
+    assert api_secret.encode() not in registry_bytes()
     assert [t.token_id for t in await registry.list_tokens(device_name="nas1")] == [ddns.token_id]
     assert await registry.revoke_token(api.token_id)
     assert await registry.verify_token(TokenKind.API, api_secret) is None
@@ -220,18 +223,18 @@ async def test_a_tsig_key_is_revoked_by_its_own_device_only(registry: Registry) 
 
 
 async def test_deleting_a_device_takes_its_tokens_and_leaves_no_bytes(
-    registry: Registry, tmp_path: Path
+    registry: Registry, registry_bytes: Callable[[], bytes]
 ) -> None:
     alice = await registry.create_account("alice@example.org", "Alice")
     marker_key = b"\xa5" * 16 + b"ERASE-ME-KEY-123"
     await registry.enrol_device(alice.account_id, "erasable-device-name", marker_key)
     _, secret = await registry.create_token(TokenKind.DYNDNS2, device_name="erasable-device-name")
-    before = database_bytes(tmp_path / "registry.sqlite3")
+    before = registry_bytes()
     assert marker_key in before or b"erasable-device-name" in before
     assert await registry.delete_device("erasable-device-name")
     assert await registry.get_device("erasable-device-name") is None
     assert await registry.verify_token(TokenKind.DYNDNS2, secret) is None
-    remaining = database_bytes(tmp_path / "registry.sqlite3")
+    remaining = registry_bytes()
     assert marker_key not in remaining
     assert b"erasable-device-name" not in remaining
     assert not await registry.delete_device("erasable-device-name")
@@ -252,7 +255,7 @@ async def test_deleting_an_account_deletes_its_devices(registry: Registry) -> No
 
 
 async def test_install_registrations_expire(
-    registry: Registry, clock: Clock, tmp_path: Path
+    registry: Registry, clock: Clock, registry_bytes: Callable[[], bytes]
 ) -> None:
     registration = await registry.register_install(
         "k7qd-xm2p-9hta", KEY_A, ("192.168.1.30",), 8080, "198.51.100.7", lifetime_s=86400
@@ -262,7 +265,7 @@ async def test_install_registrations_expire(
     assert found == registration
     assert await registry.find_install("K7QD-XM2P-9HTB") is None
     assert await registry.find_install("short") is None
-    stored = database_bytes(tmp_path / "registry.sqlite3")
+    stored = registry_bytes()
     assert b"K7QDXM2P9HTA" not in stored  # stored as a hash only
     with pytest.raises(Conflict):
         await registry.register_install(
@@ -275,7 +278,7 @@ async def test_install_registrations_expire(
     clock.now += 86400
     assert await registry.find_install("K7QD-XM2P-9HTA") is None  # expired: invisible at once
     assert await registry.purge_expired_installs() == 1
-    assert KEY_A not in database_bytes(tmp_path / "registry.sqlite3")
+    assert KEY_A not in registry_bytes()
 
 
 def test_cloud_key_normalization() -> None:
@@ -303,11 +306,13 @@ async def test_blocking_calls_run_off_the_trio_thread(registry: Registry) -> Non
 
 
 async def test_an_erasure_waits_out_a_concurrent_reader_and_then_leaves_no_bytes(
-    registry: Registry, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
-    # Another process (relayd, ddnsd) reading the registry holds a snapshot: the WAL cannot
-    # be truncated while it does. The erasure must not report done while the old page images
-    # are still in the WAL, and must finish once the reader lets go.
+    # SQLite's own (PostgreSQL's: test_registry_postgres.py). Another process (relayd,
+    # ddnsd) reading the registry holds a snapshot: the WAL cannot be truncated while it
+    # does. The erasure must not report done while the old page images are still in the
+    # WAL, and must finish once the reader lets go.
+    registry = Registry.open_sqlite(tmp_path / "registry.sqlite3")
     alice = await registry.create_account("alice@example.org", "Alice")
     marker_key = b"\x5a" * 16 + b"ERASE-ME-LATER-1"
     await registry.enrol_device(alice.account_id, "reader-held-device", marker_key)
@@ -326,6 +331,7 @@ async def test_an_erasure_waits_out_a_concurrent_reader_and_then_leaves_no_bytes
     remaining = database_bytes(path)
     assert marker_key not in remaining
     assert b"reader-held-device" not in remaining
+    await registry.aclose()
 
 
 def _sqlite_error(name: str) -> sqlite3.Error:
@@ -413,7 +419,7 @@ async def test_a_registry_that_cannot_be_opened_is_gone(tmp_path: Path, what: st
 
 
 async def test_owners_sign_in_by_name_and_sessions_expire_and_go_with_the_account(
-    registry: Registry, clock: Clock, tmp_path: Path
+    registry: Registry, clock: Clock, registry_bytes: Callable[[], bytes]
 ) -> None:
     owner = await registry.create_owner("alice-erasable", "$argon2id$v=19$stand-in", "Alice")
     assert owner.email == ""  # none unless given
@@ -444,19 +450,19 @@ async def test_owners_sign_in_by_name_and_sessions_expire_and_go_with_the_accoun
     await registry.delete_account(owner.account_id)
     assert await registry.find_sign_in("alice-erasable") is None
     assert await registry.session_account(b"\x01" * 32) is None
-    stored = database_bytes(tmp_path / "registry.sqlite3")
+    stored = registry_bytes()
     assert b"alice-erasable" not in stored and b"stand-in" not in stored
 
 
 async def test_a_pairing_code_enrols_its_key_once_for_the_first_owner(
-    registry: Registry, clock: Clock, tmp_path: Path
+    registry: Registry, clock: Clock, registry_bytes: Callable[[], bytes]
 ) -> None:
     alice = await registry.create_account("alice@example.org", "Alice")
     bob = await registry.create_account("bob@example.org", "Bob")
     key = bytes(range(32))
     code = await registry.create_pairing(key, 600)
     assert len(code) == 9 and code[4] == "-"
-    assert code.encode() not in database_bytes(tmp_path / "registry.sqlite3")
+    assert code.encode() not in registry_bytes()
     # A name that cannot be, or is taken: refused, and the code still works.
     await registry.enrol_device(bob.account_id, "taken", bytes(range(1, 33)))
     with pytest.raises(InvalidValue):
@@ -487,12 +493,12 @@ async def test_a_pairing_code_enrols_its_key_once_for_the_first_owner(
 
 
 async def test_two_accounts_racing_for_one_device_name_get_one_device(
-    registry: Registry, tmp_path: Path
+    registry: Registry, registry_location: Path | str
 ) -> None:
     """Two portals (two connections to one file) pair two NAS under the same name at the same
     moment, twenty times over: each time exactly one wins, the other is told the name is
     taken, and its code still works for another name."""
-    other = Registry.open_sqlite(tmp_path / "registry.sqlite3", create=False)
+    other = Registry.open(registry_location, create=False)
     alice = await registry.create_account("alice@example.org", "Alice")
     bob = await registry.create_account("bob@example.org", "Bob")
     try:
