@@ -11,7 +11,15 @@ from typing import Any
 
 from protocol import validate_label
 
-__all__ = ["between", "dns_name", "label", "option", "readable_file", "writable_dir"]
+__all__ = [
+    "between",
+    "dns_name",
+    "label",
+    "option",
+    "postgres_url",
+    "readable_file",
+    "writable_dir",
+]
 
 Check = Callable[[Any], str | None]
 
@@ -54,6 +62,19 @@ def dns_name(value: str) -> str | None:
         return f"must be lower-case (try {value.lower()!r})"
     if not _DNS_NAME.fullmatch(value.rstrip(".")):
         return f"{value!r} is not a valid DNS name (e.g. 'dyn.example.net')"
+    return None
+
+
+def postgres_url(value: str | None) -> str | None:
+    """A fleet's registry: a libpq connection URI, its password (if any) in a passfile."""
+    if value is None:
+        return None
+    if not value.startswith(("postgresql://", "postgres://")):
+        return (
+            f"{value!r} is not a PostgreSQL URI (e.g. 'postgresql://nascloud@db.internal/nascloud')"
+        )
+    if re.search(r"://[^/@]*:[^/@]*@", value):
+        return "put the password in a passfile (~/.pgpass or PGPASSFILE), not in the URI"
     return None
 
 

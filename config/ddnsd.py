@@ -10,7 +10,7 @@ from pathlib import Path
 
 from protocol import parse_caa
 
-from ._checks import between, dns_name, label, option, readable_file, writable_dir
+from ._checks import between, dns_name, label, option, postgres_url, readable_file, writable_dir
 from ._load import HostPort
 
 __all__ = [
@@ -57,6 +57,8 @@ def _nsid(value: str) -> str | None:
 class DdnsdSection:
     state_dir: Path = option(Path("/var/lib/nascloud/ddnsd"), check=writable_dir)
     registry: Path = option(Path("/var/lib/nascloud/registry.sqlite3"))
+    # A fleet's registry in PostgreSQL (postgresql://...); set, `registry` is not used.
+    registry_url: str | None = option(None, check=postgres_url)
     metrics_listen: tuple[HostPort, ...] = ()
     workers: int = option(1, check=between(1, 256))
     # DynDNS2 and RFC 2136 updates (device, full client address, result), encrypted with the

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ._checks import between, dns_name, option, readable_file, writable_dir
+from ._checks import between, dns_name, option, postgres_url, readable_file, writable_dir
 from ._load import HostPort
 
 __all__ = ["PortalConfig", "PortalSection"]
@@ -50,6 +50,8 @@ class PortalSection:
     link_zone: str = option(required=True, check=dns_name)  # and https://<name>.<link zone>/
     state_dir: Path = option(Path("/var/lib/nascloud/portal"), check=writable_dir)
     registry: Path = option(Path("/var/lib/nascloud/registry.sqlite3"))
+    # A fleet's registry in PostgreSQL (postgresql://...); set, `registry` is not used.
+    registry_url: str | None = option(None, check=postgres_url)
     # TLS on the portal's own listener; absent: plain HTTP, for a TLS proxy in front or
     # loopback. Cookies are `Secure` either way (browsers take them from localhost).
     cert_file: Path | None = option(None, check=readable_file)

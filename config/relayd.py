@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ._checks import between, dns_name, label, option, readable_file, writable_dir
+from ._checks import between, dns_name, label, option, postgres_url, readable_file, writable_dir
 from ._load import HostPort
 from .acme import AcmeCA
 
@@ -39,6 +39,8 @@ class RelaySection:
     name: str = option(required=True, check=dns_name)  # signed by agents: must match theirs
     state_dir: Path = option(Path("/var/lib/nascloud/relayd"), check=writable_dir)
     registry: Path = option(Path("/var/lib/nascloud/registry.sqlite3"))
+    # A fleet's registry in PostgreSQL (postgresql://...); set, `registry` is not used.
+    registry_url: str | None = option(None, check=postgres_url)
     metrics_listen: tuple[HostPort, ...] = ()
     # The access log (connection records with full client addresses), encrypted with the
     # keys in this file; absent: no access log is kept.

@@ -210,7 +210,7 @@ async def serve(
     workers = config.ddnsd.workers if config_path is not None else 1
     state_dir = config.ddnsd.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
-    registry = Registry.open_sqlite(config.ddnsd.registry, create=False)
+    registry = Registry.open(config.ddnsd.registry_url or config.ddnsd.registry, create=False)
     boundary = Boundary()
     zones = build_zones(config)
     responder = Responder(zones, edns_buffer_bytes=config.dns.edns_buffer_bytes)
@@ -324,9 +324,12 @@ def _server_tls(config: DdnsdConfig) -> ssl.SSLContext:
 
 
 async def _sync_devices(store: ZoneStore) -> None:
+    """Follow the registry's devices: at once when it notifies a change (PostgreSQL), and
+    every DEVICE_SYNC_INTERVAL_S whatever it says (SQLite tells nobody)."""
+    seen = 0
     while True:
-        await trio.sleep(DEVICE_SYNC_INTERVAL_S)
         try:
+            seen = await store.registry.wait_change(seen, DEVICE_SYNC_INTERVAL_S)
             await store.sync_devices()
         except RegistryGone:
             return  # main_async ends the process

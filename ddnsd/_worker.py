@@ -92,7 +92,7 @@ async def serve_worker(
     feed = WorkerFeed(await trio.open_unix_socket(worker["socket"]))
     if await feed.receive() is None:  # "hello": the main process now sends us every change
         return
-    registry = Registry.open_sqlite(config.ddnsd.registry, create=False)
+    registry = Registry.open(config.ddnsd.registry_url or config.ddnsd.registry, create=False)
     zones = build_zones(config)
     responder = Responder(zones, edns_buffer_bytes=config.dns.edns_buffer_bytes)
     store = ZoneStore(registry, zones, responder)

@@ -30,12 +30,21 @@ from registry import (
     RegistryError,
     Token,
     TokenKind,
+    is_postgres_url,
     iso_time,
 )
 
 __all__ = ["add_commands", "run_admin"]
 
-DEFAULT_REGISTRY = Path(os.environ.get("NASCLOUD_REGISTRY", "/var/lib/nascloud/registry.sqlite3"))
+
+def registry_location(text: str) -> Path | str:
+    """A `postgresql://` URI (a fleet's registry) as it is, or a SQLite file's path."""
+    return text if is_postgres_url(text) else Path(text)
+
+
+DEFAULT_REGISTRY = registry_location(
+    os.environ.get("NASCLOUD_REGISTRY", "/var/lib/nascloud/registry.sqlite3")
+)
 
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,7 +54,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     def common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         parser.add_argument(
-            "--registry", type=Path, default=DEFAULT_REGISTRY, help=f"default: {DEFAULT_REGISTRY}"
+            "--registry",
+            type=registry_location,
+            default=DEFAULT_REGISTRY,
+            help=f"a SQLite file or a postgresql:// URI; default: {DEFAULT_REGISTRY}",
         )
         parser.add_argument("--json", action="store_true", help="print JSON")
         return parser
@@ -126,6 +138,15 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     logs.add_argument("--device", action="append", help="only these devices (repeatable)")
     logs.set_defaults(action="read")
 
+    stored = command("registry", "the registry itself: moving it to another engine")
+    copy = common(
+        stored.add_parser(
+            "copy",
+            help="copy every row of --registry into an empty registry (SQLite to PostgreSQL)",
+        )
+    )
+    copy.add_argument("--to", required=True, type=registry_location, help="the new registry")
+
     token = command("token", "tokens: API bearer tokens and DynDNS2 passwords")
     create = common(token.add_parser("create", help="create a token; its secret is shown once"))
     create.add_argument("kind", choices=[k.value for k in TokenKind])
@@ -200,9 +221,26 @@ def _keyrings(paths: list[Path]) -> list[AccessLogKeys]:
 ERASURE_WAIT_S = 30.0
 
 
+async def _copy(args: argparse.Namespace) -> tuple[Any, str]:
+    """`registry copy`: the source must exist; the target is made (migrated) if need be."""
+    source = Registry.open(args.registry, create=False)
+    try:
+        target = Registry.open(args.to)
+        try:
+            copied = await source.copy_to(target)
+        finally:
+            await target.aclose()
+    finally:
+        await source.aclose()
+    total = sum(copied.values())
+    return copied, f"copied {total} rows in {len([n for n in copied.values() if n])} tables"
+
+
 async def _run(args: argparse.Namespace) -> tuple[Any, str]:
     """(what --json prints, what a person reads)."""
-    registry = Registry.open_sqlite(args.registry)
+    if args.command == "registry":
+        return await _copy(args)
+    registry = Registry.open(args.registry)
     try:
         what, action = args.command, args.action
         if what == "account":

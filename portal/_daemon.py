@@ -99,7 +99,9 @@ async def serve(
 ) -> None:
     section = config.portal
     section.state_dir.mkdir(parents=True, exist_ok=True)
-    registry = Registry.open_sqlite(section.registry, clock=steady_clock(), create=False)
+    registry = Registry.open(
+        section.registry_url or section.registry, clock=steady_clock(), create=False
+    )
     portal = Portal(section, registry, load_secret(section.state_dir / "portal.secret"))
     server = HttpServer(portal.handle, server_name="nascloud-portal", max_body_bytes=MAX_FORM_BYTES)
     listening = Listening()

@@ -14,6 +14,7 @@ from ._accesslog import (
 )
 from ._accesswriter import AccessLogWriter
 from ._backend import Backend
+from ._copy import copy_registry
 from ._export import iso_time
 from ._models import (
     AccessMode,
@@ -42,12 +43,13 @@ from ._registry import (
     normalize_pairing_code,
     steady_clock,
 )
-from ._schema import MIGRATIONS
+from ._schema import MIGRATIONS, TABLES
 from ._sqlite import SQLiteBackend
 
 __all__ = [
     "MIGRATIONS",
     "RESERVED_DEVICE_NAMES",
+    "TABLES",
     "AccessLogKeys",
     "AccessLogWriter",
     "AccessMode",
@@ -72,6 +74,7 @@ __all__ = [
     "TokenKind",
     "TsigKey",
     "UnreadableRecord",
+    "copy_registry",
     "hash_secret",
     "is_postgres_url",
     "iso_time",

@@ -34,6 +34,9 @@ StatsRow = tuple[float, str, str, int, int, str]
 class Backend(Protocol):
     #: How many calls may run at once, each in its own thread.
     concurrency: int
+    #: Whether `wait_change` hears other processes' changes (PostgreSQL's LISTEN/NOTIFY);
+    #: without it, they poll.
+    notifies: bool
 
     def close(self) -> None: ...
     # Erasure reaches every file (privacy rule 5): True once no erased data is left in a
@@ -42,6 +45,10 @@ class Backend(Protocol):
     def erasure_pending(self) -> bool: ...
 
     def schema_version(self) -> int: ...
+    def wait_change(self, seen: int, timeout_s: float) -> int:
+        """Block until a change notified after the `seen`-th one, or `timeout_s`; return how
+        many have been notified (only where `notifies`)."""
+        ...
 
     # Whether the storage is gone for good (RegistryGone): `check` raises it if the storage
     # is no longer where it was opened; `why_gone` says why an error one of these methods

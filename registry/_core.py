@@ -60,6 +60,19 @@ class RegistryCore:
                 await trio.sleep(interval_s)
         return False
 
+    async def wait_change(self, seen: int, timeout_s: float) -> int:
+        """Return when another process (or this one) changed devices after the `seen`-th
+        change, or after `timeout_s` at most: at once on PostgreSQL (LISTEN/NOTIFY), after
+        the whole timeout on SQLite, which tells nobody (a poll). Returns the count to pass
+        as `seen` next time."""
+        if not self.backend.notifies:
+            await trio.sleep(timeout_s)
+            return seen
+        # Its own thread, not the calls' limiter: a wait must not hold up a query.
+        return await trio.to_thread.run_sync(
+            self.backend.wait_change, seen, timeout_s, abandon_on_cancel=True
+        )
+
     async def _run(self, fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
         def call() -> _R:
             self.backend.check()

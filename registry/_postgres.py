@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 from ._models import RegistryFull, RegistryGone
-from ._sql import Rows, SQLBackend
+from ._sql import Rows, SQLBackend, Writer
 
 if TYPE_CHECKING:
     import psycopg
@@ -34,6 +34,10 @@ POOL_SIZE = 4
 CONNECT_TIMEOUT_S = 10.0
 #: The advisory lock every write transaction takes first ("nasc" in ASCII).
 WRITE_LOCK: Final = 0x6E617363
+#: The channel every write that changes devices notifies, at its commit.
+CHANGES_CHANNEL: Final = "nascloud_registry"
+#: How often the listening thread looks up from its wait to see whether it should stop.
+LISTEN_TICK_S = 0.5
 #: How long an erasure's VACUUM waits for a table's lock (readers hold it briefly); past
 #: that the erasure stays pending and is tried again after the next write.
 ERASE_LOCK_TIMEOUT_MS = 2000
@@ -105,8 +109,19 @@ class _Fetched:
 
 class PostgresBackend(SQLBackend):
     concurrency = POOL_SIZE
+    notifies = True
 
-    def __init__(self, url: str, *, create: bool = True, pool_size: int = POOL_SIZE) -> None:
+    #: How long an erasure's VACUUM waits for each table's lock.
+    erase_lock_timeout_ms = ERASE_LOCK_TIMEOUT_MS
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        create: bool = True,
+        pool_size: int = POOL_SIZE,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    ) -> None:
         """Open the registry in the database at `url` (a libpq connection URI; passwords
         belong in a passfile, not the URI). Without `create` (the daemons), a database with
         no registry in it is RegistryGone rather than a new, empty one."""
@@ -121,17 +136,23 @@ class PostgresBackend(SQLBackend):
         self._lock = threading.Lock()
         self._pending: set[str] = set()  # tables whose erased rows are still in their files
         self._cascades: dict[str, frozenset[str]] = {}
+        # Changes heard on CHANGES_CHANNEL, counted by a thread that LISTENs on a
+        # connection of its own, started by the first `wait_change`.
+        self._changes = 0
+        self._heard = threading.Condition()
+        self._listener: threading.Thread | None = None
+        self._closing = threading.Event()
         self._pool = psycopg_pool.ConnectionPool(
             url,
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True},
-            timeout=CONNECT_TIMEOUT_S,
+            timeout=connect_timeout_s,
             open=False,
             name="registry",
         )
         try:
-            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+            self._pool.open(wait=True, timeout=connect_timeout_s)
         except psycopg_pool.PoolTimeout as exc:
             self._pool.close()
             raise RegistryGone(f"{self.where}: PostgreSQL cannot be reached ({exc})") from exc
@@ -148,7 +169,52 @@ class PostgresBackend(SQLBackend):
             raise
 
     def close(self) -> None:
+        self._closing.set()
+        with self._heard:
+            self._heard.notify_all()
+        if self._listener is not None:
+            self._listener.join(LISTEN_TICK_S * 4)
         self._pool.close()
+
+    # -- changes, heard from every node --------------------------------------------------------
+
+    def _changed(self, db: Writer, what: str) -> None:
+        db.execute("SELECT pg_notify(?, ?)", (CHANGES_CHANNEL, what))
+
+    def wait_change(self, seen: int, timeout_s: float) -> int:
+        with self._heard:
+            if self._listener is None:
+                self._listener = threading.Thread(
+                    target=self._listen, name="registry-listen", daemon=True
+                )
+                self._listener.start()
+            self._heard.wait_for(
+                lambda: self._changes > seen or self._closing.is_set(), timeout=timeout_s
+            )
+            return self._changes
+
+    def _listen(self) -> None:
+        """LISTEN, counting each notification, until `close`. Each (re)connection counts as
+        a change too: what was notified while no connection listened is not lost to the
+        waiters, who read the registry again."""
+        failures = 0
+        while not self._closing.is_set():
+            try:
+                with self._psycopg.connect(self.url, autocommit=True) as connection:
+                    connection.execute(f"LISTEN {CHANGES_CHANNEL}")
+                    failures = 0
+                    self._count_change()
+                    while not self._closing.is_set():
+                        for _ in connection.notifies(timeout=LISTEN_TICK_S):
+                            self._count_change()
+            except self._psycopg.Error:
+                failures += 1
+                self._closing.wait(min(0.1 * 2**failures, 5.0))
+
+    def _count_change(self) -> None:
+        with self._heard:
+            self._changes += 1
+            self._heard.notify_all()
 
     # -- what the shared queries stand on -------------------------------------------------------
 
@@ -174,6 +240,12 @@ class PostgresBackend(SQLBackend):
 
     def is_unique_violation(self, error: Exception) -> bool:
         return isinstance(error, self._psycopg.errors.UniqueViolation)
+
+    def _copied(self, db: Writer) -> None:
+        db.execute(
+            "SELECT setval(pg_get_serial_sequence('access_log', 'record_id'), "
+            "coalesce(max(record_id), 0) + 1, false) FROM access_log"
+        )
 
     def _migration_statement(self, statement: str) -> str:
         for pattern, replacement in _TYPES:
@@ -234,7 +306,7 @@ class PostgresBackend(SQLBackend):
             return True
         done: set[str] = set()
         with self._pool.connection() as connection:
-            connection.execute(f"SET lock_timeout = {ERASE_LOCK_TIMEOUT_MS}")
+            connection.execute(f"SET lock_timeout = {int(self.erase_lock_timeout_ms)}")
             try:
                 for table in pending:
                     try:

@@ -19,6 +19,7 @@ from typing import Any, Final
 from protocol import PAIRING_CODE_ALPHABET, validate_label
 
 from ._accesslog import AccessLogKeys, AccessRecord, UnreadableRecord, mask_address
+from ._copy import copy_registry
 from ._export import export_account
 from ._models import (
     AccessMode,
@@ -36,6 +37,7 @@ from ._models import (
 )
 from ._postgres import PostgresBackend, is_postgres_url
 from ._signins import SignInRecords
+from ._sql import SQLBackend
 from ._sqlite import SQLiteBackend
 
 __all__ = [
@@ -158,6 +160,14 @@ class Registry(SignInRecords):
         if is_postgres_url(location):
             return cls(PostgresBackend(str(location), create=create), clock=clock)
         return cls.open_sqlite(location, clock=clock, create=create)
+
+    async def copy_to(self, target: Registry) -> dict[str, int]:
+        """Copy every row into `target`, an empty registry (on another engine, say); return
+        the rows per table. Nothing else should write either while it runs."""
+        source, into = self.backend, target.backend
+        if not isinstance(source, SQLBackend) or not isinstance(into, SQLBackend):
+            raise InvalidValue("only SQL registries can be copied")
+        return await self._run(copy_registry, source, into)
 
     # -- accounts ----------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["MIGRATIONS"]
+__all__ = ["MIGRATIONS", "TABLES"]
 
 MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     # 1: accounts, devices, access lists, tokens, install registrations.
@@ -222,4 +222,27 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )""",
         "CREATE INDEX passkeys_by_account ON passkeys(account_id)",
     ),
+)
+
+#: Every table of the schema, each after the tables it references: the order a copy from
+#: one engine to another writes them in (`copy_registry`). A test checks it names them all.
+TABLES: Final[tuple[str, ...]] = (
+    "accounts",
+    "sign_ins",
+    "portal_sessions",
+    "totp_secrets",
+    "recovery_codes",
+    "trusted_computers",
+    "passkeys",
+    "devices",
+    "device_access",
+    "features_off",
+    "tokens",
+    "install_registrations",
+    "pairings",
+    "dns_rrsets",
+    "dns_serials",
+    "tsig_keys",
+    "access_log",
+    "access_stats",
 )

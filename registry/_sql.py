@@ -92,6 +92,13 @@ class SQLBackend:
     def is_unique_violation(self, error: Exception) -> bool:
         raise NotImplementedError
 
+    def _changed(self, db: Writer, what: str) -> None:
+        """Tell the other processes, at commit, that `what` changed ("devices": a device, its
+        access list or its features); nothing where they cannot be told (SQLite: they poll)."""
+
+    def _copied(self, db: Writer) -> None:
+        """Rows were copied in with their ids (`copy_registry`): catch up what makes new ids."""
+
     def _migration_statement(self, statement: str) -> str:
         """A statement of `MIGRATIONS` as this engine writes it."""
         return statement
@@ -221,6 +228,7 @@ class SQLBackend:
             ]
             # Foreign keys cascade to devices, their access lists and every token.
             db.execute("DELETE FROM accounts WHERE account_id = ?", (account_id,))
+            self._changed(db, "devices")
         self._erased("accounts")
         return names
 
@@ -248,6 +256,7 @@ class SQLBackend:
             ),
         )
         self._write_access_list(db, device.name, device.access_list)
+        self._changed(db, "devices")
 
     @staticmethod
     def _write_access_list(db: Writer, name: str, accounts: tuple[str, ...]) -> None:
@@ -324,6 +333,7 @@ class SQLBackend:
             if cursor.rowcount != 1:
                 return False
             self._write_access_list(db, name, account_ids)
+            self._changed(db, "devices")
             return True
 
     def touch_device(self, name: str, seen_at: float) -> bool:
@@ -336,6 +346,7 @@ class SQLBackend:
     def delete_device(self, name: str) -> bool:
         with self._transaction() as db:
             deleted = db.execute("DELETE FROM devices WHERE name = ?", (name,)).rowcount == 1
+            self._changed(db, "devices")
         self._erased("devices")
         return deleted
 
@@ -488,6 +499,7 @@ class SQLBackend:
                     "DELETE FROM features_off WHERE device_name = ? AND feature = ?",
                     (device_name, feature),
                 )
+            self._changed(db, "devices")
         if off:
             self._erased(*tables)  # the feature's data is gone from every file too
         return True

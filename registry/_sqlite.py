@@ -47,6 +47,7 @@ class SQLiteBackend(SQLBackend):
     integrity_error = sqlite3.IntegrityError
     #: One connection, used by one thread at a time.
     concurrency = 1
+    notifies = False
 
     def __init__(
         self, path: Path | str, *, reserve_bytes: int = RESERVE_BYTES, create: bool = True
@@ -178,6 +179,9 @@ class SQLiteBackend(SQLBackend):
 
     def _read(self, sql: str, parameters: Sequence[Any] = ()) -> Rows:
         return self._db.execute(sql, parameters)
+
+    def wait_change(self, seen: int, timeout_s: float) -> int:
+        raise NotImplementedError("SQLite tells no other process of a change: poll")
 
     def is_unique_violation(self, error: Exception) -> bool:
         return "UNIQUE" in str(error) or "PRIMARY KEY" in str(error)

@@ -126,7 +126,9 @@ async def serve(
     state_dir = config.relay.state_dir
     state_dir.mkdir(parents=True, exist_ok=True)
     # Lifetimes (install windows, retention) by a clock a wall-clock step does not move.
-    registry = Registry.open_sqlite(config.relay.registry, clock=steady_clock(), create=False)
+    registry = Registry.open(
+        config.relay.registry_url or config.relay.registry, clock=steady_clock(), create=False
+    )
     counts: Counter[str] = Counter()
     listening = Listening()
     boundary = Boundary()

@@ -13,6 +13,7 @@ import trio
 
 from registry import (
     MIGRATIONS,
+    TABLES,
     AccessMode,
     Conflict,
     InvalidValue,
@@ -545,3 +546,21 @@ async def test_features_turned_off_and_on_and_gone_with_the_device(registry: Reg
     await registry.set_feature("nasf", "link", False)
     await registry.delete_device("nasf")
     assert await registry.devices_with_feature_off("link") == []
+
+
+async def test_the_copy_order_names_every_table_after_those_it_references(tmp_path: Path) -> None:
+    backend = SQLiteBackend(tmp_path / "registry.sqlite3")
+    try:
+        tables = {
+            name
+            for (name,) in backend._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT IN ('schema_version', 'sqlite_sequence')"
+            )
+        }
+        assert set(TABLES) == tables and len(TABLES) == len(tables)
+        for table in TABLES:
+            for row in backend._db.execute(f"PRAGMA foreign_key_list({table})"):
+                assert TABLES.index(row[2]) < TABLES.index(table), (table, row[2])
+    finally:
+        backend.close()
