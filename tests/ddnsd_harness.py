@@ -45,9 +45,11 @@ class Ddnsd:
         return self.log_path.read_text(errors="replace")
 
 
-def make_registry(path: Path, devices: tuple[str, ...]) -> tuple[dict[str, str], dict[str, str]]:
+def make_registry(
+    location: Path | str, devices: tuple[str, ...]
+) -> tuple[dict[str, str], dict[str, str]]:
     async def fill() -> tuple[dict[str, str], dict[str, str]]:
-        registry = Registry.open_sqlite(path)
+        registry = Registry.open(location)
         owner = await registry.create_account("owner@example.org", "Owner")
         tokens: dict[str, str] = {}
         tsig: dict[str, str] = {}
@@ -72,6 +74,7 @@ class DdnsdOptions:
     max_tcp_clients: int = 1000
     workers: int = 1
     access_log: bool = False
+    registry_url: str | None = None  # a PostgreSQL registry instead of state/registry.sqlite3
 
 
 def write_config(directory: Path, options: DdnsdOptions) -> Path:
@@ -84,6 +87,7 @@ def write_config(directory: Path, options: DdnsdOptions) -> Path:
 [ddnsd]
 state_dir = "state"
 registry = "state/registry.sqlite3"
+{f'registry_url = "{options.registry_url}"' if options.registry_url else ""}
 workers = {options.workers}
 metrics_listen = "127.0.0.1:0"
 {'access_log_key_file = "state/access-log.keys"' if options.access_log else ""}
@@ -167,8 +171,18 @@ def stop(daemon: Ddnsd, sig: int = signal.SIGTERM) -> None:
 
 def prepare(directory: Path, options: DdnsdOptions = DdnsdOptions()) -> None:
     (directory / "state").mkdir(parents=True, exist_ok=True)
-    tokens, tsig = make_registry(directory / "state" / "registry.sqlite3", options.devices)
+    location = options.registry_url or directory / "state" / "registry.sqlite3"
+    tokens, tsig = make_registry(location, options.devices)
     (directory / "secrets.json").write_text(json.dumps({"tokens": tokens, "tsig": tsig}))
+    write_config(directory, options)
+
+
+def prepare_another_node(directory: Path, first: Path, options: DdnsdOptions) -> None:
+    """A second ddnsd on the registry (PostgreSQL) `prepare` filled for the one in `first`."""
+    assert options.registry_url is not None
+    (directory / "state").mkdir(parents=True, exist_ok=True)
+    (directory / "secrets.json").write_text((first / "secrets.json").read_text())
+    (directory / "transfer.key").write_text((first / "transfer.key").read_text())
     write_config(directory, options)
 
 
