@@ -250,7 +250,8 @@ def ddnsd_registry(path: Path, count: int) -> dict[str, str]:
             [(name, os.urandom(32)) for name in tokens],
         )
         db.executemany(
-            "INSERT INTO tokens VALUES (?, 'dyndns2', ?, NULL, ?, 0)",
+            "INSERT INTO tokens (token_id, kind, secret_hash, account_id, device_name, "
+            "created_at) VALUES (?, 'dyndns2', ?, NULL, ?, 0)",
             [(f"tok_{name}", hash_secret(secret), name) for name, secret in tokens.items()],
         )
         db.executemany(
@@ -263,12 +264,28 @@ def ddnsd_registry(path: Path, count: int) -> dict[str, str]:
 
 @contextmanager
 def ddnsd(
-    workdir: Path, count: int, core: int | str, dyndns2: bool = False, workers: int = 1
+    workdir: Path,
+    count: int,
+    core: int | str,
+    dyndns2: bool = False,
+    workers: int = 1,
+    registry_url: str | None = None,
 ) -> Iterator[tuple[int, str, dict[str, str]]]:
-    """(DNS port, DynDNS2 host:port or "", tokens)."""
-    directory = workdir / f"ddnsd-{workers}"
+    """(DNS port, DynDNS2 host:port or "", tokens); on the PostgreSQL registry at
+    `registry_url` (an empty database: the SQLite one made is copied into it) if given."""
+    directory = workdir / f"ddnsd-{workers}-{'postgresql' if registry_url else 'sqlite'}"
     directory.mkdir()
     tokens = ddnsd_registry(directory / "registry.sqlite3", count)
+    if registry_url is not None:
+        from registry import PostgresBackend, SQLiteBackend, copy_registry
+
+        source, target = (
+            SQLiteBackend(directory / "registry.sqlite3"),
+            PostgresBackend(registry_url),
+        )
+        copy_registry(source, target)
+        source.close()
+        target.close()
     port = free_port()
     http = (
         '[dyndns2]\nlisten = "127.0.0.1:0"\nupdates_per_host_per_minute = 10000\n'
@@ -281,6 +298,7 @@ def ddnsd(
         workers = {workers}
         state_dir = "{directory}"
         registry = "{directory}/registry.sqlite3"
+        {f'registry_url = "{registry_url}"' if registry_url else ""}
         [zone]
         name = "{ZONE}"
         primary_ns = "ns1.{ZONE}"

@@ -178,9 +178,15 @@ def probe_latency(
         time.sleep(0.02)
 
 
-def update_bench(workdir: Path, seconds: float) -> tuple[float, int, int, list[float]]:
+def update_bench(
+    workdir: Path, seconds: float, registry_url: str | None = None
+) -> tuple[float, int, int, list[float]]:
     devices = 1000
-    with servers.ddnsd(workdir, devices, SERVER_CORE, dyndns2=True) as (dns_port, dyndns2, tokens):
+    with servers.ddnsd(workdir, devices, SERVER_CORE, dyndns2=True, registry_url=registry_url) as (
+        dns_port,
+        dyndns2,
+        tokens,
+    ):
         names = list(tokens)
         probe_device = names.pop()
         token_file = workdir / "tokens.txt"

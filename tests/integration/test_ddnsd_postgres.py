@@ -23,6 +23,7 @@ from tests.ddnsd_harness import (
     prepare_another_node,
     start,
     stop,
+    write_config,
 )
 from tests.postgres import PostgresServer
 
@@ -88,3 +89,25 @@ def test_a_device_deleted_or_enrolled_through_the_cli_is_seen_by_every_node_at_o
     # The two-second poll would pass 200 ms by chance one time in ten; four times running,
     # one in ten thousand.
     assert max([*deleted, enrolled]) < 0.2, (deleted, enrolled)
+
+
+def test_a_database_with_no_registry_stops_ddnsd_with_the_gone_code(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    """An empty database (a URI mistyped, a restore not done) is not served as a zone with
+    no devices: ddnsd exits 3, which systemd's Restart=on-failure retries."""
+    url = postgres_server.create_database()
+    options = DdnsdOptions(registry_url=url)
+    (tmp_path / "state").mkdir()
+    (tmp_path / "secrets.json").write_text('{"tokens": {}, "tsig": {}}')
+    write_config(tmp_path, options)
+    done = subprocess.run(
+        [str(BIN / "ddnsd"), "--config", str(tmp_path / "ddnsd.toml")],
+        cwd=tmp_path,
+        stderr=subprocess.STDOUT,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 3, done.stdout
+    assert "no registry in this database" in done.stdout
