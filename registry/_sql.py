@@ -692,32 +692,36 @@ class SQLBackend:
         return rrsets, serials
 
     def commit_dns(self, rrsets: list[DnsRRset], serials: dict[str, int]) -> None:
+        """Each of the three kinds of statement once over all its rows (`executemany`: on
+        PostgreSQL one round trip for the lot, in a pipeline). The RRsets have one entry
+        per (owner, type), so their order does not matter."""
         with self._transaction() as db:
-            for rrset in rrsets:
-                if rrset.values:
-                    # Never an address of a device with DDNS off: one ddnsd took before it
-                    # saw the switch is not written back after the switch deleted them.
-                    db.execute(
-                        "INSERT INTO dns_rrsets SELECT ?, ?, name, ?, ? FROM devices "
-                        "WHERE name = ? AND NOT (? IN ('A', 'AAAA') AND ? = name AND EXISTS "
-                        "(SELECT 1 FROM features_off WHERE device_name = name "
-                        "AND feature = 'ddns')) ON CONFLICT (owner, rrtype) DO UPDATE SET "
-                        "ttl = excluded.ttl, rdata = excluded.rdata",
-                        (
-                            rrset.owner,
-                            rrset.rrtype,
-                            rrset.ttl,
-                            json.dumps(list(rrset.values)),
-                            rrset.device_name,
-                            rrset.rrtype,
-                            rrset.owner,
-                        ),
+            # Never an address of a device with DDNS off: one ddnsd took before it saw the
+            # switch is not written back after the switch deleted them.
+            db.executemany(
+                "INSERT INTO dns_rrsets SELECT ?, ?, name, ?, ? FROM devices "
+                "WHERE name = ? AND NOT (? IN ('A', 'AAAA') AND ? = name AND EXISTS "
+                "(SELECT 1 FROM features_off WHERE device_name = name "
+                "AND feature = 'ddns')) ON CONFLICT (owner, rrtype) DO UPDATE SET "
+                "ttl = excluded.ttl, rdata = excluded.rdata",
+                [
+                    (
+                        rrset.owner,
+                        rrset.rrtype,
+                        rrset.ttl,
+                        json.dumps(list(rrset.values)),
+                        rrset.device_name,
+                        rrset.rrtype,
+                        rrset.owner,
                     )
-                else:
-                    db.execute(
-                        "DELETE FROM dns_rrsets WHERE owner = ? AND rrtype = ?",
-                        (rrset.owner, rrset.rrtype),
-                    )
+                    for rrset in rrsets
+                    if rrset.values
+                ],
+            )
+            db.executemany(
+                "DELETE FROM dns_rrsets WHERE owner = ? AND rrtype = ?",
+                [(rrset.owner, rrset.rrtype) for rrset in rrsets if not rrset.values],
+            )
             db.executemany(
                 "INSERT INTO dns_serials VALUES (?, ?) "
                 "ON CONFLICT (zone) DO UPDATE SET serial = excluded.serial",
