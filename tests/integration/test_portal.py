@@ -24,8 +24,9 @@ import trio
 from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
 
-from registry import Registry, SQLiteBackend, TokenKind
+from registry import PostgresBackend, Registry, SQLiteBackend, TokenKind
 from tests.integration.test_link import BIN
+from tests.postgres import PostgresServer
 
 PASSWORD = "correct horse battery staple"
 
@@ -89,24 +90,41 @@ class Browser:
 class Running:
     directory: Path
     port: int
+    registry: Path | str  # the SQLite file, or the PostgreSQL database's URI
 
     def browser(self, language: str = "en") -> Browser:
         return Browser(self.port, language=language)
 
 
-@pytest.fixture
-def portal(tmp_path: Path) -> Iterator[Running]:
-    with running_portal(tmp_path) as running:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def portal(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Running]:
+    """The portal on each engine: a SQLite file, or a database of the session's PostgreSQL."""
+    url = None
+    if request.param == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        url = server.create_database()
+    with running_portal(tmp_path, registry_url=url) as running:
         yield running
 
 
 @contextmanager
 def running_portal(
-    tmp_path: Path, attempts_per_account: int = 5, extra: str = "", port: int = 0
+    tmp_path: Path,
+    attempts_per_account: int = 5,
+    extra: str = "",
+    port: int = 0,
+    registry_url: str | None = None,
 ) -> Iterator[Running]:
-    """nascloud-portal on `port` (0: one of its choosing), on a new registry in `tmp_path`;
-    `extra` lines go in its [portal] table."""
-    SQLiteBackend(tmp_path / "registry.sqlite3").close()
+    """nascloud-portal on `port` (0: one of its choosing), on a new registry in `tmp_path`
+    (or in the empty PostgreSQL database at `registry_url`); `extra` lines go in its
+    [portal] table."""
+    location: Path | str = registry_url or tmp_path / "registry.sqlite3"
+    if registry_url is None:
+        SQLiteBackend(tmp_path / "registry.sqlite3").close()  # made and migrated
+    else:
+        PostgresBackend(registry_url).close()
+        extra += f'\nregistry_url = "{registry_url}"'
+
     (tmp_path / "portal.toml").write_text(
         f"""
 [portal]
@@ -137,16 +155,16 @@ privacy_url = "https://example.test/privacy"
         time.sleep(0.05)
     port = int(json.loads(listening.read_text())["portal"][0].rsplit(":", 1)[1])
     try:
-        yield Running(tmp_path, port)
+        yield Running(tmp_path, port, location)
     finally:
         process.terminate()
         assert process.wait(timeout=20) == 0, (tmp_path / "portal.log").read_text()[-2000:]
     assert "correct horse" not in (tmp_path / "portal.log").read_text()
 
 
-def _enrol(directory: Path, owner_name: str, device: str) -> None:
+def _enrol(location: Path | str, owner_name: str, device: str) -> None:
     async def enrol() -> None:
-        registry = Registry.open_sqlite(directory / "registry.sqlite3", create=False)
+        registry = Registry.open(location, create=False)
         found = await registry.find_sign_in(owner_name)
         assert found is not None
         await registry.enrol_device(found[0], device, bytes(32))
@@ -167,7 +185,7 @@ def test_an_owner_signs_up_sees_their_devices_signs_out_and_in(portal: Running) 
         assert attribute in cookie
     assert "Domain" not in cookie
     assert "No device is registered" in alice.request("GET", "/devices").body
-    _enrol(portal.directory, "alice", "nas1")
+    _enrol(portal.registry, "alice", "nas1")
     page = alice.request("GET", "/devices").body
     assert "https://nas1.link.test/" in page and "nas1.dyn.test" in page
     assert "Example &lt;NAS&gt; Cloud" in page  # the operator named, escaped
@@ -186,7 +204,7 @@ def test_many_devices_come_fifty_a_page(portal: Running) -> None:
     owner.sign_up("ivan")
 
     async def enrol_many() -> None:
-        registry = Registry.open_sqlite(portal.directory / "registry.sqlite3", create=False)
+        registry = Registry.open(portal.registry, create=False)
         found = await registry.find_sign_in("ivan")
         assert found is not None
         for i in range(60):
@@ -307,9 +325,9 @@ def _message(body: str) -> str:
     return match.group(1)
 
 
-def _registry_call(directory: Path, call: str, *args: object, **kwargs: object) -> Any:
+def _registry_call(location: Path | str, call: str, *args: object, **kwargs: object) -> Any:
     async def run() -> object:
-        registry = Registry.open_sqlite(directory / "registry.sqlite3", create=False)
+        registry = Registry.open(location, create=False)
         try:
             return await getattr(registry, call)(*args, **kwargs)
         finally:
@@ -323,7 +341,7 @@ def test_an_owner_chooses_who_connects_and_unregisters(portal: Running) -> None:
     owner.sign_up("judy")
     friend.sign_up("karl")
     stranger.sign_up("mallory")
-    _enrol(portal.directory, "judy", "nas8")
+    _enrol(portal.registry, "judy", "nas8")
     page = owner.request("GET", "/devices/nas8")
     assert page.status == 200 and "only you" in page.body
     # Another account sees no such device, whether it exists or not.
@@ -338,8 +356,8 @@ def test_an_owner_chooses_who_connects_and_unregisters(portal: Running) -> None:
     listed = {"csrf": csrf, "mode": "custom", "accounts": "karl"}
     saved = owner.request("POST", "/devices/nas8/access", listed)
     assert saved.headers["Location"] == "/devices/nas8?saved=1"
-    device = _registry_call(portal.directory, "get_device", "nas8")
-    karl = _registry_call(portal.directory, "find_sign_in", "karl")
+    device = _registry_call(portal.registry, "get_device", "nas8")
+    karl = _registry_call(portal.registry, "find_sign_in", "karl")
     assert device.access_mode.value == "custom"
     assert device.access_list == (karl[0],)
     assert "karl" in owner.request("GET", "/devices/nas8").body
@@ -348,13 +366,13 @@ def test_an_owner_chooses_who_connects_and_unregisters(portal: Running) -> None:
     gone = owner.request("POST", "/devices/nas8/unregister", {"csrf": csrf, "confirm": "nas8"})
     assert gone.headers["Location"] == "/devices?unregistered=nas8"
     assert "nas8 is unregistered" in owner.request("GET", "/devices?unregistered=nas8").body
-    assert _registry_call(portal.directory, "get_device", "nas8") is None
+    assert _registry_call(portal.registry, "get_device", "nas8") is None
 
 
 def test_an_owner_downloads_their_data_and_deletes_their_account(portal: Running) -> None:
     owner = portal.browser()
     owner.sign_up("lena", "Lena")
-    _enrol(portal.directory, "lena", "nas6")
+    _enrol(portal.registry, "lena", "nas6")
     export = owner.request("GET", "/account/export")
     assert export.status == 200 and "attachment" in export.headers["Content-Disposition"]
     data = json.loads(export.body)
@@ -363,26 +381,26 @@ def test_an_owner_downloads_their_data_and_deletes_their_account(portal: Running
     csrf = owner.csrf("/account")
     wrong = owner.request("POST", "/account/delete", {"csrf": csrf, "password": "not mine"})
     assert wrong.status == 401
-    assert _registry_call(portal.directory, "find_sign_in", "lena") is not None
+    assert _registry_call(portal.registry, "find_sign_in", "lena") is not None
     done = owner.request("POST", "/account/delete", {"csrf": csrf, "password": PASSWORD})
     assert done.headers["Location"] == "/sign-in?deleted=1"
     assert "Your account is deleted" in owner.request("GET", "/sign-in?deleted=1").body
-    assert _registry_call(portal.directory, "find_sign_in", "lena") is None
-    assert _registry_call(portal.directory, "get_device", "nas6") is None
+    assert _registry_call(portal.registry, "find_sign_in", "lena") is None
+    assert _registry_call(portal.registry, "get_device", "nas6") is None
     assert owner.request("GET", "/devices").status == 303  # no session left
 
 
 def test_secrets_are_made_after_the_password_shown_once_and_revoked(portal: Running) -> None:
     owner = portal.browser()
     owner.sign_up("mona")
-    _enrol(portal.directory, "mona", "nas4")
+    _enrol(portal.registry, "mona", "nas4")
     csrf = owner.csrf("/devices/nas4")
     refused = owner.request("POST", "/devices/nas4/dyndns2", {"csrf": csrf, "password": "no"})
     assert refused.status == 401 and 'id="secret"' not in refused.body
     made = owner.request("POST", "/devices/nas4/dyndns2", {"csrf": csrf, "password": PASSWORD})
     secret = re.search(r'<code id="secret">([^<]+)</code>', made.body)
     assert made.status == 200 and secret and "nas4.dyn.test" in made.body
-    token = _registry_call(portal.directory, "verify_token", TokenKind.DYNDNS2, secret.group(1))
+    token = _registry_call(portal.registry, "verify_token", TokenKind.DYNDNS2, secret.group(1))
     assert token is not None and token.device_name == "nas4"
     page = owner.request("GET", "/devices/nas4").body
     assert token.token_id in page and secret.group(1) not in page
@@ -392,7 +410,7 @@ def test_secrets_are_made_after_the_password_shown_once_and_revoked(portal: Runn
         {"csrf": csrf, "token_id": token.token_id},
     )
     assert (
-        _registry_call(portal.directory, "verify_token", TokenKind.DYNDNS2, secret.group(1)) is None
+        _registry_call(portal.registry, "verify_token", TokenKind.DYNDNS2, secret.group(1)) is None
     )
     api = owner.request(
         "POST",
@@ -403,7 +421,7 @@ def test_secrets_are_made_after_the_password_shown_once_and_revoked(portal: Runn
     assert api_secret
     listed = owner.request("GET", "/account").body
     assert "backup &lt;script&gt;" in listed and ">never<" in listed  # named, not used yet
-    found = _registry_call(portal.directory, "verify_token", TokenKind.API, api_secret.group(1))
+    found = _registry_call(portal.registry, "verify_token", TokenKind.API, api_secret.group(1))
     assert found is not None and found.name == "backup <script>"
     listed = owner.request("GET", "/account").body
     assert "backup &lt;script&gt;" in listed and ">never<" not in listed  # now used
@@ -414,7 +432,7 @@ def test_secrets_are_made_after_the_password_shown_once_and_revoked(portal: Runn
     other.request(
         "POST", "/account/tokens/revoke", {"csrf": other_csrf, "token_id": found.token_id}
     )
-    assert _registry_call(portal.directory, "verify_token", TokenKind.API, api_secret.group(1))
+    assert _registry_call(portal.registry, "verify_token", TokenKind.API, api_secret.group(1))
 
 
 def _totp_code(key: str, at: float) -> str:
@@ -494,40 +512,40 @@ def test_a_refused_sign_in_posted_with_a_query_still_answers(portal: Running) ->
 def test_an_rfc2136_key_for_a_device_shown_once_and_revoked(portal: Running) -> None:
     owner = portal.browser()
     owner.sign_up("paula")
-    _enrol(portal.directory, "paula", "nas3")
+    _enrol(portal.registry, "paula", "nas3")
     csrf = owner.csrf("/devices/nas3")
     made = owner.request("POST", "/devices/nas3/tsig", {"csrf": csrf, "password": PASSWORD})
     found = re.search(r'<code id="secret">hmac-sha256:([^:<]+):([^<]+)</code>', made.body)
     assert made.status == 200 and found and "nsupdate -y" in made.body
     name, secret = found.groups()
     assert name.startswith("nas3-") and name.endswith(".dyn.test")
-    key = _registry_call(portal.directory, "find_tsig_key", name)
+    key = _registry_call(portal.registry, "find_tsig_key", name)
     assert key.device_name == "nas3" and base64.b64encode(key.secret).decode() == secret
     page = owner.request("GET", "/devices/nas3").body
     assert name in page and secret not in page
     owner.request("POST", "/devices/nas3/tsig/revoke", {"csrf": csrf, "token_id": name})
-    assert _registry_call(portal.directory, "find_tsig_key", name) is None
+    assert _registry_call(portal.registry, "find_tsig_key", name) is None
 
 
 def test_ddns_off_deletes_its_passwords_and_makes_none(portal: Running) -> None:
     owner = portal.browser()
     owner.sign_up("pia")
-    _enrol(portal.directory, "pia", "nas8")
+    _enrol(portal.registry, "pia", "nas8")
     csrf = owner.csrf("/devices/nas8")
     owner.request("POST", "/devices/nas8/dyndns2", {"csrf": csrf, "password": PASSWORD})
-    assert _registry_call(portal.directory, "list_tokens", device_name="nas8") != []
+    assert _registry_call(portal.registry, "list_tokens", device_name="nas8") != []
     page = owner.request("GET", "/devices/nas8").body
     assert "deletes those addresses and its DynDNS2 passwords" in page
     off = owner.request("POST", "/devices/nas8/ddns", {"csrf": csrf, "ddns": "off"})
     assert off.status == 303
-    assert _registry_call(portal.directory, "feature_off", "nas8", "ddns")
-    assert _registry_call(portal.directory, "list_tokens", device_name="nas8") == []
+    assert _registry_call(portal.registry, "feature_off", "nas8", "ddns")
+    assert _registry_call(portal.registry, "list_tokens", device_name="nas8") == []
     page = owner.request("GET", "/devices/nas8").body
     assert "publishes no address" in page and "Create a DynDNS2 password" not in page
     refused = owner.request("POST", "/devices/nas8/dyndns2", {"csrf": csrf, "password": PASSWORD})
     assert refused.status == 409 and 'id="secret"' not in refused.body
     owner.request("POST", "/devices/nas8/ddns", {"csrf": csrf, "ddns": "on"})
-    assert not _registry_call(portal.directory, "feature_off", "nas8", "ddns")
+    assert not _registry_call(portal.registry, "feature_off", "nas8", "ddns")
     assert "Create a DynDNS2 password" in owner.request("GET", "/devices/nas8").body
 
 
@@ -570,7 +588,7 @@ def test_passkey_answers_that_are_missing_malformed_or_unasked_for(tmp_path: Pat
             "POST", "/account/passkeys/add", {"csrf": csrf, "credential": '{"id": 1}'}
         )
         assert bad.status == 400
-        assert _registry_call(portal.directory, "passkeys_of", _account_id(portal, "quentin")) == []
+        assert _registry_call(portal.registry, "passkeys_of", _account_id(portal, "quentin")) == []
 
 
 def test_no_passkeys_without_a_public_url(portal: Running) -> None:
@@ -582,6 +600,6 @@ def test_no_passkeys_without_a_public_url(portal: Running) -> None:
 
 
 def _account_id(portal: Running, name: str) -> str:
-    found = _registry_call(portal.directory, "find_sign_in", name)
+    found = _registry_call(portal.registry, "find_sign_in", name)
     assert found is not None
     return str(found[0])

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 import trustme
 
 import protocol
 from registry import AccessMode, Registry, TokenKind
 from relayd._daemon import Relayd, serve
+from tests.postgres import PostgresServer
 from tests.relay_harness import device_tunnel, relay_config
 from tunnel import load_or_create_key
 
@@ -46,14 +49,21 @@ async def not_found(address: str, path: str, token: str) -> bytes:
     return b"\r\n".join(kept) + b"\r\n\r\n" + body
 
 
-async def test_access_modes_decide_who_sees_a_device(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+async def test_access_modes_decide_who_sees_a_device(
+    tmp_path: Path, engine: str, request: pytest.FixtureRequest
+) -> None:
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
     cert = ca.issue_cert("relay.test")
     cert.private_key_pem.write_to_path(str(tmp_path / "relay.key"))
     cert.cert_chain_pems[0].write_to_path(str(tmp_path / "relay.crt"))
     key = load_or_create_key(tmp_path / "device.key")
-    registry = Registry.open_sqlite(tmp_path / "registry.sqlite3")
+    url = None
+    if engine == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        url = server.create_database()
+    registry = Registry.open(url or tmp_path / "registry.sqlite3")
     owner = await registry.create_account("o@example.org", "Owner")
     friend = await registry.create_account("f@example.org", "Friend")
     stranger = await registry.create_account("s@example.org", "Stranger")
@@ -63,6 +73,7 @@ async def test_access_modes_decide_who_sees_a_device(tmp_path: Path) -> None:
         for who in (owner, friend, stranger)
     }
     config = relay_config(tmp_path, ingress='[api]\nlisten = "127.0.0.1:0"')
+    config = dataclasses.replace(config, relay=dataclasses.replace(config.relay, registry_url=url))
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
             relay: Relayd = await nursery.start(serve, config)

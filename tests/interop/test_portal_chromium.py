@@ -26,7 +26,7 @@ def test_chromium_signs_up_and_sees_its_device(tmp_path: Path) -> None:
                 "document.querySelector('form[action=\"/sign-up\"]').submit()"
             )
             assert browser.run("location.pathname") == "/devices"
-            _enrol(portal.directory, "heidi", "nas7")
+            _enrol(portal.registry, "heidi", "nas7")
             browser.navigate(base + "/devices")  # the session cookie went with it
             text = browser.run("document.body.innerText")
             assert "nas7" in text and "https://nas7.link.test/" in text
