@@ -13,7 +13,8 @@ from ._admin import add_commands, run_admin
 from ._keytool import add_key_commands, run_key
 
 DESCRIPTION = (
-    "Operate a nascloud installation: accounts, devices, access, tokens, keys; run a local stack."
+    "Operate a nascloud installation: accounts, devices, access, tokens, keys, the registry;"
+    " run a local stack."
 )
 
 
@@ -48,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._run import run_stack
 
         return run_stack(args.state_dir, args.base_port)
-    if args.command in ("account", "device", "token", "logs"):
+    if args.command in ("account", "device", "token", "logs", "registry"):
         return run_admin(args)
     if args.command == "key":
         return run_key(args)

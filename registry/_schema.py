@@ -1,7 +1,8 @@
 """The registry's schema as an ordered list of migrations, shared by every backend.
 
 Append, never edit: a deployed database has run the earlier steps. Portable SQL only
-(INTEGER, REAL, TEXT, BLOB; the PostgreSQL backend maps BLOB to BYTEA and REAL to DOUBLE).
+(INTEGER, REAL, TEXT, BLOB; the PostgreSQL backend maps INTEGER to BIGINT, REAL to DOUBLE
+PRECISION, BLOB to BYTEA and AUTOINCREMENT to an identity column).
 """
 
 from __future__ import annotations
